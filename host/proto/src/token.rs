@@ -1,0 +1,80 @@
+//! Stream positions and the names that key them on the wire.
+
+use std::fmt;
+
+/// A position in a stream: rows are ordered by token and several rows may share one.
+///
+/// Synapse parses tokens with Python `int()`; Streamhost accepts the full `i64` range (backfill
+/// tokens can be negative on the wire) and rejects anything larger.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Token(pub i64);
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A name that is one space-delimited field on the wire was empty or held a space or newline.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} {value:?}: must be non-empty and contain no space, tab or newline")]
+pub struct NameError {
+    /// What kind of name was being built (`stream` or `instance`).
+    pub kind: &'static str,
+    /// The rejected value.
+    pub value: String,
+}
+
+macro_rules! wire_name {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks that `value` can travel as one space-delimited field.
+            pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
+                let value = value.into();
+                if value.is_empty() || value.contains([' ', '\t', '\n', '\r']) {
+                    return Err(NameError { kind: $kind, value });
+                }
+                Ok(Self(value))
+            }
+
+            /// Wraps a field exactly as decoded from a line; Synapse accepts any text without a
+            /// space there (even an empty one), and so does the decoder.
+            pub(crate) fn from_wire(value: &str) -> Self {
+                Self(value.to_owned())
+            }
+
+            /// The name as it appears on the wire.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, NameError> {
+                Self::new(s)
+            }
+        }
+    };
+}
+
+wire_name!(
+    /// The name of a stream (`events`, `receipts`, ...).
+    StreamName,
+    "stream"
+);
+wire_name!(
+    /// The name of the process that wrote a row (`master` for the writer by default).
+    InstanceName,
+    "instance"
+);
