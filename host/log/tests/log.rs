@@ -1,4 +1,6 @@
 //! The log on a real SQLite file: token allocation, atomic group appends, bounded reads that
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 //! never cut a token, and durability across reopening.
 
 use streamhost_log::{AppendRequest, Log, ORIGIN};
