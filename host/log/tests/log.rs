@@ -1,7 +1,7 @@
 //! The log on a real SQLite file: token allocation, atomic group appends, bounded reads that
+//! never cut a token, and durability across reopening.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
-//! never cut a token, and durability across reopening.
 
 use streamhost_log::{AppendRequest, Log, ORIGIN};
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
