@@ -28,8 +28,10 @@ pub struct NameError {
 macro_rules! wire_name {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
+        ///
+        /// Shared text: cloning is a reference-count increment, so per-row copies are free.
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Checks that `value` can travel as one space-delimited field.
@@ -38,13 +40,13 @@ macro_rules! wire_name {
                 if value.is_empty() || value.contains([' ', '\t', '\n', '\r']) {
                     return Err(NameError { kind: $kind, value });
                 }
-                Ok(Self(value))
+                Ok(Self(value.into()))
             }
 
             /// Wraps a field exactly as decoded from a line; Synapse accepts any text without a
             /// space there (even an empty one), and so does the decoder.
             pub(crate) fn from_wire(value: &str) -> Self {
-                Self(value.to_owned())
+                Self(value.into())
             }
 
             /// The name as it appears on the wire.
