@@ -1,0 +1,328 @@
+//! The `streamhost` command line: parse flags over the config file, set up logging and
+//! signals, run the chosen command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigFile, ReaderConfig, WriterConfig};
+
+/// Streamhost: an append-only log streamed over Synapse's replication protocol.
+#[derive(Debug, Parser)]
+#[command(name = "streamhost", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the writer: the durable log, its HTTP API and the replication server.
+    Writer(WriterArgs),
+    /// Run a reader that follows a writer and applies every row exactly once.
+    Reader(ReaderArgs),
+    /// Print a writer's replication traffic, decoded, one command per line.
+    Tail(TailArgs),
+    /// A writer, two readers and generated traffic in one process on a temporary SQLite file.
+    Demo(crate::demo::DemoArgs),
+    /// Measure throughput and latency (see BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Flags of `streamhost writer`; each overrides the config file.
+#[derive(Debug, Args)]
+pub struct WriterArgs {
+    /// TOML config file (its `[writer]` table).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTP API address [default: 127.0.0.1:8480].
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// TCP replication address [default: 127.0.0.1:9092].
+    #[arg(long, value_name = "ADDR")]
+    pub replication: Option<SocketAddr>,
+    /// Folder for the SQLite log [default: streamhost-data/writer].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// A stream clients may append to; repeat for several [default: events].
+    #[arg(long = "stream", value_name = "NAME")]
+    pub streams: Vec<String>,
+    /// Server name sent in SERVER [default: localhost].
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Instance name written on every row [default: master].
+    #[arg(long, value_name = "NAME")]
+    pub instance_name: Option<String>,
+    /// Bearer token required to append rows.
+    #[arg(
+        long,
+        env = "STREAMHOST_WRITE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub write_token: Option<String>,
+    /// Bearer token required by the catch-up endpoint.
+    #[arg(
+        long,
+        env = "STREAMHOST_REPLICATION_SECRET",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub replication_secret: Option<String>,
+}
+
+impl WriterArgs {
+    /// The config file's `[writer]` table with these flags applied.
+    pub fn resolve(&self) -> anyhow::Result<WriterConfig> {
+        let mut config = match &self.config {
+            Some(path) => ConfigFile::load(path)?.writer,
+            None => WriterConfig::default(),
+        };
+        if let Some(v) = self.http {
+            config.http = v;
+        }
+        if let Some(v) = self.replication {
+            config.replication = v;
+        }
+        if let Some(v) = &self.data {
+            config.data = v.clone();
+        }
+        if !self.streams.is_empty() {
+            config.streams = self.streams.clone();
+        }
+        if let Some(v) = &self.server_name {
+            config.server_name = v.clone();
+        }
+        if let Some(v) = &self.instance_name {
+            config.instance_name = v.clone();
+        }
+        if let Some(v) = &self.write_token {
+            config.write_token = Some(v.clone());
+        }
+        if let Some(v) = &self.replication_secret {
+            config.replication_secret = Some(v.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Flags of `streamhost reader`; each overrides the config file.
+#[derive(Debug, Args)]
+pub struct ReaderArgs {
+    /// TOML config file (its `[reader]` table).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The writer's replication address [default: 127.0.0.1:9092].
+    #[arg(long, value_name = "ADDR")]
+    pub writer: Option<String>,
+    /// The writer's HTTP URL, for catch-up [default: http://127.0.0.1:8480].
+    #[arg(long, value_name = "URL")]
+    pub writer_http: Option<String>,
+    /// The reader's HTTP API address [default: 127.0.0.1:8481].
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Folder for the reader's SQLite file [default: streamhost-data/reader].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Name sent in NAME [default: reader].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Expected server name; a writer announcing another one is refused.
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Keep every delivered row in the reader's database (the recording sink).
+    #[arg(long)]
+    pub record_rows: bool,
+    /// Bearer token for the writer's catch-up endpoint.
+    #[arg(
+        long,
+        env = "STREAMHOST_REPLICATION_SECRET",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub replication_secret: Option<String>,
+}
+
+impl ReaderArgs {
+    /// The config file's `[reader]` table with these flags applied.
+    pub fn resolve(&self) -> anyhow::Result<ReaderConfig> {
+        let mut config = match &self.config {
+            Some(path) => ConfigFile::load(path)?.reader,
+            None => ReaderConfig::default(),
+        };
+        if let Some(v) = &self.writer {
+            config.writer = v.clone();
+        }
+        if let Some(v) = &self.writer_http {
+            config.writer_http = v.clone();
+        }
+        if let Some(v) = self.http {
+            config.http = v;
+        }
+        if let Some(v) = &self.data {
+            config.data = v.clone();
+        }
+        if let Some(v) = &self.name {
+            config.name = v.clone();
+        }
+        if let Some(v) = &self.server_name {
+            config.server_name = Some(v.clone());
+        }
+        if self.record_rows {
+            config.record_rows = true;
+        }
+        if let Some(v) = &self.replication_secret {
+            config.replication_secret = Some(v.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Flags of `streamhost tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The writer's replication address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub connect: String,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Name sent in NAME.
+    #[arg(long, default_value = "streamhost-tail")]
+    pub name: String,
+}
+
+/// Parses the command line, runs the command, and maps failure to a non-zero exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    match command {
+        Command::Writer(args) => crate::writer::run(args.resolve()?, shutdown).await,
+        Command::Reader(args) => crate::reader::run(args.resolve()?, shutdown).await,
+        Command::Tail(args) => {
+            crate::tail::run(
+                args.connect,
+                args.name,
+                args.json,
+                shutdown,
+                std::io::stdout(),
+            )
+            .await
+        }
+        Command::Demo(args) => crate::demo::run(args, shutdown).await,
+        Command::Bench(args) => crate::bench::run(args).await,
+    }
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM; a second signal exits at once.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+    for round in 0..2 {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        if round == 0 {
+            tracing::info!("shutting down (signal again to exit at once)");
+            shutdown.cancel();
+        } else {
+            std::process::exit(130);
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("streamhost=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[writer]\nserver_name = \"file.example\"\nstreams = [\"a\"]\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "streamhost",
+            "writer",
+            "--config",
+            path.to_str().unwrap(),
+            "--stream",
+            "b",
+            "--stream",
+            "c",
+        ])
+        .unwrap();
+        let Command::Writer(args) = cli.command else {
+            panic!("writer")
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.server_name, "file.example");
+        assert_eq!(config.streams, vec!["b".to_string(), "c".to_string()]);
+    }
+}

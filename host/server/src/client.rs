@@ -1,0 +1,115 @@
+//! A small HTTP/1.1 client for the writer's API, used by the demo, the benchmarks and tests.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use streamhost_proto::Token;
+
+/// A pooled HTTP client bound to one base URL (`http://HOST:PORT`).
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    base: String,
+    bearer: Option<String>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// An answer that was not a success.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP {status}: {body}")]
+pub struct HttpError {
+    /// The status.
+    pub status: StatusCode,
+    /// The body, as text.
+    pub body: String,
+}
+
+impl ApiClient {
+    /// A client for `base` (`http://HOST:PORT`, no trailing slash needed).
+    pub fn new(base: impl Into<String>) -> ApiClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        ApiClient {
+            base: base.into().trim_end_matches('/').to_owned(),
+            bearer: None,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn with_bearer(mut self, token: impl Into<String>) -> ApiClient {
+        self.bearer = Some(token.into());
+        self
+    }
+
+    /// Sends a request and returns the status and body, whatever the status.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.bearer {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if !body.is_empty() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let response = self.client.request(request.body(Full::new(body))?).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// GETs `path` and parses a successful JSON answer.
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = self.send(Method::GET, path, Bytes::new()).await?;
+        ok_json(status, &body)
+    }
+
+    /// Appends `rows` (a JSON array body) to `stream` and returns the tokens they got.
+    pub async fn append(
+        &self,
+        stream: &str,
+        rows_json_array: Bytes,
+        shared_token: bool,
+    ) -> anyhow::Result<Vec<Token>> {
+        let path = format!(
+            "/v1/streams/{stream}/rows{}",
+            if shared_token {
+                "?shared_token=true"
+            } else {
+                ""
+            }
+        );
+        let (status, body) = self.send(Method::POST, &path, rows_json_array).await?;
+        let answer = ok_json(status, &body)?;
+        let tokens = answer["tokens"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("answer has no tokens: {answer}"))?
+            .iter()
+            .map(|t| {
+                t.as_i64()
+                    .map(Token)
+                    .ok_or_else(|| anyhow::anyhow!("bad token {t}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(tokens)
+    }
+}
+
+fn ok_json(status: StatusCode, body: &[u8]) -> anyhow::Result<serde_json::Value> {
+    if !status.is_success() {
+        return Err(HttpError {
+            status,
+            body: String::from_utf8_lossy(body).into_owned(),
+        }
+        .into());
+    }
+    Ok(serde_json::from_slice(body)?)
+}

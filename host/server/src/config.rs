@@ -1,0 +1,257 @@
+//! The one TOML configuration file (`--config`), its defaults and validation.
+//!
+//! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
+//! Unknown keys are errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use streamhost_proto::{InstanceName, StreamName};
+
+/// The whole file: a `[writer]` and a `[reader]` table, both optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Settings of `streamhost writer`.
+    pub writer: WriterConfig,
+    /// Settings of `streamhost reader`.
+    pub reader: ReaderConfig,
+}
+
+impl ConfigFile {
+    /// Reads and parses `path`; unknown keys and bad values are errors naming the key.
+    pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        ConfigFile::parse(&text).with_context(|| format!("in config {}", path.display()))
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+/// How the writer runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterConfig {
+    /// Address of the HTTP API (appends, catch-up, status, metrics).
+    pub http: SocketAddr,
+    /// Address of the TCP replication listener.
+    pub replication: SocketAddr,
+    /// Folder of the SQLite log (`log.sqlite`).
+    pub data: PathBuf,
+    /// The streams clients may append to.
+    pub streams: Vec<String>,
+    /// Sent in `SERVER`; readers may check it.
+    pub server_name: String,
+    /// The instance name on every row (`master`, as Synapse's main process).
+    pub instance_name: String,
+    /// Bearer token required for `POST /v1/streams/{stream}/rows`; none means open.
+    pub write_token: Option<String>,
+    /// Bearer token required by the catch-up endpoint (Synapse's `worker_replication_secret`).
+    pub replication_secret: Option<String>,
+    /// Largest accepted request body, in bytes (default 16 MiB).
+    pub max_body_bytes: usize,
+    /// Most rows one catch-up answer carries before it says `limited`.
+    pub catchup_row_limit: usize,
+    /// Most rows the streamer reads per stream per pass.
+    pub stream_batch_rows: usize,
+    /// Rows kept in memory per stream so the live path rarely reads SQL.
+    pub tail_rows: usize,
+    /// Commands a connection may have pending before `ERROR Failed to keep up` (Synapse: 10,000).
+    pub max_pending_commands: usize,
+    /// Send `PING` after this long without sending (Synapse: 5,000 ms).
+    pub ping_interval_ms: u64,
+    /// Close with `ERROR ping timeout` after this long without a command, once the peer has
+    /// sent a `PING` (Synapse: 25,000 ms).
+    pub ping_timeout_ms: u64,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            http: SocketAddr::from(([127, 0, 0, 1], 8480)),
+            replication: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            data: PathBuf::from("streamhost-data/writer"),
+            streams: vec!["events".into()],
+            server_name: "localhost".into(),
+            instance_name: "master".into(),
+            write_token: None,
+            replication_secret: None,
+            max_body_bytes: 16 << 20,
+            catchup_row_limit: 1_000,
+            stream_batch_rows: 1_000,
+            tail_rows: 100_000,
+            max_pending_commands: 10_000,
+            ping_interval_ms: 5_000,
+            ping_timeout_ms: 25_000,
+        }
+    }
+}
+
+impl WriterConfig {
+    /// The declared streams as wire names; errors name the bad one.
+    pub fn stream_names(&self) -> anyhow::Result<Vec<StreamName>> {
+        anyhow::ensure!(
+            !self.streams.is_empty(),
+            "writer.streams: declare at least one stream"
+        );
+        self.streams
+            .iter()
+            .map(|s| StreamName::new(s.as_str()).context("writer.streams"))
+            .collect()
+    }
+
+    /// The instance name as a wire name.
+    pub fn instance(&self) -> anyhow::Result<InstanceName> {
+        InstanceName::new(self.instance_name.as_str()).context("writer.instance_name")
+    }
+
+    /// The path of the SQLite log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.data.join("log.sqlite")
+    }
+
+    /// The ping interval.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    /// The ping timeout.
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms)
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.stream_names()?;
+        self.instance()?;
+        anyhow::ensure!(
+            !self.server_name.contains(['\n', '\r']),
+            "writer.server_name: no newlines"
+        );
+        anyhow::ensure!(
+            self.catchup_row_limit > 0,
+            "writer.catchup_row_limit must be > 0"
+        );
+        anyhow::ensure!(
+            self.stream_batch_rows > 0,
+            "writer.stream_batch_rows must be > 0"
+        );
+        anyhow::ensure!(
+            self.max_pending_commands > 0,
+            "writer.max_pending_commands must be > 0"
+        );
+        anyhow::ensure!(
+            self.ping_interval_ms > 0,
+            "writer.ping_interval_ms must be > 0"
+        );
+        Ok(())
+    }
+}
+
+/// How a reader runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReaderConfig {
+    /// The writer's replication address (`HOST:PORT`).
+    pub writer: String,
+    /// The writer's HTTP base URL, for catch-up (`http://HOST:PORT`).
+    pub writer_http: String,
+    /// Address of the reader's HTTP API (status, metrics).
+    pub http: SocketAddr,
+    /// Folder of the reader's own SQLite file (`reader.sqlite`: positions, recorded rows).
+    pub data: PathBuf,
+    /// Sent in `NAME`.
+    pub name: String,
+    /// When set, a `SERVER` with another name is answered `ERROR Wrong remote`.
+    pub server_name: Option<String>,
+    /// Bearer token for the writer's catch-up endpoint.
+    pub replication_secret: Option<String>,
+    /// Keep every delivered row in the reader's database (the recording sink).
+    pub record_rows: bool,
+    /// Decoded commands buffered between the socket and processing; when full the reader
+    /// stops reading, and a writer that cannot send closes the connection.
+    pub inbound_queue: usize,
+    /// Longest wait between reconnection attempts, in milliseconds (Synapse: 5,000).
+    pub reconnect_max_ms: u64,
+    /// Send `PING` after this long without sending.
+    pub ping_interval_ms: u64,
+    /// Reconnect after this long without a command once the writer has sent a `PING`.
+    pub ping_timeout_ms: u64,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig {
+            writer: "127.0.0.1:9092".into(),
+            writer_http: "http://127.0.0.1:8480".into(),
+            http: SocketAddr::from(([127, 0, 0, 1], 8481)),
+            data: PathBuf::from("streamhost-data/reader"),
+            name: "reader".into(),
+            server_name: None,
+            replication_secret: None,
+            record_rows: false,
+            inbound_queue: 100_000,
+            reconnect_max_ms: 5_000,
+            ping_interval_ms: 5_000,
+            ping_timeout_ms: 25_000,
+        }
+    }
+}
+
+impl ReaderConfig {
+    /// The path of the reader's SQLite file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data.join("reader.sqlite")
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.name.is_empty() && !self.name.contains(['\n', '\r']),
+            "reader.name: non-empty, no newlines"
+        );
+        anyhow::ensure!(
+            self.writer_http.starts_with("http://"),
+            "reader.writer_http must be an http:// URL, got {:?}",
+            self.writer_http
+        );
+        anyhow::ensure!(self.inbound_queue > 0, "reader.inbound_queue must be > 0");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let err = ConfigFile::parse("[writer]\nstreamz = [\"a\"]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("streamz"), "{err:#}");
+        let err = ConfigFile::parse("[nope]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("nope"), "{err:#}");
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = ConfigFile::parse("").unwrap();
+        assert_eq!(config.writer.streams, vec!["events".to_string()]);
+        assert_eq!(config.reader.inbound_queue, 100_000);
+        config.writer.validate().unwrap();
+        config.reader.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_stream_name_is_reported() {
+        let config = ConfigFile::parse("[writer]\nstreams = [\"has space\"]\n").unwrap();
+        let err = config.writer.validate().unwrap_err();
+        assert!(format!("{err:#}").contains("writer.streams"), "{err:#}");
+    }
+}

@@ -1,0 +1,23 @@
+//! Streamhost: a writer that keeps an append-only log of stream rows and streams it over
+//! Synapse's replication protocol, and readers that follow it.
+//!
+//! File map:
+//! - `cli`: the `streamhost` command line (writer, reader, tail, demo, bench).
+//! - `config`: the TOML file and its defaults.
+//! - `writer/`: the HTTP API, the appender (group commit), the in-memory tail, the streamer
+//!   and the TCP replication server.
+//! - `reader/`: the replication client, the `POSITION` rule and catch-up, the reader's own
+//!   database and its HTTP API.
+//! - `tail`: `streamhost tail`, decoded replication traffic.
+//! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
+
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod metrics;
+pub mod reader;
+pub mod tail;
+pub mod writer;
