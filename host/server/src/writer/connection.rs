@@ -1,0 +1,407 @@
+//! The TCP replication server: one task pair per connection.
+//!
+//! The write half sends `SERVER` and `PING`, then every frame the streamer broadcasts, a
+//! `PING` whenever it has been idle for the ping interval, and closes with
+//! `ERROR Failed to keep up` when more than `max_pending` commands wait for a peer that does
+//! not read. The read half decodes `ClientCommand`s: `REPLICATE` asks the streamer to
+//! announce positions, the rest are counted; a bad line, a command a client may not send, a
+//! line over the cap, or silence past the ping timeout (once the peer has PINGed) ends the
+//! connection with `ERROR <reason>`. Only that connection is affected.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use streamhost_proto::{
+    ClientCommand, CommandName, DecodeError, LineFramer, MAX_LINE_LENGTH, ServerCommand, is_blank,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::streamer::{Frame, StreamerSignals};
+use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
+
+/// Bytes gathered from the broadcast before one socket write.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// How often a blocked write checks whether its peer has fallen too far behind.
+const OVERFLOW_CHECK: Duration = Duration::from_millis(20);
+
+/// What every connection shares.
+pub struct ReplicationContext {
+    /// Sent in `SERVER`.
+    pub server_name: String,
+    /// Where `REPLICATE` goes.
+    pub signals: Arc<StreamerSignals>,
+    /// The streamer's frames.
+    pub frames: broadcast::Sender<Frame>,
+    /// Pending commands allowed before `ERROR Failed to keep up`.
+    pub max_pending: usize,
+    /// Idle time before sending `PING`.
+    pub ping_interval: Duration,
+    /// Silence allowed once the peer has PINGed; also the longest wait for a closing write.
+    pub ping_timeout: Duration,
+    /// Counters and gauges.
+    pub metrics: ReplicationMetrics,
+}
+
+/// The replication server's metrics.
+pub struct ReplicationMetrics {
+    connections: Gauge,
+    commands_in: HashMap<CommandName, Counter>,
+    commands_out: HashMap<CommandName, Counter>,
+    errors: CounterVec,
+    send_buffer: GaugeVec,
+}
+
+impl ReplicationMetrics {
+    /// Registers the metrics.
+    pub fn register(registry: &Registry) -> ReplicationMetrics {
+        let commands_in = registry.counter_vec(
+            "replication_commands_in_total",
+            "Replication commands received, by command.",
+            &["command"],
+        );
+        let commands_out = registry.counter_vec(
+            "replication_commands_out_total",
+            "Replication commands sent, by command.",
+            &["command"],
+        );
+        ReplicationMetrics {
+            connections: registry.gauge("replication_connections", "Open replication connections."),
+            commands_in: CommandName::ALL
+                .iter()
+                .map(|n| (*n, commands_in.with(&[n.as_str()])))
+                .collect(),
+            commands_out: CommandName::ALL
+                .iter()
+                .map(|n| (*n, commands_out.with(&[n.as_str()])))
+                .collect(),
+            errors: registry.counter_vec(
+                "replication_errors_total",
+                "Replication connections closed with ERROR, by reason.",
+                &["reason"],
+            ),
+            send_buffer: registry.gauge_vec(
+                "replication_send_buffer_depth",
+                "Commands waiting to be written to a connection, by peer.",
+                &["peer"],
+            ),
+        }
+    }
+}
+
+/// Accepts replication connections until `shutdown`, then waits for them to close.
+pub async fn serve(
+    listener: TcpListener,
+    context: Arc<ReplicationContext>,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a replication connection");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        tracker.spawn(handle(
+            stream,
+            peer,
+            context.clone(),
+            shutdown.child_token(),
+        ));
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tracing::instrument(skip_all, fields(%peer))]
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    context: Arc<ReplicationContext>,
+    done: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    // Subscribe before anything is sent, so no frame after SERVER is missed.
+    let frames = context.frames.subscribe();
+    context.metrics.connections.add(1);
+    tracing::info!("replication connection opened");
+    let (read_half, write_half) = stream.into_split();
+    let (close, close_requests) = mpsc::channel(1);
+    let peer_label = peer.to_string();
+    let writer = tokio::spawn(write_loop(
+        write_half,
+        frames,
+        close_requests,
+        context.clone(),
+        done.clone(),
+        peer_label.clone(),
+    ));
+    read_loop(read_half, &context, close, done.clone()).await;
+    let _ = writer.await;
+    done.cancel();
+    context.metrics.send_buffer.remove(&[&peer_label]);
+    context.metrics.connections.add(-1);
+    tracing::info!("replication connection closed");
+}
+
+async fn read_loop(
+    mut socket: OwnedReadHalf,
+    context: &ReplicationContext,
+    close: mpsc::Sender<String>,
+    done: CancellationToken,
+) {
+    let mut framer = LineFramer::new(MAX_LINE_LENGTH);
+    let mut ping_seen = false;
+    let mut last_command = Instant::now();
+    loop {
+        loop {
+            let line = match framer.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(too_long) => {
+                    context.metrics.errors.with(&["line_too_long"]).inc();
+                    let _ = close.send(too_long.to_string()).await;
+                    return;
+                }
+            };
+            if is_blank(&line) {
+                continue;
+            }
+            let command = match ClientCommand::decode(&line) {
+                Ok(command) => command,
+                Err(e) => {
+                    context
+                        .metrics
+                        .errors
+                        .with(&[decode_error_reason(&e)])
+                        .inc();
+                    tracing::warn!(error = %e, "bad replication line; closing");
+                    let _ = close.send(e.error_text(&line)).await;
+                    return;
+                }
+            };
+            last_command = Instant::now();
+            context.metrics.commands_in[&command.name()].inc();
+            match command {
+                ClientCommand::Ping(_) => ping_seen = true,
+                ClientCommand::Replicate => context.signals.request_announce(),
+                ClientCommand::Name(name) => tracing::info!(client = %name, "client named itself"),
+                ClientCommand::Error(text) => tracing::warn!(error = %text, "client sent ERROR"),
+                // Accepted and counted; this writer has no presence, federation or lock state.
+                ClientCommand::UserSync(_)
+                | ClientCommand::ClearUserSync(_)
+                | ClientCommand::FederationAck(_)
+                | ClientCommand::UserIp(_)
+                | ClientCommand::RemoteServerUp(_)
+                | ClientCommand::LockReleased(_) => {}
+            }
+        }
+        let timeout = tokio::time::sleep_until(last_command + context.ping_timeout);
+        tokio::select! {
+            () = done.cancelled() => return,
+            read = socket.read_buf(framer.buffer_mut()) => match read {
+                Ok(0) | Err(_) => {
+                    done.cancel();
+                    return;
+                }
+                Ok(_) => {}
+            },
+            () = timeout, if ping_seen => {
+                context.metrics.errors.with(&["ping_timeout"]).inc();
+                tracing::warn!("no command within the ping timeout; closing");
+                let _ = close.send("ping timeout".into()).await;
+                return;
+            }
+        }
+    }
+}
+
+fn decode_error_reason(error: &DecodeError) -> &'static str {
+    match error {
+        DecodeError::NotUtf8 => "not_utf8",
+        DecodeError::UnknownCommand { .. } => "unknown_command",
+        DecodeError::WrongDirection { .. } => "invalid_command",
+        DecodeError::Malformed { .. } => "malformed",
+    }
+}
+
+enum Flow {
+    Continue,
+    Overflow,
+    Stop,
+}
+
+async fn write_loop(
+    mut socket: OwnedWriteHalf,
+    frames: broadcast::Receiver<Frame>,
+    mut close_requests: mpsc::Receiver<String>,
+    context: Arc<ReplicationContext>,
+    done: CancellationToken,
+    peer: String,
+) {
+    let metrics = &context.metrics;
+    let depth = metrics.send_buffer.with(&[&peer]);
+    // `None` once the peer has failed to keep up: dropping the receiver at once releases
+    // the streamer, which waits for the slowest reader.
+    let mut frames = Some(frames);
+    let mut out = Vec::with_capacity(WRITE_CHUNK);
+    push(
+        &mut out,
+        metrics,
+        &ServerCommand::Server(context.server_name.clone()),
+    );
+    push(&mut out, metrics, &ServerCommand::Ping(now_ms()));
+    loop {
+        if !out.is_empty() {
+            match write_watching(&mut socket, &out, &mut frames, &context, &done).await {
+                Flow::Continue => out.clear(),
+                Flow::Overflow => {
+                    out.clear();
+                    break;
+                }
+                Flow::Stop => return,
+            }
+        }
+        let Some(receiver) = frames.as_mut() else {
+            break;
+        };
+        let idle = tokio::time::sleep(context.ping_interval);
+        tokio::select! {
+            biased;
+            reason = close_requests.recv() => {
+                if let Some(reason) = reason {
+                    push(&mut out, metrics, &ServerCommand::Error(reason));
+                    let _ = tokio::time::timeout(context.ping_timeout, socket.write_all(&out)).await;
+                }
+                let _ = socket.shutdown().await;
+                done.cancel();
+                return;
+            }
+            () = done.cancelled() => return,
+            received = receiver.recv() => match received {
+                Ok(frame) => {
+                    add_frame(&mut out, metrics, &frame);
+                    while out.len() < WRITE_CHUNK {
+                        match receiver.try_recv() {
+                            Ok(frame) => add_frame(&mut out, metrics, &frame),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    give_up(&mut frames, &context);
+                    out.clear();
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = socket.shutdown().await;
+                    done.cancel();
+                    return;
+                }
+            },
+            () = idle => push(&mut out, metrics, &ServerCommand::Ping(now_ms())),
+        }
+        if let Some(receiver) = &frames {
+            depth.set(receiver.len() as i64);
+        }
+    }
+    // Failed to keep up: what was being written is finished; say why and close.
+    let mut tail = Vec::new();
+    push(
+        &mut tail,
+        metrics,
+        &ServerCommand::Error("Failed to keep up".into()),
+    );
+    let _ = tokio::time::timeout(context.ping_timeout, async {
+        socket.write_all(&tail).await?;
+        socket.shutdown().await
+    })
+    .await;
+    done.cancel();
+}
+
+/// Records that the peer failed to keep up and stops collecting frames for it.
+fn give_up(frames: &mut Option<broadcast::Receiver<Frame>>, context: &ReplicationContext) {
+    *frames = None;
+    context.metrics.errors.with(&["failed_to_keep_up"]).inc();
+    tracing::warn!(
+        max_pending = context.max_pending,
+        "replication client failed to keep up; closing"
+    );
+}
+
+/// Writes `out`, watching for the peer falling behind: while the socket does not take the
+/// bytes and more than `max_pending` commands wait, the peer has failed to keep up (Synapse's
+/// rule: pending commands pile up only while the transport is paused). The peer is then
+/// given up at once (its frames dropped), but this write is still finished, within the ping
+/// timeout, so the peer never sees half a line before the `ERROR`.
+async fn write_watching(
+    socket: &mut OwnedWriteHalf,
+    out: &[u8],
+    frames: &mut Option<broadcast::Receiver<Frame>>,
+    context: &ReplicationContext,
+    done: &CancellationToken,
+) -> Flow {
+    let write = socket.write_all(out);
+    tokio::pin!(write);
+    let mut check = tokio::time::interval(OVERFLOW_CHECK);
+    let give_up_deadline = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(give_up_deadline);
+    loop {
+        tokio::select! {
+            written = &mut write => {
+                return match (written, frames.is_some()) {
+                    (Ok(()), true) => Flow::Continue,
+                    (Ok(()), false) => Flow::Overflow,
+                    (Err(_), _) => {
+                        done.cancel();
+                        Flow::Stop
+                    }
+                };
+            }
+            _ = check.tick(), if frames.is_some() => {
+                if frames.as_ref().is_some_and(|f| f.len() > context.max_pending) {
+                    give_up(frames, context);
+                    give_up_deadline.as_mut().reset(Instant::now() + context.ping_timeout);
+                }
+            }
+            () = &mut give_up_deadline => {
+                // The peer never read again: close without the ERROR it would not see.
+                done.cancel();
+                return Flow::Stop;
+            }
+            () = done.cancelled() => return Flow::Stop,
+        }
+    }
+}
+
+fn add_frame(out: &mut Vec<u8>, metrics: &ReplicationMetrics, frame: &Frame) {
+    out.extend_from_slice(&frame.line);
+    metrics.commands_out[&frame.name].inc();
+}
+
+fn push(out: &mut Vec<u8>, metrics: &ReplicationMetrics, command: &ServerCommand) {
+    if command.encode(out).is_ok() {
+        metrics.commands_out[&command.name()].inc();
+    }
+}
+
+fn now_ms() -> String {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+        .to_string()
+}

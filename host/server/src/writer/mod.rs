@@ -1,0 +1,184 @@
+//! `streamhost writer`: the durable log, its HTTP API and the TCP replication server.
+//!
+//! ```text
+//! POST rows ─▶ api ─▶ appender (group commit) ─▶ log (SQLite, fsync)
+//!                          │ after commit: rows into the tail, poke
+//!                          ▼
+//!                       streamer ─▶ broadcast of encoded lines ─▶ connection ─▶ reader
+//!                          ▲  reads (last sent, position] from the tail, or the log
+//!              REPLICATE ──┘  (announce POSITIONs)
+//! ```
+
+mod api;
+mod appender;
+mod connection;
+mod recent;
+mod streamer;
+mod streams;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use streamhost_log::Log;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use appender::{AppendError, Appender};
+pub use streamer::Frame;
+
+use crate::config::WriterConfig;
+use crate::metrics::Registry;
+use api::WriterApi;
+use connection::{ReplicationContext, ReplicationMetrics};
+use streamer::{Streamer, StreamerSignals};
+use streams::StreamSet;
+
+/// A running writer.
+pub struct Writer {
+    http_addr: SocketAddr,
+    replication_addr: SocketAddr,
+    http: JoinHandle<()>,
+    appender: JoinHandle<()>,
+    streamer: JoinHandle<()>,
+    replication: JoinHandle<()>,
+    log: Log,
+}
+
+impl Writer {
+    /// Opens the log and serves HTTP and replication on the given (already bound) listeners
+    /// until `shutdown` fires.
+    pub async fn start(
+        config: WriterConfig,
+        http: TcpListener,
+        replication: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Writer> {
+        config.validate()?;
+        let instance = config.instance()?;
+        let declared = config.stream_names()?;
+        std::fs::create_dir_all(&config.data)
+            .with_context(|| format!("creating data folder {}", config.data.display()))?;
+        let log = Log::open(&config.log_path(), instance.clone())
+            .await
+            .with_context(|| format!("opening log {}", config.log_path().display()))?;
+        log.declare_streams(&declared)
+            .await
+            .context("declaring streams")?;
+        let positions = log
+            .positions()
+            .await
+            .context("reading stream positions")?
+            .into_iter()
+            .filter(|(name, _)| declared.contains(name))
+            .collect();
+        let streams = Arc::new(StreamSet::new(positions, config.tail_rows));
+        let registry = Arc::new(Registry::new());
+        let signals = Arc::new(StreamerSignals::default());
+        // The streamer pauses at twice the pending cap and a peer is closed past the cap, so
+        // the ring (four times the cap) never overwrites frames a connected peer has not read.
+        let high_water = config.max_pending_commands * 2;
+        let (frames, _) = broadcast::channel((high_water * 2).max(1024));
+
+        let (appender, appender_task) = Appender::spawn(
+            log.clone(),
+            streams.clone(),
+            signals.poke.clone(),
+            &registry,
+        );
+        let streamer = Streamer {
+            log: log.clone(),
+            streams: streams.clone(),
+            instance: instance.clone(),
+            signals: signals.clone(),
+            frames: frames.clone(),
+            batch_rows: config.stream_batch_rows,
+            high_water,
+        };
+        let streamer_task = tokio::spawn(streamer.run(shutdown.clone()));
+
+        let context = Arc::new(ReplicationContext {
+            server_name: config.server_name.clone(),
+            signals,
+            frames,
+            max_pending: config.max_pending_commands,
+            ping_interval: config.ping_interval(),
+            ping_timeout: config.ping_timeout(),
+            metrics: ReplicationMetrics::register(&registry),
+        });
+        let http_addr = http.local_addr()?;
+        let replication_addr = replication.local_addr()?;
+        let replication_task =
+            tokio::spawn(connection::serve(replication, context, shutdown.clone()));
+
+        let api = Arc::new(WriterApi {
+            appender,
+            streams,
+            log: log.clone(),
+            instance,
+            server_name: config.server_name.clone(),
+            write_token: config.write_token.clone(),
+            replication_secret: config.replication_secret.clone(),
+            max_body_bytes: config.max_body_bytes,
+            catchup_row_limit: config.catchup_row_limit,
+            catchup_requests: WriterApi::catchup_metric(&registry),
+            registry,
+        });
+        let http_task = tokio::spawn(crate::http::serve(
+            http,
+            move |request, _peer| api.clone().handle(request),
+            shutdown.clone(),
+        ));
+        tracing::info!(%http_addr, %replication_addr, "writer listening");
+        Ok(Writer {
+            http_addr,
+            replication_addr,
+            http: http_task,
+            appender: appender_task,
+            streamer: streamer_task,
+            replication: replication_task,
+            log,
+        })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where the replication server listens.
+    pub fn replication_addr(&self) -> SocketAddr {
+        self.replication_addr
+    }
+
+    /// Waits for every task to finish after shutdown: in-flight appends are committed and
+    /// answered, connections closed, the log closed.
+    pub async fn join(self) -> anyhow::Result<()> {
+        self.http.await.context("HTTP server task")?;
+        // The HTTP server held the last appender handle; the appender now drains and ends.
+        self.appender.await.context("appender task")?;
+        self.streamer.await.context("streamer task")?;
+        self.replication.await.context("replication server task")?;
+        self.log.close().await;
+        Ok(())
+    }
+}
+
+/// Binds the configured addresses, prints them, and runs until `shutdown`.
+pub async fn run(config: WriterConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let http = TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http))?;
+    let replication = TcpListener::bind(config.replication)
+        .await
+        .with_context(|| format!("binding replication on {}", config.replication))?;
+    let writer = Writer::start(config, http, replication, shutdown).await?;
+    println!(
+        "streamhost writer listening http={} replication={}",
+        writer.http_addr(),
+        writer.replication_addr()
+    );
+    writer.join().await
+}

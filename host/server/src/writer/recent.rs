@@ -1,0 +1,142 @@
+//! The bounded in-memory tail of each stream: the newest committed rows and the stream's
+//! position, so the streamer and catch-up rarely read SQL.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use streamhost_log::Updates;
+use streamhost_proto::{RowJson, Token};
+
+/// One stream's committed position and its most recent rows.
+#[derive(Debug)]
+pub struct RecentRows {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct Inner {
+    rows: VecDeque<(Token, RowJson)>,
+    /// Every row with a token above this is in `rows`.
+    complete_after: Token,
+    position: Token,
+}
+
+impl RecentRows {
+    /// A tail at `position` holding nothing yet, keeping at most `capacity` rows.
+    pub fn new(position: Token, capacity: usize) -> RecentRows {
+        RecentRows {
+            inner: Mutex::new(Inner {
+                rows: VecDeque::new(),
+                complete_after: position,
+                position,
+            }),
+            capacity,
+        }
+    }
+
+    /// The committed position.
+    pub fn position(&self) -> Token {
+        self.inner.lock().expect("tail lock").position
+    }
+
+    /// Records rows just committed and the new position. `rows` are in token order and above
+    /// the current position.
+    pub fn push(&self, rows: impl IntoIterator<Item = (Token, RowJson)>, position: Token) {
+        let mut inner = self.inner.lock().expect("tail lock");
+        inner.rows.extend(rows);
+        inner.position = inner.position.max(position);
+        if self.capacity == 0 {
+            inner.rows.clear();
+            inner.complete_after = inner.position;
+            return;
+        }
+        while inner.rows.len() > self.capacity {
+            let (evicted, _) = inner.rows.pop_front().expect("len > capacity > 0");
+            // Drop the rest of a shared token too, so the tail never holds half a token.
+            while inner.rows.front().is_some_and(|(t, _)| *t == evicted) {
+                inner.rows.pop_front();
+            }
+            inner.complete_after = evicted;
+        }
+    }
+
+    /// Rows with tokens in `(from, upto]`, about `limit` of them without cutting a token, or
+    /// `None` when rows after `from` have been evicted (read the log instead).
+    pub fn read(&self, from: Token, upto: Token, limit: usize) -> Option<Updates> {
+        let inner = self.inner.lock().expect("tail lock");
+        if from < inner.complete_after {
+            return None;
+        }
+        let upto = upto.min(inner.position);
+        let start = inner.rows.partition_point(|(t, _)| *t <= from);
+        let mut rows = Vec::new();
+        let mut limited = false;
+        for (token, row) in inner.rows.range(start..) {
+            if *token > upto {
+                break;
+            }
+            if rows.len() >= limit.max(1) && rows.last().is_some_and(|(last, _)| last != token) {
+                limited = true;
+                break;
+            }
+            rows.push((*token, row.clone()));
+        }
+        let upto = if limited {
+            rows.last().map_or(upto, |(t, _)| *t)
+        } else {
+            upto
+        };
+        Some(Updates {
+            rows,
+            upto,
+            limited,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: i64) -> (Token, RowJson) {
+        (
+            Token(n),
+            RowJson::parse(format!("[{n}]").as_bytes()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn reads_within_limit_without_cutting_a_token() {
+        let tail = RecentRows::new(Token(1), 100);
+        tail.push([row(2), row(3), row(3), row(4)], Token(4));
+        let first = tail.read(Token(1), Token(4), 2).unwrap();
+        assert_eq!(
+            first.rows.iter().map(|r| r.0.0).collect::<Vec<_>>(),
+            vec![2, 3, 3]
+        );
+        assert!(first.limited);
+        assert_eq!(first.upto, Token(3));
+        let rest = tail.read(first.upto, Token(4), 2).unwrap();
+        assert_eq!(rest.rows.len(), 1);
+        assert!(!rest.limited);
+        assert_eq!(rest.upto, Token(4));
+    }
+
+    #[test]
+    fn evicted_range_is_not_served() {
+        let tail = RecentRows::new(Token(1), 2);
+        tail.push([row(2), row(3), row(4)], Token(4));
+        assert!(tail.read(Token(1), Token(4), 10).is_none());
+        assert_eq!(tail.read(Token(2), Token(4), 10).unwrap().rows.len(), 2);
+    }
+
+    #[test]
+    fn upto_is_clamped_to_the_position() {
+        let tail = RecentRows::new(Token(1), 10);
+        tail.push([row(2)], Token(2));
+        let updates = tail.read(Token(1), Token(99), 10).unwrap();
+        assert_eq!(updates.upto, Token(2));
+        assert!(!updates.limited);
+    }
+}
