@@ -1,0 +1,206 @@
+//! `streamhost reader`: follows a writer over Synapse's replication protocol and hands every
+//! batch, exactly once and in token order per (stream, instance), to a [`BatchSink`].
+//!
+//! Behaviour, HTTP API and configuration: `docs/reader.md`. Protocol:
+//! `docs/replication.md` (reference §2.5–2.11).
+//!
+//! ```text
+//!  writer ──TCP──▶ connection ──bounded queue──▶ processor ──▶ sink + positions (one transaction)
+//!    ▲  (NAME, PING, REPLICATE;        (POSITION rule, batch runs,        │
+//!    │   reconnect with backoff)        group commit)                     ▼
+//!    └──────────── HTTP catch-up ◀──────────┘                          store (reader.sqlite)
+//! ```
+//!
+//! File map:
+//! - `connection`: TCP sessions, pings, reconnects, backpressure.
+//! - `processor`: the `POSITION` rule, `batch` runs, group commits.
+//! - [`batches`]: assembling `batch` runs per (stream, instance).
+//! - [`catchup`]: fetching missed rows from the writer's catch-up endpoint.
+//! - [`sink`]: [`Batch`], [`BatchSink`], the recording and discarding sinks.
+//! - [`store`]: the reader's SQLite database.
+//! - [`status`]: [`ReaderStatus`] and the metrics.
+//! - `api`: the HTTP API.
+
+mod api;
+pub mod batches;
+pub mod catchup;
+mod connection;
+mod processor;
+pub mod sink;
+pub mod status;
+pub mod store;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use self::batches::BatchAssembler;
+use self::catchup::HttpCatchup;
+use self::connection::ConnectionConfig;
+use self::processor::{Limits, Processor};
+pub use self::sink::{Batch, BatchSink, BoxFuture, DiscardSink, RecordingSink};
+use self::status::Shared;
+pub use self::status::{ConnectionState, ConnectionStatus, ReaderStatus, StreamStatus};
+pub use self::store::ReaderStore;
+use crate::config::ReaderConfig;
+
+/// A running reader: its connection, processor and HTTP API tasks.
+pub struct Reader {
+    http_addr: SocketAddr,
+    shared: Arc<Shared>,
+    store: ReaderStore,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Reader {
+    /// Opens the reader's database, then starts following `config.writer` and serving the
+    /// HTTP API on `http`, until `shutdown` fires.
+    ///
+    /// `sink` receives the batches; `None` means the recording sink when `config.record_rows`,
+    /// else a sink that discards them (positions are still kept).
+    pub async fn start(
+        config: ReaderConfig,
+        http: TcpListener,
+        sink: Option<Arc<dyn BatchSink>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Reader> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data).with_context(|| {
+            format!(
+                "creating the reader's data folder {}",
+                config.data.display()
+            )
+        })?;
+        let store = ReaderStore::open(&config.db_path()).await?;
+        let http_addr = http
+            .local_addr()
+            .context("reading the HTTP listener's address")?;
+        let sink = sink.unwrap_or_else(|| {
+            if config.record_rows {
+                Arc::new(RecordingSink)
+            } else {
+                Arc::new(DiscardSink)
+            }
+        });
+        let shared = Arc::new(Shared::new(config.name.clone(), config.writer.clone()));
+        let catchup = Arc::new(HttpCatchup::new(
+            &config.writer_http,
+            config.replication_secret.clone(),
+        ));
+        let reconnect_max = Duration::from_millis(config.reconnect_max_ms);
+        // Any task ending (shutdown, or a panic) stops the others.
+        let stop = shutdown.child_token();
+        let (drop_tx, drop_rx) = watch::channel(0);
+        let (tx, rx) = mpsc::channel(config.inbound_queue);
+        let processor = Processor::new(
+            store.clone(),
+            sink,
+            catchup,
+            shared.clone(),
+            drop_tx,
+            stop.clone(),
+            Limits::new(reconnect_max, config.inbound_queue),
+        )
+        .await?;
+
+        let connection = ConnectionConfig {
+            writer: config.writer.clone(),
+            name: config.name.clone(),
+            server_name: config.server_name.clone(),
+            reconnect_max,
+            ping_interval: Duration::from_millis(config.ping_interval_ms.max(1)),
+            ping_timeout: Duration::from_millis(config.ping_timeout_ms.max(1)),
+        };
+        let mut tasks = Vec::new();
+        let guard = stop.clone().drop_guard();
+        tasks.push((
+            "processor",
+            tokio::spawn(async move {
+                let _guard = guard;
+                processor.run(rx).await;
+            }),
+        ));
+        let (guard, task_shared, task_stop) =
+            (stop.clone().drop_guard(), shared.clone(), stop.clone());
+        tasks.push((
+            "connection",
+            tokio::spawn(async move {
+                let _guard = guard;
+                connection::run(connection, tx, task_shared, drop_rx, task_stop).await;
+            }),
+        ));
+        let (guard, api_shared, task_stop) =
+            (stop.clone().drop_guard(), shared.clone(), stop.clone());
+        tasks.push((
+            "http",
+            tokio::spawn(async move {
+                let _guard = guard;
+                let handler = move |request, peer| api::handle(api_shared.clone(), request, peer);
+                crate::http::serve(http, handler, task_stop).await;
+            }),
+        ));
+        tracing::info!(writer = %config.writer, name = %config.name, http = %http_addr, "reader started");
+        Ok(Reader {
+            http_addr,
+            shared,
+            store,
+            tasks,
+        })
+    }
+
+    /// The address the HTTP API is bound to.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// A snapshot of the connection and of every (stream, instance) followed.
+    pub fn status(&self) -> ReaderStatus {
+        self.shared.snapshot()
+    }
+
+    /// The reader's database (positions, recorded rows).
+    pub fn store(&self) -> &ReaderStore {
+        &self.store
+    }
+
+    /// Waits for every task to finish (after `shutdown` fired); what was applied is committed
+    /// by then.
+    pub async fn join(self) -> anyhow::Result<()> {
+        let mut result = Ok(());
+        for (name, task) in self.tasks {
+            if let Err(e) = task.await
+                && result.is_ok()
+            {
+                result = Err(anyhow::anyhow!("reader {name} task failed: {e}"));
+            }
+        }
+        self.store.close().await;
+        result
+    }
+}
+
+/// `streamhost reader`: binds `config.http`, announces the address on stdout
+/// (`streamhost reader listening http=<addr>`) and runs until `shutdown`.
+pub async fn run(config: ReaderConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    config.validate()?;
+    let listener = TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("binding the reader's HTTP listener on {}", config.http))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the HTTP listener's address")?;
+    let reader = Reader::start(config, listener, None, shutdown).await?;
+    tracing::info!(http = %addr, "reader listening");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "streamhost reader listening http={addr}").context("writing to stdout")?;
+    stdout.flush().context("writing to stdout")?;
+    drop(stdout);
+    reader.join().await
+}

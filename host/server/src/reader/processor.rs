@@ -1,0 +1,1114 @@
+//! The one task that applies replication commands in order: Synapse's `POSITION` rule, `batch`
+//! runs, catch-up, and group commits of batches and positions (reference §2.10, §2.11).
+//!
+//! The connection task feeds it [`Inbound`] messages through a bounded channel. Per
+//! connection, a stream is "connected" once its first `POSITION` has been processed; `RDATA`
+//! before that is dropped, because the `POSITION`'s catch-up fetches it. Everything a closed
+//! connection queued is still processed: those rows are valid, and the `Disconnected` message
+//! that follows them resets the per-connection state.
+//!
+//! Positions in memory run ahead of the database by at most one group: batches that are ready
+//! wait in `ready` until [`Processor::commit`] hands them to the sink and writes the positions
+//! in the same transaction. A failed commit rolls both back, restores the committed positions
+//! and reconnects, and the `POSITION` rule fetches the lost rows again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use streamhost_proto::{InstanceName, Position, Rdata, RowJson, StreamName, Token};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::batches::BatchAssembler;
+use super::catchup::{CatchupPage, CatchupSource};
+use super::sink::{Batch, BatchSink};
+use super::status::Shared;
+use super::store::ReaderStore;
+use crate::metrics::Counter;
+
+/// Identifies one TCP connection (counting from 1) so the processor can tell whose commands
+/// it is applying.
+pub(crate) type ConnId = u64;
+
+/// A (stream, writer instance) pair: the unit of positions and `batch` runs.
+pub(crate) type Key = (StreamName, InstanceName);
+
+/// What the connection task sends the processor, in wire order.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A new connection; its commands follow.
+    Connected(ConnId),
+    /// An `RDATA` line.
+    Rdata(ConnId, Rdata),
+    /// A `POSITION` line.
+    Position(ConnId, Position),
+    /// The connection is gone; nothing more of it follows.
+    Disconnected(ConnId),
+}
+
+/// Rows after which a group is committed even if more commands are waiting. Bounds the
+/// transaction and the memory of ready batches; 10,000 rows of a few hundred bytes each is a
+/// few MiB. A smaller `inbound_queue` lowers it (see [`Limits::new`]), so that ready batches
+/// never hold much more than the queue would.
+pub(crate) const MAX_GROUP_ROWS: usize = 10_000;
+
+/// The processor's bounds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Longest pause after repeated failures (the reconnect cap).
+    pub(crate) max_pause: Duration,
+    /// Rows per group commit at most.
+    pub(crate) group_rows: usize,
+}
+
+impl Limits {
+    /// Groups of at most `min(MAX_GROUP_ROWS, inbound_queue)` rows: the queue size is the
+    /// operator's bound on what the reader holds before it stops reading the socket.
+    pub(crate) fn new(max_pause: Duration, inbound_queue: usize) -> Limits {
+        Limits {
+            max_pause,
+            group_rows: MAX_GROUP_ROWS.min(inbound_queue).max(1),
+        }
+    }
+}
+
+/// Commands applied per group at most, so positions (and status) move even when commands
+/// carry few rows.
+const MAX_GROUP_COMMANDS: usize = 50_000;
+
+/// Tries of one catch-up request when the failure is transient.
+const CATCHUP_ATTEMPTS: u32 = 5;
+
+/// First pause after a failure (catch-up retry, failed commit); doubles up to the reconnect cap.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+
+/// Counters of one stream, looked up once.
+#[derive(Clone, Debug)]
+struct StreamCounters {
+    dropped_not_connected: Counter,
+    dropped_old_token: Counter,
+    batches: Counter,
+    rows: Counter,
+    catchup_requests: Counter,
+    catchup_rows: Counter,
+}
+
+/// The processor and its state; see the module docs.
+pub(crate) struct Processor {
+    store: ReaderStore,
+    sink: Arc<dyn BatchSink>,
+    catchup: Arc<dyn CatchupSource>,
+    shared: Arc<Shared>,
+    /// Asks the connection task to drop the connection with this id.
+    drop_tx: watch::Sender<ConnId>,
+    shutdown: CancellationToken,
+    limits: Limits,
+
+    /// Applied positions, including ready batches not yet committed. Absent means 0.
+    positions: HashMap<Key, Token>,
+    /// Positions as of the last commit.
+    committed: HashMap<Key, Token>,
+    /// Keys whose position changed since the last commit.
+    dirty: HashSet<Key>,
+    /// The writer's last known positions.
+    writer_positions: HashMap<Key, Token>,
+    /// Keys whose writer position changed since the last publish.
+    touched: HashSet<Key>,
+    /// Completed batches waiting for the next commit, in application order.
+    ready: Vec<Batch>,
+    ready_rows: usize,
+    /// Unfinished `batch` runs, per (stream, instance).
+    assembler: BatchAssembler,
+    /// The connection whose commands are being applied.
+    conn: Option<ConnId>,
+    /// Streams whose `POSITION` has been processed on `conn`.
+    connected: HashSet<StreamName>,
+    /// Failures in a row, for the pause before going on.
+    failures: u32,
+    counters: HashMap<StreamName, StreamCounters>,
+}
+
+impl Processor {
+    /// A processor starting from the positions stored in `store`.
+    pub(crate) async fn new(
+        store: ReaderStore,
+        sink: Arc<dyn BatchSink>,
+        catchup: Arc<dyn CatchupSource>,
+        shared: Arc<Shared>,
+        drop_tx: watch::Sender<ConnId>,
+        shutdown: CancellationToken,
+        limits: Limits,
+    ) -> anyhow::Result<Processor> {
+        let stored = store
+            .positions()
+            .await
+            .context("reading the reader's positions")?;
+        let positions: HashMap<Key, Token> = stored
+            .into_iter()
+            .map(|(stream, instance, token)| ((stream, instance), token))
+            .collect();
+        for (key, token) in &positions {
+            shared.update_stream(key, |f| f.position = *token);
+        }
+        Ok(Processor {
+            store,
+            sink,
+            catchup,
+            shared,
+            drop_tx,
+            shutdown,
+            limits,
+            committed: positions.clone(),
+            positions,
+            dirty: HashSet::new(),
+            writer_positions: HashMap::new(),
+            touched: HashSet::new(),
+            ready: Vec::new(),
+            ready_rows: 0,
+            assembler: BatchAssembler::default(),
+            conn: None,
+            connected: HashSet::new(),
+            failures: 0,
+            counters: HashMap::new(),
+        })
+    }
+
+    /// Applies commands until shutdown or until the connection task is gone, committing after
+    /// each group; commits what is ready before returning.
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Inbound>) {
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                message = rx.recv() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
+            self.handle(message).await;
+            let mut handled = 1;
+            while self.ready_rows < self.limits.group_rows
+                && handled < MAX_GROUP_COMMANDS
+                && !self.shutdown.is_cancelled()
+            {
+                match rx.try_recv() {
+                    Ok(message) => self.handle(message).await,
+                    Err(_) => break,
+                }
+                handled += 1;
+            }
+            self.commit().await;
+        }
+        self.commit().await;
+    }
+
+    /// Applies one message (batches become ready; nothing is committed unless a catch-up fills
+    /// a group).
+    pub(crate) async fn handle(&mut self, message: Inbound) {
+        match message {
+            Inbound::Connected(id) => {
+                self.conn = Some(id);
+                self.forget_connection();
+            }
+            Inbound::Disconnected(id) => {
+                if self.conn == Some(id) {
+                    self.conn = None;
+                }
+                self.forget_connection();
+            }
+            Inbound::Rdata(id, rdata) if self.conn == Some(id) => self.on_rdata(rdata),
+            Inbound::Position(id, position) if self.conn == Some(id) => {
+                self.on_position(position).await
+            }
+            // Commands of a connection that is not current cannot be queued behind its
+            // `Disconnected`; ignore them defensively.
+            Inbound::Rdata(..) | Inbound::Position(..) => {}
+        }
+    }
+
+    fn forget_connection(&mut self) {
+        self.connected.clear();
+        self.assembler.clear_all();
+    }
+
+    fn position(&self, key: &Key) -> Token {
+        self.positions.get(key).copied().unwrap_or(Token(0))
+    }
+
+    fn counters(&mut self, stream: &StreamName) -> &StreamCounters {
+        if !self.counters.contains_key(stream) {
+            let m = &self.shared.metrics;
+            let s = stream.as_str();
+            let counters = StreamCounters {
+                dropped_not_connected: m.rdata_dropped.with(&[s, "not_connected"]),
+                dropped_old_token: m.rdata_dropped.with(&[s, "old_token"]),
+                batches: m.batches_applied.with(&[s]),
+                rows: m.rows_applied.with(&[s]),
+                catchup_requests: m.catchup_requests.with(&[s]),
+                catchup_rows: m.catchup_rows.with(&[s]),
+            };
+            self.counters.insert(stream.clone(), counters);
+        }
+        &self.counters[stream]
+    }
+
+    fn note_writer_position(&mut self, key: &Key, token: Token) {
+        match self.writer_positions.get_mut(key) {
+            Some(known) if *known >= token => return,
+            Some(known) => *known = token,
+            None => {
+                self.writer_positions.insert(key.clone(), token);
+            }
+        }
+        if !self.touched.contains(key) {
+            self.touched.insert(key.clone());
+        }
+    }
+
+    /// Moves the applied position of `key` forward to `token` (never backwards).
+    fn advance(&mut self, key: &Key, token: Token) {
+        if token <= self.position(key) {
+            return;
+        }
+        self.positions.insert(key.clone(), token);
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.clone());
+        }
+    }
+
+    fn deliver(&mut self, key: &Key, token: Token, rows: Vec<RowJson>) {
+        let batch = Batch {
+            stream: key.0.clone(),
+            instance: key.1.clone(),
+            prev: Token(0),
+            token,
+            rows,
+        };
+        self.push_ready(key, batch);
+    }
+
+    /// Queues `batch` (of `key`) for the next commit and moves the position to its token.
+    fn push_ready(&mut self, key: &Key, mut batch: Batch) {
+        batch.prev = self.position(key);
+        debug_assert!(batch.token > batch.prev, "batches only move forwards");
+        self.ready_rows += batch.rows.len();
+        self.advance(key, batch.token);
+        self.ready.push(batch);
+    }
+
+    fn on_rdata(&mut self, rdata: Rdata) {
+        if !self.connected.contains(&rdata.stream) {
+            tracing::debug!(stream = %rdata.stream, instance = %rdata.instance, "RDATA before the stream's POSITION on this connection: dropped");
+            self.counters(&rdata.stream).dropped_not_connected.inc();
+            return;
+        }
+        let Some(batch) = self.assembler.push(rdata) else {
+            return;
+        };
+        let key = (batch.stream.clone(), batch.instance.clone());
+        self.note_writer_position(&key, batch.token);
+        if batch.token > self.position(&key) {
+            self.push_ready(&key, batch);
+        } else {
+            tracing::debug!(stream = %key.0, instance = %key.1, token = %batch.token, "RDATA at or below the applied position: dropped");
+            self.counters(&key.0)
+                .dropped_old_token
+                .add(batch.rows.len() as u64);
+        }
+    }
+
+    async fn on_position(&mut self, position: Position) {
+        let Position {
+            stream,
+            instance,
+            prev,
+            new,
+        } = position;
+        let key = (stream, instance);
+        self.note_writer_position(&key, new);
+        let cleared = self.assembler.clear(&key.0, &key.1);
+        if cleared > 0 {
+            tracing::debug!(stream = %key.0, instance = %key.1, rows = cleared, "POSITION cleared an unfinished batch run");
+        }
+        let cur = self.position(&key);
+        if cur > new {
+            tracing::warn!(
+                stream = %key.0, instance = %key.1, position = %cur, writer_position = %new,
+                "the writer is behind this reader (restored from an older state?); keeping the position"
+            );
+            self.shared
+                .metrics
+                .writer_behind
+                .with(&[key.0.as_str()])
+                .inc();
+        } else if cur < prev && !self.catch_up(&key, cur, new).await {
+            return;
+        }
+        self.advance(&key, new);
+        self.connected.insert(key.0);
+    }
+
+    /// Fetches and delivers `(cur, new]` of `key`, following `limited`. False if it could not
+    /// (the stream then stays disconnected on this connection).
+    async fn catch_up(&mut self, key: &Key, cur: Token, new: Token) -> bool {
+        let mut from = cur;
+        loop {
+            let Some(page) = self.fetch(&key.0, from, new).await else {
+                return false;
+            };
+            self.counters(&key.0)
+                .catchup_rows
+                .add(page.updates.len() as u64);
+            if let Err(reason) = check_page(&page, from, new) {
+                self.fail(
+                    format!("catch-up of {} from {from} to {new}: {reason}", key.0),
+                    "catchup",
+                )
+                .await;
+                return false;
+            }
+            let limited = page.limited;
+            let upto = page.upto;
+            let mut updates = page.updates.into_iter().peekable();
+            while let Some((token, row)) = updates.next() {
+                let mut rows = vec![row];
+                while let Some((_, row)) = updates.next_if(|(next, _)| *next == token) {
+                    rows.push(row);
+                }
+                if token > self.position(key) {
+                    self.deliver(key, token, rows);
+                } else {
+                    self.counters(&key.0)
+                        .dropped_old_token
+                        .add(rows.len() as u64);
+                }
+            }
+            if !limited {
+                return true;
+            }
+            self.advance(key, upto);
+            from = upto;
+            if from >= new {
+                return true;
+            }
+            if self.ready_rows >= self.limits.group_rows && !self.commit().await {
+                return false;
+            }
+        }
+    }
+
+    /// One catch-up request with retries of transient failures; `None` after giving up or on
+    /// shutdown.
+    async fn fetch(
+        &mut self,
+        stream: &StreamName,
+        from: Token,
+        upto: Token,
+    ) -> Option<CatchupPage> {
+        let mut pause = FIRST_PAUSE;
+        for attempt in 1..=CATCHUP_ATTEMPTS {
+            self.counters(stream).catchup_requests.inc();
+            let result = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return None,
+                result = self.catchup.fetch(stream, from, upto) => result,
+            };
+            let error = match result {
+                Ok(page) => return Some(page),
+                Err(error) => error,
+            };
+            if !error.is_transient() || attempt == CATCHUP_ATTEMPTS {
+                let message = format!("catch-up of {stream} from {from} to {upto}: {error}");
+                self.fail(message, "catchup").await;
+                return None;
+            }
+            self.shared.metrics.errors.with(&["catchup"]).inc();
+            tracing::debug!(%stream, %error, attempt, "catch-up failed; retrying");
+            tokio::select! {
+                () = self.shutdown.cancelled() => return None,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(self.limits.max_pause);
+        }
+        None
+    }
+
+    /// Commits the ready batches and changed positions in one transaction, then publishes
+    /// status and metrics. On failure rolls back to the committed positions (see module docs);
+    /// returns whether it committed.
+    pub(crate) async fn commit(&mut self) -> bool {
+        if self.ready.is_empty() && self.dirty.is_empty() {
+            self.publish(&HashMap::new());
+            return true;
+        }
+        let positions: Vec<(StreamName, InstanceName, Token)> = self
+            .dirty
+            .iter()
+            .map(|key| (key.0.clone(), key.1.clone(), self.position(key)))
+            .collect();
+        let result = async {
+            let mut tx = self
+                .store
+                .pool()
+                .begin()
+                .await
+                .context("beginning a transaction")?;
+            if !self.ready.is_empty() {
+                self.sink
+                    .apply(&self.ready, &mut tx)
+                    .await
+                    .context("the sink failed")?;
+            }
+            ReaderStore::write_positions(&mut tx, &positions)
+                .await
+                .context("writing positions")?;
+            tx.commit().await.context("committing")?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            self.rollback();
+            self.fail(format!("applying batches: {error:#}"), "apply")
+                .await;
+            return false;
+        }
+        self.shared.metrics.commits.inc();
+        self.failures = 0;
+        let mut applied: HashMap<Key, (u64, u64)> = HashMap::new();
+        for batch in std::mem::take(&mut self.ready) {
+            let counters = self.counters(&batch.stream).clone();
+            counters.batches.inc();
+            counters.rows.add(batch.rows.len() as u64);
+            let entry = applied.entry((batch.stream, batch.instance)).or_default();
+            entry.0 += 1;
+            entry.1 += batch.rows.len() as u64;
+        }
+        self.ready_rows = 0;
+        for (stream, instance, token) in positions {
+            let key = (stream, instance);
+            self.dirty.remove(&key);
+            self.committed.insert(key.clone(), token);
+            self.touched.insert(key);
+        }
+        self.publish(&applied);
+        true
+    }
+
+    /// Pushes changed positions and counts to the status and gauges.
+    fn publish(&mut self, applied: &HashMap<Key, (u64, u64)>) {
+        for key in std::mem::take(&mut self.touched) {
+            let position = self.committed.get(&key).copied().unwrap_or(Token(0));
+            let writer = self.writer_positions.get(&key).copied().unwrap_or(Token(0));
+            let (batches, rows) = applied.get(&key).copied().unwrap_or_default();
+            self.shared.update_stream(&key, |f| {
+                f.position = position;
+                f.writer_position = writer;
+                f.batches_applied += batches;
+                f.rows_applied += rows;
+            });
+        }
+    }
+
+    /// Forgets everything not committed.
+    fn rollback(&mut self) {
+        self.ready.clear();
+        self.ready_rows = 0;
+        self.dirty.clear();
+        self.positions = self.committed.clone();
+        self.forget_connection();
+    }
+
+    /// Handles a failure that leaves this connection's view incomplete: records it, asks for
+    /// a new connection (whose `POSITION`s fetch what is missing) and pauses, longer after each
+    /// failure in a row.
+    async fn fail(&mut self, message: String, reason: &'static str) {
+        tracing::warn!(error = %message, "reader processing failed; reconnecting");
+        self.shared.metrics.errors.with(&[reason]).inc();
+        self.shared.note_error(message);
+        if let Some(id) = self.conn {
+            self.drop_tx.send_replace(id);
+        }
+        self.forget_connection();
+        let pause = FIRST_PAUSE
+            .saturating_mul(1u32 << self.failures.min(16))
+            .min(self.limits.max_pause);
+        self.failures += 1;
+        tokio::select! {
+            () = self.shutdown.cancelled() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Checks a catch-up answer against the endpoint's contract for a request of `(from, new]`.
+fn check_page(page: &CatchupPage, from: Token, new: Token) -> Result<(), String> {
+    let limit = if page.limited { page.upto } else { new };
+    if page.limited && (page.upto <= from || page.upto > new) {
+        return Err(format!(
+            "limited answer with upto_token {} outside ({from}, {new}]",
+            page.upto
+        ));
+    }
+    let mut last = from;
+    for (token, _) in &page.updates {
+        if *token <= from || *token > limit {
+            return Err(format!("row at token {token} outside ({from}, {limit}]"));
+        }
+        if *token < last {
+            return Err(format!("rows out of order: {token} after {last}"));
+        }
+        last = *token;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::reader::catchup::CatchupError;
+    use crate::reader::sink::BoxFuture;
+
+    fn stream(s: &str) -> StreamName {
+        StreamName::new(s).unwrap()
+    }
+
+    fn instance(s: &str) -> InstanceName {
+        InstanceName::new(s).unwrap()
+    }
+
+    fn row(s: &str) -> RowJson {
+        RowJson::parse(s.as_bytes()).unwrap()
+    }
+
+    fn rdata(s: &str, i: &str, token: Option<i64>, r: &str) -> Rdata {
+        Rdata {
+            stream: stream(s),
+            instance: instance(i),
+            token: token.map(Token),
+            row: row(r),
+        }
+    }
+
+    fn position(s: &str, i: &str, prev: i64, new: i64) -> Position {
+        Position {
+            stream: stream(s),
+            instance: instance(i),
+            prev: Token(prev),
+            new: Token(new),
+        }
+    }
+
+    /// Keeps every batch it is given.
+    #[derive(Default)]
+    struct CollectingSink {
+        batches: Mutex<Vec<Batch>>,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl BatchSink for CollectingSink {
+        fn apply<'a>(
+            &'a self,
+            batches: &'a [Batch],
+            _tx: &'a mut sqlx::SqliteConnection,
+        ) -> BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                    anyhow::bail!("sink refuses");
+                }
+                self.batches.lock().unwrap().extend_from_slice(batches);
+                Ok(())
+            })
+        }
+    }
+
+    /// Serves one stream's rows from memory, `page` rows at most per answer (never cutting a
+    /// token), and records every request.
+    struct MemoryCatchup {
+        rows: Vec<(Token, RowJson)>,
+        page: usize,
+        requests: Mutex<Vec<(StreamName, Token, Token)>>,
+        broken: bool,
+    }
+
+    impl MemoryCatchup {
+        fn new(rows: &[(i64, &str)], page: usize) -> MemoryCatchup {
+            MemoryCatchup {
+                rows: rows.iter().map(|(t, r)| (Token(*t), row(r))).collect(),
+                page,
+                requests: Mutex::new(Vec::new()),
+                broken: false,
+            }
+        }
+    }
+
+    impl CatchupSource for MemoryCatchup {
+        fn fetch<'a>(
+            &'a self,
+            stream: &'a StreamName,
+            from: Token,
+            upto: Token,
+        ) -> BoxFuture<'a, Result<CatchupPage, CatchupError>> {
+            Box::pin(async move {
+                self.requests
+                    .lock()
+                    .unwrap()
+                    .push((stream.clone(), from, upto));
+                if self.broken {
+                    return Err(CatchupError::Status {
+                        status: hyper::StatusCode::BAD_REQUEST,
+                        body: "Unknown stream".into(),
+                    });
+                }
+                let mut updates: Vec<(Token, RowJson)> = Vec::new();
+                let mut limited = false;
+                for (token, r) in &self.rows {
+                    if *token <= from || *token > upto {
+                        continue;
+                    }
+                    if updates.len() >= self.page && updates.last().is_some_and(|(t, _)| t != token)
+                    {
+                        limited = true;
+                        break;
+                    }
+                    updates.push((*token, r.clone()));
+                }
+                let upto = if limited {
+                    updates.last().expect("limited after rows").0
+                } else {
+                    upto
+                };
+                Ok(CatchupPage {
+                    updates,
+                    upto,
+                    limited,
+                })
+            })
+        }
+    }
+
+    struct Harness {
+        processor: Processor,
+        sink: Arc<CollectingSink>,
+        catchup: Arc<MemoryCatchup>,
+        drop_rx: watch::Receiver<ConnId>,
+        store: ReaderStore,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn harness(catchup: MemoryCatchup) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ReaderStore::open(&dir.path().join("reader.sqlite"))
+            .await
+            .unwrap();
+        let sink = Arc::new(CollectingSink::default());
+        let catchup = Arc::new(catchup);
+        let shared = Arc::new(Shared::new("test".into(), "nowhere".into()));
+        let (drop_tx, drop_rx) = watch::channel(0);
+        let processor = Processor::new(
+            store.clone(),
+            sink.clone(),
+            catchup.clone(),
+            shared,
+            drop_tx,
+            CancellationToken::new(),
+            Limits::new(Duration::from_millis(1), 100_000),
+        )
+        .await
+        .unwrap();
+        Harness {
+            processor,
+            sink,
+            catchup,
+            drop_rx,
+            store,
+            _dir: dir,
+        }
+    }
+
+    impl Harness {
+        async fn feed(&mut self, messages: Vec<Inbound>) {
+            for m in messages {
+                self.processor.handle(m).await;
+            }
+            assert!(self.processor.commit().await);
+        }
+
+        /// (stream, instance, prev, token, rows) of every batch delivered so far.
+        fn delivered(&self) -> Vec<Delivered> {
+            self.sink
+                .batches
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    (
+                        b.stream.to_string(),
+                        b.instance.to_string(),
+                        b.prev.0,
+                        b.token.0,
+                        b.rows.iter().map(|r| r.as_str().to_owned()).collect(),
+                    )
+                })
+                .collect()
+        }
+
+        async fn stored(&self) -> Vec<(String, String, i64)> {
+            self.store
+                .positions()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(s, i, t)| (s.to_string(), i.to_string(), t.0))
+                .collect()
+        }
+    }
+
+    /// A delivered batch: (stream, instance, prev, token, rows).
+    type Delivered = (String, String, i64, i64, Vec<String>);
+
+    fn b(s: &str, i: &str, prev: i64, token: i64, rows: &[&str]) -> Delivered {
+        (
+            s.into(),
+            i.into(),
+            prev,
+            token,
+            rows.iter().map(|r| r.to_string()).collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn position_within_prev_and_new_only_advances() {
+        let mut h = harness(MemoryCatchup::new(&[(3, "[3]")], 100)).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "master", 0, 5)),
+        ])
+        .await;
+        assert!(
+            h.catchup.requests.lock().unwrap().is_empty(),
+            "no fetch when prev <= cur <= new"
+        );
+        assert!(h.delivered().is_empty());
+        assert_eq!(
+            h.stored().await,
+            vec![("events".into(), "master".into(), 5)]
+        );
+        // RDATA above the position is delivered from the position.
+        h.feed(vec![Inbound::Rdata(
+            1,
+            rdata("events", "master", Some(6), "[6]"),
+        )])
+        .await;
+        assert_eq!(h.delivered(), vec![b("events", "master", 5, 6, &["[6]"])]);
+        assert_eq!(
+            h.stored().await,
+            vec![("events".into(), "master".into(), 6)]
+        );
+    }
+
+    #[tokio::test]
+    async fn gap_is_fetched_following_limited_and_delivered_by_token() {
+        let rows = [
+            (2, "[2]"),
+            (3, "[3,0]"),
+            (3, "[3,1]"),
+            (4, "[4]"),
+            (6, "[6]"),
+            (7, "[7]"),
+        ];
+        let mut h = harness(MemoryCatchup::new(&rows, 2)).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "master", 6, 8)),
+            Inbound::Rdata(1, rdata("events", "master", Some(9), "[9]")),
+        ])
+        .await;
+        assert_eq!(
+            *h.catchup.requests.lock().unwrap(),
+            vec![
+                (stream("events"), Token(0), Token(8)),
+                (stream("events"), Token(3), Token(8)),
+                (stream("events"), Token(6), Token(8)),
+            ]
+        );
+        assert_eq!(
+            h.delivered(),
+            vec![
+                b("events", "master", 0, 2, &["[2]"]),
+                b("events", "master", 2, 3, &["[3,0]", "[3,1]"]),
+                b("events", "master", 3, 4, &["[4]"]),
+                b("events", "master", 4, 6, &["[6]"]),
+                b("events", "master", 6, 7, &["[7]"]),
+                b("events", "master", 8, 9, &["[9]"]),
+            ]
+        );
+        assert_eq!(
+            h.stored().await,
+            vec![("events".into(), "master".into(), 9)]
+        );
+    }
+
+    #[tokio::test]
+    async fn writer_behind_the_reader_never_moves_it_back_or_redelivers() {
+        let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "master", 10, 10)),
+        ])
+        .await;
+        let fetched = h.catchup.requests.lock().unwrap().len();
+        assert_eq!(
+            h.stored().await,
+            vec![("events".into(), "master".into(), 10)]
+        );
+        h.feed(vec![
+            Inbound::Disconnected(1),
+            Inbound::Connected(2),
+            Inbound::Position(2, position("events", "master", 4, 4)),
+            Inbound::Rdata(2, rdata("events", "master", Some(5), "[5]")),
+            Inbound::Rdata(2, rdata("events", "master", Some(11), "[11]")),
+        ])
+        .await;
+        assert_eq!(
+            h.catchup.requests.lock().unwrap().len(),
+            fetched,
+            "no fetch when cur > new"
+        );
+        assert_eq!(
+            h.delivered(),
+            vec![b("events", "master", 10, 11, &["[11]"])]
+        );
+        assert_eq!(
+            h.stored().await,
+            vec![("events".into(), "master".into(), 11)]
+        );
+        let text = h.processor.shared.metrics.registry.render();
+        assert!(
+            text.contains("streamhost_reader_writer_behind_total{stream=\"events\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "streamhost_reader_rdata_dropped_total{stream=\"events\",reason=\"old_token\"} 1"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rdata_before_the_streams_position_is_dropped_on_each_connection() {
+        let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Rdata(1, rdata("events", "master", Some(2), "[2]")),
+            Inbound::Position(1, position("typing", "master", 0, 0)),
+            Inbound::Rdata(1, rdata("events", "master", Some(3), "[3]")),
+            Inbound::Position(1, position("events", "master", 3, 3)),
+            Inbound::Rdata(1, rdata("events", "master", Some(4), "[4]")),
+            Inbound::Disconnected(1),
+            Inbound::Connected(2),
+            Inbound::Rdata(2, rdata("events", "master", Some(5), "[5]")),
+            Inbound::Position(2, position("events", "master", 5, 5)),
+            Inbound::Rdata(2, rdata("events", "master", Some(6), "[6]")),
+        ])
+        .await;
+        assert_eq!(
+            h.delivered(),
+            vec![
+                b("events", "master", 3, 4, &["[4]"]),
+                b("events", "master", 5, 6, &["[6]"])
+            ]
+        );
+        let text = h.processor.shared.metrics.registry.render();
+        assert!(
+            text.contains("streamhost_reader_rdata_dropped_total{stream=\"events\",reason=\"not_connected\"} 3"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn batch_runs_are_kept_per_instance_even_when_interleaved() {
+        let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "a", 0, 0)),
+            Inbound::Position(1, position("events", "b", 0, 0)),
+            Inbound::Rdata(1, rdata("events", "a", None, "[\"a1\"]")),
+            Inbound::Rdata(1, rdata("events", "b", None, "[\"b1\"]")),
+            Inbound::Rdata(1, rdata("events", "a", None, "[\"a2\"]")),
+            Inbound::Rdata(1, rdata("events", "b", Some(7), "[\"b2\"]")),
+            Inbound::Rdata(1, rdata("events", "a", Some(3), "[\"a3\"]")),
+            Inbound::Rdata(1, rdata("events", "a", Some(4), "[\"a4\"]")),
+        ])
+        .await;
+        assert_eq!(
+            h.delivered(),
+            vec![
+                b("events", "b", 0, 7, &["[\"b1\"]", "[\"b2\"]"]),
+                b("events", "a", 0, 3, &["[\"a1\"]", "[\"a2\"]", "[\"a3\"]"]),
+                b("events", "a", 3, 4, &["[\"a4\"]"]),
+            ]
+        );
+        assert_eq!(
+            h.stored().await,
+            vec![
+                ("events".into(), "a".into(), 4),
+                ("events".into(), "b".into(), 7)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_ending_at_an_old_token_is_dropped_whole() {
+        let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "master", 5, 5)),
+            Inbound::Rdata(1, rdata("events", "master", None, "[1]")),
+            Inbound::Rdata(1, rdata("events", "master", None, "[2]")),
+            Inbound::Rdata(1, rdata("events", "master", Some(5), "[3]")),
+            Inbound::Rdata(1, rdata("events", "master", Some(4), "[4]")),
+            Inbound::Rdata(1, rdata("events", "master", None, "[6]")),
+            Inbound::Rdata(1, rdata("events", "master", Some(6), "[7]")),
+        ])
+        .await;
+        assert_eq!(
+            h.delivered(),
+            vec![b("events", "master", 5, 6, &["[6]", "[7]"])]
+        );
+        let text = h.processor.shared.metrics.registry.render();
+        assert!(
+            text.contains(
+                "streamhost_reader_rdata_dropped_total{stream=\"events\",reason=\"old_token\"} 4"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn position_clears_the_unfinished_run_and_catch_up_rereads_it() {
+        let mut h = harness(MemoryCatchup::new(&[(3, "[\"x\"]"), (3, "[\"y\"]")], 100)).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "master", 1, 1)),
+            Inbound::Rdata(1, rdata("events", "master", None, "[\"x\"]")),
+            Inbound::Rdata(1, rdata("events", "other", None, "[\"o\"]")),
+            // A gap: the reader is at 1, the writer says it last published 3.
+            Inbound::Position(1, position("events", "master", 3, 3)),
+            Inbound::Rdata(1, rdata("events", "master", Some(4), "[\"z\"]")),
+            Inbound::Rdata(1, rdata("events", "other", Some(2), "[\"p\"]")),
+        ])
+        .await;
+        assert_eq!(
+            h.delivered(),
+            vec![
+                b("events", "master", 1, 3, &["[\"x\"]", "[\"y\"]"]),
+                b("events", "master", 3, 4, &["[\"z\"]"]),
+                // Only the named instance's run is cleared.
+                b("events", "other", 0, 2, &["[\"o\"]", "[\"p\"]"]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_disconnect_forgets_pending_runs_but_queued_rows_still_apply() {
+        let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "master", 0, 0)),
+            Inbound::Rdata(1, rdata("events", "master", Some(2), "[2]")),
+            Inbound::Rdata(1, rdata("events", "master", None, "[3]")),
+            Inbound::Disconnected(1),
+            Inbound::Connected(2),
+            Inbound::Position(2, position("events", "master", 2, 2)),
+            Inbound::Rdata(2, rdata("events", "master", Some(3), "[4]")),
+        ])
+        .await;
+        assert_eq!(
+            h.delivered(),
+            vec![
+                b("events", "master", 0, 2, &["[2]"]),
+                b("events", "master", 2, 3, &["[4]"])
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_rolls_back_and_asks_for_a_new_connection() {
+        let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "master", 0, 2)),
+        ])
+        .await;
+        h.sink.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        h.processor
+            .handle(Inbound::Rdata(1, rdata("events", "master", Some(3), "[3]")))
+            .await;
+        assert!(!h.processor.commit().await);
+        assert_eq!(*h.drop_rx.borrow(), 1, "asked to drop connection 1");
+        assert_eq!(
+            h.stored().await,
+            vec![("events".into(), "master".into(), 2)]
+        );
+        assert_eq!(
+            h.processor
+                .position(&(stream("events"), instance("master"))),
+            Token(2)
+        );
+        // The stream is disconnected until the next POSITION, which catches up from 2.
+        h.sink
+            .fail
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        h.feed(vec![Inbound::Rdata(
+            1,
+            rdata("events", "master", Some(4), "[4]"),
+        )])
+        .await;
+        assert!(h.delivered().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failing_catch_up_leaves_the_stream_disconnected() {
+        let mut catchup = MemoryCatchup::new(&[], 100);
+        catchup.broken = true;
+        let mut h = harness(catchup).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "master", 1, 1)),
+            Inbound::Rdata(1, rdata("events", "master", Some(2), "[2]")),
+        ])
+        .await;
+        assert_eq!(
+            h.catchup.requests.lock().unwrap().len(),
+            1,
+            "a 400 is not retried"
+        );
+        assert!(h.delivered().is_empty());
+        assert!(h.stored().await.is_empty());
+        assert_eq!(*h.drop_rx.borrow(), 1);
+    }
+
+    #[test]
+    fn catch_up_answers_outside_the_request_are_rejected() {
+        let page = |updates: &[i64], upto: i64, limited: bool| CatchupPage {
+            updates: updates.iter().map(|t| (Token(*t), row("[]"))).collect(),
+            upto: Token(upto),
+            limited,
+        };
+        assert!(check_page(&page(&[2, 3, 3], 5, false), Token(1), Token(5)).is_ok());
+        assert!(check_page(&page(&[1], 5, false), Token(1), Token(5)).is_err());
+        assert!(check_page(&page(&[6], 6, false), Token(1), Token(5)).is_err());
+        assert!(check_page(&page(&[3, 2], 5, false), Token(1), Token(5)).is_err());
+        assert!(check_page(&page(&[2, 4], 3, true), Token(1), Token(5)).is_err());
+        assert!(
+            check_page(&page(&[], 1, true), Token(1), Token(5)).is_err(),
+            "no progress"
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! What a reader reports about itself: the [`ReaderStatus`] snapshot (`GET /v1/status`) and
+//! the Prometheus metrics (`GET /metrics`), both fed by the connection and processor tasks.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Serialize, Serializer};
+use streamhost_proto::{InstanceName, StreamName, Token};
+
+use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
+
+/// Where the replication connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionState {
+    /// Opening the TCP connection.
+    Connecting,
+    /// Connected; commands are flowing.
+    Connected,
+    /// The last attempt or connection failed; waiting before the next attempt.
+    BackingOff,
+    /// Shut down.
+    Stopped,
+}
+
+/// The replication connection, as `GET /v1/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConnectionStatus {
+    /// The state.
+    pub state: ConnectionState,
+    /// Why the last connection ended or the last attempt failed; kept after reconnecting.
+    pub last_error: Option<String>,
+    /// The name the writer sent in `SERVER` on the current or last connection.
+    pub server_name: Option<String>,
+}
+
+/// One (stream, instance) the reader follows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StreamStatus {
+    /// The stream.
+    #[serde(serialize_with = "display")]
+    pub stream: StreamName,
+    /// The writer instance.
+    #[serde(serialize_with = "display")]
+    pub instance: InstanceName,
+    /// The committed position: every batch up to it has been applied.
+    #[serde(serialize_with = "token")]
+    pub position: Token,
+    /// The writer's last known position (the highest `POSITION` new token or `RDATA` token
+    /// seen), or the committed position if higher.
+    #[serde(serialize_with = "token")]
+    pub writer_position: Token,
+    /// `writer_position - position`, never negative.
+    pub lag: i64,
+    /// Rows applied (committed) since the reader started.
+    pub rows_applied: u64,
+    /// Batches applied (committed) since the reader started.
+    pub batches_applied: u64,
+}
+
+/// A snapshot of a reader (`GET /v1/status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReaderStatus {
+    /// The reader's `NAME`.
+    pub name: String,
+    /// The writer's replication address.
+    pub writer: String,
+    /// The replication connection.
+    pub connection: ConnectionStatus,
+    /// Connection attempts after the first.
+    pub reconnects: u64,
+    /// Every (stream, instance) seen or stored, by stream then instance.
+    pub streams: Vec<StreamStatus>,
+}
+
+impl ReaderStatus {
+    /// The entry of one (stream, instance), if known.
+    pub fn stream(&self, stream: &str, instance: &str) -> Option<&StreamStatus> {
+        self.streams
+            .iter()
+            .find(|s| s.stream.as_str() == stream && s.instance.as_str() == instance)
+    }
+}
+
+fn display<S: Serializer, T: std::fmt::Display>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn token<S: Serializer>(value: &Token, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(value.0)
+}
+
+/// The reader's metrics, registered once.
+#[derive(Debug)]
+pub(crate) struct ReaderMetrics {
+    pub(crate) registry: Registry,
+    pub(crate) commands_in: CounterVec,
+    pub(crate) commands_out: CounterVec,
+    pub(crate) rdata_dropped: CounterVec,
+    pub(crate) batches_applied: CounterVec,
+    pub(crate) rows_applied: CounterVec,
+    pub(crate) catchup_requests: CounterVec,
+    pub(crate) catchup_rows: CounterVec,
+    pub(crate) writer_behind: CounterVec,
+    pub(crate) reconnects: Counter,
+    pub(crate) errors: CounterVec,
+    pub(crate) commits: Counter,
+    pub(crate) connected: Gauge,
+    pub(crate) position: GaugeVec,
+    pub(crate) writer_position: GaugeVec,
+    pub(crate) lag: GaugeVec,
+}
+
+impl ReaderMetrics {
+    fn new() -> ReaderMetrics {
+        let r = Registry::new();
+        ReaderMetrics {
+            commands_in: r.counter_vec(
+                "reader_commands_in_total",
+                "Replication commands received, by command.",
+                &["command"],
+            ),
+            commands_out: r.counter_vec(
+                "reader_commands_out_total",
+                "Replication commands sent, by command.",
+                &["command"],
+            ),
+            rdata_dropped: r.counter_vec(
+                "reader_rdata_dropped_total",
+                "RDATA rows dropped: not_connected (before the stream's POSITION on this \
+                 connection) or old_token (token not above the applied position).",
+                &["stream", "reason"],
+            ),
+            batches_applied: r.counter_vec(
+                "reader_batches_applied_total",
+                "Batches committed.",
+                &["stream"],
+            ),
+            rows_applied: r.counter_vec(
+                "reader_rows_applied_total",
+                "Rows committed.",
+                &["stream"],
+            ),
+            catchup_requests: r.counter_vec(
+                "reader_catchup_requests_total",
+                "Catch-up requests made (including retries).",
+                &["stream"],
+            ),
+            catchup_rows: r.counter_vec(
+                "reader_catchup_rows_total",
+                "Rows received from catch-up.",
+                &["stream"],
+            ),
+            writer_behind: r.counter_vec(
+                "reader_writer_behind_total",
+                "POSITIONs whose new token is below the applied position (writer restored \
+                 from an older state); the reader keeps its position.",
+                &["stream"],
+            ),
+            reconnects: r.counter(
+                "reader_reconnects_total",
+                "Connection attempts after the first.",
+            ),
+            errors: r.counter_vec(
+                "reader_errors_total",
+                "Failures by reason (connect, io, closed, decode, line_too_long, wrong_remote, \
+                 ping_timeout, remote_error, catchup, apply, processor).",
+                &["reason"],
+            ),
+            commits: r.counter(
+                "reader_commits_total",
+                "Group commits of the reader database.",
+            ),
+            connected: r.gauge("reader_connected", "1 while connected to the writer."),
+            position: r.gauge_vec(
+                "reader_position",
+                "Committed position.",
+                &["stream", "instance"],
+            ),
+            writer_position: r.gauge_vec(
+                "reader_writer_position",
+                "The writer's last known position.",
+                &["stream", "instance"],
+            ),
+            lag: r.gauge_vec(
+                "reader_lag",
+                "writer_position - position, never negative.",
+                &["stream", "instance"],
+            ),
+            registry: r,
+        }
+    }
+}
+
+/// Per (stream, instance) figures behind [`StreamStatus`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StreamFigures {
+    pub(crate) position: Token,
+    pub(crate) writer_position: Token,
+    pub(crate) rows_applied: u64,
+    pub(crate) batches_applied: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    connection: ConnectionStatus,
+    reconnects: u64,
+    streams: BTreeMap<(StreamName, InstanceName), StreamFigures>,
+}
+
+/// State shared by the reader's tasks and its HTTP API.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) metrics: ReaderMetrics,
+    name: String,
+    writer: String,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub(crate) fn new(name: String, writer: String) -> Shared {
+        Shared {
+            metrics: ReaderMetrics::new(),
+            name,
+            writer,
+            state: Mutex::new(State {
+                connection: ConnectionStatus {
+                    state: ConnectionState::Connecting,
+                    last_error: None,
+                    server_name: None,
+                },
+                reconnects: 0,
+                streams: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("reader status lock")
+    }
+
+    /// Sets the connection state; `error` replaces the last error when given.
+    pub(crate) fn set_connection(&self, state: ConnectionState, error: Option<String>) {
+        self.metrics
+            .connected
+            .set(i64::from(state == ConnectionState::Connected));
+        let mut s = self.lock();
+        s.connection.state = state;
+        if error.is_some() {
+            s.connection.last_error = error;
+        }
+    }
+
+    pub(crate) fn set_server_name(&self, name: &str) {
+        self.lock().connection.server_name = Some(name.to_owned());
+    }
+
+    pub(crate) fn count_reconnect(&self) {
+        self.metrics.reconnects.inc();
+        self.lock().reconnects += 1;
+    }
+
+    /// Records errors that do not end a connection (catch-up, apply) for the status.
+    pub(crate) fn note_error(&self, error: String) {
+        self.lock().connection.last_error = Some(error);
+    }
+
+    /// Updates the figures of `key` through `update` and refreshes its gauges.
+    pub(crate) fn update_stream(
+        &self,
+        key: &(StreamName, InstanceName),
+        update: impl FnOnce(&mut StreamFigures),
+    ) {
+        let figures = {
+            let mut s = self.lock();
+            let figures = s.streams.entry(key.clone()).or_default();
+            update(figures);
+            *figures
+        };
+        let labels = [key.0.as_str(), key.1.as_str()];
+        let writer = figures.writer_position.max(figures.position);
+        self.metrics.position.with(&labels).set(figures.position.0);
+        self.metrics.writer_position.with(&labels).set(writer.0);
+        self.metrics
+            .lag
+            .with(&labels)
+            .set(writer.0.saturating_sub(figures.position.0));
+    }
+
+    pub(crate) fn snapshot(&self) -> ReaderStatus {
+        let s = self.lock();
+        ReaderStatus {
+            name: self.name.clone(),
+            writer: self.writer.clone(),
+            connection: s.connection.clone(),
+            reconnects: s.reconnects,
+            streams: s
+                .streams
+                .iter()
+                .map(|((stream, instance), f)| {
+                    let writer_position = f.writer_position.max(f.position);
+                    StreamStatus {
+                        stream: stream.clone(),
+                        instance: instance.clone(),
+                        position: f.position,
+                        writer_position,
+                        lag: writer_position.0.saturating_sub(f.position.0),
+                        rows_applied: f.rows_applied,
+                        batches_applied: f.batches_applied,
+                    }
+                })
+                .collect(),
+        }
+    }
+}

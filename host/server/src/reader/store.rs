@@ -1,0 +1,226 @@
+//! The reader's own SQLite database (`reader.sqlite`): the applied position of every
+//! (stream, instance) and, with the recording sink, every delivered row.
+//!
+//! WAL with `synchronous = NORMAL`: a `kill -9` loses nothing committed; an OS crash may lose
+//! the last commits, but positions and the sink's writes share each transaction, so they
+//! rewind together and the reader fetches those rows again.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
+use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
+
+/// Positions per multi-row upsert: 3 bound values each.
+const UPSERT_CHUNK: usize = 1_000;
+
+/// The reader's database. Cloning shares the connection pool.
+#[derive(Clone, Debug)]
+pub struct ReaderStore {
+    pool: SqlitePool,
+}
+
+impl ReaderStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> anyhow::Result<ReaderStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening reader database {}", path.display()))?;
+        sqlx::migrate!("./migrations/reader")
+            .run(&pool)
+            .await
+            .context("migrating the reader database")?;
+        Ok(ReaderStore { pool })
+    }
+
+    /// The connection pool (the processor opens its group-commit transactions on it).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Every applied position, ordered by stream then instance.
+    pub async fn positions(&self) -> anyhow::Result<Vec<(StreamName, InstanceName, Token)>> {
+        let rows = sqlx::query(
+            "SELECT stream, instance, token FROM reader_positions ORDER BY stream, instance",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let stream = StreamName::new(row.try_get::<String, _>("stream")?)?;
+                let instance = InstanceName::new(row.try_get::<String, _>("instance")?)?;
+                Ok((stream, instance, Token(row.try_get("token")?)))
+            })
+            .collect()
+    }
+
+    /// Every row the recording sink kept for `stream`, in (token, instance, seq) order.
+    pub async fn recorded_rows(
+        &self,
+        stream: &StreamName,
+    ) -> anyhow::Result<Vec<(InstanceName, Token, RowJson)>> {
+        let rows = sqlx::query(
+            "SELECT instance, token, row_json FROM recorded_rows WHERE stream = ? \
+             ORDER BY token, instance, seq",
+        )
+        .bind(stream.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let instance = InstanceName::new(row.try_get::<String, _>("instance")?)?;
+                let json: String = row.try_get("row_json")?;
+                let json = RowJson::parse(json.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("recorded row is not canonical JSON: {e}"))?;
+                Ok((instance, Token(row.try_get("token")?), json))
+            })
+            .collect()
+    }
+
+    /// Writes `positions` inside the caller's transaction.
+    pub(crate) async fn write_positions(
+        tx: &mut SqliteConnection,
+        positions: &[(StreamName, InstanceName, Token)],
+    ) -> anyhow::Result<()> {
+        for chunk in positions.chunks(UPSERT_CHUNK) {
+            let mut upsert =
+                QueryBuilder::new("INSERT INTO reader_positions (stream, instance, token) ");
+            upsert.push_values(chunk, |mut values, (stream, instance, token)| {
+                values
+                    .push_bind(stream.as_str())
+                    .push_bind(instance.as_str())
+                    .push_bind(token.0);
+            });
+            upsert.push(" ON CONFLICT (stream, instance) DO UPDATE SET token = excluded.token");
+            upsert.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for open connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::reader::sink::{Batch, BatchSink, RecordingSink};
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).unwrap()
+    }
+
+    fn instance(s: &str) -> InstanceName {
+        InstanceName::new(s).unwrap()
+    }
+
+    fn row(s: &str) -> RowJson {
+        RowJson::parse(s.as_bytes()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn positions_and_recorded_rows_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reader.sqlite");
+        {
+            let store = ReaderStore::open(&path).await.unwrap();
+            let batches = vec![
+                Batch {
+                    stream: name("events"),
+                    instance: instance("master"),
+                    prev: Token(1),
+                    token: Token(2),
+                    rows: vec![row(r#"["a"]"#), row(r#"["b"]"#)],
+                },
+                Batch {
+                    stream: name("typing"),
+                    instance: instance("master"),
+                    prev: Token(0),
+                    token: Token(5),
+                    rows: vec![row("[1]")],
+                },
+            ];
+            let mut tx = store.pool().begin().await.unwrap();
+            RecordingSink.apply(&batches, &mut tx).await.unwrap();
+            ReaderStore::write_positions(
+                &mut tx,
+                &[
+                    (name("events"), instance("master"), Token(2)),
+                    (name("typing"), instance("master"), Token(5)),
+                ],
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            // A later position replaces the earlier one.
+            let mut tx = store.pool().begin().await.unwrap();
+            ReaderStore::write_positions(
+                &mut tx,
+                &[(name("events"), instance("master"), Token(7))],
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            store.close().await;
+        }
+        let store = ReaderStore::open(&path).await.unwrap();
+        assert_eq!(
+            store.positions().await.unwrap(),
+            vec![
+                (name("events"), instance("master"), Token(7)),
+                (name("typing"), instance("master"), Token(5)),
+            ]
+        );
+        assert_eq!(
+            store.recorded_rows(&name("events")).await.unwrap(),
+            vec![
+                (instance("master"), Token(2), row(r#"["a"]"#)),
+                (instance("master"), Token(2), row(r#"["b"]"#)),
+            ]
+        );
+        assert!(
+            store
+                .recorded_rows(&name("nothing"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn recording_the_same_batch_twice_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ReaderStore::open(&dir.path().join("reader.sqlite"))
+            .await
+            .unwrap();
+        let batch = Batch {
+            stream: name("events"),
+            instance: instance("master"),
+            prev: Token(1),
+            token: Token(2),
+            rows: vec![row("[1]")],
+        };
+        let mut tx = store.pool().begin().await.unwrap();
+        RecordingSink
+            .apply(std::slice::from_ref(&batch), &mut tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.pool().begin().await.unwrap();
+        let err = RecordingSink.apply(&[batch], &mut tx).await.unwrap_err();
+        assert!(format!("{err:#}").contains("UNIQUE"), "{err:#}");
+    }
+}
