@@ -1,0 +1,470 @@
+//! `streamhost bench replication`: throughput and latency of the replication path, each
+//! figure next to a baseline measured in the same process (see BENCHMARKS.md).
+//!
+//! - append: durable rows/s through the writer's HTTP API vs the same rows inserted straight
+//!   into SQLite with the same durability (one transaction per request).
+//! - delivery: rows/s from first append to the last reader's position, to 1, 4 and 16 readers.
+//! - latency: one-row append to the reader's sink, p50/p99, vs one fsync of a small file.
+//! - parse: reader-side decode + batch assembly of RDATA lines on one core vs splitting the
+//!   same lines and parsing each row with serde_json.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::{Bytes, BytesMut};
+use streamhost_proto::{LineFramer, MAX_LINE_LENGTH, ServerCommand, Token};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::ApiClient;
+use crate::config::{ReaderConfig, WriterConfig};
+use crate::reader::{Batch, BatchSink, BoxFuture, Reader};
+use crate::writer::Writer;
+
+/// Flags of `streamhost bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value_t = BenchSuite::Replication)]
+    pub suite: BenchSuite,
+    /// Rows per throughput run.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    /// Runs of each measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// The benchmark suites.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchSuite {
+    /// Append, delivery, latency and parse figures of the replication path.
+    Replication,
+}
+
+/// Rows per append request in throughput runs.
+const REQUEST_ROWS: usize = 500;
+/// Concurrent appending clients in throughput runs.
+const CLIENTS: usize = 4;
+
+/// Runs the chosen suite and prints a Markdown table.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.runs > 0 && args.rows >= REQUEST_ROWS,
+        "--runs > 0 and --rows >= {REQUEST_ROWS}"
+    );
+    match args.suite {
+        BenchSuite::Replication => replication(args.rows, args.runs).await,
+    }
+}
+
+async fn replication(rows: usize, runs: usize) -> anyhow::Result<()> {
+    println!("streamhost bench replication: {rows} rows per run, median of {runs} runs\n");
+    println!("| measurement | streamhost | baseline | ratio |");
+    println!("|---|---|---|---|");
+
+    let append = median_of(runs, || bench_append(rows)).await?;
+    let raw = median_of(runs, || bench_raw_sqlite(rows)).await?;
+    println!(
+        "| durable append, {CLIENTS} clients x {REQUEST_ROWS} rows/request (rows/s) | {append:.0} | {raw:.0} (sqlx insert, same fsync) | {:.2} |",
+        append / raw
+    );
+
+    let parse = median_of(runs, || async { Ok(bench_parse(rows.max(200_000))) }).await?;
+    let naive = median_of(runs, || async { Ok(bench_naive_parse(rows.max(200_000))) }).await?;
+    println!(
+        "| reader parse + batch, one core (rows/s) | {parse:.0} | {naive:.0} (split + serde_json::Value) | {:.2} |",
+        parse / naive
+    );
+
+    for readers in [1, 4, 16] {
+        let delivery = median_of(runs, || bench_delivery(rows, readers)).await?;
+        println!(
+            "| delivery to {readers} reader(s), append to last reader's position (rows/s) | {delivery:.0} | {append:.0} (append alone) | {:.2} |",
+            delivery / append
+        );
+    }
+
+    let (p50, p99) = bench_latency(500).await?;
+    let fsync = fsync_latency(500)?;
+    println!(
+        "| write-to-delivery latency p50 / p99 (ms) | {:.2} / {:.2} | {:.2} / {:.2} (fsync p50 / p99) | p50 {:+.2} ms over fsync |",
+        ms(p50),
+        ms(p99),
+        ms(fsync.0),
+        ms(fsync.1),
+        ms(p50) - ms(fsync.0)
+    );
+    Ok(())
+}
+
+async fn median_of<F, Fut>(runs: usize, mut measure: F) -> anyhow::Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<f64>>,
+{
+    let mut values = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        values.push(measure().await?);
+    }
+    values.sort_by(f64::total_cmp);
+    Ok(values[values.len() / 2])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A Synapse-like `events` row.
+fn event_row(n: usize) -> serde_json::Value {
+    serde_json::json!([
+        "ev",
+        [
+            format!("$ev{n}AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
+            format!("!room{}:example.org", n % 50),
+            "m.room.message",
+            null,
+            null,
+            null,
+            null,
+            false,
+            false
+        ]
+    ])
+}
+
+fn request_bodies(rows: usize) -> Vec<Bytes> {
+    (0..rows / REQUEST_ROWS)
+        .map(|r| {
+            let rows: Vec<_> = (0..REQUEST_ROWS)
+                .map(|i| event_row(r * REQUEST_ROWS + i))
+                .collect();
+            Bytes::from(serde_json::to_vec(&rows).expect("JSON"))
+        })
+        .collect()
+}
+
+struct BenchWriter {
+    writer: Writer,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchWriter {
+    async fn start() -> anyhow::Result<BenchWriter> {
+        let dir = tempfile::tempdir()?;
+        let shutdown = CancellationToken::new();
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let config = WriterConfig {
+            data: dir.path().join("writer"),
+            ..WriterConfig::default()
+        };
+        let writer = Writer::start(
+            config,
+            TcpListener::bind(loopback).await?,
+            TcpListener::bind(loopback).await?,
+            shutdown.clone(),
+        )
+        .await?;
+        Ok(BenchWriter {
+            writer,
+            shutdown,
+            _dir: dir,
+        })
+    }
+
+    fn client(&self) -> ApiClient {
+        ApiClient::new(format!("http://{}", self.writer.http_addr()))
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.writer.join().await
+    }
+}
+
+/// Appends `bodies` from `CLIENTS` concurrent clients; returns the last token.
+async fn append_all(client: &ApiClient, bodies: Vec<Bytes>) -> anyhow::Result<Token> {
+    let queue = Arc::new(Mutex::new(bodies));
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (client, queue) = (client.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut last = Token(0);
+            loop {
+                let next = queue.lock().expect("queue lock").pop();
+                let Some(body) = next else {
+                    return Ok::<_, anyhow::Error>(last);
+                };
+                let tokens = client.append("events", body, false).await?;
+                last = last.max(*tokens.last().expect("non-empty request"));
+            }
+        }));
+    }
+    let mut last = Token(0);
+    for task in tasks {
+        last = last.max(task.await??);
+    }
+    Ok(last)
+}
+
+async fn bench_append(rows: usize) -> anyhow::Result<f64> {
+    let writer = BenchWriter::start().await?;
+    let bodies = request_bodies(rows);
+    let total = bodies.len() * REQUEST_ROWS;
+    let started = Instant::now();
+    append_all(&writer.client(), bodies).await?;
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    writer.stop().await?;
+    Ok(rate)
+}
+
+async fn bench_raw_sqlite(rows: usize) -> anyhow::Result<f64> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    let dir = tempfile::tempdir()?;
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("raw.sqlite"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    let pool = sqlx::SqlitePool::connect_with(options).await?;
+    sqlx::query("CREATE TABLE t (stream TEXT, token BIGINT, seq BIGINT, instance TEXT, row_json TEXT, PRIMARY KEY (stream, token, seq))")
+        .execute(&pool)
+        .await?;
+    let texts: Vec<String> = (0..rows).map(|n| event_row(n).to_string()).collect();
+    let started = Instant::now();
+    for (chunk_index, chunk) in texts.chunks(REQUEST_ROWS).enumerate() {
+        let mut tx = pool.begin().await?;
+        let mut insert =
+            sqlx::QueryBuilder::new("INSERT INTO t (stream, token, seq, instance, row_json) ");
+        insert.push_values(chunk.iter().enumerate(), |mut v, (i, text)| {
+            v.push_bind("events")
+                .push_bind((chunk_index * REQUEST_ROWS + i) as i64)
+                .push_bind(0i64)
+                .push_bind("master")
+                .push_bind(text);
+        });
+        insert.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    pool.close().await;
+    Ok(rate)
+}
+
+async fn bench_delivery(rows: usize, readers: usize) -> anyhow::Result<f64> {
+    let writer = BenchWriter::start().await?;
+    let dir = tempfile::tempdir()?;
+    let mut running = Vec::new();
+    for n in 0..readers {
+        let config = ReaderConfig {
+            writer: writer.writer.replication_addr().to_string(),
+            writer_http: format!("http://{}", writer.writer.http_addr()),
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data: dir.path().join(format!("reader-{n}")),
+            name: format!("bench-{n}"),
+            ..ReaderConfig::default()
+        };
+        let http = TcpListener::bind(config.http).await?;
+        running.push(Reader::start(config, http, None, writer.shutdown.clone()).await?);
+    }
+    // Wait until every reader is connected and has seen its first POSITION.
+    wait_for(Duration::from_secs(30), || {
+        running
+            .iter()
+            .all(|r| r.status().stream("events", "master").is_some())
+    })
+    .await?;
+    let bodies = request_bodies(rows);
+    let total = bodies.len() * REQUEST_ROWS;
+    let started = Instant::now();
+    let last = append_all(&writer.client(), bodies).await?;
+    wait_for(Duration::from_secs(300), || {
+        running.iter().all(|r| {
+            r.status()
+                .stream("events", "master")
+                .is_some_and(|s| s.position >= last)
+        })
+    })
+    .await?;
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    writer.shutdown.cancel();
+    for reader in running {
+        reader.join().await?;
+    }
+    writer.stop().await?;
+    Ok(rate)
+}
+
+async fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "benchmark did not finish within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+/// A sink that records when each token was applied.
+#[derive(Default)]
+struct ArrivalSink {
+    arrivals: Mutex<Vec<(Token, Instant)>>,
+}
+
+impl BatchSink for ArrivalSink {
+    fn apply<'a>(
+        &'a self,
+        batches: &'a [Batch],
+        _tx: &'a mut sqlx::SqliteConnection,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        let now = Instant::now();
+        let mut arrivals = self.arrivals.lock().expect("arrivals lock");
+        arrivals.extend(batches.iter().map(|b| (b.token, now)));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+async fn bench_latency(samples: usize) -> anyhow::Result<(Duration, Duration)> {
+    let writer = BenchWriter::start().await?;
+    let dir = tempfile::tempdir()?;
+    let sink = Arc::new(ArrivalSink::default());
+    let config = ReaderConfig {
+        writer: writer.writer.replication_addr().to_string(),
+        writer_http: format!("http://{}", writer.writer.http_addr()),
+        http: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data: dir.path().join("reader"),
+        name: "latency".into(),
+        ..ReaderConfig::default()
+    };
+    let http = TcpListener::bind(config.http).await?;
+    let reader = Reader::start(config, http, Some(sink.clone()), writer.shutdown.clone()).await?;
+    wait_for(Duration::from_secs(30), || {
+        reader.status().stream("events", "master").is_some()
+    })
+    .await?;
+    let client = writer.client();
+    let mut latencies = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let body = Bytes::from(serde_json::to_vec(&[event_row(n)])?);
+        let sent = Instant::now();
+        let token = client.append("events", body, false).await?[0];
+        let arrived = loop {
+            let found = sink
+                .arrivals
+                .lock()
+                .expect("arrivals lock")
+                .iter()
+                .find(|(t, _)| *t == token)
+                .map(|(_, at)| *at);
+            if let Some(at) = found {
+                break at;
+            }
+            anyhow::ensure!(
+                sent.elapsed() < Duration::from_secs(10),
+                "row {token} never arrived"
+            );
+            tokio::time::sleep(Duration::from_micros(50)).await;
+        };
+        latencies.push(arrived.saturating_duration_since(sent));
+    }
+    writer.shutdown.cancel();
+    reader.join().await?;
+    writer.stop().await?;
+    Ok(percentiles(latencies))
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+/// p50/p99 of writing a few bytes to a file and fsyncing it, in the same folder kind.
+fn fsync_latency(samples: usize) -> anyhow::Result<(Duration, Duration)> {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let mut file = std::fs::File::create(dir.path().join("fsync"))?;
+    let mut latencies = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let started = Instant::now();
+        file.write_all(format!("{n}\n").as_bytes())?;
+        file.sync_data().context("fsync")?;
+        latencies.push(started.elapsed());
+    }
+    Ok(percentiles(latencies))
+}
+
+/// Encoded RDATA lines like a live Synapse stream: mostly single rows, some `batch` runs.
+fn wire_lines(rows: usize) -> Bytes {
+    let mut out = Vec::new();
+    let mut token = 2;
+    let mut n = 0;
+    while n < rows {
+        let run = if n % 10 == 0 { 3 } else { 1 };
+        for i in 0..run {
+            let row = streamhost_proto::RowJson::parse(event_row(n).to_string().as_bytes())
+                .expect("canonical");
+            let command = ServerCommand::Rdata(streamhost_proto::Rdata {
+                stream: streamhost_proto::StreamName::new("events").expect("name"),
+                instance: streamhost_proto::InstanceName::new("master").expect("name"),
+                token: if i + 1 == run {
+                    Some(Token(token))
+                } else {
+                    None
+                },
+                row,
+            });
+            command.encode(&mut out).expect("encodable");
+            n += 1;
+        }
+        token += 1;
+    }
+    out.into()
+}
+
+fn bench_parse(rows: usize) -> f64 {
+    let wire = wire_lines(rows);
+    let started = Instant::now();
+    let mut framer = LineFramer::new(MAX_LINE_LENGTH);
+    framer.buffer_mut().extend_from_slice(&wire);
+    let mut assembler = crate::reader::BatchAssembler::default();
+    let mut applied = 0usize;
+    while let Ok(Some(line)) = framer.next_line() {
+        if let Ok(ServerCommand::Rdata(rdata)) = ServerCommand::decode(&line)
+            && let Some(batch) = assembler.push(rdata)
+        {
+            applied += batch.rows.len();
+        }
+    }
+    assert_eq!(applied, rows, "every row assembled into a batch");
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+fn bench_naive_parse(rows: usize) -> f64 {
+    let wire = wire_lines(rows);
+    let started = Instant::now();
+    let mut buffer = BytesMut::from(&wire[..]);
+    let mut parsed = 0usize;
+    while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+        let line = buffer.split_to(end + 1);
+        let text = std::str::from_utf8(&line[..end]).expect("UTF-8");
+        let mut fields = text.splitn(5, ' ');
+        let (_, _, _, _, row) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        );
+        let value: serde_json::Value = serde_json::from_str(row.expect("row")).expect("JSON");
+        std::hint::black_box(value);
+        parsed += 1;
+    }
+    assert_eq!(parsed, rows);
+    rows as f64 / started.elapsed().as_secs_f64()
+}
