@@ -1,0 +1,279 @@
+//! The integration-test harness: writers and readers on loopback port 0 with temporary
+//! SQLite files, raw replication clients, polling helpers, and the real binary as a process.
+
+pub mod process;
+pub mod raw;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use streamhost::client::ApiClient;
+use streamhost::config::{ReaderConfig, WriterConfig};
+use streamhost::reader::Reader;
+use streamhost::writer::Writer;
+use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Polls `check` every 10 ms until it returns true, failing after `timeout` with `what`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A stream name for tests.
+pub fn stream(name: &str) -> StreamName {
+    StreamName::new(name).expect("test stream names are valid")
+}
+
+/// Builds a JSON array body from rows.
+pub fn rows_body(rows: &[serde_json::Value]) -> Bytes {
+    serde_json::to_vec(rows).expect("JSON").into()
+}
+
+/// A writer running in this process on 127.0.0.1:0, with its log in a temporary folder.
+pub struct TestWriter {
+    /// The writer's configuration (its `data` folder survives restarts).
+    pub config: WriterConfig,
+    writer: Option<Writer>,
+    shutdown: CancellationToken,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestWriter {
+    /// Starts a writer with these streams and otherwise default settings.
+    pub async fn spawn(streams: &[&str]) -> TestWriter {
+        TestWriter::spawn_with(streams, |_| {}).await
+    }
+
+    /// Starts a writer after `adjust` has changed its configuration.
+    pub async fn spawn_with(
+        streams: &[&str],
+        adjust: impl FnOnce(&mut WriterConfig),
+    ) -> TestWriter {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = WriterConfig {
+            data: dir.path().join("writer"),
+            streams: streams.iter().map(|s| s.to_string()).collect(),
+            ..WriterConfig::default()
+        };
+        adjust(&mut config);
+        let mut writer = TestWriter {
+            config,
+            writer: None,
+            shutdown: CancellationToken::new(),
+            _dir: Some(dir),
+        };
+        writer
+            .start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            )
+            .await;
+        writer
+    }
+
+    async fn start(&mut self, http: SocketAddr, replication: SocketAddr) {
+        self.shutdown = CancellationToken::new();
+        let http = TcpListener::bind(http).await.expect("bind writer HTTP");
+        let replication = TcpListener::bind(replication)
+            .await
+            .expect("bind writer replication");
+        let writer = Writer::start(
+            self.config.clone(),
+            http,
+            replication,
+            self.shutdown.clone(),
+        )
+        .await
+        .expect("writer starts");
+        self.writer = Some(writer);
+    }
+
+    fn running(&self) -> &Writer {
+        self.writer.as_ref().expect("writer is running")
+    }
+
+    /// The HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.running().http_addr()
+    }
+
+    /// The replication address.
+    pub fn replication_addr(&self) -> SocketAddr {
+        self.running().replication_addr()
+    }
+
+    /// The HTTP base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http_addr())
+    }
+
+    /// A client for the writer's API.
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(self.url())
+    }
+
+    /// Appends rows (JSON values) to `stream` and returns their tokens.
+    pub async fn append(&self, stream: &str, rows: &[serde_json::Value]) -> Vec<Token> {
+        self.client()
+            .append(stream, rows_body(rows), false)
+            .await
+            .expect("append succeeds")
+    }
+
+    /// Shuts the writer down cleanly and waits for it.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(writer) = self.writer.take() {
+            writer.join().await.expect("writer shuts down cleanly");
+        }
+    }
+
+    /// Stops the writer and starts it again on the same addresses and log.
+    pub async fn restart(&mut self) {
+        let (http, replication) = (self.http_addr(), self.replication_addr());
+        self.stop().await;
+        self.start(http, replication).await;
+    }
+}
+
+impl Drop for TestWriter {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A reader running in this process, following a writer, with the recording sink.
+pub struct TestReader {
+    /// The reader's configuration.
+    pub config: ReaderConfig,
+    reader: Option<Reader>,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl TestReader {
+    /// Starts a recording reader of `writer` named `name`.
+    pub async fn spawn(writer: &TestWriter, name: &str) -> TestReader {
+        TestReader::spawn_with(writer, name, None, |_| {}).await
+    }
+
+    /// Starts a reader with a custom sink (`None`: the recording sink) and configuration.
+    pub async fn spawn_with(
+        writer: &TestWriter,
+        name: &str,
+        sink: Option<std::sync::Arc<dyn streamhost::reader::BatchSink>>,
+        adjust: impl FnOnce(&mut ReaderConfig),
+    ) -> TestReader {
+        TestReader::spawn_to(writer.replication_addr(), writer.url(), name, sink, adjust).await
+    }
+
+    /// Starts a reader of the writer at these addresses (a writer process, say).
+    pub async fn spawn_to(
+        replication: SocketAddr,
+        writer_url: String,
+        name: &str,
+        sink: Option<std::sync::Arc<dyn streamhost::reader::BatchSink>>,
+        adjust: impl FnOnce(&mut ReaderConfig),
+    ) -> TestReader {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = ReaderConfig {
+            writer: replication.to_string(),
+            writer_http: writer_url,
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data: dir.path().join(name),
+            name: name.to_owned(),
+            record_rows: true,
+            reconnect_max_ms: 500,
+            ..ReaderConfig::default()
+        };
+        adjust(&mut config);
+        let shutdown = CancellationToken::new();
+        let http = TcpListener::bind(config.http)
+            .await
+            .expect("bind reader HTTP");
+        let reader = Reader::start(config.clone(), http, sink, shutdown.clone())
+            .await
+            .expect("reader starts");
+        TestReader {
+            config,
+            reader: Some(reader),
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    /// The running reader.
+    pub fn reader(&self) -> &Reader {
+        self.reader.as_ref().expect("reader is running")
+    }
+
+    /// Every recorded row of `stream` as (instance, token, row).
+    pub async fn rows(&self, stream_name: &str) -> Vec<(InstanceName, Token, RowJson)> {
+        self.reader()
+            .store()
+            .recorded_rows(&stream(stream_name))
+            .await
+            .expect("read recorded rows")
+    }
+
+    /// The applied position of `(stream, master)`, or 0.
+    pub async fn position(&self, stream_name: &str) -> Token {
+        let positions = self
+            .reader()
+            .store()
+            .positions()
+            .await
+            .expect("read positions");
+        positions
+            .into_iter()
+            .find(|(s, i, _)| s.as_str() == stream_name && i.as_str() == "master")
+            .map_or(Token(0), |(_, _, t)| t)
+    }
+
+    /// Waits until `(stream, master)` has been applied up to `token`.
+    pub async fn wait_for(&self, stream_name: &str, token: Token, timeout: Duration) {
+        wait_until(
+            timeout,
+            &format!("{} to reach {stream_name} {token}", self.config.name),
+            || async { self.position(stream_name).await >= token },
+        )
+        .await;
+    }
+
+    /// Shuts the reader down and waits for it.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(reader) = self.reader.take() {
+            reader.join().await.expect("reader shuts down cleanly");
+        }
+    }
+
+    /// The data folder (survives `stop`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data.clone()
+    }
+}
+
+impl Drop for TestReader {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,9 @@
+//! The integration suite: one test binary, one module per area.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod faults;
+mod process;
+mod replication;
+mod writer_http;
+mod writer_tcp;
