@@ -25,6 +25,32 @@ pub struct NameError {
     pub value: String,
 }
 
+/// Names the decoder keeps per thread for reuse. A reader sees the same few stream and
+/// instance names on every line; sharing them saves two allocations per decoded row.
+/// Bounded, so hostile input cannot grow it.
+const RECENT_NAMES: usize = 16;
+
+thread_local! {
+    static RECENT: std::cell::RefCell<(usize, [Option<std::sync::Arc<str>>; RECENT_NAMES])> =
+        const { std::cell::RefCell::new((0, [const { None }; RECENT_NAMES])) };
+}
+
+/// The shared text for `value`: a recently decoded equal name, or a new one remembered in
+/// place of the oldest.
+fn intern(value: &str) -> std::sync::Arc<str> {
+    RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        let (next, names) = &mut *recent;
+        if let Some(found) = names.iter().flatten().find(|name| &***name == value) {
+            return found.clone();
+        }
+        let name: std::sync::Arc<str> = value.into();
+        names[*next] = Some(name.clone());
+        *next = (*next + 1) % RECENT_NAMES;
+        name
+    })
+}
+
 macro_rules! wire_name {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
@@ -44,9 +70,10 @@ macro_rules! wire_name {
             }
 
             /// Wraps a field exactly as decoded from a line; Synapse accepts any text without a
-            /// space there (even an empty one), and so does the decoder.
+            /// space there (even an empty one), and so does the decoder. Recently seen names
+            /// are shared rather than allocated again (see [`intern`]).
             pub(crate) fn from_wire(value: &str) -> Self {
-                Self(value.into())
+                Self(intern(value))
             }
 
             /// The name as it appears on the wire.
@@ -80,3 +107,23 @@ wire_name!(
     InstanceName,
     "instance"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoded_names_share_their_text_and_stay_bounded() {
+        let a = StreamName::from_wire("events");
+        let b = StreamName::from_wire("events");
+        assert!(std::sync::Arc::ptr_eq(&a.0, &b.0));
+        for n in 0..100 {
+            assert_eq!(
+                InstanceName::from_wire(&format!("w{n}")).as_str(),
+                format!("w{n}")
+            );
+        }
+        RECENT.with(|recent| assert_eq!(recent.borrow().1.iter().flatten().count(), RECENT_NAMES));
+        assert_eq!(StreamName::from_wire("").as_str(), "");
+    }
+}

@@ -42,6 +42,8 @@ pub struct BenchArgs {
 pub enum BenchSuite {
     /// Append, delivery, latency and parse figures of the replication path.
     Replication,
+    /// Only the reader's parse + batch figure (seconds, not minutes).
+    Parse,
 }
 
 /// Rows per append request in throughput runs.
@@ -57,13 +59,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     match args.suite {
         BenchSuite::Replication => replication(args.rows, args.runs).await,
+        BenchSuite::Parse => {
+            print_header(args.rows, args.runs);
+            parse(args.rows, args.runs).await
+        }
     }
 }
 
-async fn replication(rows: usize, runs: usize) -> anyhow::Result<()> {
-    println!("streamhost bench replication: {rows} rows per run, median of {runs} runs\n");
+fn print_header(rows: usize, runs: usize) {
+    println!("streamhost bench: {rows} rows per run, median of {runs} runs\n");
     println!("| measurement | streamhost | baseline | ratio |");
     println!("|---|---|---|---|");
+}
+
+async fn parse(rows: usize, runs: usize) -> anyhow::Result<()> {
+    let rows = rows.max(200_000);
+    let parse = median_of(runs, || async { Ok(bench_parse(rows)) }).await?;
+    let naive = median_of(runs, || async { Ok(bench_naive_parse(rows)) }).await?;
+    println!(
+        "| reader parse + batch, one core (rows/s) | {parse:.0} | {naive:.0} (split + serde_json::Value) | {:.2} |",
+        parse / naive
+    );
+    Ok(())
+}
+
+async fn replication(rows: usize, runs: usize) -> anyhow::Result<()> {
+    print_header(rows, runs);
 
     let append = median_of(runs, || bench_append(rows)).await?;
     let raw = median_of(runs, || bench_raw_sqlite(rows)).await?;
@@ -72,12 +93,7 @@ async fn replication(rows: usize, runs: usize) -> anyhow::Result<()> {
         append / raw
     );
 
-    let parse = median_of(runs, || async { Ok(bench_parse(rows.max(200_000))) }).await?;
-    let naive = median_of(runs, || async { Ok(bench_naive_parse(rows.max(200_000))) }).await?;
-    println!(
-        "| reader parse + batch, one core (rows/s) | {parse:.0} | {naive:.0} (split + serde_json::Value) | {:.2} |",
-        parse / naive
-    );
+    parse(rows, runs).await?;
 
     for readers in [1, 4, 16] {
         let delivery = median_of(runs, || bench_delivery(rows, readers)).await?;

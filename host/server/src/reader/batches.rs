@@ -4,23 +4,26 @@
 //! stream could be mixed up; keying by (stream, instance) is strictly more correct and reads
 //! the same wire.
 
-use std::collections::HashMap;
-
 use streamhost_proto::{InstanceName, Rdata, RowJson, StreamName, Token};
 
 use super::sink::Batch;
 
 /// The unfinished run and last finished token of one (stream, instance).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Run {
+    stream: StreamName,
+    instance: InstanceName,
     rows: Vec<RowJson>,
     last: Token,
 }
 
 /// Collects `batch` rows until the row with a numeric token finishes the run.
+///
+/// Runs live in a small vector searched by name: a reader follows a handful of (stream,
+/// instance) pairs, where comparing two short names beats hashing them on every row.
 #[derive(Debug, Default)]
 pub struct BatchAssembler {
-    runs: HashMap<(StreamName, InstanceName), Run>,
+    runs: Vec<Run>,
 }
 
 impl BatchAssembler {
@@ -35,16 +38,27 @@ impl BatchAssembler {
             token,
             row,
         } = rdata;
-        let key = (stream, instance);
-        if !self.runs.contains_key(&key) {
-            self.runs.insert(key.clone(), Run::default());
-        }
-        let run = self.runs.get_mut(&key).expect("inserted above");
+        let index = match self
+            .runs
+            .iter()
+            .position(|run| run.stream == stream && run.instance == instance)
+        {
+            Some(index) => index,
+            None => {
+                self.runs.push(Run {
+                    stream: stream.clone(),
+                    instance: instance.clone(),
+                    rows: Vec::new(),
+                    last: Token(0),
+                });
+                self.runs.len() - 1
+            }
+        };
+        let run = &mut self.runs[index];
         run.rows.push(row);
         let token = token?;
         let rows = std::mem::take(&mut run.rows);
         let prev = std::mem::replace(&mut run.last, token);
-        let (stream, instance) = key;
         Some(Batch {
             stream,
             instance,
@@ -56,23 +70,22 @@ impl BatchAssembler {
 
     /// Drops the unfinished run of (stream, instance); returns how many rows it had.
     pub fn clear(&mut self, stream: &StreamName, instance: &InstanceName) -> usize {
-        // A linear search: a reader follows a handful of pairs, and callers hold borrowed names.
         self.runs
             .iter_mut()
-            .find(|((s, i), _)| s == stream && i == instance)
-            .map_or(0, |(_, run)| std::mem::take(&mut run.rows).len())
+            .find(|run| run.stream == *stream && run.instance == *instance)
+            .map_or(0, |run| std::mem::take(&mut run.rows).len())
     }
 
     /// Drops every unfinished run (the connection that carried them is gone).
     pub fn clear_all(&mut self) {
-        for run in self.runs.values_mut() {
+        for run in &mut self.runs {
             run.rows.clear();
         }
     }
 
     /// Rows waiting in unfinished runs.
     pub fn pending_rows(&self) -> usize {
-        self.runs.values().map(|run| run.rows.len()).sum()
+        self.runs.iter().map(|run| run.rows.len()).sum()
     }
 }
 
