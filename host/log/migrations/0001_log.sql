@@ -1,10 +1,11 @@
 -- The writer's log. Plain SQL types that SQLite and PostgreSQL both take (BIGINT, TEXT).
 
--- One row per declared stream: its current position (the highest token committed).
--- Position 1 is the implicit origin, as in Synapse: the first row of a stream gets token 2.
+-- One row per declared stream. A stream's position is its highest token (read through the
+-- primary key of stream_rows), or 1 with no rows: the implicit origin, as in Synapse, so the
+-- first row of a stream gets token 2. Keeping no position column means an append is a
+-- single INSERT.
 CREATE TABLE streams (
-    name     TEXT   NOT NULL PRIMARY KEY,
-    position BIGINT NOT NULL
+    name TEXT NOT NULL PRIMARY KEY
 );
 
 -- Every appended row. Rows that share a token (one request with a shared token) are ordered

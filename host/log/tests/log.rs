@@ -175,3 +175,32 @@ async fn committed_rows_survive_reopening() {
         .unwrap();
     assert_eq!(read.rows, vec![(Token(2), RowJson::parse(b"[1]").unwrap())]);
 }
+
+#[tokio::test]
+async fn a_group_larger_than_one_insert_commits_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir).await;
+    let many: Vec<String> = (0..2_500).map(|i| i.to_string()).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let tokens = log
+        .append(&[AppendRequest {
+            stream: stream("events"),
+            rows: rows(&many),
+            shared_token: false,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(tokens[0].last(), Some(&Token(2_501)));
+    log.close().await;
+    let log = open(&dir).await;
+    assert_eq!(
+        log.positions().await.unwrap()[0],
+        (stream("events"), Token(2_501))
+    );
+    let read = log
+        .read_range(&stream("events"), ORIGIN, Token(2_501), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(read.rows.len(), 2_500);
+    assert_eq!(read.rows[2_499].1.as_str(), "2499");
+}

@@ -1,12 +1,22 @@
 //! A small HTTP/1.1 client for the writer's API, used by the demo, the benchmarks and tests.
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use streamhost_proto::Token;
+
+/// Longest wait for a TCP connection to the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest answer body read, in bytes. The writer's answers are bounded pages (a catch-up
+/// page is at most `catchup_row_limit` rows of at most 16 KiB); 256 MiB leaves room many times
+/// over and still stops a runaway answer.
+const MAX_ANSWER_BYTES: usize = 256 << 20;
 
 /// A pooled HTTP client bound to one base URL (`http://HOST:PORT`).
 #[derive(Clone, Debug)]
@@ -31,6 +41,7 @@ impl ApiClient {
     pub fn new(base: impl Into<String>) -> ApiClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         ApiClient {
             base: base.into().trim_end_matches('/').to_owned(),
             bearer: None,
@@ -42,6 +53,11 @@ impl ApiClient {
     pub fn with_bearer(mut self, token: impl Into<String>) -> ApiClient {
         self.bearer = Some(token.into());
         self
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Sends a request and returns the status and body, whatever the status.
@@ -62,7 +78,11 @@ impl ApiClient {
         }
         let response = self.client.request(request.body(Full::new(body))?).await?;
         let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+            .to_bytes();
         Ok((status, body))
     }
 

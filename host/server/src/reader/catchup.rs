@@ -5,26 +5,18 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::StatusCode;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::{Method, StatusCode};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use streamhost_proto::{RowJson, StreamName, Token};
 
 use super::sink::BoxFuture;
+use crate::client::ApiClient;
 
 /// Longest wait for one catch-up answer. Generous: the writer answers from its log in
 /// bounded pages, so a slow answer means a sick writer, and the processor retries.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Largest catch-up answer accepted, in bytes. The writer pages by rows
-/// (`writer.catchup_row_limit`); 256 MiB leaves room for 1,000 rows of 16 KiB each many times
-/// over and still stops a runaway answer.
-const MAX_ANSWER_BYTES: usize = 256 << 20;
 
 /// One answer of the catch-up endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,62 +74,41 @@ pub trait CatchupSource: Send + Sync + 'static {
 /// The client of the writer's catch-up endpoint.
 #[derive(Clone, Debug)]
 pub struct HttpCatchup {
-    base: String,
-    secret: Option<String>,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: ApiClient,
 }
 
 impl HttpCatchup {
     /// A client for the writer at `base` (`http://HOST:PORT`), sending
     /// `Authorization: Bearer <secret>` when a secret is given.
     pub fn new(base: &str, secret: Option<String>) -> HttpCatchup {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        HttpCatchup {
-            base: base.trim_end_matches('/').to_owned(),
-            secret,
-            client,
-        }
+        let client = ApiClient::new(base);
+        let client = match secret {
+            Some(secret) => client.with_bearer(secret),
+            None => client,
+        };
+        HttpCatchup { client }
     }
 
-    /// The request URL for one fetch, with a fresh random 10-character transaction id.
-    fn url(&self, stream: &StreamName, from: Token, upto: Token) -> String {
+    /// The request path for one fetch, with a fresh random 10-character transaction id.
+    fn path(stream: &StreamName, from: Token, upto: Token) -> String {
         let txn_id: String = rand::rng()
             .sample_iter(rand::distr::Alphanumeric)
             .take(10)
             .map(char::from)
             .collect();
         format!(
-            "{}/_synapse/replication/get_repl_stream_updates/{}/{txn_id}?from_token={}&upto_token={}",
-            self.base,
+            "/_synapse/replication/get_repl_stream_updates/{}/{txn_id}?from_token={}&upto_token={}",
             percent_encode(stream.as_str()),
             from.0,
             upto.0
         )
     }
 
-    async fn get(&self, url: String) -> Result<(StatusCode, Bytes), CatchupError> {
-        let mut request = hyper::Request::get(&url);
-        if let Some(secret) = &self.secret {
-            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {secret}"));
-        }
-        let request = request
-            .body(Empty::new())
-            .map_err(|e| CatchupError::Transport(format!("building request for {url}: {e}")))?;
-        let response = self
-            .client
-            .request(request)
+    async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), CatchupError> {
+        self.client
+            .send(Method::GET, path, Bytes::new())
             .await
-            .map_err(|e| CatchupError::Transport(format!("{url}: {e}")))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| CatchupError::Transport(format!("reading answer of {url}: {e}")))?
-            .to_bytes();
-        Ok((status, body))
+            .map_err(|e| CatchupError::Transport(format!("{}{path}: {e:#}", self.client.base())))
     }
 }
 
@@ -149,8 +120,8 @@ impl CatchupSource for HttpCatchup {
         upto: Token,
     ) -> BoxFuture<'a, Result<CatchupPage, CatchupError>> {
         Box::pin(async move {
-            let url = self.url(stream, from, upto);
-            let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, self.get(url))
+            let path = HttpCatchup::path(stream, from, upto);
+            let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, self.get(&path))
                 .await
                 .map_err(|_| CatchupError::Transport("timed out".into()))??;
             if !status.is_success() {
@@ -236,10 +207,9 @@ mod tests {
     }
 
     #[test]
-    fn url_escapes_the_stream_and_carries_a_fresh_txn_id() {
-        let catchup = HttpCatchup::new("http://127.0.0.1:1/", None);
-        let url = catchup.url(&StreamName::new("a/b%").unwrap(), Token(3), Token(9));
-        let prefix = "http://127.0.0.1:1/_synapse/replication/get_repl_stream_updates/a%2Fb%25/";
+    fn path_escapes_the_stream_and_carries_a_fresh_txn_id() {
+        let url = HttpCatchup::path(&StreamName::new("a/b%").unwrap(), Token(3), Token(9));
+        let prefix = "/_synapse/replication/get_repl_stream_updates/a%2Fb%25/";
         assert!(url.starts_with(prefix), "{url}");
         let rest = &url[prefix.len()..];
         let (txn, query) = rest.split_once('?').unwrap();
@@ -248,7 +218,7 @@ mod tests {
         assert_eq!(query, "from_token=3&upto_token=9");
         assert_ne!(
             url,
-            catchup.url(&StreamName::new("a/b%").unwrap(), Token(3), Token(9))
+            HttpCatchup::path(&StreamName::new("a/b%").unwrap(), Token(3), Token(9))
         );
     }
 }
