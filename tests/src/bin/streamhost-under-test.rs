@@ -1,5 +1,9 @@
 //! The `streamhost` binary, built inside the test package so process tests can spawn it via
-//! `CARGO_BIN_EXE_streamhost-under-test`; it runs exactly the real binary's code.
+//! `CARGO_BIN_EXE_streamhost-under-test`; it is `host/server/src/main.rs` line for line.
+
+/// The same allocator as the real binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     streamhost::cli::main()
