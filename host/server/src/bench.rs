@@ -80,8 +80,9 @@ fn print_header(rows: usize, runs: usize) {
 
 async fn parse(rows: usize, runs: usize) -> anyhow::Result<()> {
     let rows = rows.max(200_000);
-    let parse = median_of(runs, || async { Ok(bench_parse(rows)) }).await?;
-    let naive = median_of(runs, || async { Ok(bench_naive_parse(rows)) }).await?;
+    let wire = wire_lines(rows);
+    let parse = median_of(runs, || async { Ok(bench_parse(&wire, rows)) }).await?;
+    let naive = median_of(runs, || async { Ok(bench_naive_parse(&wire, rows)) }).await?;
     println!(
         "| reader parse + batch, one core (rows/s) | {parse:.0} | {naive:.0} (split + serde_json::Value) | {:.2} |",
         parse / naive
@@ -472,11 +473,10 @@ fn wire_lines(rows: usize) -> Bytes {
     out.into()
 }
 
-fn bench_parse(rows: usize) -> f64 {
-    let wire = wire_lines(rows);
+fn bench_parse(wire: &Bytes, rows: usize) -> f64 {
     let started = Instant::now();
     let mut framer = LineFramer::new(MAX_LINE_LENGTH);
-    framer.buffer_mut().extend_from_slice(&wire);
+    framer.buffer_mut().extend_from_slice(wire);
     let mut assembler = crate::reader::BatchAssembler::default();
     let mut applied = 0usize;
     while let Ok(Some(line)) = framer.next_line() {
@@ -490,8 +490,7 @@ fn bench_parse(rows: usize) -> f64 {
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
-fn bench_naive_parse(rows: usize) -> f64 {
-    let wire = wire_lines(rows);
+fn bench_naive_parse(wire: &Bytes, rows: usize) -> f64 {
     let started = Instant::now();
     let mut buffer = BytesMut::from(&wire[..]);
     let mut parsed = 0usize;

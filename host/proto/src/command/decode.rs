@@ -25,6 +25,9 @@ impl Command {
     /// needs. TCP peers decode [`ServerCommand`] or [`ClientCommand`] instead. Blank lines
     /// should be skipped (see [`super::is_blank`]) before calling this.
     pub fn decode(line: &Bytes) -> Result<Command, DecodeError> {
+        if let Some(rdata) = decode_rdata_fast(line) {
+            return Ok(Command::Rdata(rdata));
+        }
         let text = std::str::from_utf8(line).map_err(|_| DecodeError::NotUtf8)?;
         let (name, args_start) = match memchr(b' ', line) {
             Some(space) => (&text[..space], space + 1),
@@ -102,15 +105,20 @@ fn json_reason(what: &str, e: &JsonError) -> String {
 
 /// Splits like Python's `args.split(" ", n - 1)` and requires exactly `n` parts.
 fn split_exact<const N: usize>(args: &str) -> Result<[&str; N], String> {
+    // memchr on bytes: a space is ASCII, so every cut is a char boundary.
+    let bytes = args.as_bytes();
     let mut parts = [""; N];
-    let mut count = 0;
-    for part in args.splitn(N, ' ') {
-        parts[count] = part;
-        count += 1;
+    let mut start = 0;
+    for (count, part) in parts.iter_mut().enumerate().take(N - 1) {
+        match memchr(b' ', &bytes[start..]) {
+            Some(offset) => {
+                *part = &args[start..start + offset];
+                start += offset + 1;
+            }
+            None => return Err(format!("expected {N} fields, got {}", count + 1)),
+        }
     }
-    if count < N {
-        return Err(format!("expected {N} fields, got {count}"));
-    }
+    parts[N - 1] = &args[start..];
     Ok(parts)
 }
 
@@ -121,6 +129,34 @@ fn split_all<const N: usize>(args: &str) -> Result<[&str; N], String> {
         return Err(format!("expected {N} fields, got {count}"));
     }
     split_exact::<N>(args)
+}
+
+/// The hot path of a reader: a well-formed `RDATA` line, decoded without validating the row
+/// as UTF-8 twice (the row's JSON scan accepts only ASCII and the rewriter checks UTF-8
+/// itself). `None` for anything else, which then takes the general path, so errors and their
+/// precedence (UTF-8 first, as in Synapse) are exactly the general path's.
+fn decode_rdata_fast(line: &Bytes) -> Option<Rdata> {
+    let args = line.strip_prefix(b"RDATA ")?;
+    let mut cuts = [0usize; 3];
+    let mut start = 0;
+    for cut in &mut cuts {
+        start += memchr(b' ', &args[start..])?;
+        *cut = start;
+        start += 1;
+    }
+    let fields = std::str::from_utf8(&args[..cuts[2]]).ok()?;
+    let token = match &fields[cuts[1] + 1..] {
+        "batch" => None,
+        other => Some(Token(parse_i64(other).ok()?)),
+    };
+    let row_start = b"RDATA ".len() + cuts[2] + 1;
+    let row = RowJson::parse_bytes(line.slice(row_start..)).ok()?;
+    Some(Rdata {
+        stream: StreamName::from_wire(&fields[..cuts[0]]),
+        instance: InstanceName::from_wire(&fields[cuts[0] + 1..cuts[1]]),
+        token,
+        row,
+    })
 }
 
 fn decode_rdata(line: &Bytes, args_start: usize, args: &str) -> Result<Rdata, String> {
@@ -306,6 +342,24 @@ mod tests {
             panic!("RDATA expected");
         };
         assert_eq!(rdata.row.as_bytes().as_ptr(), line[22..].as_ptr());
+    }
+
+    #[test]
+    fn rdata_fast_path_keeps_the_general_errors() {
+        let bad_row = Bytes::from_static(b"RDATA events master 1 [\"\xff\"]");
+        assert_eq!(Command::decode(&bad_row), Err(DecodeError::NotUtf8));
+        let bad_field = Bytes::from_static(b"RDATA ev\xffents master");
+        assert_eq!(Command::decode(&bad_field), Err(DecodeError::NotUtf8));
+        let short = Bytes::from_static(b"RDATA events master 1");
+        assert!(matches!(
+            Command::decode(&short),
+            Err(DecodeError::Malformed { .. })
+        ));
+        let quirky = Bytes::from_static(b"RDATA typing master +5 [ 1 ]");
+        let Ok(Command::Rdata(rdata)) = Command::decode(&quirky) else {
+            panic!("quirk accepted");
+        };
+        assert_eq!((rdata.token, rdata.row.as_str()), (Some(Token(5)), "[1]"));
     }
 
     #[test]
