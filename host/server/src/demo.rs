@@ -144,8 +144,13 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     // Stop the traffic, give the readers a moment to apply the last rows, then stop everything.
     traffic.cancel();
     let _ = generator.await;
+    // The readers started before the traffic, so each has applied every row once it has
+    // applied as many rows as were acknowledged.
+    let total = written.load(Ordering::Relaxed);
     let drain_deadline = Instant::now() + Duration::from_secs(5);
-    while readers.iter().any(|r| lag(&r.status()) > 0) && Instant::now() < drain_deadline {
+    while readers.iter().any(|r| rows_applied(&r.status()) < total)
+        && Instant::now() < drain_deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     services.cancel();
