@@ -116,6 +116,15 @@ async fn replication(rows: usize, runs: usize) -> anyhow::Result<()> {
 async fn latency() -> anyhow::Result<()> {
     let latency = bench_latency(500).await?;
     let fsync = fsync_latency(500)?;
+    let commit = sqlite_commit_latency(500).await?;
+    println!(
+        "| one-row SQLite commit (sqlx, WAL, synchronous=FULL), p50 / p99 (ms) | {:.2} / {:.2} | {:.2} / {:.2} (fsync p50 / p99) | p50 {:+.2} ms over fsync |",
+        ms(commit.0),
+        ms(commit.1),
+        ms(fsync.0),
+        ms(fsync.1),
+        ms(commit.0) - ms(fsync.0)
+    );
     println!(
         "| append acknowledged, p50 / p99 (ms) | {:.2} / {:.2} | {:.2} / {:.2} (fsync p50 / p99) | p50 {:+.2} ms over fsync |",
         ms(latency.acked.0),
@@ -428,6 +437,35 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     (at(0.50), at(0.99))
+}
+
+/// p50/p99 of committing one row with sqlx into SQLite with the writer's pragmas: what the
+/// database alone costs per durable append.
+async fn sqlite_commit_latency(samples: usize) -> anyhow::Result<(Duration, Duration)> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    let dir = tempfile::tempdir()?;
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("commit.sqlite"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    let pool = sqlx::SqlitePool::connect_with(options).await?;
+    sqlx::query("CREATE TABLE t (token BIGINT PRIMARY KEY, row_json TEXT)")
+        .execute(&pool)
+        .await?;
+    let text = event_row(0).to_string();
+    let mut latencies = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let started = Instant::now();
+        sqlx::query("INSERT INTO t (token, row_json) VALUES (?, ?)")
+            .bind(n as i64)
+            .bind(&text)
+            .execute(&pool)
+            .await?;
+        latencies.push(started.elapsed());
+    }
+    pool.close().await;
+    Ok(percentiles(latencies))
 }
 
 /// p50/p99 of writing a few bytes to a file and fsyncing it, in the same folder kind.

@@ -107,7 +107,13 @@ async fn a_reader_that_stops_reading_is_cut_off_then_reconnects_and_catches_up()
         (2..=last.0).collect::<Vec<_>>(),
         "every row once, in order"
     );
-    assert!(reader.reader().status().reconnects >= 1);
+    let status = reader.reader().status();
+    assert!(status.reconnects >= 1);
+    let last_error = status.connection.last_error.unwrap_or_default();
+    assert!(
+        last_error.contains("ERROR Failed to keep up"),
+        "the reader saw why: {last_error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

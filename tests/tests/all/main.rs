@@ -5,5 +5,6 @@
 mod faults;
 mod process;
 mod replication;
+mod tail;
 mod writer_http;
 mod writer_tcp;
