@@ -15,7 +15,6 @@ use streamhost::config::{ReaderConfig, WriterConfig};
 use streamhost::reader::Reader;
 use streamhost::writer::Writer;
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Polls `check` every 10 ms until it returns true, failing after `timeout` with `what`.
@@ -91,18 +90,11 @@ impl TestWriter {
 
     async fn start(&mut self, http: SocketAddr, replication: SocketAddr) {
         self.shutdown = CancellationToken::new();
-        let http = TcpListener::bind(http).await.expect("bind writer HTTP");
-        let replication = TcpListener::bind(replication)
+        self.config.http = http;
+        self.config.replication = replication;
+        let writer = Writer::bind(self.config.clone(), self.shutdown.clone())
             .await
-            .expect("bind writer replication");
-        let writer = Writer::start(
-            self.config.clone(),
-            http,
-            replication,
-            self.shutdown.clone(),
-        )
-        .await
-        .expect("writer starts");
+            .expect("writer starts");
         self.writer = Some(writer);
     }
 
@@ -206,10 +198,7 @@ impl TestReader {
         };
         adjust(&mut config);
         let shutdown = CancellationToken::new();
-        let http = TcpListener::bind(config.http)
-            .await
-            .expect("bind reader HTTP");
-        let reader = Reader::start(config.clone(), http, sink, shutdown.clone())
+        let reader = Reader::bind(config.clone(), sink, shutdown.clone())
             .await
             .expect("reader starts");
         TestReader {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use streamhost_proto::{LineFramer, MAX_LINE_LENGTH, ServerCommand, Token};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::ApiClient;
@@ -202,16 +201,12 @@ impl BenchWriter {
         let shutdown = CancellationToken::new();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = WriterConfig {
+            http: loopback,
+            replication: loopback,
             data: dir.path().join("writer"),
             ..WriterConfig::default()
         };
-        let writer = Writer::start(
-            config,
-            TcpListener::bind(loopback).await?,
-            TcpListener::bind(loopback).await?,
-            shutdown.clone(),
-        )
-        .await?;
+        let writer = Writer::bind(config, shutdown.clone()).await?;
         Ok(BenchWriter {
             writer,
             shutdown,
@@ -311,8 +306,7 @@ async fn bench_delivery(rows: usize, readers: usize) -> anyhow::Result<f64> {
             name: format!("bench-{n}"),
             ..ReaderConfig::default()
         };
-        let http = TcpListener::bind(config.http).await?;
-        running.push(Reader::start(config, http, None, writer.shutdown.clone()).await?);
+        running.push(Reader::bind(config, None, writer.shutdown.clone()).await?);
     }
     // Wait until every reader is connected and has seen its first POSITION.
     wait_for(Duration::from_secs(30), || {
@@ -391,8 +385,7 @@ async fn bench_latency(samples: usize) -> anyhow::Result<Latency> {
         name: "latency".into(),
         ..ReaderConfig::default()
     };
-    let http = TcpListener::bind(config.http).await?;
-    let reader = Reader::start(config, http, Some(sink.clone()), writer.shutdown.clone()).await?;
+    let reader = Reader::bind(config, Some(sink.clone()), writer.shutdown.clone()).await?;
     wait_for(Duration::from_secs(30), || {
         reader.status().stream("events", "master").is_some()
     })

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::ApiClient;
@@ -44,18 +43,14 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     let services = CancellationToken::new();
 
     let writer_config = WriterConfig {
+        http: loopback,
+        replication: loopback,
         data: dir.path().join("writer"),
         streams: STREAMS.iter().map(|s| s.to_string()).collect(),
         server_name: "demo.streamhost".into(),
         ..WriterConfig::default()
     };
-    let writer = Writer::start(
-        writer_config,
-        TcpListener::bind(loopback).await?,
-        TcpListener::bind(loopback).await?,
-        services.clone(),
-    )
-    .await?;
+    let writer = Writer::bind(writer_config, services.clone()).await?;
     let writer_url = format!("http://{}", writer.http_addr());
     let mut readers = Vec::new();
     for n in 1..=2 {
@@ -68,15 +63,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
             server_name: Some("demo.streamhost".into()),
             ..ReaderConfig::default()
         };
-        readers.push(
-            Reader::start(
-                config,
-                TcpListener::bind(loopback).await?,
-                None,
-                services.clone(),
-            )
-            .await?,
-        );
+        readers.push(Reader::bind(config, None, services.clone()).await?);
     }
     println!("streamhost demo: data in {}", dir.path().display());
     println!(

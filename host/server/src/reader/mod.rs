@@ -186,17 +186,25 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Binds `config.http` (port 0 picks a free port), then [`Reader::start`]s.
+    pub async fn bind(
+        config: ReaderConfig,
+        sink: Option<Arc<dyn BatchSink>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Reader> {
+        let listener = TcpListener::bind(config.http)
+            .await
+            .with_context(|| format!("binding the reader's HTTP listener on {}", config.http))?;
+        Reader::start(config, listener, sink, shutdown).await
+    }
+}
+
 /// `streamhost reader`: binds `config.http`, announces the address on stdout
 /// (`streamhost reader listening http=<addr>`) and runs until `shutdown`.
 pub async fn run(config: ReaderConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    config.validate()?;
-    let listener = TcpListener::bind(config.http)
-        .await
-        .with_context(|| format!("binding the reader's HTTP listener on {}", config.http))?;
-    let addr = listener
-        .local_addr()
-        .context("reading the HTTP listener's address")?;
-    let reader = Reader::start(config, listener, None, shutdown).await?;
+    let reader = Reader::bind(config, None, shutdown).await?;
+    let addr = reader.http_addr();
     tracing::info!(http = %addr, "reader listening");
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "streamhost reader listening http={addr}").context("writing to stdout")?;

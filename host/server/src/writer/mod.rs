@@ -166,15 +166,23 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Binds `config.http` and `config.replication` (port 0 picks a free port), then
+    /// [`Writer::start`]s.
+    pub async fn bind(config: WriterConfig, shutdown: CancellationToken) -> anyhow::Result<Writer> {
+        let http = TcpListener::bind(config.http)
+            .await
+            .with_context(|| format!("binding HTTP on {}", config.http))?;
+        let replication = TcpListener::bind(config.replication)
+            .await
+            .with_context(|| format!("binding replication on {}", config.replication))?;
+        Writer::start(config, http, replication, shutdown).await
+    }
+}
+
 /// Binds the configured addresses, prints them, and runs until `shutdown`.
 pub async fn run(config: WriterConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let http = TcpListener::bind(config.http)
-        .await
-        .with_context(|| format!("binding HTTP on {}", config.http))?;
-    let replication = TcpListener::bind(config.replication)
-        .await
-        .with_context(|| format!("binding replication on {}", config.replication))?;
-    let writer = Writer::start(config, http, replication, shutdown).await?;
+    let writer = Writer::bind(config, shutdown).await?;
     println!(
         "streamhost writer listening http={} replication={}",
         writer.http_addr(),
