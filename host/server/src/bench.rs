@@ -45,6 +45,8 @@ pub enum BenchSuite {
     Parse,
     /// Only the latency figures.
     Latency,
+    /// Only the delivery figures (1, 4 and 16 readers).
+    Delivery,
 }
 
 /// Rows per append request in throughput runs.
@@ -67,6 +69,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchSuite::Latency => {
             print_header(args.rows, args.runs);
             latency().await
+        }
+        BenchSuite::Delivery => {
+            print_header(args.rows, args.runs);
+            let append = median_of(args.runs, || bench_append(args.rows)).await?;
+            delivery(args.rows, args.runs, append).await
         }
     }
 }
@@ -101,14 +108,7 @@ async fn replication(rows: usize, runs: usize) -> anyhow::Result<()> {
 
     parse(rows, runs).await?;
 
-    for readers in [1, 4, 16] {
-        let delivery = median_of(runs, || bench_delivery(rows, readers)).await?;
-        println!(
-            "| delivery to {readers} reader(s), append to last reader's position (rows/s) | {delivery:.0} | {append:.0} (append alone) | {:.2} |",
-            delivery / append
-        );
-    }
-
+    delivery(rows, runs, append).await?;
     latency().await
 }
 
@@ -140,6 +140,18 @@ async fn latency() -> anyhow::Result<()> {
         ms(fsync.1),
         ms(latency.delivered.0) - ms(fsync.0)
     );
+    Ok(())
+}
+
+async fn delivery(rows: usize, runs: usize, append: f64) -> anyhow::Result<()> {
+    for readers in [1, 4, 16] {
+        let delivery = median_of(runs, || bench_delivery(rows, readers)).await?;
+        println!(
+            "| delivery to {readers} reader(s), append to last reader's position (rows/s) | {delivery:.0} | {append:.0} (append alone) | {:.2} |",
+            delivery / append
+        );
+    }
+
     Ok(())
 }
 

@@ -12,7 +12,9 @@
 //! in the same transaction. A failed commit rolls both back, restores the committed positions
 //! and reconnects, and the `POSITION` rule fetches the lost rows again.
 
-use std::collections::{HashMap, HashSet};
+// Fx hashing: these maps are keyed by stream and instance names and touched several times
+// per row; SipHash's DoS resistance buys nothing for names the writer chose.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,16 +164,16 @@ impl Processor {
             limits,
             committed: positions.clone(),
             positions,
-            dirty: HashSet::new(),
-            writer_positions: HashMap::new(),
-            touched: HashSet::new(),
+            dirty: HashSet::default(),
+            writer_positions: HashMap::default(),
+            touched: HashSet::default(),
             ready: Vec::new(),
             ready_rows: 0,
             assembler: BatchAssembler::default(),
             conn: None,
-            connected: HashSet::new(),
+            connected: HashSet::default(),
             failures: 0,
-            counters: HashMap::new(),
+            counters: HashMap::default(),
         })
     }
 
@@ -440,7 +442,7 @@ impl Processor {
     /// returns whether it committed.
     pub(crate) async fn commit(&mut self) -> bool {
         if self.ready.is_empty() && self.dirty.is_empty() {
-            self.publish(&HashMap::new());
+            self.publish(&HashMap::default());
             return true;
         }
         let positions: Vec<(StreamName, InstanceName, Token)> = self
@@ -476,7 +478,7 @@ impl Processor {
         }
         self.shared.metrics.commits.inc();
         self.failures = 0;
-        let mut applied: HashMap<Key, (u64, u64)> = HashMap::new();
+        let mut applied: HashMap<Key, (u64, u64)> = HashMap::default();
         for batch in std::mem::take(&mut self.ready) {
             let counters = self.counters(&batch.stream).clone();
             counters.batches.inc();
