@@ -27,23 +27,25 @@ pub(super) static PLAIN: [bool; 256] = {
 pub(super) fn plain_prefix_len(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Whether any byte of `word` is below `n` (n <= 0x80), zero-free subtraction trick.
-    const fn has_less(word: u64, n: u8) -> bool {
-        (word.wrapping_sub(ONES * n as u64) & !word & HIGHS) != 0
+    // The high bit of each byte of `word` below `n` (n <= 0x80). A borrow can only set bits
+    // above a byte that really is below `n`, so the lowest set bit is always exact.
+    const fn below(word: u64, n: u8) -> u64 {
+        word.wrapping_sub(ONES * n as u64) & !word & HIGHS
     }
-    const fn has_byte(word: u64, byte: u8) -> bool {
-        has_less(word ^ (ONES * byte as u64), 1)
+    const fn equal(word: u64, byte: u8) -> u64 {
+        below(word ^ (ONES * byte as u64), 1)
     }
     let mut pos = 0;
     while let Some(chunk) = bytes.get(pos..pos + 8) {
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        if word & HIGHS != 0
-            || has_less(word, 0x20)
-            || has_byte(word, b'"')
-            || has_byte(word, b'\\')
-            || has_byte(word, 0x7f)
-        {
-            break;
+        let stops = (word & HIGHS)
+            | below(word, 0x20)
+            | equal(word, b'"')
+            | equal(word, b'\\')
+            | equal(word, 0x7f);
+        if stops != 0 {
+            // Little-endian: the lowest flagged bit belongs to the first byte that stops.
+            return pos + (stops.trailing_zeros() / 8) as usize;
         }
         pos += 8;
     }
@@ -125,5 +127,30 @@ mod tests {
             std::str::from_utf8(&out).expect("ASCII"),
             r#""a\"b\\c/\u007f\u0001\b\t\n\f\r \u00e9\ud83d\ude00~""#
         );
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn plain_prefix_len_stops_at_the_first_non_plain_byte_anywhere_in_a_word() {
+        let stops = [b'"', b'\\', 0x00, 0x1f, 0x7f, 0x80, 0xc3, 0xff];
+        for len in 0..20 {
+            for at in 0..len {
+                for &stop in &stops {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = stop;
+                    // Bytes after the stop that would also stop, to catch borrow carries.
+                    for later in bytes.iter_mut().skip(at + 1).step_by(3) {
+                        *later = 0x01;
+                    }
+                    let naive = bytes.iter().take_while(|b| is_plain(**b)).count();
+                    assert_eq!(plain_prefix_len(&bytes), naive, "{bytes:?}");
+                }
+            }
+            assert_eq!(plain_prefix_len(&vec![b' '; len]), len);
+        }
     }
 }

@@ -45,7 +45,11 @@ impl<'a> Scanner<'a> {
     }
 
     fn literal<const N: usize>(&mut self, word: &[u8; N]) -> bool {
-        let found = self.text.get(self.pos..self.pos + N) == Some(word.as_slice());
+        // A fixed-size compare the compiler turns into one or two loads, not a memcmp call.
+        let found = self
+            .text
+            .get(self.pos..self.pos + N)
+            .is_some_and(|bytes| <[u8; N]>::try_from(bytes).is_ok_and(|bytes| bytes == *word));
         if found {
             self.pos += N;
         }
