@@ -12,7 +12,11 @@ use crate::config::{ConfigFile, ReaderConfig, WriterConfig};
 
 /// Streamhost: an append-only log streamed over Synapse's replication protocol.
 #[derive(Debug, Parser)]
-#[command(name = "streamhost", version, about, long_about = None)]
+#[command(
+    name = "streamhost",
+    version,
+    about = "Streamhost: an append-only log streamed over Synapse's replication protocol"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
