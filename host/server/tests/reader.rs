@@ -216,8 +216,7 @@ impl TestReader {
 
     async fn start(config: ReaderConfig, sink: Option<Arc<dyn BatchSink>>) -> TestReader {
         let shutdown = CancellationToken::new();
-        let http = TcpListener::bind(config.http).await.unwrap();
-        let reader = Reader::start(config.clone(), http, sink, shutdown.clone())
+        let reader = Reader::bind(config.clone(), sink, shutdown.clone())
             .await
             .unwrap();
         TestReader {

@@ -101,33 +101,34 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let requests: Vec<AppendRequest> = jobs.iter().map(|job| job.request.clone()).collect();
+        // Requests and replies apart, so the log borrows the rows and the tail then takes them
+        // without a copy.
+        let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
+            jobs.into_iter().map(|job| (job.request, job.reply)).unzip();
         match log.append(&requests).await {
             Ok(all_tokens) => {
                 metrics.commits.inc();
-                for (job, tokens) in jobs.into_iter().zip(all_tokens) {
+                for ((request, reply), tokens) in requests.into_iter().zip(replies).zip(all_tokens)
+                {
                     let recent = streams
-                        .get(&job.request.stream)
+                        .get(&request.stream)
                         .expect("requests name declared streams");
-                    if let Some(last) = tokens.last() {
-                        recent.push(
-                            tokens.iter().copied().zip(job.request.rows.iter().cloned()),
-                            *last,
-                        );
-                    }
                     metrics
                         .rows
-                        .with(&[job.request.stream.as_str()])
+                        .with(&[request.stream.as_str()])
                         .add(tokens.len() as u64);
+                    if let Some(last) = tokens.last() {
+                        recent.push(tokens.iter().copied().zip(request.rows), *last);
+                    }
                     metrics.requests.inc();
-                    let _ = job.reply.send(Ok(tokens));
+                    let _ = reply.send(Ok(tokens));
                 }
                 poke.notify_one();
             }
             Err(e) => {
-                tracing::error!(error = %e, requests = jobs.len(), "append failed; nothing committed");
-                for job in jobs {
-                    let _ = job.reply.send(Err(AppendError::Log(e.to_string())));
+                tracing::error!(error = %e, requests = replies.len(), "append failed; nothing committed");
+                for reply in replies {
+                    let _ = reply.send(Err(AppendError::Log(e.to_string())));
                 }
             }
         }
