@@ -1,0 +1,47 @@
+//! The wasmtime host of Streamhost's reader plugins: WebAssembly components built against
+//! `wit/` (package `streamhost:plugin`, world `reader`). Lifecycle, limits, grants and reload
+//! semantics are described for plugin authors in `docs/plugins.md`.
+//!
+//! This crate knows nothing of replication, HTTP or databases; the reader drives it. It owns:
+//!
+//! - [`Runtime`] (`runtime`): the one `Engine` (pooling allocator, epoch interruption,
+//!   stack limit), its epoch ticker and its compile cache (`cache`).
+//! - [`PluginVersion`] (`version`): a plugin loaded from its folder ([`PluginFiles`]): its
+//!   [`Manifest`] checked against the operator's [`Grant`] ([`Capabilities`], `grants`), the
+//!   component compiled, linked with only the granted imports, pre-instantiated, described.
+//! - [`PluginInstance`] (`instance`): one instance in its own store; every call under its
+//!   CPU deadline, effects validated (`effects`), failures classified ([`Failure`]).
+//! - [`PluginServices`] (`services`, `kv`, `host/`): what the imports act on — the key-value
+//!   store whose writes stay pending until the reader commits them with the cursor, the
+//!   rate-limited log, counters, and a [`RowSource`].
+//! - [`Limits`] and the [`BudgetLimiter`] (`limits`).
+//! - `bindings`: the one `bindgen!`.
+
+mod bindings;
+mod cache;
+mod effects;
+mod error;
+mod grants;
+mod host;
+mod instance;
+mod kv;
+mod limits;
+mod manifest;
+mod runtime;
+mod services;
+mod state;
+mod version;
+
+pub use bindings::types::{
+    Batch, Cursor, Description, Effect, ErrorKind, Invalidation, Notification, PluginError,
+    QuerySpec, Row,
+};
+pub use error::{Failure, FailureReason, LoadError};
+pub use grants::{Capabilities, Grant, pattern_matches};
+pub use instance::PluginInstance;
+pub use kv::{KvChange, KvStore};
+pub use limits::{BudgetLimiter, EPOCH_TICK, LimitHit, Limits};
+pub use manifest::{Manifest, PluginFiles};
+pub use runtime::{Runtime, RuntimeConfig, sha256_hex};
+pub use services::{LogBook, PluginServices, RowSource};
+pub use version::PluginVersion;

@@ -1,0 +1,137 @@
+//! [`Runtime`]: the one wasmtime `Engine` of a process (pooling allocator, epoch
+//! interruption, stack limit), its epoch ticker thread and its compile cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::CompileCache;
+use crate::limits::EPOCH_TICK;
+
+/// Engine-wide settings (per-plugin limits are in [`crate::Limits`]).
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Wasm stack per call. wasmtime sets it per engine, so it is one value for all plugins.
+    pub max_wasm_stack: usize,
+    /// Component instances the pooling allocator keeps slots for (each plugin uses one, two
+    /// while it reloads, plus one per `describe` at load).
+    pub pool_instances: u32,
+    /// The largest memory budget any plugin may be granted, in MiB (the pool's slot size).
+    pub max_plugin_memory_mib: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            cache_dir: None,
+            max_wasm_stack: 512 * 1024,
+            pool_instances: 32,
+            max_plugin_memory_mib: 1024,
+        }
+    }
+}
+
+/// The engine and what runs beside it. Dropping it stops the ticker.
+pub struct Runtime {
+    engine: Engine,
+    cache: Option<CompileCache>,
+    config: RuntimeConfig,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Builds the engine and starts its epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        let mut pool = PoolingAllocationConfig::new();
+        let n = config.pool_instances.max(1);
+        let max_memory = usize::try_from(config.max_plugin_memory_mib.saturating_mul(1 << 20))?;
+        // Componentized Python links about a dozen core modules with several memories and
+        // tables (reference/toolchain.md §3d); these per-component maxima fit all four guest
+        // languages measured there.
+        pool.total_component_instances(n)
+            .total_core_instances(n * 16)
+            .total_memories(n * 4)
+            .total_tables(n * 8)
+            .max_memory_size(max_memory)
+            .max_core_instances_per_component(50)
+            .max_memories_per_component(10)
+            .max_tables_per_component(20)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20);
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(anyhow::Error::from)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CompileCache::new(dir, &engine)?),
+            None => None,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("streamhost-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })?
+        };
+        Ok(Runtime {
+            engine,
+            cache,
+            config,
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The settings it was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Compiles `bytes` (hashing to `sha256`), or loads the cached compilation. Slow: call it
+    /// off async threads.
+    pub fn compile(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
+        if let Some(cache) = &self.cache
+            && let Some(component) = cache.load(&self.engine, sha256)
+        {
+            return Ok(component);
+        }
+        let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?;
+        if let Some(cache) = &self.cache {
+            cache.store(sha256, &component);
+        }
+        Ok(component)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+/// The hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

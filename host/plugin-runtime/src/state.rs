@@ -1,0 +1,74 @@
+//! [`PluginState`], the data of one plugin instance's `Store`: its WASI context (clocks and
+//! random only, plus a granted read-only folder), its memory limiter and its services.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use crate::grants::Capabilities;
+use crate::limits::{BudgetLimiter, Limits};
+use crate::services::PluginServices;
+
+/// Bytes of the guest's stderr kept for trap reports (a Rust panic message lands there).
+const STDERR_CAPTURE_BYTES: usize = 8 * 1024;
+
+/// The store data of one plugin instance.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: BudgetLimiter,
+    pub(crate) services: Arc<PluginServices>,
+    pub(crate) caps: Arc<Capabilities>,
+    pub(crate) stderr: MemoryOutputPipe,
+    /// Set when the key-value quota refused a write during the current call.
+    pub(crate) kv_quota_hit: bool,
+}
+
+impl PluginState {
+    /// State for a new instance of a plugin with `caps`.
+    pub fn new(
+        services: Arc<PluginServices>,
+        caps: Arc<Capabilities>,
+    ) -> Result<PluginState, std::io::Error> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        let mut builder = WasiCtx::builder();
+        // Deny by default, said explicitly: no sockets, no name lookups, no env, no args.
+        builder
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        if let Some((host, guest)) = &caps.directory {
+            builder
+                .preopened_dir(host, guest, FsPerms::ReadOnly)
+                .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        }
+        let limits: &Limits = &caps.limits;
+        Ok(PluginState {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            limiter: BudgetLimiter::new(limits.memory_bytes()),
+            services,
+            caps,
+            stderr,
+            kv_quota_hit: false,
+        })
+    }
+
+    /// What the guest wrote to stderr, lossily decoded.
+    pub(crate) fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! [`PluginVersion`]: one loaded version of a plugin — manifest checked against the grant,
+//! component compiled (or taken from the cache), linked with only its granted imports,
+//! pre-instantiated once, and described.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store};
+
+use crate::bindings::types::Description;
+use crate::bindings::{ReaderPre, clock, counters, kv, log, rows, types};
+use crate::error::LoadError;
+use crate::grants::{Capabilities, Grant};
+use crate::instance::PluginInstance;
+use crate::kv::KvStore;
+use crate::manifest::{Manifest, PluginFiles};
+use crate::runtime::{Runtime, sha256_hex};
+use crate::services::PluginServices;
+use crate::state::PluginState;
+
+/// The WIT interfaces a grant decides, with the grant each needs.
+const GATED_IMPORTS: [(&str, &str); 2] = [
+    ("streamhost:plugin/kv@", "`kv = true`"),
+    ("streamhost:plugin/rows@", "`read_rows = [...]`"),
+];
+
+/// A compiled, linked and described plugin version, ready to instantiate many times.
+pub struct PluginVersion {
+    manifest: Manifest,
+    caps: Arc<Capabilities>,
+    sha256: String,
+    description: Description,
+    pre: ReaderPre<PluginState>,
+    engine: Engine,
+    component_bytes: u64,
+    compile_time: Duration,
+}
+
+impl PluginVersion {
+    /// Loads the plugin in `files` under `grant`. Slow (it may compile): call it off async
+    /// threads.
+    pub fn load(
+        runtime: &Runtime,
+        files: &PluginFiles,
+        grant: &Grant,
+    ) -> Result<PluginVersion, LoadError> {
+        let manifest = Manifest::load(&files.manifest)?;
+        let name = manifest.name.clone();
+        let caps = Capabilities::resolve(&manifest, grant)?;
+        let compile_error = |message: String| LoadError::Compile {
+            plugin: name.clone(),
+            message,
+        };
+        let size = std::fs::metadata(&files.wasm)
+            .map_err(|e| compile_error(format!("{}: {e}", files.wasm.display())))?
+            .len();
+        if size > caps.limits.max_component_bytes {
+            return Err(LoadError::TooLarge {
+                plugin: name,
+                path: files.wasm.clone(),
+                size,
+                limit: caps.limits.max_component_bytes,
+            });
+        }
+        let bytes = std::fs::read(&files.wasm)
+            .map_err(|e| compile_error(format!("{}: {e}", files.wasm.display())))?;
+        let sha256 = sha256_hex(&bytes);
+        for (pinned_by, pin) in [("plugin.toml", &manifest.sha256), ("the grant", &grant.sha256)] {
+            if let Some(expected) = pin
+                && !expected.eq_ignore_ascii_case(&sha256)
+            {
+                return Err(LoadError::HashMismatch {
+                    plugin: name,
+                    pinned_by,
+                    expected: expected.clone(),
+                    actual: sha256,
+                });
+            }
+        }
+        let started = Instant::now();
+        let component = runtime
+            .compile(&bytes, &sha256)
+            .map_err(|e| compile_error(format!("compiling {}: {e:#}", files.wasm.display())))?;
+        let compile_time = started.elapsed();
+        let engine = runtime.engine().clone();
+        let link_error = |message: String| LoadError::Link {
+            plugin: name.clone(),
+            message,
+        };
+        for (import, _) in component.component_type().imports(&engine) {
+            for (prefix, needs) in GATED_IMPORTS {
+                let granted = match prefix {
+                    "streamhost:plugin/kv@" => caps.kv,
+                    _ => !caps.read_rows.is_empty(),
+                };
+                if import.starts_with(prefix) && !granted {
+                    return Err(link_error(format!(
+                        "the component imports {import}, which needs {needs} in plugin.toml and the grant"
+                    )));
+                }
+            }
+        }
+        let linker = linker(&engine, &caps).map_err(|e| link_error(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(ReaderPre::new)
+            .map_err(|e| link_error(format!("cannot link the component: {e:#}")))?;
+        let caps = Arc::new(caps);
+        let mut version = PluginVersion {
+            manifest,
+            caps,
+            sha256,
+            description: Description {
+                name: String::new(),
+                version: String::new(),
+                streams: Vec::new(),
+                queries: Vec::new(),
+                snapshots: false,
+            },
+            pre,
+            engine,
+            component_bytes: size,
+            compile_time,
+        };
+        version.description = version.describe()?;
+        Ok(version)
+    }
+
+    /// Calls `describe` on a throwaway instance and checks it against manifest and grant.
+    fn describe(&self) -> Result<Description, LoadError> {
+        let name = &self.manifest.name;
+        let describe_error = |message: String| LoadError::Describe {
+            plugin: name.clone(),
+            message,
+        };
+        let services = PluginServices::new(name, KvStore::default(), 1, None);
+        let mut instance = self
+            .instantiate(services)
+            .map_err(|e| describe_error(format!("cannot instantiate: {e}")))?;
+        let description = instance
+            .describe()
+            .map_err(|e| describe_error(format!("describe failed: {e}")))?;
+        if description.name != *name {
+            return Err(describe_error(format!(
+                "describe says its name is {:?}, plugin.toml says {name:?}",
+                description.name
+            )));
+        }
+        let asks_all = self.manifest.streams.iter().any(|s| s == "*");
+        for stream in &description.streams {
+            if !asks_all && !self.manifest.streams.contains(stream) {
+                return Err(describe_error(format!(
+                    "describe wants stream {stream}, which plugin.toml does not request"
+                )));
+            }
+        }
+        for query in &description.queries {
+            if !self.caps.may_invalidate(&query.cache) {
+                return Err(describe_error(format!(
+                    "query {} uses cache {}, which plugin.toml does not request",
+                    query.name, query.cache
+                )));
+            }
+        }
+        Ok(description)
+    }
+
+    /// A fresh instance sharing `services` (the plugin's store, log and counters).
+    pub fn instantiate(
+        &self,
+        services: Arc<PluginServices>,
+    ) -> Result<PluginInstance, crate::Failure> {
+        let state = PluginState::new(services, self.caps.clone()).map_err(|e| {
+            crate::Failure::new(
+                crate::FailureReason::Trap,
+                format!("preparing the instance: {e}"),
+            )
+        })?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        PluginInstance::new(store, &self.pre)
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// The component's sha256 (hex), which identifies the version.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// What `describe` returned.
+    pub fn description(&self) -> &Description {
+        &self.description
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// What the plugin was given.
+    pub fn capabilities(&self) -> &Arc<Capabilities> {
+        &self.caps
+    }
+
+    /// Whether batches of `stream` go to this version: it wants them and they are granted.
+    pub fn wants(&self, stream: &str) -> bool {
+        self.caps.receives(stream)
+            && self
+                .description
+                .streams
+                .iter()
+                .any(|s| s == "*" || s == stream)
+    }
+
+    /// Size of the `.wasm` in bytes.
+    pub fn component_bytes(&self) -> u64 {
+        self.component_bytes
+    }
+
+    /// How long compiling (or loading the cached compilation) took.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+}
+
+/// A linker with WASI (whose context grants only clocks, random and a granted folder) and
+/// exactly the Streamhost interfaces `caps` grants.
+fn linker(engine: &Engine, caps: &Capabilities) -> wasmtime::Result<Linker<PluginState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    counters::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    if caps.kv {
+        kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    }
+    if !caps.read_rows.is_empty() {
+        rows::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    }
+    Ok(linker)
+}
