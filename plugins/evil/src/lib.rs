@@ -1,0 +1,144 @@
+//! `evil`: a plugin that misbehaves on purpose, to test the host's sandbox and error handling.
+//!
+//! The misbehaviour is chosen by the configuration passed to `init`, `{"mode": "…"}`; `{}` or
+//! `"none"` behaves. Unless said otherwise each mode acts inside `on_batch`:
+//!
+//! | mode | what it does |
+//! |---|---|
+//! | `none` (or absent) | returns one `notify("evil", "<batch token>")` per batch |
+//! | `loop` | loops forever |
+//! | `memory` | allocates and touches 1 GiB |
+//! | `recursion` | recurses without bound |
+//! | `effects` | returns 20,000 `notify` effects on the topic `evil` |
+//! | `log` | logs 1,000,000 lines |
+//! | `grant` | returns `invalidate("not-granted", "x")`, a cache it was not granted |
+//! | `init-trap` | panics in `init` |
+//! | `panic` | panics |
+//! | `read-file` | reads `/etc/passwd`: on success returns `notify("evil", <content>)`, on failure a fatal error `read failed: <io error>` |
+//! | `flaky` | fails fatally on the first `on_batch` of each instance, then behaves like `none` |
+//!
+//! There is no mode that grows a Wasm table: stable Rust on `wasm32-wasip2` has no way to emit
+//! `table.grow` (no intrinsic, and inline assembly for wasm is unstable).
+
+use std::hint::black_box;
+
+use serde::Deserialize;
+use streamhost_guest_sdk::{
+    Batch, Cursor, Description, Effect, Plugin, PluginError, export_plugin, log,
+};
+
+/// The configuration `init` receives.
+#[derive(Deserialize, Default)]
+struct Config {
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+/// The ways to misbehave.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    None,
+    Loop,
+    Memory,
+    Recursion,
+    Effects,
+    Log,
+    Grant,
+    Panic,
+    ReadFile,
+    Flaky,
+}
+
+/// The plugin: its mode and, for `flaky`, whether this instance already failed once.
+struct Evil {
+    mode: Mode,
+    failed_once: bool,
+}
+
+/// Recurses until the stack runs out; the addition after the call and `black_box` keep the
+/// compiler from turning it into a loop.
+fn recurse(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    let frame = black_box([depth; 32]);
+    recurse(black_box(depth + 1)).wrapping_add(frame[black_box(7)])
+}
+
+impl Plugin for Evil {
+    fn describe() -> Description {
+        Description::new("evil", env!("CARGO_PKG_VERSION")).stream("messages")
+    }
+
+    fn init(config: &str, _resume_after: &[Cursor]) -> Result<Self, PluginError> {
+        let config: Config = serde_json::from_str(config)
+            .map_err(|e| PluginError::fatal(format!("bad config: {e}")))?;
+        let mode = match config.mode.as_deref().unwrap_or("none") {
+            "none" => Mode::None,
+            "loop" => Mode::Loop,
+            "memory" => Mode::Memory,
+            "recursion" => Mode::Recursion,
+            "effects" => Mode::Effects,
+            "log" => Mode::Log,
+            "grant" => Mode::Grant,
+            "init-trap" => panic!("evil: init-trap mode panics in init"),
+            "panic" => Mode::Panic,
+            "read-file" => Mode::ReadFile,
+            "flaky" => Mode::Flaky,
+            other => return Err(PluginError::fatal(format!("unknown mode `{other}`"))),
+        };
+        Ok(Evil {
+            mode,
+            failed_once: false,
+        })
+    }
+
+    fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
+        match self.mode {
+            Mode::None => {}
+            Mode::Loop => {
+                let mut i = 0u64;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            Mode::Memory => {
+                let mut memory = vec![0u8; 1 << 30];
+                for i in (0..memory.len()).step_by(4096) {
+                    memory[i] = 1;
+                }
+                black_box(&memory);
+            }
+            Mode::Recursion => {
+                black_box(recurse(0));
+            }
+            Mode::Effects => {
+                return Ok((0..20_000)
+                    .map(|i| Effect::notify("evil", i.to_string()))
+                    .collect());
+            }
+            Mode::Log => {
+                for i in 0..1_000_000 {
+                    log::info(format!("evil line {i}"));
+                }
+            }
+            Mode::Grant => return Ok(vec![Effect::invalidate("not-granted", "x")]),
+            Mode::Panic => panic!("evil: panic mode panics in on_batch"),
+            Mode::ReadFile => {
+                return match std::fs::read_to_string("/etc/passwd") {
+                    Ok(content) => Ok(vec![Effect::notify("evil", content)]),
+                    Err(e) => Err(PluginError::fatal(format!("read failed: {e}"))),
+                };
+            }
+            Mode::Flaky => {
+                if !self.failed_once {
+                    self.failed_once = true;
+                    return Err(PluginError::fatal("flaky: first call of this instance"));
+                }
+            }
+        }
+        Ok(vec![Effect::notify("evil", batch.token.to_string())])
+    }
+}
+
+export_plugin!(Evil);

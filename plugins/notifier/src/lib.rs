@@ -1,0 +1,90 @@
+//! `notifier`: wakes the clients of a room and of every mentioned user for each message.
+//!
+//! For each `messages` row `{"room": R, "mentions": [U, …], …}` it notifies `room:R` and then
+//! `user:U` for each mention, each with the row's JSON text as the payload. Rows that are not
+//! JSON objects with a string `room` are ignored. It uses no key-value store; instead it keeps
+//! an in-memory count of the notifications it sent, carried across reloads by `snapshot` and
+//! `restore`, and answers `GET /v1/query/notifier/sent` with it.
+
+use serde::Deserialize;
+use streamhost_guest_sdk::{
+    Batch, Cursor, Description, Effect, Plugin, PluginError, export_plugin,
+};
+
+/// The fields of a message this plugin reads.
+#[derive(Deserialize)]
+struct Message {
+    room: String,
+    #[serde(default)]
+    mentions: Vec<String>,
+}
+
+/// The plugin: a count of notifications sent by this instance and its snapshotted
+/// predecessors.
+struct Notifier {
+    sent: u64,
+}
+
+impl Plugin for Notifier {
+    fn describe() -> Description {
+        Description::new("notifier", env!("CARGO_PKG_VERSION"))
+            .stream("messages")
+            .query("sent", "sent", "all")
+            .snapshots(true)
+    }
+
+    fn init(_config: &str, _resume_after: &[Cursor]) -> Result<Self, PluginError> {
+        Ok(Notifier { sent: 0 })
+    }
+
+    fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
+        let mut effects = Vec::new();
+        for row in batch.rows {
+            // A struct also deserializes from a JSON array: insist on an object.
+            if !row.data.trim_start().starts_with('{') {
+                continue;
+            }
+            let Ok(message) = serde_json::from_str::<Message>(&row.data) else {
+                continue;
+            };
+            effects.push(Effect::notify(
+                format!("room:{}", message.room),
+                row.data.clone(),
+            ));
+            for user in &message.mentions {
+                effects.push(Effect::notify(format!("user:{user}"), row.data.clone()));
+            }
+        }
+        if !effects.is_empty() {
+            self.sent += effects.len() as u64;
+            // The answer of `sent` changed.
+            effects.push(Effect::invalidate("sent", "all"));
+        }
+        Ok(effects)
+    }
+
+    fn query(&mut self, name: &str, _args: &[(String, String)]) -> Result<String, PluginError> {
+        match name {
+            "sent" => Ok(self.sent.to_string()),
+            _ => Err(PluginError::fatal(format!("unknown query `{name}`"))),
+        }
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, PluginError> {
+        Ok(self.sent.to_le_bytes().to_vec())
+    }
+
+    fn restore(_config: &str, state: &[u8], _resume_after: &[Cursor]) -> Result<Self, PluginError> {
+        let bytes: [u8; 8] = state.try_into().map_err(|_| {
+            PluginError::fatal(format!(
+                "snapshot has {} bytes, expected 8 (a u64 count)",
+                state.len()
+            ))
+        })?;
+        Ok(Notifier {
+            sent: u64::from_le_bytes(bytes),
+        })
+    }
+}
+
+export_plugin!(Notifier);
