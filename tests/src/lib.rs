@@ -1,6 +1,7 @@
 //! The integration-test harness: writers and readers on loopback port 0 with temporary
 //! SQLite files, raw replication clients, polling helpers, and the real binary as a process.
 
+pub mod plugins;
 pub mod process;
 pub mod raw;
 

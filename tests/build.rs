@@ -1,0 +1,188 @@
+//! Builds the plugins of `plugins/` from source for the tests, the way wasmtime's
+//! `test-programs` does: one nested `cargo build --release --target wasm32-wasip2` of the
+//! plugins workspace into `$OUT_DIR/plugins-target`, then the layout the reader loads,
+//! `$OUT_DIR/plugins/<name>/{plugin.toml,<name>.wasm}`, for every plugin (`evil` included),
+//! and `$OUT_DIR/plugins.rs` with their paths as constants (see `src/plugins.rs`).
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ lies in the repository")
+        .to_path_buf();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let plugins_src = root.join("plugins");
+
+    let names = plugin_names(&plugins_src);
+    rerun_if_changed(&root, &plugins_src, &names);
+    check_target_installed();
+
+    let target_dir = out_dir.join("plugins-target");
+    build(&plugins_src, &target_dir);
+
+    let layout = out_dir.join("plugins");
+    let mut consts = String::new();
+    writeln!(
+        consts,
+        "/// The folder holding one sub-folder per plugin (every plugin, `evil` included)."
+    )
+    .expect("write to a String");
+    writeln!(
+        consts,
+        "pub const PLUGINS_DIR: &str = {:?};",
+        path_str(&layout)
+    )
+    .expect("write to a String");
+    for name in &names {
+        let dir = layout.join(name);
+        // A fresh folder each time, so it holds exactly one `.wasm` and the current manifest.
+        if dir.exists() {
+            fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("remove {}: {e}", dir.display()));
+        }
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        copy(
+            &plugins_src.join(name).join("plugin.toml"),
+            &dir.join("plugin.toml"),
+        );
+        let wasm = dir.join(format!("{name}.wasm"));
+        copy(
+            &target_dir
+                .join(TARGET)
+                .join("release")
+                .join(format!("{}.wasm", name.replace('-', "_"))),
+            &wasm,
+        );
+
+        let ident = name.replace('-', "_").to_uppercase();
+        writeln!(
+            consts,
+            "/// The folder of the `{name}` plugin: its `plugin.toml` and `{name}.wasm`.\n\
+             pub const {ident}_DIR: &str = {:?};\n\
+             /// The component of the `{name}` plugin.\n\
+             pub const {ident}_WASM: &str = {:?};",
+            path_str(&dir),
+            path_str(&wasm),
+        )
+        .expect("write to a String");
+    }
+    writeln!(
+        consts,
+        "/// The names of every plugin built, each a folder of [`PLUGINS_DIR`].\n\
+         pub const ALL_PLUGINS: &[&str] = &{names:?};"
+    )
+    .expect("write to a String");
+    let generated = out_dir.join("plugins.rs");
+    fs::write(&generated, consts).unwrap_or_else(|e| panic!("write {}: {e}", generated.display()));
+}
+
+/// The plugins: the folders of `plugins/` that hold a `plugin.toml`, sorted.
+fn plugin_names(plugins_src: &Path) -> Vec<String> {
+    let entries =
+        fs::read_dir(plugins_src).unwrap_or_else(|e| panic!("read {}: {e}", plugins_src.display()));
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().join("plugin.toml").is_file())
+        .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    assert!(
+        !names.is_empty(),
+        "no plugin (folder with a plugin.toml) in {}",
+        plugins_src.display()
+    );
+    names
+}
+
+/// Sources only: never `plugins/target`, which the nested build does not even use.
+fn rerun_if_changed(root: &Path, plugins_src: &Path, names: &[String]) {
+    let mut paths = vec![
+        plugins_src.join("Cargo.toml"),
+        plugins_src.join("Cargo.lock"),
+        root.join("guest-sdk").join("Cargo.toml"),
+        root.join("guest-sdk").join("src"),
+        root.join("wit"),
+    ];
+    for name in names {
+        paths.push(plugins_src.join(name));
+    }
+    for path in paths {
+        println!("cargo:rerun-if-changed={}", path_str(&path));
+    }
+}
+
+/// Fails early, and clearly, when the wasm32-wasip2 standard library is not installed.
+fn check_target_installed() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let Ok(output) = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+    else {
+        return; // The build below reports whatever is wrong with rustc.
+    };
+    let libdir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || libdir.is_empty() || !Path::new(&libdir).is_dir() {
+        panic!("{}", missing_target_message());
+    }
+}
+
+fn missing_target_message() -> String {
+    format!(
+        "the {TARGET} target is not installed, so the test plugins cannot be built; \
+         run `rustup target add {TARGET}` (scripts/test does it)"
+    )
+}
+
+/// One `cargo build` of the whole plugins workspace.
+fn build(plugins_src: &Path, target_dir: &Path) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg(TARGET)
+        .arg("--manifest-path")
+        .arg(plugins_src.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target_dir)
+        // The outer build's flags and wrappers are for the host (and, under `cargo clippy`,
+        // would turn this build into a check that emits no .wasm).
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_BUILD_TARGET");
+    let output = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains("may not be installed")
+            || stderr.contains("can't find crate for `core`")
+            || stderr.contains("can't find crate for `std`")
+        {
+            format!("\n\n{}", missing_target_message())
+        } else {
+            String::new()
+        };
+        panic!(
+            "building the plugins failed ({}): {cmd:?}\n{stderr}{hint}",
+            output.status
+        );
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str()
+        .unwrap_or_else(|| panic!("{} is not UTF-8", path.display()))
+}
