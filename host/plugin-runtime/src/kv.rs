@@ -1,9 +1,11 @@
-//! The per-plugin key-value store: committed values in memory (loaded from the reader's
-//! database), a call's writes pending beside them until the host commits or discards them.
+//! The per-plugin key-value store in three layers: committed values (as in the reader's
+//! database), writes staged by successful calls not yet persisted, and the current call's
+//! pending writes. A failed call discards only its own writes; a persisted group commits the
+//! staged ones.
 
 use std::collections::HashMap;
 
-/// A write waiting for the host's commit: `None` deletes.
+/// A write to persist: `None` deletes.
 pub type KvChange = (String, Option<Vec<u8>>);
 
 /// Longest key, in bytes.
@@ -22,8 +24,10 @@ pub enum KvRefusal {
 #[derive(Debug, Default)]
 pub struct KvStore {
     committed: HashMap<String, Vec<u8>>,
+    staged: HashMap<String, Option<Vec<u8>>>,
     pending: HashMap<String, Option<Vec<u8>>>,
     committed_bytes: u64,
+    staged_bytes: i64,
     pending_bytes: i64,
 }
 
@@ -43,25 +47,26 @@ impl KvStore {
         }
     }
 
-    /// The value under `key`, counting this call's writes.
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        match self.pending.get(key) {
-            Some(value) => value.clone(),
-            None => self.committed.get(key).cloned(),
+    fn current(&self, key: &str) -> Option<&Vec<u8>> {
+        match self.pending.get(key).or_else(|| self.staged.get(key)) {
+            Some(value) => value.as_ref(),
+            None => self.committed.get(key),
         }
+    }
+
+    /// The value under `key`, counting staged and pending writes.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.current(key).cloned()
     }
 
     fn current_bytes(&self, key: &str) -> u64 {
-        match self.pending.get(key) {
-            Some(Some(value)) => entry_bytes(key, value),
-            Some(None) => 0,
-            None => self.committed.get(key).map_or(0, |v| entry_bytes(key, v)),
-        }
+        self.current(key).map_or(0, |v| entry_bytes(key, v))
     }
 
-    /// Bytes held, counting this call's writes.
+    /// Bytes held, counting staged and pending writes.
     pub fn bytes(&self) -> u64 {
-        self.committed_bytes.saturating_add_signed(self.pending_bytes)
+        self.committed_bytes
+            .saturating_add_signed(self.staged_bytes + self.pending_bytes)
     }
 
     /// Stores `value` under `key` unless the store would exceed `quota` bytes.
@@ -86,17 +91,30 @@ impl KvStore {
         self.pending.insert(key, None);
     }
 
-    /// This call's writes, for the host to persist (the store keeps them pending).
-    pub fn pending(&self) -> Vec<KvChange> {
-        self.pending
+    /// Keeps the current call's writes (it succeeded) until the group is persisted.
+    pub fn stage(&mut self) {
+        self.staged.extend(self.pending.drain());
+        self.staged_bytes += self.pending_bytes;
+        self.pending_bytes = 0;
+    }
+
+    /// Forgets the current call's writes (it failed).
+    pub fn discard(&mut self) {
+        self.pending.clear();
+        self.pending_bytes = 0;
+    }
+
+    /// The staged writes, for the host to persist.
+    pub fn staged(&self) -> Vec<KvChange> {
+        self.staged
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
 
-    /// Makes this call's writes committed (after the host persisted them).
+    /// Makes the staged writes committed (the host persisted them).
     pub fn commit(&mut self) {
-        for (key, value) in self.pending.drain() {
+        for (key, value) in self.staged.drain() {
             match value {
                 Some(value) => {
                     self.committed.insert(key, value);
@@ -106,14 +124,15 @@ impl KvStore {
                 }
             }
         }
-        self.committed_bytes = self.committed_bytes.saturating_add_signed(self.pending_bytes);
-        self.pending_bytes = 0;
+        self.committed_bytes = self.committed_bytes.saturating_add_signed(self.staged_bytes);
+        self.staged_bytes = 0;
     }
 
-    /// Forgets this call's writes (after a failure).
-    pub fn discard(&mut self) {
-        self.pending.clear();
-        self.pending_bytes = 0;
+    /// Forgets staged and pending writes (persisting them failed).
+    pub fn discard_all(&mut self) {
+        self.discard();
+        self.staged.clear();
+        self.staged_bytes = 0;
     }
 }
 
@@ -122,21 +141,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_are_pending_until_committed_and_discard_forgets_them() {
+    fn a_failed_call_discards_only_its_own_writes() {
         let mut kv = KvStore::with_entries([("a".to_string(), b"1".to_vec())]);
         kv.set("b".into(), b"22".to_vec(), 100).unwrap();
+        kv.stage();
         kv.delete("a".into());
-        assert_eq!(kv.get("b"), Some(b"22".to_vec()));
+        kv.set("b".into(), b"333".to_vec(), 100).unwrap();
         assert_eq!(kv.get("a"), None);
-        assert_eq!(kv.bytes(), 3);
+        assert_eq!(kv.bytes(), 4);
         kv.discard();
         assert_eq!(kv.get("a"), Some(b"1".to_vec()));
-        assert_eq!(kv.get("b"), None);
-        kv.set("b".into(), b"22".to_vec(), 100).unwrap();
-        assert_eq!(kv.pending(), vec![("b".to_string(), Some(b"22".to_vec()))]);
+        assert_eq!(kv.get("b"), Some(b"22".to_vec()));
+        assert_eq!(kv.staged(), vec![("b".to_string(), Some(b"22".to_vec()))]);
         kv.commit();
         assert_eq!(kv.bytes(), 5);
-        assert!(kv.pending().is_empty());
+        assert!(kv.staged().is_empty());
+        kv.set("c".into(), vec![], 100).unwrap();
+        kv.stage();
+        kv.discard_all();
+        assert_eq!(kv.get("c"), None);
+        assert_eq!(kv.bytes(), 5);
     }
 
     #[test]
@@ -144,6 +168,7 @@ mod tests {
         let mut kv = KvStore::default();
         kv.set("k".into(), vec![0; 9], 10).unwrap();
         assert_eq!(kv.set("j".into(), vec![0; 1], 10), Err(KvRefusal::Quota));
+        kv.stage();
         kv.set("k".into(), vec![0; 4], 10).unwrap();
         kv.set("j".into(), vec![0; 4], 10).unwrap();
         assert_eq!(kv.set(String::new(), vec![], 10), Err(KvRefusal::BadKey));

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::LoadError;
 
@@ -10,7 +10,7 @@ use crate::error::LoadError;
 pub type LimitRequest = toml::Table;
 
 /// What a plugin asks for. Unknown keys are errors, so a typo never silently drops a request.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// The plugin's name; `describe` must return the same.

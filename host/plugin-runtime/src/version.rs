@@ -37,6 +37,15 @@ pub struct PluginVersion {
     compile_time: Duration,
 }
 
+impl std::fmt::Debug for PluginVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginVersion")
+            .field("name", &self.manifest.name)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PluginVersion {
     /// Loads the plugin in `files` under `grant`. Slow (it may compile): call it off async
     /// threads.

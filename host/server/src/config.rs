@@ -184,6 +184,59 @@ pub struct ReaderConfig {
     pub ping_interval_ms: u64,
     /// Reconnect after this long without a command once the writer has sent a `PING`.
     pub ping_timeout_ms: u64,
+    /// Wasm plugins (`[reader.plugins]`).
+    pub plugins: PluginsConfig,
+}
+
+/// The reader's plugins: where they are, what each is granted, and the host's bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Folder with one sub-folder per plugin (`plugin.toml` and one `.wasm`); none loads no
+    /// plugins.
+    pub dir: Option<PathBuf>,
+    /// Bearer token of the admin API (`/v1/admin/...`); without one the admin API answers 403.
+    pub admin_token: Option<String>,
+    /// Reload a plugin when its folder changes.
+    pub watch: bool,
+    /// Attempts on a fresh instance after a trap, limit or `fatal` before quarantine.
+    pub retries: u32,
+    /// Wait before the first retry, doubled for each further one.
+    pub retry_backoff_ms: u64,
+    /// Cached query answers kept (all plugins together).
+    pub query_cache_entries: usize,
+    /// Bytes of cached query answers kept, in MiB.
+    pub query_cache_mib: usize,
+    /// Notifications kept for long-polls and event streams to resume from.
+    pub notifications: usize,
+    /// Longest a query with `min_token` waits for the plugin to get there.
+    pub min_token_timeout_ms: u64,
+    /// Rows of committed batches kept in memory for plugins that are behind; further behind,
+    /// they catch up from the writer.
+    pub feed_rows: usize,
+    /// Wasm stack per call, in KiB (one value for all plugins: wasmtime sets it per engine).
+    pub max_wasm_stack_kib: usize,
+    /// What each plugin is granted, by plugin name (deny by default).
+    pub grants: std::collections::BTreeMap<String, streamhost_plugin_runtime::Grant>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: None,
+            admin_token: None,
+            watch: true,
+            retries: 3,
+            retry_backoff_ms: 100,
+            query_cache_entries: 10_000,
+            query_cache_mib: 64,
+            notifications: 10_000,
+            min_token_timeout_ms: 5_000,
+            feed_rows: 100_000,
+            max_wasm_stack_kib: 512,
+            grants: Default::default(),
+        }
+    }
 }
 
 impl Default for ReaderConfig {
@@ -201,6 +254,7 @@ impl Default for ReaderConfig {
             reconnect_max_ms: 5_000,
             ping_interval_ms: 5_000,
             ping_timeout_ms: 25_000,
+            plugins: PluginsConfig::default(),
         }
     }
 }
@@ -223,6 +277,10 @@ impl ReaderConfig {
             self.writer_http
         );
         anyhow::ensure!(self.inbound_queue > 0, "reader.inbound_queue must be > 0");
+        anyhow::ensure!(
+            self.plugins.feed_rows > 0 && self.plugins.notifications > 0,
+            "reader.plugins.feed_rows and reader.plugins.notifications must be > 0"
+        );
         Ok(())
     }
 }
@@ -246,6 +304,19 @@ mod tests {
         assert_eq!(config.reader.inbound_queue, 100_000);
         config.writer.validate().unwrap();
         config.reader.validate().unwrap();
+    }
+
+    #[test]
+    fn plugin_grants_parse_and_typos_in_them_are_named() {
+        let config = ConfigFile::parse(
+            "[reader.plugins]\ndir = \"p\"\n[reader.plugins.grants.notifier]\nstreams = [\"messages\"]\ntopics = [\"room:*\"]\n",
+        )
+        .unwrap();
+        let grant = &config.reader.plugins.grants["notifier"];
+        assert_eq!(grant.topics, vec!["room:*".to_string()]);
+        let err = ConfigFile::parse("[reader.plugins.grants.x]\ncaches = []\nkvv = true\n")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("kvv"), "{err:#}");
     }
 
     #[test]

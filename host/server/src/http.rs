@@ -141,12 +141,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The value of query parameter `name`, percent-decoded.
-pub fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
+pub fn query_param<B>(request: &Request<B>, name: &str) -> Option<String> {
     let query = request.uri().query()?;
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(key) == name).then(|| percent_decode(value))
     })
+}
+
+/// Every query parameter, percent-decoded, in order.
+pub fn query_params<B>(request: &Request<B>) -> Vec<(String, String)> {
+    let Some(query) = request.uri().query() else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
 }
 
 fn percent_decode(s: &str) -> String {

@@ -19,6 +19,7 @@
 //! - [`sink`]: [`Batch`], [`BatchSink`], the recording and discarding sinks.
 //! - [`store`]: the reader's SQLite database.
 //! - [`status`]: [`ReaderStatus`] and the metrics.
+//! - [`plugins`]: the Wasm plugins, their workers and their HTTP endpoints.
 //! - `api`: the HTTP API.
 
 mod api;
@@ -26,6 +27,7 @@ pub mod batches;
 pub mod catchup;
 mod connection;
 mod processor;
+pub mod plugins;
 pub mod sink;
 pub mod status;
 pub mod store;
@@ -44,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::batches::BatchAssembler;
 use self::catchup::HttpCatchup;
 use self::connection::ConnectionConfig;
+use self::plugins::PluginHost;
 use self::processor::{Limits, Processor};
 pub use self::sink::{Batch, BatchSink, BoxFuture, DiscardSink, RecordingSink};
 use self::status::Shared;
@@ -57,6 +60,7 @@ pub struct Reader {
     shared: Arc<Shared>,
     store: ReaderStore,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
+    plugins: Option<Arc<PluginHost>>,
 }
 
 impl Reader {
@@ -99,16 +103,37 @@ impl Reader {
         let stop = shutdown.child_token();
         let (drop_tx, drop_rx) = watch::channel(0);
         let (tx, rx) = mpsc::channel(config.inbound_queue);
-        let processor = Processor::new(
+        let mut processor = Processor::new(
             store.clone(),
             sink,
-            catchup,
+            catchup.clone(),
             shared.clone(),
             drop_tx,
             stop.clone(),
             Limits::new(reconnect_max, config.inbound_queue),
         )
         .await?;
+        let plugins = match &config.plugins.dir {
+            Some(_) => {
+                let positions = processor
+                    .committed()
+                    .map(|(k, t)| (k.clone(), *t))
+                    .collect();
+                let host = PluginHost::start(
+                    config.plugins.clone(),
+                    config.data.clone(),
+                    store.pool().clone(),
+                    catchup,
+                    &shared.metrics.registry,
+                    positions,
+                    stop.clone(),
+                )
+                .await?;
+                processor = processor.with_feed(host.feed().clone());
+                Some(host)
+            }
+            None => None,
+        };
 
         let connection = ConnectionConfig {
             writer: config.writer.clone(),
@@ -138,11 +163,14 @@ impl Reader {
         ));
         let (guard, api_shared, task_stop) =
             (stop.clone().drop_guard(), shared.clone(), stop.clone());
+        let api_plugins = plugins.clone();
         tasks.push((
             "http",
             tokio::spawn(async move {
                 let _guard = guard;
-                let handler = move |request, peer| api::handle(api_shared.clone(), request, peer);
+                let handler = move |request, peer| {
+                    api::handle(api_shared.clone(), api_plugins.clone(), request, peer)
+                };
                 crate::http::serve(http, handler, task_stop).await;
             }),
         ));
@@ -152,6 +180,7 @@ impl Reader {
             shared,
             store,
             tasks,
+            plugins,
         })
     }
 
@@ -163,6 +192,11 @@ impl Reader {
     /// A snapshot of the connection and of every (stream, instance) followed.
     pub fn status(&self) -> ReaderStatus {
         self.shared.snapshot()
+    }
+
+    /// The plugins, when the reader runs any.
+    pub fn plugins(&self) -> Option<&Arc<PluginHost>> {
+        self.plugins.as_ref()
     }
 
     /// The reader's database (positions, recorded rows).
@@ -180,6 +214,9 @@ impl Reader {
             {
                 result = Err(anyhow::anyhow!("reader {name} task failed: {e}"));
             }
+        }
+        if let Some(plugins) = &self.plugins {
+            plugins.stop().await;
         }
         self.store.close().await;
         result

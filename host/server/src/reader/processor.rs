@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batches::BatchAssembler;
 use super::catchup::{CatchupPage, CatchupSource};
+use super::plugins::{Advance, Feed};
 use super::sink::{Batch, BatchSink};
 use super::status::Shared;
 use super::store::ReaderStore;
@@ -130,6 +131,8 @@ pub(crate) struct Processor {
     /// Failures in a row, for the pause before going on.
     failures: u32,
     counters: HashMap<StreamName, StreamCounters>,
+    /// Where committed batches go for the plugins, when any run.
+    feed: Option<Arc<Feed>>,
 }
 
 impl Processor {
@@ -174,7 +177,19 @@ impl Processor {
             connected: HashSet::default(),
             failures: 0,
             counters: HashMap::default(),
+            feed: None,
         })
+    }
+
+    /// Publishes every commit to `feed` as well (for the plugins).
+    pub(crate) fn with_feed(mut self, feed: Arc<Feed>) -> Processor {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// The committed positions.
+    pub(crate) fn committed(&self) -> impl Iterator<Item = (&Key, &Token)> {
+        self.committed.iter()
     }
 
     /// Applies commands until shutdown or until the connection task is gone, committing after
@@ -479,20 +494,34 @@ impl Processor {
         self.shared.metrics.commits.inc();
         self.failures = 0;
         let mut applied: HashMap<Key, (u64, u64)> = HashMap::default();
-        for batch in std::mem::take(&mut self.ready) {
+        let batches = std::mem::take(&mut self.ready);
+        for batch in &batches {
             let counters = self.counters(&batch.stream).clone();
             counters.batches.inc();
             counters.rows.add(batch.rows.len() as u64);
-            let entry = applied.entry((batch.stream, batch.instance)).or_default();
+            let entry = applied
+                .entry((batch.stream.clone(), batch.instance.clone()))
+                .or_default();
             entry.0 += 1;
             entry.1 += batch.rows.len() as u64;
         }
         self.ready_rows = 0;
+        let mut advances = Vec::with_capacity(positions.len());
         for (stream, instance, token) in positions {
             let key = (stream, instance);
             self.dirty.remove(&key);
-            self.committed.insert(key.clone(), token);
+            let before = self.committed.insert(key.clone(), token).unwrap_or(Token(0));
+            if self.feed.is_some() && token > before {
+                advances.push(Advance {
+                    key: key.clone(),
+                    before,
+                    after: token,
+                });
+            }
             self.touched.insert(key);
+        }
+        if let Some(feed) = &self.feed {
+            feed.publish(batches, advances);
         }
         self.publish(&applied);
         true

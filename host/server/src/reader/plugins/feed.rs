@@ -1,0 +1,253 @@
+//! The feed: batches the reader has committed, kept in memory (bounded by rows) for the plugin
+//! workers, each of which follows it at its own pace with its own cursors.
+//!
+//! Each [`Commit`] lists, per (stream, instance), the reader's position before and after it
+//! ([`Advance`]); the rows in between are exactly the commit's batches of that key. A worker
+//! whose cursor is at or past `before` can take the rows above its cursor and move to
+//! `after`; one further behind (it was quarantined, added late, or the feed dropped what it
+//! needed) fetches the gap from the writer first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use streamhost_proto::{InstanceName, StreamName, Token};
+
+use crate::reader::Batch;
+
+/// A (stream, instance) pair.
+pub(crate) type Key = (StreamName, InstanceName);
+
+/// The reader's position of one key moving with a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Advance {
+    pub(crate) key: Key,
+    pub(crate) before: Token,
+    pub(crate) after: Token,
+}
+
+/// One committed group of the reader.
+#[derive(Debug)]
+pub(crate) struct Commit {
+    pub(crate) seq: u64,
+    pub(crate) batches: Vec<Batch>,
+    pub(crate) advances: Vec<Advance>,
+}
+
+/// What a worker finds when it reads the feed.
+pub(crate) enum FeedRead {
+    /// Commits after the worker's sequence number, oldest first.
+    Commits(Vec<Arc<Commit>>),
+    /// The feed no longer holds what follows the worker's sequence number: catch up to
+    /// `positions` (as of `seq`) from the writer, then follow on from `seq`.
+    Lapped {
+        seq: u64,
+        positions: HashMap<Key, Token>,
+    },
+    /// Nothing new.
+    Empty,
+}
+
+type Waker = Arc<dyn Fn() + Send + Sync>;
+
+struct Inner {
+    commits: VecDeque<Arc<Commit>>,
+    rows: usize,
+    last_seq: u64,
+    positions: HashMap<Key, Token>,
+    wakers: HashMap<u64, Waker>,
+    next_waker: u64,
+}
+
+/// The feed. Shared by the processor (which publishes) and the workers (which read).
+pub(crate) struct Feed {
+    inner: Mutex<Inner>,
+    max_rows: usize,
+}
+
+impl Feed {
+    /// A feed keeping about `max_rows` rows, starting from the reader's committed `positions`.
+    pub(crate) fn new(max_rows: usize, positions: HashMap<Key, Token>) -> Feed {
+        Feed {
+            inner: Mutex::new(Inner {
+                commits: VecDeque::new(),
+                rows: 0,
+                last_seq: 0,
+                positions,
+                wakers: HashMap::new(),
+                next_waker: 0,
+            }),
+            max_rows,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a committed group and wakes the workers.
+    pub(crate) fn publish(&self, batches: Vec<Batch>, advances: Vec<Advance>) {
+        if advances.is_empty() {
+            return;
+        }
+        let wakers: Vec<Waker> = {
+            let mut inner = self.lock();
+            inner.last_seq += 1;
+            let rows: usize = batches.iter().map(|b| b.rows.len()).sum();
+            for advance in &advances {
+                inner.positions.insert(advance.key.clone(), advance.after);
+            }
+            let seq = inner.last_seq;
+            inner.commits.push_back(Arc::new(Commit {
+                seq,
+                batches,
+                advances,
+            }));
+            inner.rows += rows;
+            // Keep at least the newest commit, however large.
+            while inner.rows > self.max_rows && inner.commits.len() > 1 {
+                if let Some(old) = inner.commits.pop_front() {
+                    inner.rows -= old.batches.iter().map(|b| b.rows.len()).sum::<usize>();
+                }
+            }
+            inner.wakers.values().cloned().collect()
+        };
+        for wake in wakers {
+            wake();
+        }
+    }
+
+    /// Commits after `seq`, at least one and about `max_rows` rows at most.
+    pub(crate) fn read(&self, seq: u64, max_rows: usize) -> FeedRead {
+        let inner = self.lock();
+        if seq >= inner.last_seq {
+            return FeedRead::Empty;
+        }
+        let first = inner.commits.front().map_or(inner.last_seq + 1, |c| c.seq);
+        if seq + 1 < first {
+            return FeedRead::Lapped {
+                seq: inner.last_seq,
+                positions: inner.positions.clone(),
+            };
+        }
+        let mut rows = 0;
+        let mut out = Vec::new();
+        for commit in inner.commits.iter().skip((seq + 1 - first) as usize) {
+            let size: usize = commit.batches.iter().map(|b| b.rows.len()).sum();
+            if !out.is_empty() && rows + size > max_rows {
+                break;
+            }
+            rows += size;
+            out.push(commit.clone());
+        }
+        FeedRead::Commits(out)
+    }
+
+    /// The newest sequence number and the reader's positions as of it.
+    pub(crate) fn snapshot(&self) -> (u64, HashMap<Key, Token>) {
+        let inner = self.lock();
+        (inner.last_seq, inner.positions.clone())
+    }
+
+    /// The reader's committed position of `stream` (the highest over its instances).
+    pub(crate) fn position_of(&self, stream: &str) -> Token {
+        let inner = self.lock();
+        inner
+            .positions
+            .iter()
+            .filter(|((s, _), _)| s.as_str() == stream)
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap_or(Token(0))
+    }
+
+    /// Calls `wake` after every publish until [`Feed::unsubscribe`]; returns its id.
+    pub(crate) fn subscribe(&self, wake: Waker) -> u64 {
+        let mut inner = self.lock();
+        inner.next_waker += 1;
+        let id = inner.next_waker;
+        inner.wakers.insert(id, wake);
+        id
+    }
+
+    /// Stops waking `id`.
+    pub(crate) fn unsubscribe(&self, id: u64) {
+        self.lock().wakers.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use streamhost_proto::RowJson;
+
+    use super::*;
+
+    fn key() -> Key {
+        (
+            StreamName::new("s").unwrap(),
+            InstanceName::new("w").unwrap(),
+        )
+    }
+
+    fn commit(feed: &Feed, before: i64, after: i64, rows: usize) {
+        let batch = Batch {
+            stream: key().0,
+            instance: key().1,
+            prev: Token(before),
+            token: Token(after),
+            rows: (0..rows).map(|_| RowJson::parse("{}").unwrap()).collect(),
+        };
+        feed.publish(
+            vec![batch],
+            vec![Advance {
+                key: key(),
+                before: Token(before),
+                after: Token(after),
+            }],
+        );
+    }
+
+    #[test]
+    fn readers_get_commits_in_order_bounded_by_rows() {
+        let feed = Feed::new(100, HashMap::new());
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = woken.clone();
+        let id = feed.subscribe(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+        for n in 0..4 {
+            commit(&feed, n, n + 1, 10);
+        }
+        assert_eq!(woken.load(Ordering::SeqCst), 4);
+        let FeedRead::Commits(commits) = feed.read(1, 25) else {
+            panic!("expected commits")
+        };
+        assert_eq!(
+            commits.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert!(matches!(feed.read(4, 25), FeedRead::Empty));
+        feed.unsubscribe(id);
+        commit(&feed, 4, 5, 1);
+        assert_eq!(woken.load(Ordering::SeqCst), 4);
+        assert_eq!(feed.position_of("s"), Token(5));
+    }
+
+    #[test]
+    fn a_reader_the_feed_dropped_is_told_to_catch_up_to_the_positions() {
+        let feed = Feed::new(15, HashMap::new());
+        for n in 0..3 {
+            commit(&feed, n, n + 1, 10);
+        }
+        let FeedRead::Lapped { seq, positions } = feed.read(0, 100) else {
+            panic!("expected lapped")
+        };
+        assert_eq!(seq, 3);
+        assert_eq!(positions[&key()], Token(3));
+        let FeedRead::Commits(commits) = feed.read(2, 100) else {
+            panic!("the newest commit is kept")
+        };
+        assert_eq!(commits.len(), 1);
+    }
+}

@@ -1,0 +1,223 @@
+//! Reader plugins: Wasm components that turn committed batches into cache invalidations and
+//! notifications, each following the reader at its own pace. For plugin authors:
+//! `docs/plugins.md`; the runtime itself is the `streamhost-plugin-runtime` crate.
+//!
+//! ```text
+//! processor ──commit──▶ feed ──▶ worker (one thread per plugin) ──▶ plugin_cursors, plugin_kv
+//!                         │        │  on-batch → effects                 (one transaction)
+//!            writer ◀─────┘gaps    ├─▶ query cache (invalidate)      ◀── GET /v1/query/...
+//!                                  └─▶ notification hub (notify)     ◀── GET /v1/notifications
+//! ```
+//!
+//! File map: `feed` (committed batches in memory), `worker` (the per-plugin loop and its
+//! failure policy), `slot` (a plugin's version, channel and status), `store` (plugin tables),
+//! `loader` (finding, loading and reloading plugins; the folder watcher), [`query_cache`],
+//! [`notifications`], `api` (the HTTP endpoints).
+
+mod api;
+mod feed;
+mod loader;
+pub mod notifications;
+pub mod query_cache;
+mod slot;
+mod store;
+mod worker;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use streamhost_plugin_runtime::{Runtime, RuntimeConfig};
+use streamhost_proto::Token;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use self::api::handle as handle_api;
+pub(crate) use self::feed::{Advance, Feed, Key};
+use self::notifications::NotificationHub;
+use self::query_cache::QueryCache;
+pub use self::slot::{FailureReport, PluginRunState, PluginSlot};
+use self::store::PluginStore;
+use super::catchup::CatchupSource;
+use crate::config::PluginsConfig;
+use crate::metrics::{CounterVec, Registry};
+
+/// The plugin metrics on the reader's `/metrics`.
+pub(crate) struct PluginMetrics {
+    batches: CounterVec,
+    rows: CounterVec,
+    effects: CounterVec,
+    failures: CounterVec,
+    quarantines: CounterVec,
+    reloads: CounterVec,
+    counters: CounterVec,
+}
+
+impl PluginMetrics {
+    fn new(registry: &Registry) -> PluginMetrics {
+        PluginMetrics {
+            batches: registry.counter_vec(
+                "streamhost_plugin_batches_total",
+                "Batches a plugin applied.",
+                &["plugin"],
+            ),
+            rows: registry.counter_vec(
+                "streamhost_plugin_rows_total",
+                "Rows a plugin applied.",
+                &["plugin"],
+            ),
+            effects: registry.counter_vec(
+                "streamhost_plugin_effects_total",
+                "Effects a plugin's batches applied.",
+                &["plugin"],
+            ),
+            failures: registry.counter_vec(
+                "streamhost_plugin_failures_total",
+                "Failed plugin calls by reason (trap, cpu-deadline, memory, stack, effects, outside-grant, retry, skip, fatal).",
+                &["plugin", "reason"],
+            ),
+            quarantines: registry.counter_vec(
+                "streamhost_plugin_quarantines_total",
+                "Times a plugin was quarantined.",
+                &["plugin"],
+            ),
+            reloads: registry.counter_vec(
+                "streamhost_plugin_reloads_total",
+                "Reloads by result (ok, failed).",
+                &["plugin", "result"],
+            ),
+            counters: registry.counter_vec(
+                "streamhost_plugin_counter_total",
+                "Counters plugins keep through the counters import.",
+                &["plugin", "name"],
+            ),
+        }
+    }
+}
+
+/// What every worker shares.
+pub(crate) struct HostContext {
+    store: PluginStore,
+    catchup: Arc<dyn CatchupSource>,
+    cache: Arc<QueryCache>,
+    hub: Arc<NotificationHub>,
+    feed: Arc<Feed>,
+    handle: tokio::runtime::Handle,
+    failures_dir: PathBuf,
+    retries: u32,
+    backoff: Duration,
+    metrics: PluginMetrics,
+}
+
+/// The reader's plugins.
+pub struct PluginHost {
+    ctx: Arc<HostContext>,
+    runtime: Arc<Runtime>,
+    config: PluginsConfig,
+    slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    shutdown: CancellationToken,
+}
+
+impl PluginHost {
+    /// Starts the plugins of `config.dir` (if any): loads each, starts its worker, watches the
+    /// folder. A plugin that fails to load is reported and left out; the reader runs on.
+    pub(crate) async fn start(
+        config: PluginsConfig,
+        data: PathBuf,
+        pool: sqlx::SqlitePool,
+        catchup: Arc<dyn CatchupSource>,
+        registry: &Registry,
+        positions: HashMap<Key, Token>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<PluginHost>> {
+        let runtime_config = RuntimeConfig {
+            cache_dir: Some(data.join("compiled")),
+            max_wasm_stack: config.max_wasm_stack_kib.saturating_mul(1024),
+            ..RuntimeConfig::default()
+        };
+        let runtime = tokio::task::spawn_blocking(move || Runtime::new(runtime_config)).await??;
+        let ctx = Arc::new(HostContext {
+            store: PluginStore::new(pool),
+            catchup,
+            cache: Arc::new(QueryCache::new(
+                config.query_cache_entries,
+                config.query_cache_mib.saturating_mul(1 << 20),
+            )),
+            hub: Arc::new(NotificationHub::new(config.notifications)),
+            feed: Arc::new(Feed::new(config.feed_rows, positions)),
+            handle: tokio::runtime::Handle::current(),
+            failures_dir: data.join("plugin-failures"),
+            retries: config.retries,
+            backoff: Duration::from_millis(config.retry_backoff_ms),
+            metrics: PluginMetrics::new(registry),
+        });
+        let host = Arc::new(PluginHost {
+            ctx,
+            runtime: Arc::new(runtime),
+            config,
+            slots: RwLock::new(BTreeMap::new()),
+            threads: std::sync::Mutex::new(Vec::new()),
+            shutdown,
+        });
+        if let Some(dir) = host.config.dir.clone() {
+            loader::load_all(&host, &dir).await;
+            if host.config.watch {
+                loader::watch(host.clone(), dir)?;
+            }
+        }
+        Ok(host)
+    }
+
+    /// The feed the processor publishes its commits to.
+    pub(crate) fn feed(&self) -> &Arc<Feed> {
+        &self.ctx.feed
+    }
+
+    /// The plugin named `name`.
+    pub fn slot(&self, name: &str) -> Option<Arc<PluginSlot>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Every plugin, by name.
+    pub fn slots(&self) -> Vec<Arc<PluginSlot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Reloads `name` from its folder; the old version keeps running if the new one fails.
+    /// Returns the running version's sha256.
+    pub async fn reload(self: &Arc<Self>, name: &str) -> Result<String, String> {
+        let slot = self.slot(name).ok_or_else(|| format!("no plugin named {name}"))?;
+        loader::reload(self, slot.dir().clone()).await
+    }
+
+    /// Lifts `name`'s quarantine; false if it was not quarantined.
+    pub async fn resume(&self, name: &str) -> Result<bool, String> {
+        let slot = self.slot(name).ok_or_else(|| format!("no plugin named {name}"))?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if !slot.send(slot::Control::Resume { reply }) {
+            return Err(format!("plugin {name} is not running"));
+        }
+        answer.await.map_err(|_| format!("plugin {name} stopped"))
+    }
+
+    /// Stops every worker after its current call and waits for the threads.
+    pub(crate) async fn stop(&self) {
+        for slot in self.slots() {
+            slot.send(slot::Control::Stop);
+            slot.set_worker(None);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}

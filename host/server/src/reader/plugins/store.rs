@@ -1,0 +1,155 @@
+//! Plugin state in the reader's database: cursors, key-value stores and dead letters. One
+//! [`PluginStore::commit`] writes all three for a group of batches in one transaction.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use sqlx::{Row, SqlitePool};
+use streamhost_plugin_runtime::KvChange;
+use streamhost_proto::{InstanceName, StreamName, Token};
+
+use super::feed::Key;
+
+/// A batch a plugin asked to skip.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct DeadLetter {
+    pub(crate) stream: String,
+    pub(crate) instance: String,
+    pub(crate) from_token: i64,
+    pub(crate) to_token: i64,
+    pub(crate) reason: String,
+    pub(crate) at_ms: i64,
+}
+
+/// The plugin tables of the reader's database.
+#[derive(Clone, Debug)]
+pub(crate) struct PluginStore {
+    pool: SqlitePool,
+}
+
+impl PluginStore {
+    pub(crate) fn new(pool: SqlitePool) -> PluginStore {
+        PluginStore { pool }
+    }
+
+    /// The plugin's persisted cursors.
+    pub(crate) async fn cursors(&self, plugin: &str) -> anyhow::Result<HashMap<Key, Token>> {
+        let rows =
+            sqlx::query("SELECT stream, instance, token FROM plugin_cursors WHERE plugin = ?")
+                .bind(plugin)
+                .fetch_all(&self.pool)
+                .await
+                .context("reading plugin cursors")?;
+        let mut cursors = HashMap::new();
+        for row in rows {
+            let stream = StreamName::new(row.get::<String, _>(0).as_str())?;
+            let instance = InstanceName::new(row.get::<String, _>(1).as_str())?;
+            cursors.insert((stream, instance), Token(row.get(2)));
+        }
+        Ok(cursors)
+    }
+
+    /// The plugin's key-value entries.
+    pub(crate) async fn kv(&self, plugin: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT key, value FROM plugin_kv WHERE plugin = ?")
+            .bind(plugin)
+            .fetch_all(&self.pool)
+            .await
+            .context("reading a plugin's key-value store")?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The plugin's dead letters, newest first (at most `limit`).
+    pub(crate) async fn dead_letters(
+        &self,
+        plugin: &str,
+        limit: i64,
+    ) -> anyhow::Result<Vec<DeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT stream, instance, from_token, to_token, reason, at_ms FROM plugin_dead_letters \
+             WHERE plugin = ? ORDER BY rowid DESC LIMIT ?",
+        )
+        .bind(plugin)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading dead letters")?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadLetter {
+                stream: r.get(0),
+                instance: r.get(1),
+                from_token: r.get(2),
+                to_token: r.get(3),
+                reason: r.get(4),
+                at_ms: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Writes cursors, key-value changes and dead letters of one group in one transaction.
+    pub(crate) async fn commit(
+        &self,
+        plugin: &str,
+        cursors: &[(Key, Token)],
+        kv: &[KvChange],
+        dead: &[DeadLetter],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await.context("beginning a transaction")?;
+        for ((stream, instance), token) in cursors {
+            sqlx::query(
+                "INSERT INTO plugin_cursors (plugin, stream, instance, token) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (plugin, stream, instance) DO UPDATE SET token = excluded.token",
+            )
+            .bind(plugin)
+            .bind(stream.as_str())
+            .bind(instance.as_str())
+            .bind(token.0)
+            .execute(&mut *tx)
+            .await
+            .context("writing a plugin cursor")?;
+        }
+        for (key, value) in kv {
+            match value {
+                Some(value) => {
+                    sqlx::query(
+                        "INSERT INTO plugin_kv (plugin, key, value) VALUES (?, ?, ?) \
+                         ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(plugin)
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await
+                }
+                None => {
+                    sqlx::query("DELETE FROM plugin_kv WHERE plugin = ? AND key = ?")
+                        .bind(plugin)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await
+                }
+            }
+            .context("writing a plugin's key-value store")?;
+        }
+        for letter in dead {
+            sqlx::query(
+                "INSERT INTO plugin_dead_letters \
+                 (plugin, stream, instance, from_token, to_token, reason, at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(plugin)
+            .bind(&letter.stream)
+            .bind(&letter.instance)
+            .bind(letter.from_token)
+            .bind(letter.to_token)
+            .bind(&letter.reason)
+            .bind(letter.at_ms)
+            .execute(&mut *tx)
+            .await
+            .context("writing a dead letter")?;
+        }
+        tx.commit().await.context("committing plugin state")?;
+        Ok(())
+    }
+}
