@@ -267,3 +267,59 @@ impl Drop for TestReader {
         self.shutdown.cancel();
     }
 }
+
+/// A reader with plugins: the plugins folder, grants and admin token, on top of `adjust`.
+pub async fn spawn_plugin_reader(
+    writer: &TestWriter,
+    name: &str,
+    folder: &plugins::PluginFolder,
+    grants: std::collections::BTreeMap<String, streamhost_plugin_runtime::Grant>,
+) -> TestReader {
+    let dir = folder.path().to_path_buf();
+    TestReader::spawn_with(writer, name, None, move |config| {
+        config.plugins.dir = Some(dir);
+        config.plugins.grants = grants;
+        config.plugins.admin_token = Some(ADMIN_TOKEN.into());
+        config.plugins.retry_backoff_ms = 20;
+        // Compiling a component in a debug build takes a second or more; share the results.
+        config.plugins.compile_cache = Some(PathBuf::from(concat!(env!("OUT_DIR"), "/compiled")));
+    })
+    .await
+}
+
+/// The admin token of [`spawn_plugin_reader`]'s readers.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+impl TestReader {
+    /// A client of this reader's HTTP API.
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(format!("http://{}", self.reader().http_addr()))
+    }
+
+    /// A client of this reader's admin API.
+    pub fn admin(&self) -> ApiClient {
+        self.client().with_bearer(ADMIN_TOKEN)
+    }
+
+    /// `GET path`: the status and body as text.
+    pub async fn get(&self, path: &str) -> (hyper::StatusCode, String) {
+        let (status, body) = self
+            .client()
+            .send(hyper::Method::GET, path, Bytes::new())
+            .await
+            .expect("GET");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The plugin `name` as `GET /v1/admin/plugins` shows it.
+    pub async fn plugin(&self, name: &str) -> serde_json::Value {
+        let all = self
+            .admin()
+            .get_json("/v1/admin/plugins")
+            .await
+            .expect("admin plugins");
+        all.as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no plugin {name} in {all}"))
+    }
+}

@@ -216,6 +216,8 @@ pub struct PluginsConfig {
     pub feed_rows: usize,
     /// Wasm stack per call, in KiB (one value for all plugins: wasmtime sets it per engine).
     pub max_wasm_stack_kib: usize,
+    /// Folder of compiled components, by content hash [default: `<data>/compiled`].
+    pub compile_cache: Option<PathBuf>,
     /// What each plugin is granted, by plugin name (deny by default).
     pub grants: std::collections::BTreeMap<String, streamhost_plugin_runtime::Grant>,
 }
@@ -234,6 +236,7 @@ impl Default for PluginsConfig {
             min_token_timeout_ms: 5_000,
             feed_rows: 100_000,
             max_wasm_stack_kib: 512,
+            compile_cache: None,
             grants: Default::default(),
         }
     }

@@ -132,7 +132,12 @@ impl PluginHost {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<PluginHost>> {
         let runtime_config = RuntimeConfig {
-            cache_dir: Some(data.join("compiled")),
+            cache_dir: Some(
+                config
+                    .compile_cache
+                    .clone()
+                    .unwrap_or_else(|| data.join("compiled")),
+            ),
             max_wasm_stack: config.max_wasm_stack_kib.saturating_mul(1024),
             ..RuntimeConfig::default()
         };
