@@ -1,7 +1,8 @@
 //! `evil`: a plugin that misbehaves on purpose, to test the host's sandbox and error handling.
 //!
 //! The misbehaviour is chosen by the configuration passed to `init`, `{"mode": "…"}`; `{}` or
-//! `"none"` behaves. Unless said otherwise each mode acts inside `on_batch`:
+//! `"none"` behaves. `{"mode": "effects", "count": N}` and `{"mode": "log", "count": N}` change
+//! how many effects or log lines those modes produce. Unless said otherwise each mode acts inside `on_batch`:
 //!
 //! | mode | what it does |
 //! |---|---|
@@ -32,6 +33,9 @@ use streamhost_guest_sdk::{
 struct Config {
     #[serde(default)]
     mode: Option<String>,
+    /// How many effects (`effects`) or log lines (`log`) to produce, instead of the default.
+    #[serde(default)]
+    count: Option<u64>,
 }
 
 /// The ways to misbehave.
@@ -52,6 +56,7 @@ enum Mode {
 /// The plugin: its mode and, for `flaky`, whether this instance already failed once.
 struct Evil {
     mode: Mode,
+    count: Option<u64>,
     failed_once: bool,
 }
 
@@ -89,6 +94,7 @@ impl Plugin for Evil {
         };
         Ok(Evil {
             mode,
+            count: config.count,
             failed_once: false,
         })
     }
@@ -113,12 +119,12 @@ impl Plugin for Evil {
                 black_box(recurse(0));
             }
             Mode::Effects => {
-                return Ok((0..20_000)
+                return Ok((0..self.count.unwrap_or(20_000))
                     .map(|i| Effect::notify("evil", i.to_string()))
                     .collect());
             }
             Mode::Log => {
-                for i in 0..1_000_000 {
+                for i in 0..self.count.unwrap_or(1_000_000) {
                     log::info(format!("evil line {i}"));
                 }
             }
