@@ -83,9 +83,9 @@ pub enum LoadError {
     },
 }
 
-/// What stopped a call, for reports, metrics and the failure policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// What stopped a call, for reports, metrics and the failure policy. Serialized as its
+/// [`FailureReason::as_str`] name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureReason {
     /// The plugin returned `retry`.
     PluginRetry,
@@ -118,6 +118,12 @@ impl FailureReason {
     /// and after `fatal` or discarded effects its memory can no longer be trusted.
     pub fn needs_fresh_instance(self) -> bool {
         !matches!(self, FailureReason::PluginRetry | FailureReason::PluginSkip)
+    }
+}
+
+impl Serialize for FailureReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

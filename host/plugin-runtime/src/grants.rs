@@ -167,10 +167,12 @@ fn requested_limits(manifest: &Manifest) -> Result<Limits, LoadError> {
     for (key, value) in &manifest.limits {
         table.insert(key.clone(), value.clone());
     }
-    table.try_into().map_err(|e: toml::de::Error| LoadError::Manifest {
-        path: PathBuf::from(format!("{}/plugin.toml [limits]", manifest.name)),
-        message: e.to_string(),
-    })
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| LoadError::Manifest {
+            path: PathBuf::from(format!("{}/plugin.toml [limits]", manifest.name)),
+            message: e.to_string(),
+        })
 }
 
 fn allows(granted: &[String], item: &str) -> bool {
@@ -221,7 +223,10 @@ mod tests {
         };
         let caps = Capabilities::resolve(&manifest(), &grant).unwrap();
         assert!(caps.receives("messages"));
-        assert!(!caps.receives("typing"), "the grant's * gives no stream not asked for");
+        assert!(
+            !caps.receives("typing"),
+            "the grant's * gives no stream not asked for"
+        );
         assert!(!caps.may_invalidate("other"));
         assert!(caps.may_notify("room:!a:x"));
         assert!(!caps.may_notify("user:@a:x"));
@@ -235,7 +240,9 @@ mod tests {
             topics: vec!["room:!one*".into()],
             ..Grant::default()
         };
-        let error = Capabilities::resolve(&manifest(), &grant).unwrap_err().to_string();
+        let error = Capabilities::resolve(&manifest(), &grant)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("cache timeline"), "{error}");
         assert!(error.contains("topic room:*"), "{error}");
         assert!(error.contains("kv"), "{error}");
@@ -245,10 +252,17 @@ mod tests {
     #[test]
     fn limits_above_the_grant_are_refused_and_within_it_taken() {
         let mut asked = manifest();
-        asked.limits.insert("memory_mib".into(), toml::Value::Integer(256));
+        asked
+            .limits
+            .insert("memory_mib".into(), toml::Value::Integer(256));
         let mut grant = Grant::everything_asked(&manifest()).unwrap();
-        let error = Capabilities::resolve(&asked, &grant).unwrap_err().to_string();
-        assert!(error.contains("limits.memory_mib = 256 (granted 64)"), "{error}");
+        let error = Capabilities::resolve(&asked, &grant)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("limits.memory_mib = 256 (granted 64)"),
+            "{error}"
+        );
         grant.limits = Some(Limits {
             memory_mib: 512,
             ..Limits::default()
@@ -260,8 +274,12 @@ mod tests {
     #[test]
     fn unknown_limit_names_are_errors() {
         let mut asked = manifest();
-        asked.limits.insert("memory_gb".into(), toml::Value::Integer(1));
-        let error = Capabilities::resolve(&asked, &Grant::default()).unwrap_err().to_string();
+        asked
+            .limits
+            .insert("memory_gb".into(), toml::Value::Integer(1));
+        let error = Capabilities::resolve(&asked, &Grant::default())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("memory_gb"), "{error}");
     }
 

@@ -86,7 +86,12 @@ impl PluginInstance {
     /// `on-batch`, its effects checked against the grant and the effect limits. The key-value
     /// writes it made stay pending in the plugin's store: the caller commits or discards them.
     pub fn on_batch(&mut self, batch: &Batch) -> Result<Vec<Effect>, Failure> {
-        let deadline = self.store.data().caps.limits.batch_deadline(batch.rows.len());
+        let deadline = self
+            .store
+            .data()
+            .caps
+            .limits
+            .batch_deadline(batch.rows.len());
         let result = self.call(deadline, |b, s| {
             b.streamhost_plugin_handler().call_on_batch(s, batch)
         })?;

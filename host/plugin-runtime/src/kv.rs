@@ -124,7 +124,9 @@ impl KvStore {
                 }
             }
         }
-        self.committed_bytes = self.committed_bytes.saturating_add_signed(self.staged_bytes);
+        self.committed_bytes = self
+            .committed_bytes
+            .saturating_add_signed(self.staged_bytes);
         self.staged_bytes = 0;
     }
 
@@ -172,6 +174,9 @@ mod tests {
         kv.set("k".into(), vec![0; 4], 10).unwrap();
         kv.set("j".into(), vec![0; 4], 10).unwrap();
         assert_eq!(kv.set(String::new(), vec![], 10), Err(KvRefusal::BadKey));
-        assert_eq!(kv.set("x".repeat(2000), vec![], 1 << 20), Err(KvRefusal::BadKey));
+        assert_eq!(
+            kv.set("x".repeat(2000), vec![], 1 << 20),
+            Err(KvRefusal::BadKey)
+        );
     }
 }

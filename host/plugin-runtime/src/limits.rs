@@ -76,7 +76,11 @@ impl Limits {
     /// The names and values of the limits in `self` that exceed those of `cap`.
     pub fn exceeding(&self, cap: &Limits) -> Vec<String> {
         let pairs: [(&str, u64, u64); 11] = [
-            ("batch_deadline_ms", self.batch_deadline_ms, cap.batch_deadline_ms),
+            (
+                "batch_deadline_ms",
+                self.batch_deadline_ms,
+                cap.batch_deadline_ms,
+            ),
             (
                 "batch_deadline_per_row_us",
                 self.batch_deadline_per_row_us,
@@ -87,10 +91,22 @@ impl Limits {
                 self.batch_deadline_max_ms,
                 cap.batch_deadline_max_ms,
             ),
-            ("init_deadline_ms", self.init_deadline_ms, cap.init_deadline_ms),
-            ("query_deadline_ms", self.query_deadline_ms, cap.query_deadline_ms),
+            (
+                "init_deadline_ms",
+                self.init_deadline_ms,
+                cap.init_deadline_ms,
+            ),
+            (
+                "query_deadline_ms",
+                self.query_deadline_ms,
+                cap.query_deadline_ms,
+            ),
             ("memory_mib", self.memory_mib, cap.memory_mib),
-            ("max_effects", self.max_effects as u64, cap.max_effects as u64),
+            (
+                "max_effects",
+                self.max_effects as u64,
+                cap.max_effects as u64,
+            ),
             (
                 "max_effect_bytes",
                 self.max_effect_bytes as u64,

@@ -135,7 +135,10 @@ mod tests {
         let manifest = Manifest::parse(text, Path::new("plugin.toml")).unwrap();
         assert_eq!(manifest.name, "room-timeline");
         assert!(manifest.kv);
-        assert_eq!(manifest.limits.get("memory_mib").unwrap().as_integer(), Some(128));
+        assert_eq!(
+            manifest.limits.get("memory_mib").unwrap().as_integer(),
+            Some(128)
+        );
     }
 
     #[test]

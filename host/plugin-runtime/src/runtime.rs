@@ -81,9 +81,17 @@ impl Runtime {
             std::thread::Builder::new()
                 .name("streamhost-epoch".into())
                 .spawn(move || {
+                    // Count ticks by the clock, not by wake-ups: a sleep of 1 ms takes a little
+                    // longer, and deadlines are promised in milliseconds.
+                    let start = std::time::Instant::now();
+                    let mut ticks: u128 = 0;
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        let due = start.elapsed().as_micros() / EPOCH_TICK.as_micros();
+                        while ticks < due {
+                            engine.increment_epoch();
+                            ticks += 1;
+                        }
                     }
                 })?
         };

@@ -75,7 +75,10 @@ impl PluginVersion {
         let bytes = std::fs::read(&files.wasm)
             .map_err(|e| compile_error(format!("{}: {e}", files.wasm.display())))?;
         let sha256 = sha256_hex(&bytes);
-        for (pinned_by, pin) in [("plugin.toml", &manifest.sha256), ("the grant", &grant.sha256)] {
+        for (pinned_by, pin) in [
+            ("plugin.toml", &manifest.sha256),
+            ("the grant", &grant.sha256),
+        ] {
             if let Some(expected) = pin
                 && !expected.eq_ignore_ascii_case(&sha256)
             {

@@ -16,12 +16,13 @@
 //! | `init-trap` | panics in `init` |
 //! | `panic` | panics |
 //! | `read-file` | reads `/etc/passwd`: on success returns `notify("evil", <content>)`, on failure a fatal error `read failed: <io error>` |
-//! | `flaky` | fails fatally on the first `on_batch` of each instance, then behaves like `none` |
+//! | `flaky` | asks the host to retry (`retry`) on the first `on_batch` of each instance, then behaves like `none` |
 //!
 //! There is no mode that grows a Wasm table: stable Rust on `wasm32-wasip2` has no way to emit
 //! `table.grow` (no intrinsic, and inline assembly for wasm is unstable).
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use streamhost_guest_sdk::{
@@ -60,14 +61,17 @@ struct Evil {
     failed_once: bool,
 }
 
-/// Recurses until the stack runs out; the addition after the call and `black_box` keep the
-/// compiler from turning it into a loop.
+/// Where recursion would stop: never, but the compiler cannot know (it is read from memory).
+static DEPTH_LIMIT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Recurses until wasmtime's stack limit stops it. Work after the call keeps the compiler from
+/// turning it into a loop; no local lives in memory, so Rust's shadow stack (in linear memory)
+/// does not run out first and every frame lands on the engine's stack.
 fn recurse(depth: u64) -> u64 {
-    if black_box(depth) == u64::MAX {
-        return 0;
+    if depth >= DEPTH_LIMIT.load(Ordering::Relaxed) {
+        return depth;
     }
-    let frame = black_box([depth; 32]);
-    recurse(black_box(depth + 1)).wrapping_add(frame[black_box(7)])
+    recurse(depth + 1).wrapping_mul(31) ^ depth
 }
 
 impl Plugin for Evil {
@@ -139,7 +143,7 @@ impl Plugin for Evil {
             Mode::Flaky => {
                 if !self.failed_once {
                     self.failed_once = true;
-                    return Err(PluginError::fatal("flaky: first call of this instance"));
+                    return Err(PluginError::retry("flaky: first call of this instance"));
                 }
             }
         }

@@ -196,7 +196,7 @@ mod tests {
             instance: key().1,
             prev: Token(before),
             token: Token(after),
-            rows: (0..rows).map(|_| RowJson::parse("{}").unwrap()).collect(),
+            rows: (0..rows).map(|_| RowJson::parse(b"{}").unwrap()).collect(),
         };
         feed.publish(
             vec![batch],

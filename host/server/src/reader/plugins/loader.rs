@@ -12,10 +12,10 @@ use streamhost_plugin_runtime::{
 };
 use streamhost_proto::{StreamName, Token};
 
+use super::PluginHost;
 use super::feed::Feed;
 use super::slot::{Control, FailureReport, PluginRunState, PluginSlot};
 use super::worker::Worker;
-use super::PluginHost;
 use crate::reader::catchup::CatchupSource;
 
 /// Quiet time after the last change in the folder before reloading (a copy fires many events).
@@ -107,7 +107,11 @@ pub(super) async fn reload(host: &Arc<PluginHost>, dir: PathBuf) -> Result<Strin
 }
 
 /// A slot for `name`, with its key-value store loaded from the database.
-async fn new_slot(host: &Arc<PluginHost>, name: &str, dir: &Path) -> Result<Arc<PluginSlot>, String> {
+async fn new_slot(
+    host: &Arc<PluginHost>,
+    name: &str,
+    dir: &Path,
+) -> Result<Arc<PluginSlot>, String> {
     let entries = host
         .ctx
         .store
@@ -116,7 +120,12 @@ async fn new_slot(host: &Arc<PluginHost>, name: &str, dir: &Path) -> Result<Arc<
         .map_err(|e| format!("{e:#}"))?;
     let limits = Manifest::load(&dir.join("plugin.toml"))
         .ok()
-        .and_then(|m| host.config.grants.get(&m.name).and_then(|g| g.limits.clone()))
+        .and_then(|m| {
+            host.config
+                .grants
+                .get(&m.name)
+                .and_then(|g| g.limits.clone())
+        })
         .unwrap_or_default();
     let rows: Arc<dyn RowSource> = Arc::new(CatchupRows {
         catchup: host.ctx.catchup.clone(),
@@ -129,7 +138,11 @@ async fn new_slot(host: &Arc<PluginHost>, name: &str, dir: &Path) -> Result<Arc<
         limits.log_lines_per_second,
         Some(rows),
     );
-    let slot = Arc::new(PluginSlot::new(name.to_string(), dir.to_path_buf(), services));
+    let slot = Arc::new(PluginSlot::new(
+        name.to_string(),
+        dir.to_path_buf(),
+        services,
+    ));
     host.slots
         .write()
         .unwrap_or_else(|p| p.into_inner())
@@ -139,7 +152,11 @@ async fn new_slot(host: &Arc<PluginHost>, name: &str, dir: &Path) -> Result<Arc<
 
 /// Starts `version` on `slot`: a first instance initialised from the persisted cursors, then
 /// the worker thread.
-async fn start(host: &Arc<PluginHost>, slot: &Arc<PluginSlot>, version: Arc<PluginVersion>) -> Result<(), String> {
+async fn start(
+    host: &Arc<PluginHost>,
+    slot: &Arc<PluginSlot>,
+    version: Arc<PluginVersion>,
+) -> Result<(), String> {
     let cursors = host
         .ctx
         .store
@@ -180,6 +197,7 @@ async fn start(host: &Arc<PluginHost>, slot: &Arc<PluginSlot>, version: Arc<Plug
                 instance: None,
                 tokens: None,
                 attempt: 1,
+                duration_us: 0,
                 failure,
                 log_lines: slot.services().log().recent(),
                 batch_file: None,
@@ -196,7 +214,14 @@ async fn start(host: &Arc<PluginHost>, slot: &Arc<PluginSlot>, version: Arc<Plug
         status.state = PluginRunState::Running;
         status.cursors = cursors.clone();
     }
-    let worker = Worker::new(slot.clone(), host.ctx.clone(), version, instance, cursors, rx);
+    let worker = Worker::new(
+        slot.clone(),
+        host.ctx.clone(),
+        version,
+        instance,
+        cursors,
+        rx,
+    );
     let thread = std::thread::Builder::new()
         .name(format!("plugin-{}", slot.name()))
         .spawn(move || worker.run())
@@ -213,7 +238,10 @@ pub(super) fn watch(host: Arc<PluginHost>, dir: PathBuf) -> anyhow::Result<()> {
     use notify::Watcher as _;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+        // Reading a plugin (loading it) is an event too; only changes matter.
+        if let Ok(event) = event
+            && (event.kind.is_create() || event.kind.is_modify() || event.kind.is_remove())
+        {
             for path in event.paths {
                 let _ = tx.send(path);
             }
@@ -235,17 +263,38 @@ pub(super) fn watch(host: Arc<PluginHost>, dir: PathBuf) -> anyhow::Result<()> {
                 changed.extend(plugin_folder(&dir, &path));
             }
             for folder in changed {
-                if !folder.join("plugin.toml").is_file() {
+                if !folder.join("plugin.toml").is_file() || unchanged(&host, &folder) {
                     continue;
                 }
                 match reload(&host, folder.clone()).await {
-                    Ok(sha) => tracing::info!(folder = %folder.display(), %sha, "plugin folder changed; reloaded"),
-                    Err(error) => tracing::warn!(folder = %folder.display(), %error, "plugin folder changed; reload failed"),
+                    Ok(sha) => {
+                        tracing::info!(folder = %folder.display(), %sha, "plugin folder changed; reloaded")
+                    }
+                    Err(error) => {
+                        tracing::warn!(folder = %folder.display(), %error, "plugin folder changed; reload failed")
+                    }
                 }
             }
         }
     });
     Ok(())
+}
+
+/// Whether the folder holds exactly the running version (same component, same manifest).
+fn unchanged(host: &PluginHost, folder: &Path) -> bool {
+    let Some(slot) = host.slot(&declared_name(folder)) else {
+        return false;
+    };
+    let Some(running) = slot.status().version.clone() else {
+        return false;
+    };
+    let Ok(files) = PluginFiles::in_dir(folder) else {
+        return false;
+    };
+    let same_wasm = std::fs::read(&files.wasm)
+        .is_ok_and(|bytes| streamhost_plugin_runtime::sha256_hex(&bytes) == running.sha256());
+    let same_manifest = Manifest::load(&files.manifest).is_ok_and(|m| &m == running.manifest());
+    same_wasm && same_manifest
 }
 
 /// The plugin folder (a direct child of `dir`) that `path` is in.
@@ -284,4 +333,3 @@ impl RowSource for CatchupRows {
         Ok(rows)
     }
 }
-

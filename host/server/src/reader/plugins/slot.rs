@@ -50,6 +50,8 @@ pub struct FailureReport {
     pub tokens: Option<(i64, i64)>,
     /// Which attempt this was (1 = first).
     pub attempt: u32,
+    /// How long the failed call ran, in microseconds.
+    pub duration_us: u64,
     /// What stopped it, with the trap's backtrace and stderr.
     pub failure: Failure,
     /// The plugin's last log lines.

@@ -19,11 +19,11 @@ use streamhost_plugin_runtime::{
 };
 use streamhost_proto::{RowJson, ServerCommand, Token};
 
+use super::HostContext;
 use super::feed::{Commit, FeedRead, Key};
 use super::query_cache::cache_key;
 use super::slot::{Control, FailureReport, PluginRunState, PluginSlot, QueryError};
 use super::store::DeadLetter;
-use super::HostContext;
 
 /// Most rows handed to one `on-batch` call; batches are cut only between tokens, so one
 /// token with more rows makes a larger batch.
@@ -104,10 +104,7 @@ impl Worker {
     pub(crate) fn run(mut self) {
         let name = self.slot.name().to_string();
         let wake_slot = self.slot.clone();
-        let waker = self
-            .ctx
-            .feed
-            .subscribe(Arc::new(move || wake_slot.wake()));
+        let waker = self.ctx.feed.subscribe(Arc::new(move || wake_slot.wake()));
         tracing::info!(plugin = %name, version = %self.version.sha256(), "plugin running");
         if self.resync().is_ok() {
             let _ = self.follow();
@@ -141,12 +138,10 @@ impl Worker {
                         Err(Halt::Stop) => return Err(Halt::Stop),
                     }
                 }
-                FeedRead::Lapped { seq, positions } => {
-                    match self.catch_up_to(&positions) {
-                        Ok(()) | Err(Halt::Quarantined) => self.seq = seq,
-                        Err(Halt::Stop) => return Err(Halt::Stop),
-                    }
-                }
+                FeedRead::Lapped { seq, positions } => match self.catch_up_to(&positions) {
+                    Ok(()) | Err(Halt::Quarantined) => self.seq = seq,
+                    Err(Halt::Stop) => return Err(Halt::Stop),
+                },
                 FeedRead::Empty => match self.rx.recv_timeout(Duration::from_secs(1)) {
                     Ok(control) => self.handle(control)?,
                     Err(RecvTimeoutError::Timeout) => {}
@@ -245,7 +240,13 @@ impl Worker {
 
     /// Fetches `(from, to]` of `key` from the writer and applies it, retrying until it works
     /// or a stop is requested.
-    fn fill_gap(&mut self, key: &Key, from: Token, to: Token, group: &mut Group) -> Result<(), Halt> {
+    fn fill_gap(
+        &mut self,
+        key: &Key,
+        from: Token,
+        to: Token,
+        group: &mut Group,
+    ) -> Result<(), Halt> {
         let wanted = self.version.wants(key.0.as_str());
         let mut from = from;
         while from < to {
@@ -331,10 +332,12 @@ impl Worker {
         let mut batch_file = None;
         loop {
             attempt += 1;
+            let started = Instant::now();
             let result = match self.ensure_instance() {
                 Ok(instance) => instance.on_batch(batch),
                 Err(failure) => Err(failure),
             };
+            let duration = started.elapsed();
             let failure = match result {
                 Ok(effects) => {
                     self.services.kv().stage();
@@ -352,7 +355,13 @@ impl Worker {
             if batch_file.is_none() && failure.reason != FailureReason::PluginSkip {
                 batch_file = self.write_batch_file(batch);
             }
-            self.report("on-batch", Some(batch), attempt, &failure, batch_file.clone());
+            self.report(
+                "on-batch",
+                Some(batch),
+                (attempt, duration),
+                &failure,
+                batch_file.clone(),
+            );
             self.ctx
                 .metrics
                 .failures
@@ -432,12 +441,10 @@ impl Worker {
             .collect();
         let kv = self.services.kv().staged();
         let name = self.slot.name().to_string();
-        let committed = self.ctx.handle.block_on(self.ctx.store.commit(
-            &name,
-            &changed,
-            &kv,
-            &group.dead,
-        ));
+        let committed =
+            self.ctx
+                .handle
+                .block_on(self.ctx.store.commit(&name, &changed, &kv, &group.dead));
         if let Err(error) = committed {
             tracing::error!(plugin = %name, error = %format!("{error:#}"), "committing plugin state failed; the rows will be applied again");
             self.services.kv().discard_all();
@@ -465,7 +472,10 @@ impl Worker {
         let metrics = &self.ctx.metrics;
         metrics.batches.with(&[&name]).add(group.batches);
         metrics.rows.with(&[&name]).add(group.rows);
-        metrics.effects.with(&[&name]).add(group.effects.len() as u64);
+        metrics
+            .effects
+            .with(&[&name])
+            .add(group.effects.len() as u64);
         for (counter, value) in self.services.counters() {
             let seen = self.counters_seen.entry(counter.clone()).or_default();
             if value > *seen {
@@ -493,7 +503,10 @@ impl Worker {
         }
         let description = self.version.description();
         let Some(spec) = description.queries.iter().find(|q| q.name == name) else {
-            return Err(QueryError::BadRequest(format!("plugin {} has no query {name}", self.slot.name())));
+            return Err(QueryError::BadRequest(format!(
+                "plugin {} has no query {name}",
+                self.slot.name()
+            )));
         };
         let key = cache_key(&spec.key, args).map_err(QueryError::BadRequest)?;
         let plugin = self.slot.name().to_string();
@@ -517,7 +530,7 @@ impl Worker {
                 if failure.reason.needs_fresh_instance() {
                     self.instance = None;
                 }
-                self.report("query", None, 1, &failure, None);
+                self.report("query", None, (1, Duration::ZERO), &failure, None);
                 Err(QueryError::Failed(failure))
             }
         }
@@ -543,13 +556,15 @@ impl Worker {
             _ => None,
         };
         let resume_after = self.resume_after();
-        let started_new = version.instantiate(self.services.clone()).and_then(|mut instance| {
-            match &snapshot {
-                Some(state) => instance.restore(state, &resume_after)?,
-                None => instance.init(&resume_after)?,
-            }
-            Ok(instance)
-        });
+        let started_new = version
+            .instantiate(self.services.clone())
+            .and_then(|mut instance| {
+                match &snapshot {
+                    Some(state) => instance.restore(state, &resume_after)?,
+                    None => instance.init(&resume_after)?,
+                }
+                Ok(instance)
+            });
         match started_new {
             Ok(instance) => {
                 self.services.kv().stage();
@@ -566,7 +581,11 @@ impl Worker {
                         status.state = PluginRunState::Running;
                     }
                 }
-                self.ctx.metrics.reloads.with(&[self.slot.name(), "ok"]).inc();
+                self.ctx
+                    .metrics
+                    .reloads
+                    .with(&[self.slot.name(), "ok"])
+                    .inc();
                 tracing::info!(plugin = %self.slot.name(), from = %old.sha256(), to = %version.sha256(), pause_us = pause.as_micros() as u64, restored = snapshot.is_some(), "plugin reloaded");
                 if self.quarantined {
                     self.quarantined = false;
@@ -578,9 +597,16 @@ impl Worker {
             Err(failure) => {
                 self.services.kv().discard();
                 self.slot.status().reload_failures += 1;
-                self.ctx.metrics.reloads.with(&[self.slot.name(), "failed"]).inc();
-                let message = format!("new version {} failed to start: {failure}", version.sha256());
-                self.report("reload", None, 1, &failure, None);
+                self.ctx
+                    .metrics
+                    .reloads
+                    .with(&[self.slot.name(), "failed"])
+                    .inc();
+                let message = format!(
+                    "new version {} failed to start: {failure}",
+                    version.sha256()
+                );
+                self.report("reload", None, (1, started.elapsed()), &failure, None);
                 tracing::error!(plugin = %self.slot.name(), %message, "reload failed; the old version keeps running");
                 Err(message)
             }
@@ -616,7 +642,7 @@ impl Worker {
         &self,
         call: &str,
         batch: Option<&WasmBatch>,
-        attempt: u32,
+        (attempt, duration): (u32, Duration),
         failure: &Failure,
         batch_file: Option<PathBuf>,
     ) {
@@ -629,6 +655,7 @@ impl Worker {
             instance: batch.map(|b| b.instance.clone()),
             tokens: batch.map(|b| (b.prev_token, b.token)),
             attempt,
+            duration_us: duration.as_micros() as u64,
             failure: failure.clone(),
             log_lines: self.services.log().recent(),
             batch_file,

@@ -1,0 +1,238 @@
+//! The evil set: each misbehaving plugin is stopped by its limit (or refused at load), reported
+//! with the right reason, and quarantined after its retries, while a bystander plugin on the
+//! same reader keeps up and the reader keeps serving.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use streamhost_integration_tests::plugins::{PluginFolder, grants_for};
+use streamhost_integration_tests::{TestReader, TestWriter, spawn_plugin_reader, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Time a noisy shared machine may add to a deadline (thread scheduling), beyond the two
+/// epoch ticks wasmtime itself may take.
+const SCHEDULING_SLACK: Duration = Duration::from_millis(100);
+
+/// A reader running `evil` in `mode` beside the `stream-stats` bystander.
+async fn evil_reader(writer: &TestWriter, mode: &str) -> (TestReader, PluginFolder) {
+    let folder = PluginFolder::with(&["evil", "stream-stats"]);
+    let mut grants = grants_for(&["evil", "stream-stats"]);
+    let mut config = toml::Table::new();
+    config.insert("mode".into(), toml::Value::String(mode.into()));
+    grants.get_mut("evil").unwrap().config = Some(config);
+    let reader = spawn_plugin_reader(writer, "r", &folder, grants).await;
+    (reader, folder)
+}
+
+fn messages(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"room": "!a:x", "sender": "@a:x", "body": format!("m{i}")}))
+        .collect()
+}
+
+/// Writes rows, waits for the evil plugin's quarantine, and checks the bystander kept up.
+async fn quarantined_with(mode: &str, reason: &str) -> Value {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let (reader, _folder) = evil_reader(&writer, mode).await;
+    writer.append("messages", &messages(3)).await;
+    let started = Instant::now();
+    // The bystander is not held up by the evil plugin's retries.
+    wait_until(WAIT, "the bystander to count every row", || async {
+        reader
+            .get("/v1/query/stream-stats/count?stream=messages")
+            .await
+            .1
+            == "3"
+    })
+    .await;
+    let bystander_time = started.elapsed();
+    wait_until(
+        WAIT,
+        &format!("evil ({mode}) to be quarantined"),
+        || async { reader.plugin("evil").await["state"] == "quarantined" },
+    )
+    .await;
+    let evil = reader.plugin("evil").await;
+    let reports = evil["reports"].as_array().unwrap();
+    assert!(!reports.is_empty(), "{evil}");
+    for report in reports {
+        assert_eq!(report["failure"]["reason"], reason, "{report}");
+        assert_eq!(report["call"], "on-batch");
+    }
+    assert_eq!(
+        reports.len(),
+        4,
+        "one first attempt and three retries: {evil}"
+    );
+    assert!(
+        evil["reason"].as_str().unwrap().contains(reason),
+        "{}",
+        evil["reason"]
+    );
+    // The failing batch was kept for `streamhost plugin run`.
+    let file = reports[0]["batch_file"].as_str().expect("batch file");
+    let lines = std::fs::read_to_string(file).unwrap();
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    assert!(lines.starts_with("RDATA messages master "), "{lines}");
+    // The reader and the bystander go on.
+    writer.append("messages", &messages(2)).await;
+    wait_until(WAIT, "the bystander to count the later rows", || async {
+        reader
+            .get("/v1/query/stream-stats/count?stream=messages")
+            .await
+            .1
+            == "5"
+    })
+    .await;
+    let status = reader.client().get_json("/v1/status").await.unwrap();
+    assert_eq!(status["connection"]["state"], "connected", "{status}");
+    assert!(
+        bystander_time < Duration::from_secs(5),
+        "bystander held up: {bystander_time:?}"
+    );
+    evil
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_is_stopped_at_its_cpu_deadline() {
+    let evil = quarantined_with("loop", "cpu-deadline").await;
+    // Deadline of a 3-row batch: 100 ms + 3 × 50 µs; wasmtime may take two more ticks.
+    let limit = Duration::from_micros(100_150) + 2 * streamhost_plugin_runtime::EPOCH_TICK;
+    for report in evil["reports"].as_array().unwrap() {
+        let took = Duration::from_micros(report["duration_us"].as_u64().unwrap());
+        assert!(
+            took >= Duration::from_millis(100),
+            "stopped early: {took:?}"
+        );
+        assert!(took <= limit + SCHEDULING_SLACK, "stopped late: {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_is_stopped_at_its_budget() {
+    let evil = quarantined_with("memory", "memory").await;
+    let message = evil["reports"][0]["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("memory budget"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_is_stopped_at_the_stack_limit() {
+    quarantined_with("recursion", "stack").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_effect_flood_is_refused_whole() {
+    let evil = quarantined_with("effects", "effects").await;
+    let message = evil["reports"][0]["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("20000 effects"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_effect_outside_the_grant_is_a_plugin_error() {
+    let evil = quarantined_with("grant", "outside-grant").await;
+    let message = evil["reports"][0]["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("cache not-granted"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_on_batch_is_a_trap_with_its_message() {
+    let evil = quarantined_with("panic", "trap").await;
+    let report = &evil["reports"][0];
+    assert!(
+        report["failure"]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("panicked"),
+        "{report}"
+    );
+    assert!(report["failure"]["backtrace"].is_string(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_file_outside_the_grant_fails_inside_the_sandbox() {
+    let evil = quarantined_with("read-file", "fatal").await;
+    let message = evil["reports"][0]["failure"]["message"].as_str().unwrap();
+    assert!(message.starts_with("read failed"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_flood_is_cut_to_the_rate_and_stopped_by_the_deadline() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let (reader, _folder) = evil_reader(&writer, "log").await;
+    writer.append("messages", &messages(1)).await;
+    wait_until(WAIT, "evil (log) to be quarantined", || async {
+        reader.plugin("evil").await["state"] == "quarantined"
+    })
+    .await;
+    let evil = reader.plugin("evil").await;
+    assert!(
+        evil["log_lines_dropped"].as_u64().unwrap() > 10_000,
+        "{evil}"
+    );
+    assert_eq!(evil["reports"][0]["failure"]["reason"], "cpu-deadline");
+    // The burst allowance is ten seconds of the rate (100 lines/s by default).
+    assert!(evil["reports"][0]["log_lines"].as_array().unwrap().len() <= 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_in_init_fails_the_load_and_the_reader_runs_on() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let (reader, _folder) = evil_reader(&writer, "init-trap").await;
+    let evil = reader.plugin("evil").await;
+    assert_eq!(evil["state"], "failed", "{evil}");
+    assert!(
+        evil["reason"].as_str().unwrap().contains("init failed"),
+        "{evil}"
+    );
+    assert_eq!(evil["reports"][0]["call"], "init");
+    writer.append("messages", &messages(2)).await;
+    wait_until(WAIT, "the bystander to count every row", || async {
+        reader
+            .get("/v1/query/stream-stats/count?stream=messages")
+            .await
+            .1
+            == "2"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_passes_applies_the_batch_exactly_once() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let (reader, _folder) = evil_reader(&writer, "flaky").await;
+    let mut last = 0;
+    for i in 0..5 {
+        let tokens = writer.append("messages", &messages(1 + i % 2)).await;
+        last = tokens.last().unwrap().0;
+    }
+    // `evil` notifies each batch's last token; batches may span several appends.
+    let batch_tokens = || async {
+        let page = reader
+            .client()
+            .get_json("/v1/notifications?topics=evil&since=0&timeout_ms=1")
+            .await
+            .unwrap();
+        page["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["payload"].as_str().unwrap().parse::<i64>().unwrap())
+            .collect::<Vec<i64>>()
+    };
+    wait_until(WAIT, "the last batch's notification", || async {
+        batch_tokens().await.last() == Some(&last)
+    })
+    .await;
+    let tokens = batch_tokens().await;
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "each batch applied once, in order: {tokens:?}"
+    );
+    let evil = reader.plugin("evil").await;
+    assert_eq!(evil["state"], "running", "{evil}");
+    assert_eq!(
+        evil["failures"]["retry"].as_u64().unwrap(),
+        1,
+        "only the first call of the one instance fails: {evil}"
+    );
+}
