@@ -50,7 +50,8 @@ impl PluginFolder {
         let wasm = format!("{built}.wasm");
         let staging = self.dir.path().join(format!(".{folder}.wasm.tmp"));
         std::fs::copy(source.join(&wasm), &staging).expect("copy wasm");
-        std::fs::copy(source.join("plugin.toml"), target.join("plugin.toml")).expect("copy manifest");
+        std::fs::copy(source.join("plugin.toml"), target.join("plugin.toml"))
+            .expect("copy manifest");
         std::fs::rename(&staging, target.join(&wasm)).expect("move wasm into place");
     }
 

@@ -317,8 +317,8 @@ mod tests {
         .unwrap();
         let grant = &config.reader.plugins.grants["notifier"];
         assert_eq!(grant.topics, vec!["room:*".to_string()]);
-        let err = ConfigFile::parse("[reader.plugins.grants.x]\ncaches = []\nkvv = true\n")
-            .unwrap_err();
+        let err =
+            ConfigFile::parse("[reader.plugins.grants.x]\ncaches = []\nkvv = true\n").unwrap_err();
         assert!(format!("{err:#}").contains("kvv"), "{err:#}");
     }
 

@@ -24,9 +24,13 @@ async fn cached_reads_follow_writes_on_two_readers_and_are_never_stale_at_min_to
     ];
     let mut expected: Vec<Value> = Vec::new();
     for round in 0..5 {
-        let rows: Vec<Value> = (0..3).map(|n| message("!a:x", round * 3 + n, &[])).collect();
+        let rows: Vec<Value> = (0..3)
+            .map(|n| message("!a:x", round * 3 + n, &[]))
+            .collect();
         let tokens = writer.append("messages", &rows).await;
-        writer.append("messages", &[message("!b:x", round, &[])]).await;
+        writer
+            .append("messages", &[message("!b:x", round, &[])])
+            .await;
         expected.extend(rows);
         let last = tokens.last().unwrap().0;
         for reader in &readers {
@@ -37,14 +41,24 @@ async fn cached_reads_follow_writes_on_two_readers_and_are_never_stale_at_min_to
                 .await;
             assert_eq!(status, 200, "{body}");
             let timeline: Vec<Value> = serde_json::from_str(&body).unwrap();
-            assert_eq!(timeline, expected, "reader {} round {round}", reader.config.name);
+            assert_eq!(
+                timeline, expected,
+                "reader {} round {round}",
+                reader.config.name
+            );
         }
     }
     // The second read of an unchanged room is a cache hit with the same answer.
-    let first = readers[0].get("/v1/query/room-timeline/timeline?room=!b:x").await;
+    let first = readers[0]
+        .get("/v1/query/room-timeline/timeline?room=!b:x")
+        .await;
     let response = readers[0]
         .client()
-        .send(hyper::Method::GET, "/v1/query/room-timeline/timeline?room=!b:x", bytes::Bytes::new())
+        .send(
+            hyper::Method::GET,
+            "/v1/query/room-timeline/timeline?room=!b:x",
+            bytes::Bytes::new(),
+        )
         .await
         .unwrap();
     assert_eq!(first.1.as_bytes(), &response.1[..]);
@@ -54,7 +68,11 @@ async fn cached_reads_follow_writes_on_two_readers_and_are_never_stale_at_min_to
     assert_eq!(count, (hyper::StatusCode::OK, "20".to_string()));
     writer.append("typing", &[json!({"user": "@a:x"})]).await;
     wait_until(WAIT, "stream-stats to count typing", || async {
-        readers[1].get("/v1/query/stream-stats/count?stream=typing").await.1 == "1"
+        readers[1]
+            .get("/v1/query/stream-stats/count?stream=typing")
+            .await
+            .1
+            == "1"
     })
     .await;
 }
@@ -84,6 +102,7 @@ async fn a_long_poll_wakes_with_the_right_payload() {
     assert_eq!(notifications.len(), 1, "{page}");
     assert_eq!(notifications[0]["topic"], "user:@bob:x");
     assert_eq!(notifications[0]["plugin"], "notifier");
-    let payload: Value = serde_json::from_str(notifications[0]["payload"].as_str().unwrap()).unwrap();
+    let payload: Value =
+        serde_json::from_str(notifications[0]["payload"].as_str().unwrap()).unwrap();
     assert_eq!(payload, row);
 }

@@ -19,13 +19,20 @@ pub(crate) async fn handle(
     _peer: SocketAddr,
 ) -> Response {
     let path = request.uri().path();
-    let plugin_path = ["/v1/query/", "/v1/notifications", "/v1/plugins", "/v1/admin/"]
-        .iter()
-        .any(|prefix| path.starts_with(prefix));
+    let plugin_path = [
+        "/v1/query/",
+        "/v1/notifications",
+        "/v1/plugins",
+        "/v1/admin/",
+    ]
+    .iter()
+    .any(|prefix| path.starts_with(prefix));
     if plugin_path {
         let Some(host) = plugins else {
-            return ApiError::not_found("this reader runs no plugins (start it with --plugins DIR)")
-                .into_response();
+            return ApiError::not_found(
+                "this reader runs no plugins (start it with --plugins DIR)",
+            )
+            .into_response();
         };
         if let Some(response) = plugins::handle_api(&host, request).await {
             return response;

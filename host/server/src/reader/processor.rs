@@ -510,7 +510,10 @@ impl Processor {
         for (stream, instance, token) in positions {
             let key = (stream, instance);
             self.dirty.remove(&key);
-            let before = self.committed.insert(key.clone(), token).unwrap_or(Token(0));
+            let before = self
+                .committed
+                .insert(key.clone(), token)
+                .unwrap_or(Token(0));
             if self.feed.is_some() && token > before {
                 advances.push(Advance {
                     key: key.clone(),

@@ -61,8 +61,9 @@ async fn query(
     let slot = host
         .slot(plugin)
         .ok_or_else(|| ApiError::not_found(format!("no plugin named {plugin}")))?;
-    let (min_token, args): (Vec<_>, Vec<_>) =
-        query_params(request).into_iter().partition(|(k, _)| k == "min_token");
+    let (min_token, args): (Vec<_>, Vec<_>) = query_params(request)
+        .into_iter()
+        .partition(|(k, _)| k == "min_token");
     let version = slot
         .status()
         .version
@@ -75,7 +76,8 @@ async fn query(
         .find(|q| q.name == name)
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("plugin {plugin} has no query {name}")))?;
-    let key = cache_key(&spec.key, &args).map_err(|e| ApiError::bad_request("M_MISSING_PARAM", e))?;
+    let key =
+        cache_key(&spec.key, &args).map_err(|e| ApiError::bad_request("M_MISSING_PARAM", e))?;
     if let Some((_, value)) = min_token.last() {
         let (stream, token) = value
             .rsplit_once(':')
@@ -113,7 +115,9 @@ async fn query(
         .map_err(|_| unavailable(format!("plugin {plugin} stopped")))?;
     match answer {
         Ok(answer) => Ok(answer_response(&answer, "miss")),
-        Err(QueryError::BadRequest(message)) => Err(ApiError::bad_request("M_INVALID_PARAM", message)),
+        Err(QueryError::BadRequest(message)) => {
+            Err(ApiError::bad_request("M_INVALID_PARAM", message))
+        }
         Err(QueryError::Unavailable(message)) => Err(unavailable(message)),
         Err(QueryError::Failed(failure)) => Err(ApiError {
             status: StatusCode::BAD_GATEWAY,
@@ -197,7 +201,10 @@ fn summary(host: &PluginHost, slot: &PluginSlot) -> Summary {
 }
 
 fn summaries(host: &PluginHost) -> Vec<Summary> {
-    host.slots().iter().map(|slot| summary(host, slot)).collect()
+    host.slots()
+        .iter()
+        .map(|slot| summary(host, slot))
+        .collect()
 }
 
 /// One plugin in `GET /v1/admin/plugins`: the summary plus grants, limits and reports.
@@ -273,7 +280,10 @@ async fn admin(
             Ok(json(StatusCode::OK, &details))
         }
         (&Method::POST, ["plugins", name, "reload"]) => match host.reload(name).await {
-            Ok(sha256) => Ok(json(StatusCode::OK, &serde_json::json!({ "sha256": sha256 }))),
+            Ok(sha256) => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "sha256": sha256 }),
+            )),
             Err(message) if host.slot(name).is_none() => Err(ApiError::not_found(message)),
             Err(message) => Err(ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -282,7 +292,10 @@ async fn admin(
             }),
         },
         (&Method::POST, ["plugins", name, "resume"]) => match host.resume(name).await {
-            Ok(true) => Ok(json(StatusCode::OK, &serde_json::json!({ "resumed": true }))),
+            Ok(true) => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "resumed": true }),
+            )),
             Ok(false) => Err(ApiError {
                 status: StatusCode::CONFLICT,
                 errcode: "M_NOT_QUARANTINED",

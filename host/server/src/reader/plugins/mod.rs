@@ -181,7 +181,11 @@ impl PluginHost {
 
     /// The plugin named `name`.
     pub fn slot(&self, name: &str) -> Option<Arc<PluginSlot>> {
-        self.slots.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Every plugin, by name.
@@ -197,13 +201,17 @@ impl PluginHost {
     /// Reloads `name` from its folder; the old version keeps running if the new one fails.
     /// Returns the running version's sha256.
     pub async fn reload(self: &Arc<Self>, name: &str) -> Result<String, String> {
-        let slot = self.slot(name).ok_or_else(|| format!("no plugin named {name}"))?;
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| format!("no plugin named {name}"))?;
         loader::reload(self, slot.dir().clone()).await
     }
 
     /// Lifts `name`'s quarantine; false if it was not quarantined.
     pub async fn resume(&self, name: &str) -> Result<bool, String> {
-        let slot = self.slot(name).ok_or_else(|| format!("no plugin named {name}"))?;
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| format!("no plugin named {name}"))?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         if !slot.send(slot::Control::Resume { reply }) {
             return Err(format!("plugin {name} is not running"));
