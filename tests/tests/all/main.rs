@@ -4,6 +4,7 @@
 
 mod faults;
 mod plugin_limits;
+mod plugin_reload;
 mod plugins;
 mod process;
 mod replication;

@@ -106,3 +106,227 @@ async fn a_long_poll_wakes_with_the_right_payload() {
         serde_json::from_str(notifications[0]["payload"].as_str().unwrap()).unwrap();
     assert_eq!(payload, row);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_deliver_every_notification_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let folder = PluginFolder::with(&["notifier"]);
+    let reader = spawn_plugin_reader(&writer, "r", &folder, grants_for(&["notifier"])).await;
+    let mut socket = tokio::net::TcpStream::connect(reader.reader().http_addr())
+        .await
+        .unwrap();
+    socket
+        .write_all(b"GET /v1/notifications/stream?topics=room:!a:x HTTP/1.1\r\nhost: r\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    // The headers arrive first: the subscription is in place before anything is written.
+    while !text.contains("\r\n\r\n") {
+        let n = socket.read(&mut buffer).await.unwrap();
+        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    assert!(text.contains("text/event-stream"), "{text}");
+    let rows: Vec<Value> = (0..20)
+        .map(|n| message(["!a:x", "!b:x"][n % 2], n, &[]))
+        .collect();
+    for row in &rows {
+        writer.append("messages", std::slice::from_ref(row)).await;
+    }
+    let expected: Vec<&Value> = rows.iter().filter(|r| r["room"] == "!a:x").collect();
+    let events = tokio::time::timeout(WAIT, async {
+        loop {
+            let events: Vec<Value> = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("data: "))
+                .map(|data| serde_json::from_str(data).unwrap())
+                .collect();
+            if events.len() >= expected.len() {
+                return events;
+            }
+            let n = socket.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "stream closed: {text}");
+            text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    })
+    .await
+    .expect("events in time");
+    assert_eq!(events.len(), expected.len());
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    for (event, row) in events.iter().zip(expected) {
+        assert_eq!(event["topic"], "room:!a:x");
+        let payload: Value = serde_json::from_str(event["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(&payload, row);
+    }
+}
+
+/// The admin view of `plugin` on a reader of `folder` under `grants`.
+async fn loaded(
+    folder: &PluginFolder,
+    grants: std::collections::BTreeMap<String, streamhost_plugin_runtime::Grant>,
+    plugin: &str,
+) -> Value {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let reader = spawn_plugin_reader(&writer, "r", folder, grants).await;
+    reader.plugin(plugin).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_whose_pinned_hash_differs_is_refused() {
+    let folder = PluginFolder::with(&["notifier"]);
+    let actual = streamhost_plugin_runtime::sha256_hex(
+        &std::fs::read(streamhost_integration_tests::plugins::NOTIFIER_WASM).unwrap(),
+    );
+    let wrong = "0".repeat(64);
+    folder.edit_manifest("notifier", |text| format!("sha256 = \"{wrong}\"\n{text}"));
+    let detail = loaded(&folder, grants_for(&["notifier"]), "notifier").await;
+    assert_eq!(detail["state"], "failed");
+    let reason = detail["reason"].as_str().unwrap();
+    assert!(reason.contains("sha256 mismatch"), "{reason}");
+    assert!(reason.contains(&actual), "{reason}");
+    // The right pin, from the operator's grant, loads.
+    folder.edit_manifest("notifier", |text| {
+        text.replace(&format!("sha256 = \"{wrong}\"\n"), "")
+    });
+    let mut grants = grants_for(&["notifier"]);
+    grants.get_mut("notifier").unwrap().sha256 = Some(actual);
+    assert_eq!(
+        loaded(&folder, grants, "notifier").await["state"],
+        "running"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_without_its_grants_is_refused_naming_each_one() {
+    let folder = PluginFolder::with(&["room-timeline"]);
+    let mut grants = grants_for(&["room-timeline"]);
+    let grant = grants.get_mut("room-timeline").unwrap();
+    grant.kv = false;
+    grant.caches.clear();
+    let detail = loaded(&folder, grants, "room-timeline").await;
+    assert_eq!(detail["state"], "failed");
+    let reason = detail["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not granted: cache timeline, kv"),
+        "{reason}"
+    );
+    // No grant at all: deny by default.
+    let detail = loaded(&folder, Default::default(), "room-timeline").await;
+    assert!(
+        detail["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stream messages"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_importing_what_its_manifest_does_not_ask_for_is_refused() {
+    let folder = PluginFolder::with(&["room-timeline"]);
+    folder.edit_manifest("room-timeline", |text| {
+        text.replace("kv = true", "kv = false")
+    });
+    let mut grants = grants_for(&["room-timeline"]);
+    grants.get_mut("room-timeline").unwrap().kv = false;
+    let detail = loaded(&folder, grants, "room-timeline").await;
+    let reason = detail["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("imports streamhost:plugin/kv@0.1.0, which needs `kv = true`"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_and_state_survive_a_reader_restart_exactly() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let plugins = ["room-timeline", "stream-stats"];
+    let folder = PluginFolder::with(&plugins);
+    let mut first = spawn_plugin_reader(&writer, "r", &folder, grants_for(&plugins)).await;
+    let mut rows: Vec<Value> = (0..30).map(|n| message("!a:x", n, &[])).collect();
+    let tokens = writer.append("messages", &rows).await;
+    let last = tokens.last().unwrap().0;
+    let (status, _) = first
+        .get(&format!(
+            "/v1/query/stream-stats/count?stream=messages&min_token=messages:{last}"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    first.stop().await;
+    let later: Vec<Value> = (30..90).map(|n| message("!a:x", n, &[])).collect();
+    let tokens = writer.append("messages", &later).await;
+    rows.extend(later);
+    let data = first.data_dir();
+    let dir = folder.path().to_path_buf();
+    let grants = grants_for(&plugins);
+    let second =
+        streamhost_integration_tests::TestReader::spawn_with(&writer, "r", None, move |c| {
+            c.data = data;
+            c.plugins.dir = Some(dir);
+            c.plugins.grants = grants;
+        })
+        .await;
+    let last = tokens.last().unwrap().0;
+    let count = second
+        .get(&format!(
+            "/v1/query/stream-stats/count?stream=messages&min_token=messages:{last}"
+        ))
+        .await;
+    assert_eq!(count.1, "90");
+    let timeline: Vec<Value> = serde_json::from_str(
+        &second
+            .get("/v1/query/room-timeline/timeline?room=!a:x")
+            .await
+            .1,
+    )
+    .unwrap();
+    assert_eq!(timeline, rows[40..].to_vec(), "the last 50 rows, each once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_plugin_waits_behind_and_resumes_on_request() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let folder = PluginFolder::with(&["evil"]);
+    let mut grants = grants_for(&["evil"]);
+    let mut config = toml::Table::new();
+    config.insert("mode".into(), toml::Value::String("panic".into()));
+    grants.get_mut("evil").unwrap().config = Some(config);
+    let reader = spawn_plugin_reader(&writer, "r", &folder, grants).await;
+    writer.append("messages", &[message("!a:x", 0, &[])]).await;
+    wait_until(WAIT, "evil to be quarantined", || async {
+        reader.plugin("evil").await["state"] == "quarantined"
+    })
+    .await;
+    let evil = reader.plugin("evil").await;
+    assert!(
+        evil["lag"].as_i64().unwrap() > 0,
+        "its cursor waits: {evil}"
+    );
+    let (status, _) = reader
+        .admin()
+        .send(
+            hyper::Method::POST,
+            "/v1/admin/plugins/evil/resume",
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    // It fails again on the same batch, four more times, and is quarantined again.
+    wait_until(WAIT, "evil to fail again after the resume", || async {
+        reader.plugin("evil").await["failures"]["trap"] == 8
+    })
+    .await;
+    wait_until(WAIT, "evil to be quarantined again", || async {
+        reader.plugin("evil").await["state"] == "quarantined"
+    })
+    .await;
+    let (status, body) = reader
+        .client()
+        .send(hyper::Method::GET, "/v1/admin/plugins", bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "the admin API needs the token: {body:?}");
+}
