@@ -1,5 +1,10 @@
 //! `streamhost demo`: a writer, two readers and a traffic generator in one process on a
 //! temporary SQLite file, with a status line each second. Ctrl-C (or `--duration`) stops it.
+//!
+//! With `--plugins DIR` (as `scripts/demo` passes, after `scripts/build-plugins`) both readers
+//! load the plugins of `DIR`, each granted what its `plugin.toml` asks for, and every second
+//! the demo shows a cached read and the notifications it received. `DIR` is watched: replace
+//! a plugin's files and the readers hot-reload it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,8 +20,12 @@ use crate::config::{ReaderConfig, WriterConfig};
 use crate::reader::{Reader, ReaderStatus};
 use crate::writer::Writer;
 
-/// The demo's streams: Synapse-like event, receipt and typing rows.
-const STREAMS: [&str; 3] = ["events", "receipts", "typing"];
+/// The demo's streams: Synapse-like event, receipt and typing rows, and chat messages for the
+/// example plugins.
+const STREAMS: [&str; 4] = ["events", "receipts", "typing", "messages"];
+
+/// The room whose cached timeline and notifications the demo shows.
+const SHOWN_ROOM: &str = "!room0:demo.streamhost";
 
 /// Flags of `streamhost demo`.
 #[derive(Debug, clap::Args)]
@@ -30,6 +39,11 @@ pub struct DemoArgs {
     /// Rows per append request.
     #[arg(long, default_value_t = 50)]
     pub batch: u64,
+    /// Plugins folder (one sub-folder per plugin) both readers load, each plugin granted what
+    /// its plugin.toml asks for; `scripts/build-plugins` builds the examples into
+    /// `target/plugins`.
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<std::path::PathBuf>,
 }
 
 /// Runs the demo until `shutdown` or the duration ends.
@@ -52,9 +66,14 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     };
     let writer = Writer::bind(writer_config, services.clone()).await?;
     let writer_url = format!("http://{}", writer.http_addr());
+    let plugins = match &args.plugins {
+        Some(dir) => Some(demo_plugins(dir)?),
+        None => None,
+    };
+    let admin_token = format!("demo-{:016x}", rand::random::<u64>());
     let mut readers = Vec::new();
     for n in 1..=2 {
-        let config = ReaderConfig {
+        let mut config = ReaderConfig {
             writer: writer.replication_addr().to_string(),
             writer_http: writer_url.clone(),
             http: loopback,
@@ -63,6 +82,10 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
             server_name: Some("demo.streamhost".into()),
             ..ReaderConfig::default()
         };
+        if let Some(plugins) = &plugins {
+            config.plugins = plugins.clone();
+            config.plugins.admin_token = Some(admin_token.clone());
+        }
         readers.push(Reader::bind(config, None, services.clone()).await?);
     }
     println!("streamhost demo: data in {}", dir.path().display());
@@ -78,6 +101,22 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         "  try: streamhost tail --connect {}    (Ctrl-C stops the demo)",
         writer.replication_addr()
     );
+    if let Some(plugins) = &plugins {
+        let names: Vec<&String> = plugins.grants.keys().collect();
+        let first = readers[0].http_addr();
+        println!(
+            "  plugins from {} on both readers: {names:?} (replace their files to hot-reload)",
+            plugins.dir.as_ref().map_or(String::new(), |d| d.display().to_string())
+        );
+        println!("  try: curl 'http://{first}/v1/query/room-timeline/timeline?room={SHOWN_ROOM}'");
+        println!("       curl -N 'http://{first}/v1/notifications/stream?topics=room:{SHOWN_ROOM}'");
+        println!("       curl -H 'Authorization: Bearer {admin_token}' http://{first}/v1/admin/plugins");
+    } else {
+        println!("  (no plugins: run scripts/demo, or pass --plugins DIR after scripts/build-plugins)");
+    }
+    let watcher = plugins
+        .as_ref()
+        .map(|_| PluginView::new(readers[0].http_addr()));
 
     let written = Arc::new(AtomicU64::new(0));
     let traffic = CancellationToken::new();
@@ -123,6 +162,9 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
             *last = applied;
         }
         println!("{line}");
+        if let Some(view) = &watcher {
+            println!("{}", view.line().await);
+        }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
@@ -195,11 +237,92 @@ async fn generate(
     }
 }
 
-/// A row shaped like Synapse's rows for `stream` (identifiers only, as Synapse sends).
+/// Plugin settings for the demo: every sub-folder of `dir` with a `plugin.toml`, granted what
+/// it asks for (a real deployment grants explicitly, see `docs/plugins.md`).
+fn demo_plugins(dir: &std::path::Path) -> anyhow::Result<crate::config::PluginsConfig> {
+    let mut config = crate::config::PluginsConfig {
+        dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    };
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the plugins folder {} (run scripts/build-plugins)", dir.display()))?;
+    for entry in entries {
+        let manifest = entry?.path().join("plugin.toml");
+        if manifest.is_file() {
+            let manifest = streamhost_plugin_runtime::Manifest::load(&manifest)?;
+            let grant = streamhost_plugin_runtime::Grant::everything_asked(&manifest)?;
+            config.grants.insert(manifest.name.clone(), grant);
+        }
+    }
+    anyhow::ensure!(
+        !config.grants.is_empty(),
+        "no plugins in {} (run scripts/build-plugins)",
+        dir.display()
+    );
+    Ok(config)
+}
+
+/// What the demo shows of the plugins each second: a cached read and new notifications.
+struct PluginView {
+    client: ApiClient,
+    since: std::sync::atomic::AtomicU64,
+}
+
+impl PluginView {
+    fn new(reader: SocketAddr) -> PluginView {
+        PluginView {
+            client: ApiClient::new(format!("http://{reader}")),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    async fn line(&self) -> String {
+        let path = format!("/v1/query/room-timeline/timeline?room={SHOWN_ROOM}");
+        let timeline = match self.client.get_json(&path).await {
+            Ok(serde_json::Value::Array(rows)) => format!(
+                "{} messages, last {:?}",
+                rows.len(),
+                rows.last().and_then(|r| r["body"].as_str()).unwrap_or("-")
+            ),
+            Ok(other) => other.to_string(),
+            Err(e) => format!("({e})"),
+        };
+        let count = self
+            .client
+            .get_json("/v1/query/stream-stats/count?stream=messages")
+            .await
+            .map_or_else(|e| format!("({e})"), |v| v.to_string());
+        let since = self.since.load(Ordering::Relaxed);
+        let path = format!("/v1/notifications?topics=room:{SHOWN_ROOM}&since={since}&timeout_ms=0");
+        let notified = match self.client.get_json(&path).await {
+            Ok(page) => {
+                self.since
+                    .store(page["next"].as_u64().unwrap_or(since), Ordering::Relaxed);
+                let list = page["notifications"].as_array().cloned().unwrap_or_default();
+                format!("{} new", list.len())
+            }
+            Err(e) => format!("({e})"),
+        };
+        format!(
+            "        reader-1 plugins: timeline {SHOWN_ROOM}: {timeline} | messages counted {count} | notifications room:{SHOWN_ROOM}: {notified}"
+        )
+    }
+}
+
+/// A row shaped like Synapse's rows for `stream` (identifiers only, as Synapse sends), or a
+/// chat message for `messages`.
 fn demo_row(stream: &str, n: u64) -> serde_json::Value {
     let room = format!("!room{}:demo.streamhost", n % 7);
     let user = format!("@user{}:demo.streamhost", n % 13);
     match stream {
+        "messages" => {
+            let mentions: Vec<String> = if n % 5 == 0 {
+                vec![format!("@user{}:demo.streamhost", (n + 1) % 13)]
+            } else {
+                Vec::new()
+            };
+            serde_json::json!({"room": room, "sender": user, "body": format!("hello {n}"), "mentions": mentions})
+        }
         "events" => serde_json::json!([
             "ev",
             [
