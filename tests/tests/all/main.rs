@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod faults;
+mod plugin_artifacts;
 mod plugin_limits;
 mod plugin_reload;
 mod plugins;

@@ -49,7 +49,15 @@ pub(crate) async fn handle(
         .into_response();
     }
     match request.uri().path() {
-        "/v1/status" => json(StatusCode::OK, &shared.snapshot()),
+        "/v1/status" => match plugins {
+            // With plugins, each one's state and lag joins the reader's own status.
+            Some(host) => {
+                let mut status = serde_json::to_value(shared.snapshot()).unwrap_or_default();
+                status["plugins"] = plugins::summaries_json(&host);
+                json(StatusCode::OK, &status)
+            }
+            None => json(StatusCode::OK, &shared.snapshot()),
+        },
         "/metrics" => metrics(&shared.metrics.registry),
         path => ApiError::not_found(format!("no such endpoint: {path}")).into_response(),
     }

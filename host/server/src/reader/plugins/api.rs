@@ -207,6 +207,36 @@ fn summaries(host: &PluginHost) -> Vec<Summary> {
         .collect()
 }
 
+/// What `GET /v1/plugins` answers, for `GET /v1/status` to include.
+pub(crate) fn summaries_json(host: &PluginHost) -> serde_json::Value {
+    serde_json::to_value(summaries(host)).unwrap_or_default()
+}
+
+/// Percentiles of the recent reload cut-over pauses, in microseconds.
+#[derive(Serialize)]
+struct PauseFigures {
+    count: usize,
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+}
+
+fn pause_figures(pauses: &std::collections::VecDeque<Duration>) -> PauseFigures {
+    let mut us: Vec<u64> = pauses.iter().map(|p| p.as_micros() as u64).collect();
+    us.sort_unstable();
+    let at = |q: f64| {
+        us.get(((us.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    PauseFigures {
+        count: us.len(),
+        p50_us: at(0.5),
+        p99_us: at(0.99),
+        max_us: us.last().copied().unwrap_or(0),
+    }
+}
+
 /// One plugin in `GET /v1/admin/plugins`: the summary plus grants, limits and reports.
 #[derive(Serialize)]
 struct Detail {
@@ -219,6 +249,8 @@ struct Detail {
     failures: std::collections::BTreeMap<&'static str, u64>,
     reloads: u64,
     reload_failures: u64,
+    /// The pause each recent reload made at its batch boundary.
+    cutover_pauses: PauseFigures,
     log_lines_dropped: u64,
     reports: Vec<FailureReport>,
     dead_letters: Vec<super::store::DeadLetter>,
@@ -271,6 +303,7 @@ async fn admin(
                         failures: status.failures.clone(),
                         reloads: status.reloads,
                         reload_failures: status.reload_failures,
+                        cutover_pauses: pause_figures(&status.cutover_pauses),
                         log_lines_dropped: slot.services().log().dropped(),
                         reports: status.reports.iter().cloned().collect(),
                         dead_letters,

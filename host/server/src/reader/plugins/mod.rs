@@ -32,7 +32,7 @@ use streamhost_plugin_runtime::{Runtime, RuntimeConfig};
 use streamhost_proto::Token;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use self::api::handle as handle_api;
+pub(crate) use self::api::{handle as handle_api, summaries_json};
 pub(crate) use self::feed::{Advance, Feed, Key};
 use self::notifications::NotificationHub;
 use self::query_cache::QueryCache;
