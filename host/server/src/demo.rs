@@ -106,13 +106,22 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         let first = readers[0].http_addr();
         println!(
             "  plugins from {} on both readers: {names:?} (replace their files to hot-reload)",
-            plugins.dir.as_ref().map_or(String::new(), |d| d.display().to_string())
+            plugins
+                .dir
+                .as_ref()
+                .map_or(String::new(), |d| d.display().to_string())
         );
         println!("  try: curl 'http://{first}/v1/query/room-timeline/timeline?room={SHOWN_ROOM}'");
-        println!("       curl -N 'http://{first}/v1/notifications/stream?topics=room:{SHOWN_ROOM}'");
-        println!("       curl -H 'Authorization: Bearer {admin_token}' http://{first}/v1/admin/plugins");
+        println!(
+            "       curl -N 'http://{first}/v1/notifications/stream?topics=room:{SHOWN_ROOM}'"
+        );
+        println!(
+            "       curl -H 'Authorization: Bearer {admin_token}' http://{first}/v1/admin/plugins"
+        );
     } else {
-        println!("  (no plugins: run scripts/demo, or pass --plugins DIR after scripts/build-plugins)");
+        println!(
+            "  (no plugins: run scripts/demo, or pass --plugins DIR after scripts/build-plugins)"
+        );
     }
     let watcher = plugins
         .as_ref()
@@ -244,8 +253,12 @@ fn demo_plugins(dir: &std::path::Path) -> anyhow::Result<crate::config::PluginsC
         dir: Some(dir.to_path_buf()),
         ..Default::default()
     };
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("reading the plugins folder {} (run scripts/build-plugins)", dir.display()))?;
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "reading the plugins folder {} (run scripts/build-plugins)",
+            dir.display()
+        )
+    })?;
     for entry in entries {
         let manifest = entry?.path().join("plugin.toml");
         if manifest.is_file() {
@@ -298,7 +311,10 @@ impl PluginView {
             Ok(page) => {
                 self.since
                     .store(page["next"].as_u64().unwrap_or(since), Ordering::Relaxed);
-                let list = page["notifications"].as_array().cloned().unwrap_or_default();
+                let list = page["notifications"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 format!("{} new", list.len())
             }
             Err(e) => format!("({e})"),
@@ -316,7 +332,7 @@ fn demo_row(stream: &str, n: u64) -> serde_json::Value {
     let user = format!("@user{}:demo.streamhost", n % 13);
     match stream {
         "messages" => {
-            let mentions: Vec<String> = if n % 5 == 0 {
+            let mentions: Vec<String> = if n.is_multiple_of(5) {
                 vec![format!("@user{}:demo.streamhost", (n + 1) % 13)]
             } else {
                 Vec::new()
