@@ -6,6 +6,7 @@ mod faults;
 mod plugin_artifacts;
 mod plugin_limits;
 mod plugin_reload;
+mod plugin_run;
 mod plugins;
 mod process;
 mod replication;
