@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// Runs of each measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// The built plugins (`scripts/build-plugins`), for the `plugins` suite.
+    #[arg(long, value_name = "DIR", default_value = "target/plugins")]
+    pub plugins: std::path::PathBuf,
 }
 
 /// The benchmark suites.
@@ -47,6 +50,9 @@ pub enum BenchSuite {
     Latency,
     /// Only the delivery figures (1, 4 and 16 readers).
     Delivery,
+    /// Wasm plugin cost: room-timeline per row vs the same logic native, and instantiation
+    /// (needs `scripts/build-plugins`).
+    Plugins,
 }
 
 /// Rows per append request in throughput runs.
@@ -74,6 +80,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             print_header(args.rows, args.runs);
             let append = median_of(args.runs, || bench_append(args.rows)).await?;
             delivery(args.rows, args.runs, append).await
+        }
+        BenchSuite::Plugins => {
+            let (plugins, rows, runs) = (args.plugins, args.rows, args.runs);
+            tokio::task::spawn_blocking(move || crate::bench_plugins::run(&plugins, rows, runs))
+                .await?
         }
     }
 }

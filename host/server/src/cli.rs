@@ -48,6 +48,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
+    /// Work with reader plugins without a reader.
+    Plugin(PluginArgs),
 }
 
 /// Flags of `streamhost writer`; each overrides the config file.
@@ -215,6 +217,21 @@ pub struct TailArgs {
     pub name: String,
 }
 
+/// Flags of `streamhost plugin`.
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    /// What to do with a plugin.
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+/// The `streamhost plugin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Replay recorded replication lines through one plugin and report every batch.
+    Run(crate::plugin_run::PluginRunArgs),
+}
+
 /// Parses the command line, runs the command, and maps failure to a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -253,6 +270,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Demo(args) => crate::demo::run(args, shutdown).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Plugin(PluginArgs {
+            command: PluginCommand::Run(args),
+        }) => {
+            let stop = shutdown.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::plugin_run::run(&args, &mut std::io::stdout().lock(), &stop)
+            })
+            .await??;
+            Ok(())
+        }
     }
 }
 

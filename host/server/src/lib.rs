@@ -2,22 +2,26 @@
 //! Synapse's replication protocol, and readers that follow it.
 //!
 //! File map:
-//! - `cli`: the `streamhost` command line (writer, reader, tail, demo, bench).
+//! - `cli`: the `streamhost` command line (writer, reader, tail, demo, bench, plugin).
 //! - `config`: the TOML file and its defaults.
 //! - `writer/`: the HTTP API, the appender (group commit), the in-memory tail, the streamer
 //!   and the TCP replication server.
 //! - `reader/`: the replication client, the `POSITION` rule and catch-up, the reader's own
 //!   database and its HTTP API.
 //! - `tail`: `streamhost tail`, decoded replication traffic.
+//! - `plugin_run`: `streamhost plugin run`, recorded traffic replayed through one plugin.
+//! - `bench`, `bench_plugins`: `streamhost bench` and its `plugins` suite.
 //! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
 
 pub mod bench;
+pub mod bench_plugins;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
 pub mod http;
 pub mod metrics;
+pub mod plugin_run;
 pub mod reader;
 pub mod tail;
 pub mod writer;
