@@ -165,6 +165,17 @@ pub struct ReaderArgs {
         hide_env_values = true
     )]
     pub replication_secret: Option<String>,
+    /// Folder of Wasm plugins: one sub-folder per plugin with its plugin.toml and .wasm.
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+    /// Bearer token of the plugin admin API.
+    #[arg(
+        long,
+        env = "STREAMHOST_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
 }
 
 impl ReaderArgs {
@@ -197,6 +208,12 @@ impl ReaderArgs {
         }
         if let Some(v) = &self.replication_secret {
             config.replication_secret = Some(v.clone());
+        }
+        if let Some(v) = &self.plugins {
+            config.plugins.dir = Some(v.clone());
+        }
+        if let Some(v) = &self.admin_token {
+            config.plugins.admin_token = Some(v.clone());
         }
         config.validate()?;
         Ok(config)
