@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap, WasmBacktrace};
 
 use crate::bindings::types::{Batch, Cursor, Description, Effect, ErrorKind, PluginError};
@@ -149,16 +148,17 @@ fn classify(store: &Store<PluginState>, error: wasmtime::Error) -> Failure {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => FailureReason::Limit(LimitHit::CpuDeadline),
             Some(Trap::StackOverflow) => FailureReason::Limit(LimitHit::Stack),
-            _ if error.downcast_ref::<ResourceTableError>().is_some() => FailureReason::Trap,
             _ => FailureReason::Trap,
         }
     };
     let backtrace = error
         .downcast_ref::<WasmBacktrace>()
         .map(|trace| format!("{trace}"));
+    // The root cause is what stopped the call (a trap, the memory budget); the context
+    // above it is the backtrace, reported separately.
     let message = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
-        None => format!("{error:#}"),
+        None => error.root_cause().to_string(),
     };
     Failure {
         reason,

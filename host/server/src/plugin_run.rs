@@ -58,6 +58,9 @@ pub struct PluginRunArgs {
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Host folder granted read-only at the path the manifest's `directory` asks for.
+    #[arg(long, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
 }
 
 /// What a run did, as its summary line reports it.
@@ -113,6 +116,7 @@ pub fn run(
     let files = plugin_files(&args.plugin)?;
     let manifest = Manifest::load(&files.manifest)?;
     let mut grant = Grant::everything_asked(&manifest)?;
+    grant.directory = args.directory.clone();
     if let Some(config) = &args.config {
         grant.config = Some(parse_config(config)?);
     }

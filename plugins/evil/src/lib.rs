@@ -16,6 +16,7 @@
 //! | `init-trap` | panics in `init` |
 //! | `panic` | panics |
 //! | `read-file` | reads `/etc/passwd`: on success returns `notify("evil", <content>)`, on failure a fatal error `read failed: <io error>` |
+//! | `skip` | answers every batch with a `skip` error (the host records a dead letter and moves on) |
 //! | `flaky` | asks the host to retry (`retry`) on the first `on_batch` of each instance, then behaves like `none` |
 //!
 //! There is no mode that grows a Wasm table: stable Rust on `wasm32-wasip2` has no way to emit
@@ -52,6 +53,7 @@ enum Mode {
     Panic,
     ReadFile,
     Flaky,
+    Skip,
 }
 
 /// The plugin: its mode and, for `flaky`, whether this instance already failed once.
@@ -94,6 +96,7 @@ impl Plugin for Evil {
             "panic" => Mode::Panic,
             "read-file" => Mode::ReadFile,
             "flaky" => Mode::Flaky,
+            "skip" => Mode::Skip,
             other => return Err(PluginError::fatal(format!("unknown mode `{other}`"))),
         };
         Ok(Evil {
@@ -139,6 +142,12 @@ impl Plugin for Evil {
                     Ok(content) => Ok(vec![Effect::notify("evil", content)]),
                     Err(e) => Err(PluginError::fatal(format!("read failed: {e}"))),
                 };
+            }
+            Mode::Skip => {
+                return Err(PluginError::skip(format!(
+                    "evil skips ({}, {}]",
+                    batch.prev_token, batch.token
+                )));
             }
             Mode::Flaky => {
                 if !self.failed_once {

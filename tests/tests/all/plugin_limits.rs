@@ -236,3 +236,67 @@ async fn a_retry_that_passes_applies_the_batch_exactly_once() {
         "only the first call of the one instance fails: {evil}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_batch_becomes_a_dead_letter_and_the_cursor_moves_on() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let (reader, _folder) = evil_reader(&writer, "skip").await;
+    let tokens = writer.append("messages", &messages(4)).await;
+    let last = tokens.last().unwrap().0;
+    wait_until(WAIT, "evil's cursor to pass the skipped rows", || async {
+        let evil = reader.plugin("evil").await;
+        evil["lag"] == 0 && evil["cursors"][0]["token"] == last
+    })
+    .await;
+    let evil = reader.plugin("evil").await;
+    assert_eq!(evil["state"], "running", "{evil}");
+    let letters = evil["dead_letters"].as_array().unwrap();
+    assert!(!letters.is_empty(), "{evil}");
+    assert_eq!(letters[0]["to_token"], last, "{evil}");
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("evil skips")
+    );
+    // Newest first; together they cover every token from the origin to the last, once.
+    let mut ranges: Vec<(i64, i64)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l["from_token"].as_i64().unwrap(),
+                l["to_token"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    ranges.sort();
+    assert!(ranges[0].0 <= 1, "{ranges:?}");
+    assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0), "{ranges:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_directory_is_readable_and_nothing_else_is() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let folder = PluginFolder::with(&["evil"]);
+    folder.edit_manifest("evil", |text| format!("directory = \"/etc\"\n{text}"));
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(shared.path().join("passwd"), "granted:x:1:1").unwrap();
+    let mut grants = grants_for(&["evil"]);
+    let grant = grants.get_mut("evil").unwrap();
+    grant.directory = Some(shared.path().to_path_buf());
+    let mut config = toml::Table::new();
+    config.insert("mode".into(), toml::Value::String("read-file".into()));
+    grant.config = Some(config);
+    let reader = spawn_plugin_reader(&writer, "r", &folder, grants).await;
+    writer.append("messages", &messages(1)).await;
+    let page = reader
+        .client()
+        .get_json("/v1/notifications?topics=evil&since=0&timeout_ms=30000")
+        .await
+        .unwrap();
+    // The guest's /etc is the granted folder, not the host's.
+    assert_eq!(
+        page["notifications"][0]["payload"], "granted:x:1:1",
+        "{page}"
+    );
+}
