@@ -50,8 +50,8 @@ pub enum BenchSuite {
     Latency,
     /// Only the delivery figures (1, 4 and 16 readers).
     Delivery,
-    /// Wasm plugin cost: room-timeline per row vs the same logic native, and instantiation
-    /// (needs `scripts/build-plugins`).
+    /// Wasm plugin cost: room-timeline per row vs the same logic native, instantiation, a
+    /// reader with three plugins vs without, reload pauses (needs `scripts/build-plugins`).
     Plugins,
 }
 
@@ -83,8 +83,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         BenchSuite::Plugins => {
             let (plugins, rows, runs) = (args.plugins, args.rows, args.runs);
-            tokio::task::spawn_blocking(move || crate::bench_plugins::run(&plugins, rows, runs))
-                .await?
+            let dir = plugins.clone();
+            tokio::task::spawn_blocking(move || crate::bench_plugins::run(&dir, rows, runs))
+                .await??;
+            crate::bench_plugin_host::run(&plugins, rows, runs).await
         }
     }
 }

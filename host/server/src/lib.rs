@@ -7,13 +7,14 @@
 //! - `writer/`: the HTTP API, the appender (group commit), the in-memory tail, the streamer
 //!   and the TCP replication server.
 //! - `reader/`: the replication client, the `POSITION` rule and catch-up, the reader's own
-//!   database and its HTTP API.
+//!   database, its HTTP API and its Wasm plugins (`reader/plugins/`).
 //! - `tail`: `streamhost tail`, decoded replication traffic.
 //! - `plugin_run`: `streamhost plugin run`, recorded traffic replayed through one plugin.
-//! - `bench`, `bench_plugins`: `streamhost bench` and its `plugins` suite.
+//! - `bench`, `bench_plugins`, `bench_plugin_host`: `streamhost bench` and its `plugins` suite.
 //! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
 
 pub mod bench;
+pub mod bench_plugin_host;
 pub mod bench_plugins;
 pub mod cli;
 pub mod client;

@@ -1,0 +1,218 @@
+//! `streamhost bench plugins`, the reader half: rows/s of a reader running the three example
+//! plugins against the same reader without plugins (in one process), and the pause a hot
+//! reload makes at its batch boundary.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::ApiClient;
+use crate::config::{PluginsConfig, ReaderConfig, WriterConfig};
+use crate::reader::Reader;
+use crate::writer::Writer;
+
+/// The plugins the reader runs.
+const PLUGINS: [&str; 3] = ["room-timeline", "notifier", "stream-stats"];
+/// Rows per append request.
+const REQUEST_ROWS: usize = 500;
+/// Reloads measured for the cut-over pause.
+const RELOADS: usize = 200;
+
+/// Prints the reader figures as rows of the suite's Markdown table.
+pub async fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
+    let config = plugin_config(plugins)?;
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    for _ in 0..runs {
+        without.push(reader_rate(rows, None).await?);
+        with.push(reader_rate(rows, Some(config.clone())).await?);
+    }
+    let (with, without) = (median(with), median(without));
+    println!(
+        "| reader rows/s with {} plugins loaded (until every plugin's cursor is at the end) | {with:.0} | {without:.0} (the same reader, no plugins) | {:.2} |",
+        PLUGINS.len(),
+        with / without
+    );
+    let pauses = reload_pauses(config).await?;
+    println!(
+        "| reload cut-over pause, notifier with snapshot (µs, p50 / p99 of {RELOADS} under writes) | {:.0} / {:.0} | – | – |",
+        percentile(&pauses, 0.5),
+        percentile(&pauses, 0.99)
+    );
+    Ok(())
+}
+
+/// The example plugins of `dir`, each granted what it asks for.
+fn plugin_config(dir: &Path) -> anyhow::Result<PluginsConfig> {
+    let mut config = PluginsConfig {
+        dir: Some(dir.to_path_buf()),
+        watch: false,
+        ..PluginsConfig::default()
+    };
+    for name in PLUGINS {
+        let manifest =
+            streamhost_plugin_runtime::Manifest::load(&dir.join(name).join("plugin.toml"))?;
+        config.grants.insert(
+            manifest.name.clone(),
+            streamhost_plugin_runtime::Grant::everything_asked(&manifest)?,
+        );
+    }
+    Ok(config)
+}
+
+struct Setup {
+    writer: Writer,
+    reader: Reader,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(plugins: Option<PluginsConfig>) -> anyhow::Result<Setup> {
+    let dir = tempfile::tempdir()?;
+    let shutdown = CancellationToken::new();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let writer = Writer::bind(
+        WriterConfig {
+            http: loopback,
+            replication: loopback,
+            data: dir.path().join("writer"),
+            streams: vec!["messages".into()],
+            ..WriterConfig::default()
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let mut config = ReaderConfig {
+        writer: writer.replication_addr().to_string(),
+        writer_http: format!("http://{}", writer.http_addr()),
+        http: loopback,
+        data: dir.path().join("reader"),
+        name: "bench".into(),
+        ..ReaderConfig::default()
+    };
+    if let Some(plugins) = plugins {
+        let mut plugins = plugins;
+        plugins.compile_cache = Some(dir.path().join("compiled"));
+        config.plugins = plugins;
+    }
+    let reader = Reader::bind(config, None, shutdown.clone()).await?;
+    Ok(Setup {
+        writer,
+        reader,
+        shutdown,
+        _dir: dir,
+    })
+}
+
+impl Setup {
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.reader.join().await?;
+        self.writer.join().await
+    }
+
+    /// Whether the reader, and every plugin, has applied up to `token`.
+    fn caught_up(&self, token: i64) -> bool {
+        let reader = self
+            .reader
+            .status()
+            .stream("messages", "master")
+            .is_some_and(|s| s.position.0 >= token);
+        let plugins = self.reader.plugins().is_none_or(|host| {
+            host.slots()
+                .iter()
+                .all(|slot| slot.cursor_of("messages").0 >= token)
+        });
+        reader && plugins
+    }
+}
+
+fn bodies(rows: usize) -> Vec<Bytes> {
+    (0..rows.div_ceil(REQUEST_ROWS))
+        .map(|r| {
+            let rows: Vec<serde_json::Value> = (0..REQUEST_ROWS)
+                .map(|i| {
+                    let n = r * REQUEST_ROWS + i;
+                    serde_json::json!({"room": format!("!r{}:bench", n % 100), "sender": format!("@u{}:bench", n % 50), "body": format!("hello {n}"), "mentions": [format!("@u{}:bench", (n + 1) % 50)]})
+                })
+                .collect();
+            Bytes::from(serde_json::to_vec(&rows).expect("JSON"))
+        })
+        .collect()
+}
+
+/// Rows/s from the first append until the reader (and its plugins) applied the last row.
+async fn reader_rate(rows: usize, plugins: Option<PluginsConfig>) -> anyhow::Result<f64> {
+    let setup = start(plugins).await?;
+    let client = ApiClient::new(format!("http://{}", setup.writer.http_addr()));
+    let bodies = bodies(rows);
+    let total = bodies.len() * REQUEST_ROWS;
+    let started = Instant::now();
+    let mut last = 0;
+    for body in bodies {
+        let tokens = client.append("messages", body, false).await?;
+        last = tokens.last().map_or(last, |t| t.0);
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !setup.caught_up(last) {
+        anyhow::ensure!(Instant::now() < deadline, "the reader did not catch up");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    setup.stop().await?;
+    Ok(rate)
+}
+
+/// Reloads notifier [`RELOADS`] times while rows keep arriving; the pauses in µs.
+async fn reload_pauses(plugins: PluginsConfig) -> anyhow::Result<Vec<f64>> {
+    let setup = start(Some(plugins)).await?;
+    let client = ApiClient::new(format!("http://{}", setup.writer.http_addr()));
+    let stop = CancellationToken::new();
+    let writing = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.is_cancelled() {
+                let body = Bytes::from(format!(
+                    "[{{\"room\":\"!r{}:bench\",\"sender\":\"@u:bench\",\"body\":\"m{n}\"}}]",
+                    n % 10
+                ));
+                let _ = client.append("messages", body, false).await;
+                n += 1;
+            }
+        })
+    };
+    let host = Arc::clone(setup.reader.plugins().expect("plugins run"));
+    for _ in 0..RELOADS {
+        host.reload("notifier").await.map_err(anyhow::Error::msg)?;
+    }
+    stop.cancel();
+    writing.await?;
+    let slot = host.slot("notifier").expect("notifier runs");
+    let pauses: Vec<f64> = slot
+        .status()
+        .cutover_pauses
+        .iter()
+        .map(|p| p.as_secs_f64() * 1e6)
+        .collect();
+    setup.stop().await?;
+    Ok(pauses)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
