@@ -191,6 +191,16 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A plugin that is not running at the end is a failed demo (CI runs it).
+    let mut broken = Vec::new();
+    for reader in &readers {
+        for slot in reader.plugins().map(|h| h.slots()).unwrap_or_default() {
+            let state = slot.status().state.clone();
+            if state != crate::reader::plugins::PluginRunState::Running {
+                broken.push(format!("{} on {}: {state:?}", slot.name(), reader.status().name));
+            }
+        }
+    }
     services.cancel();
     for reader in readers {
         let status = reader.status();
@@ -203,6 +213,11 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         reader.join().await?;
     }
     writer.join().await?;
+    anyhow::ensure!(
+        broken.is_empty(),
+        "plugins not running at the end: {}",
+        broken.join("; ")
+    );
     println!(
         "streamhost demo: stopped cleanly ({} rows written)",
         written.load(Ordering::Relaxed)
