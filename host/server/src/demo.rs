@@ -197,7 +197,11 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         for slot in reader.plugins().map(|h| h.slots()).unwrap_or_default() {
             let state = slot.status().state.clone();
             if state != crate::reader::plugins::PluginRunState::Running {
-                broken.push(format!("{} on {}: {state:?}", slot.name(), reader.status().name));
+                broken.push(format!(
+                    "{} on {}: {state:?}",
+                    slot.name(),
+                    reader.status().name
+                ));
             }
         }
     }
