@@ -3,6 +3,10 @@
 //! plugins workspace into `$OUT_DIR/plugins-target`, then the layout the reader loads,
 //! `$OUT_DIR/plugins/<name>/{plugin.toml,<name>.wasm}`, for every plugin (`evil` included),
 //! and `$OUT_DIR/plugins.rs` with their paths as constants (see `src/plugins.rs`).
+//!
+//! A plugin folder holding `component.wat` instead of a crate (`evil-table`, which needs an
+//! instruction Rust cannot emit) is a hand-written core module: it is assembled with `wat` and
+//! made a component of the `reader` world with `wit-component`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -54,13 +58,18 @@ fn main() {
             &dir.join("plugin.toml"),
         );
         let wasm = dir.join(format!("{name}.wasm"));
-        copy(
-            &target_dir
-                .join(TARGET)
-                .join("release")
-                .join(format!("{}.wasm", name.replace('-', "_"))),
-            &wasm,
-        );
+        let wat = plugins_src.join(name).join("component.wat");
+        if wat.is_file() {
+            build_wat_component(&wat, &root.join("wit"), &wasm);
+        } else {
+            copy(
+                &target_dir
+                    .join(TARGET)
+                    .join("release")
+                    .join(format!("{}.wasm", name.replace('-', "_"))),
+                &wasm,
+            );
+        }
 
         let ident = name.replace('-', "_").to_uppercase();
         writeln!(
@@ -175,6 +184,33 @@ fn build(plugins_src: &Path, target_dir: &Path) {
             output.status
         );
     }
+}
+
+/// Assembles the core module in `wat` and makes it a component of `wit/`'s `reader` world.
+fn build_wat_component(wat: &Path, wit: &Path, out: &Path) {
+    let text = fs::read_to_string(wat).unwrap_or_else(|e| panic!("read {}: {e}", wat.display()));
+    let mut module =
+        wat::parse_str(&text).unwrap_or_else(|e| panic!("assemble {}: {e}", wat.display()));
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(wit)
+        .unwrap_or_else(|e| panic!("read {}: {e:#}", wit.display()));
+    let world = resolve
+        .select_world(&[package], Some("reader"))
+        .unwrap_or_else(|e| panic!("world reader: {e:#}"));
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+        false,
+    )
+    .unwrap_or_else(|e| panic!("embed the world in {}: {e:#}", wat.display()));
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .unwrap_or_else(|e| panic!("make a component of {}: {e:#}", wat.display()));
+    fs::write(out, component).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
 }
 
 fn copy(from: &Path, to: &Path) {

@@ -237,8 +237,18 @@ impl wasmtime::ResourceLimiter for BudgetLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // The pooling allocator caps every table's elements; past that cap the growth would
+        // fail quietly (`table.grow` gives -1). Stop the plugin instead, naming the limit.
+        if let Some(maximum) = maximum
+            && desired > maximum
+        {
+            self.hit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory budget: table growth to {desired} elements exceeds the limit of {maximum}"
+            )));
+        }
         self.grow(
             current.saturating_mul(TABLE_ELEMENT_BYTES),
             desired.saturating_mul(TABLE_ELEMENT_BYTES),

@@ -15,11 +15,23 @@ const SCHEDULING_SLACK: Duration = Duration::from_millis(100);
 
 /// A reader running `evil` in `mode` beside the `stream-stats` bystander.
 async fn evil_reader(writer: &TestWriter, mode: &str) -> (TestReader, PluginFolder) {
-    let folder = PluginFolder::with(&["evil", "stream-stats"]);
-    let mut grants = grants_for(&["evil", "stream-stats"]);
-    let mut config = toml::Table::new();
-    config.insert("mode".into(), toml::Value::String(mode.into()));
-    grants.get_mut("evil").unwrap().config = Some(config);
+    bad_reader(writer, "evil", Some(mode)).await
+}
+
+/// A reader running the misbehaving `plugin` (configured with `mode`) beside the
+/// `stream-stats` bystander.
+async fn bad_reader(
+    writer: &TestWriter,
+    plugin: &str,
+    mode: Option<&str>,
+) -> (TestReader, PluginFolder) {
+    let folder = PluginFolder::with(&[plugin, "stream-stats"]);
+    let mut grants = grants_for(&[plugin, "stream-stats"]);
+    if let Some(mode) = mode {
+        let mut config = toml::Table::new();
+        config.insert("mode".into(), toml::Value::String(mode.into()));
+        grants.get_mut(plugin).unwrap().config = Some(config);
+    }
     let reader = spawn_plugin_reader(writer, "r", &folder, grants).await;
     (reader, folder)
 }
@@ -32,8 +44,13 @@ fn messages(n: usize) -> Vec<Value> {
 
 /// Writes rows, waits for the evil plugin's quarantine, and checks the bystander kept up.
 async fn quarantined_with(mode: &str, reason: &str) -> Value {
+    quarantined("evil", Some(mode), reason).await
+}
+
+/// Writes rows, waits for `plugin`'s quarantine, and checks the bystander kept up.
+async fn quarantined(plugin: &str, mode: Option<&str>, reason: &str) -> Value {
     let writer = TestWriter::spawn(&["messages"]).await;
-    let (reader, _folder) = evil_reader(&writer, mode).await;
+    let (reader, _folder) = bad_reader(&writer, plugin, mode).await;
     writer.append("messages", &messages(3)).await;
     let started = Instant::now();
     // The bystander is not held up by the evil plugin's retries.
@@ -48,11 +65,11 @@ async fn quarantined_with(mode: &str, reason: &str) -> Value {
     let bystander_time = started.elapsed();
     wait_until(
         WAIT,
-        &format!("evil ({mode}) to be quarantined"),
-        || async { reader.plugin("evil").await["state"] == "quarantined" },
+        &format!("{plugin} ({mode:?}) to be quarantined"),
+        || async { reader.plugin(plugin).await["state"] == "quarantined" },
     )
     .await;
-    let evil = reader.plugin("evil").await;
+    let evil = reader.plugin(plugin).await;
     let reports = evil["reports"].as_array().unwrap();
     assert!(!reports.is_empty(), "{evil}");
     for report in reports {
@@ -113,6 +130,13 @@ async fn a_memory_bomb_is_stopped_at_its_budget() {
     let evil = quarantined_with("memory", "memory").await;
     let message = evil["reports"][0]["failure"]["message"].as_str().unwrap();
     assert!(message.contains("memory budget"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_bomb_is_stopped_at_its_budget() {
+    let evil = quarantined("evil-table", None, "memory").await;
+    let message = evil["reports"][0]["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("table growth"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
