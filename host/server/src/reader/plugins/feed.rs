@@ -49,6 +49,16 @@ pub(crate) enum FeedRead {
 
 type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// The highest token of `stream` over its instances in `tokens` (0 if none).
+pub(crate) fn highest_of(tokens: &HashMap<Key, Token>, stream: &str) -> Token {
+    tokens
+        .iter()
+        .filter(|((s, _), _)| s.as_str() == stream)
+        .map(|(_, t)| *t)
+        .max()
+        .unwrap_or(Token(0))
+}
+
 struct Inner {
     commits: VecDeque<Arc<Commit>>,
     rows: usize,
@@ -150,14 +160,7 @@ impl Feed {
 
     /// The reader's committed position of `stream` (the highest over its instances).
     pub(crate) fn position_of(&self, stream: &str) -> Token {
-        let inner = self.lock();
-        inner
-            .positions
-            .iter()
-            .filter(|((s, _), _)| s.as_str() == stream)
-            .map(|(_, t)| *t)
-            .max()
-            .unwrap_or(Token(0))
+        highest_of(&self.lock().positions, stream)
     }
 
     /// Calls `wake` after every publish until [`Feed::unsubscribe`]; returns its id.

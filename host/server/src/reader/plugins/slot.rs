@@ -211,13 +211,7 @@ impl PluginSlot {
 
     /// The plugin's cursor for `stream` (the highest over its instances).
     pub(crate) fn cursor_of(&self, stream: &str) -> Token {
-        self.status()
-            .cursors
-            .iter()
-            .filter(|((s, _), _)| s.as_str() == stream)
-            .map(|(_, t)| *t)
-            .max()
-            .unwrap_or(Token(0))
+        super::feed::highest_of(&self.status().cursors, stream)
     }
 
     /// Waits until the cursor of `stream` reaches `token`, or `timeout`; true if it did.
