@@ -4,6 +4,7 @@
 pub mod plugins;
 pub mod process;
 pub mod raw;
+pub mod redis;
 
 use std::future::Future;
 use std::net::SocketAddr;

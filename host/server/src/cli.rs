@@ -70,9 +70,12 @@ pub struct WriterArgs {
     /// A stream clients may append to; repeat for several [default: events].
     #[arg(long = "stream", value_name = "NAME")]
     pub streams: Vec<String>,
-    /// Server name sent in SERVER [default: localhost].
+    /// Server name sent in SERVER [default: localhost]; also the Redis channel.
     #[arg(long, value_name = "NAME")]
     pub server_name: Option<String>,
+    /// Also replicate over Redis pub/sub at this URL (redis://[:password@]host:port[/db]).
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
     /// Instance name written on every row [default: master].
     #[arg(long, value_name = "NAME")]
     pub instance_name: Option<String>,
@@ -116,6 +119,9 @@ impl WriterArgs {
         if let Some(v) = &self.server_name {
             config.server_name = v.clone();
         }
+        if let Some(url) = &self.redis_url {
+            config.redis.get_or_insert_with(Default::default).url = url.clone();
+        }
         if let Some(v) = &self.instance_name {
             config.instance_name = v.clone();
         }
@@ -151,9 +157,13 @@ pub struct ReaderArgs {
     /// Name sent in NAME [default: reader].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Expected server name; a writer announcing another one is refused.
+    /// Expected server name; a writer announcing another one is refused. With Redis, the
+    /// channel.
     #[arg(long, value_name = "NAME")]
     pub server_name: Option<String>,
+    /// Follow the writer over Redis pub/sub at this URL instead of TCP (needs --server-name).
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
     /// Keep every delivered row in the reader's database (the recording sink).
     #[arg(long)]
     pub record_rows: bool,
@@ -202,6 +212,9 @@ impl ReaderArgs {
         }
         if let Some(v) = &self.server_name {
             config.server_name = Some(v.clone());
+        }
+        if let Some(url) = &self.redis_url {
+            config.redis.get_or_insert_with(Default::default).url = url.clone();
         }
         if self.record_rows {
             config.record_rows = true;

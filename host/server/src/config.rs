@@ -70,6 +70,53 @@ pub struct WriterConfig {
     /// Close with `ERROR ping timeout` after this long without a command, once the peer has
     /// sent a `PING` (Synapse: 25,000 ms).
     pub ping_timeout_ms: u64,
+    /// Also replicate over Redis pub/sub (`[writer.redis]`), on channel `<server_name>`,
+    /// beside the TCP listener.
+    pub redis: Option<RedisConfig>,
+}
+
+/// Redis replication mode (Synapse's `redis` section): where Redis is and how the two
+/// connections (one publishing, one subscribed) keep alive and reconnect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[[user]:password@]host[:port][/db]`. The password is sent with `AUTH` and the
+    /// database number with `SELECT` on connect (pub/sub channels ignore the database, as in
+    /// Synapse); `rediss://` (TLS) needs a build with the `redis` crate's TLS feature.
+    pub url: String,
+    /// A Redis `PING` on each connection after this long (Synapse: 30,000 ms); a reply that
+    /// takes longer than this ends the connection.
+    pub ping_interval_ms: u64,
+    /// Longest wait between reconnection attempts (Synapse: 5,000 ms).
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            ping_interval_ms: 30_000,
+            reconnect_max_ms: 5_000,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Checks the URL's scheme and the intervals; `what` names the table in errors.
+    pub fn validate(&self, what: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.url.starts_with("redis://")
+                || self.url.starts_with("rediss://")
+                || self.url.starts_with("redis+unix://")
+                || self.url.starts_with("unix://"),
+            "{what}.url must be a redis://, rediss:// or unix:// URL"
+        );
+        anyhow::ensure!(
+            self.ping_interval_ms > 0 && self.reconnect_max_ms > 0,
+            "{what}.ping_interval_ms and {what}.reconnect_max_ms must be > 0"
+        );
+        Ok(())
+    }
 }
 
 impl Default for WriterConfig {
@@ -90,6 +137,7 @@ impl Default for WriterConfig {
             max_pending_commands: 10_000,
             ping_interval_ms: 5_000,
             ping_timeout_ms: 25_000,
+            redis: None,
         }
     }
 }
@@ -151,6 +199,13 @@ impl WriterConfig {
             self.ping_interval_ms > 0,
             "writer.ping_interval_ms must be > 0"
         );
+        if let Some(redis) = &self.redis {
+            redis.validate("writer.redis")?;
+            anyhow::ensure!(
+                !self.server_name.is_empty() && !self.server_name.contains(' '),
+                "writer.server_name names the Redis channel: non-empty, no spaces"
+            );
+        }
         Ok(())
     }
 }
@@ -186,6 +241,9 @@ pub struct ReaderConfig {
     pub ping_timeout_ms: u64,
     /// Wasm plugins (`[reader.plugins]`).
     pub plugins: PluginsConfig,
+    /// Follow the writer over Redis pub/sub (`[reader.redis]`) instead of TCP: channel
+    /// `<server_name>` (so `server_name` is required); `writer` is then unused.
+    pub redis: Option<RedisConfig>,
 }
 
 /// The reader's plugins: where they are, what each is granted, and the host's bounds.
@@ -258,6 +316,7 @@ impl Default for ReaderConfig {
             ping_interval_ms: 5_000,
             ping_timeout_ms: 25_000,
             plugins: PluginsConfig::default(),
+            redis: None,
         }
     }
 }
@@ -284,6 +343,19 @@ impl ReaderConfig {
             self.plugins.feed_rows > 0 && self.plugins.notifications > 0,
             "reader.plugins.feed_rows and reader.plugins.notifications must be > 0"
         );
+        if let Some(redis) = &self.redis {
+            redis.validate("reader.redis")?;
+            anyhow::ensure!(
+                self.server_name
+                    .as_deref()
+                    .is_some_and(|s| !s.is_empty() && !s.contains([' ', '\n', '\r'])),
+                "reader.server_name is required with reader.redis: it names the Redis channel"
+            );
+            anyhow::ensure!(
+                !self.name.contains(' '),
+                "reader.name is the instance name over Redis: no spaces"
+            );
+        }
         Ok(())
     }
 }
@@ -320,6 +392,22 @@ mod tests {
         let err =
             ConfigFile::parse("[reader.plugins.grants.x]\ncaches = []\nkvv = true\n").unwrap_err();
         assert!(format!("{err:#}").contains("kvv"), "{err:#}");
+    }
+
+    #[test]
+    fn redis_tables_parse_and_the_reader_needs_a_server_name() {
+        let config = ConfigFile::parse(
+            "[writer.redis]\nurl = \"redis://:pw@127.0.0.1:6380/2\"\n[reader.redis]\nping_interval_ms = 1000\n",
+        )
+        .unwrap();
+        let writer = config.writer.redis.as_ref().unwrap();
+        assert_eq!(writer.url, "redis://:pw@127.0.0.1:6380/2");
+        assert_eq!(writer.reconnect_max_ms, 5_000);
+        config.writer.validate().unwrap();
+        let err = config.reader.validate().unwrap_err();
+        assert!(format!("{err:#}").contains("server_name"), "{err:#}");
+        let err = ConfigFile::parse("[reader.redis]\nurll = \"x\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("urll"), "{err:#}");
     }
 
     #[test]

@@ -24,5 +24,6 @@ pub mod http;
 pub mod metrics;
 pub mod plugin_run;
 pub mod reader;
+pub mod redis_mode;
 pub mod tail;
 pub mod writer;

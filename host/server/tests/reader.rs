@@ -731,3 +731,116 @@ fn status_json_names_the_connection_states() {
         assert_eq!(serde_json::to_value(state).unwrap(), word);
     }
 }
+
+/// Redis at `STREAMHOST_TEST_REDIS` (default `redis://127.0.0.1:6379`); panics when absent.
+async fn test_redis() -> (String, redis::aio::MultiplexedConnection) {
+    let url = std::env::var("STREAMHOST_TEST_REDIS")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let conn = tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
+        .await
+        .unwrap_or_else(|_| panic!("this test needs a real Redis at {url}: connect timed out"))
+        .unwrap_or_else(|e| panic!("this test needs a real Redis at {url}: {e}"));
+    (url, conn)
+}
+
+#[tokio::test]
+async fn a_real_synapse_redis_session_reaches_the_reader_exactly_once_without_its_echoes() {
+    use futures_util::StreamExt as _;
+
+    let capture = include_str!("fixtures/real-session-1.txt");
+    // The master's RDATA/POSITION lines (the Redis section omits the ones identical to these),
+    // then the other instances' messages of the Redis section, on their channels. The master's
+    // own Redis POSITIONs are left out: the capture does not keep their order relative to the
+    // RDATA they followed.
+    let master: Vec<&str> = capture
+        .lines()
+        .take_while(|l| !l.starts_with("# ---- Redis"))
+        .filter_map(|l| l.strip_prefix("S "))
+        .filter(|l| l.starts_with("RDATA ") || l.starts_with("POSITION "))
+        .collect();
+    let others: Vec<(&str, &str)> = capture
+        .lines()
+        .filter_map(|l| l.strip_prefix("P "))
+        .map(|l| l.split_once(' ').unwrap())
+        .filter(|(_, line)| !line.contains(" master "))
+        .collect();
+    assert!(
+        others
+            .iter()
+            .any(|(_, l)| l.starts_with("POSITION caches worker1"))
+    );
+    let expected = expected_rows(&master);
+
+    let (url, mut publisher) = test_redis().await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let channel = format!("t-synapse-{}-{nanos:x}", std::process::id());
+    // Watch the channel like a Synapse process would, to see the reader's REPLICATE.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let (mut sink, mut messages) = client.get_async_pubsub().await.unwrap().split();
+    sink.subscribe(&channel).await.unwrap();
+
+    let services = CancellationToken::new();
+    let (_catchup, catchup_url) = ScriptedCatchup::serve(100, services.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TestReader::config(&ScriptedWriter::bind().await, &catchup_url, dir.path());
+    // Named as the capture's worker: worker1's POSITIONs are this reader's own echoes.
+    config.name = "worker1".into();
+    config.server_name = Some(channel.clone());
+    config.redis = Some(streamhost::config::RedisConfig {
+        url: url.clone(),
+        ping_interval_ms: 2_000,
+        reconnect_max_ms: 200,
+    });
+    let mut reader = TestReader::start(config, None).await;
+    let first = tokio::time::timeout(WAIT, messages.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.get_payload_bytes(),
+        b"REPLICATE ",
+        "subscribed, then REPLICATE"
+    );
+
+    let echo = r#"RDATA events worker1 999 ["an echo"]"#;
+    let mut pipe = redis::pipe();
+    for line in master.iter().chain([&echo]) {
+        pipe.cmd("PUBLISH").arg(&channel).arg(*line).ignore();
+    }
+    for (on, line) in &others {
+        let on = on.replacen("localhost", &channel, 1);
+        pipe.cmd("PUBLISH").arg(on).arg(*line).ignore();
+    }
+    pipe.query_async::<()>(&mut publisher).await.unwrap();
+
+    for (s, rows) in &expected {
+        let last = rows.last().unwrap();
+        reader.wait_for(s, &last.0, last.1).await;
+    }
+    wait_until("the last messages to be counted", || async {
+        reader
+            .metrics()
+            .await
+            .contains("streamhost_reader_redis_received_total{command=\"USER_SYNC\"} 4")
+    })
+    .await;
+    for (s, rows) in &expected {
+        assert_eq!(&reader.rows(s).await, rows, "stream {s}");
+    }
+    let metrics = reader.metrics().await;
+    for want in [
+        "streamhost_reader_redis_echoes_ignored_total 3",
+        "streamhost_reader_redis_malformed_total 0",
+        "streamhost_reader_redis_received_total{command=\"USER_IP\"} 0",
+        "streamhost_reader_commands_in_total{command=\"RDATA\"} 142",
+    ] {
+        assert!(metrics.contains(want), "{want} in {metrics}");
+    }
+    assert_eq!(reader.reader().status().reconnects, 0);
+    reader.stop().await;
+    services.cancel();
+}

@@ -9,6 +9,7 @@ mod plugin_reload;
 mod plugin_run;
 mod plugins;
 mod process;
+mod redis;
 mod replication;
 mod tail;
 mod writer_http;

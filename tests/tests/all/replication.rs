@@ -11,11 +11,11 @@ use streamhost_proto::{RowJson, Token};
 const STREAMS: [&str; 5] = ["events", "receipts", "typing", "presence", "caches"];
 
 /// What the writer acknowledged, per stream: (token, row) in log order.
-type Written = BTreeMap<String, Vec<(Token, RowJson)>>;
+pub(crate) type Written = BTreeMap<String, Vec<(Token, RowJson)>>;
 
 /// Appends `per_stream` rows to each stream from one task per stream; every tenth request
 /// shares one token, so `batch` runs are exercised.
-async fn write_rows(
+pub(crate) async fn write_rows(
     writer: &TestWriter,
     streams: &[&str],
     per_stream: usize,
@@ -54,7 +54,11 @@ async fn write_rows(
     all
 }
 
-async fn assert_reader_has_exactly(reader: &TestReader, written: &Written, timeout: Duration) {
+pub(crate) async fn assert_reader_has_exactly(
+    reader: &TestReader,
+    written: &Written,
+    timeout: Duration,
+) {
     for (stream, rows) in written {
         let last = rows.last().map_or(Token(1), |(t, _)| *t);
         reader.wait_for(stream, last, timeout).await;

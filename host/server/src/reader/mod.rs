@@ -12,7 +12,8 @@
 //! ```
 //!
 //! File map:
-//! - `connection`: TCP sessions, pings, reconnects, backpressure.
+//! - `connection`: TCP sessions, pings, reconnects, backpressure (or, with `[reader.redis]`,
+//!   [`crate::redis_mode`]'s subscriber in its place).
 //! - `processor`: the `POSITION` rule, `batch` runs, group commits.
 //! - [`batches`]: assembling `batch` runs per (stream, instance).
 //! - [`catchup`]: fetching missed rows from the writer's catch-up endpoint.
@@ -27,7 +28,7 @@ pub mod batches;
 pub mod catchup;
 mod connection;
 pub mod plugins;
-mod processor;
+pub(crate) mod processor;
 pub mod sink;
 pub mod status;
 pub mod store;
@@ -53,6 +54,7 @@ use self::status::Shared;
 pub use self::status::{ConnectionState, ConnectionStatus, ReaderStatus, StreamStatus};
 pub use self::store::ReaderStore;
 use crate::config::ReaderConfig;
+use crate::redis_mode::reader::RedisReaderConfig;
 
 /// A running reader: its connection, processor and HTTP API tasks.
 pub struct Reader {
@@ -154,11 +156,22 @@ impl Reader {
         ));
         let (guard, task_shared, task_stop) =
             (stop.clone().drop_guard(), shared.clone(), stop.clone());
+        let redis = config.redis.clone().map(|redis| RedisReaderConfig {
+            redis,
+            channel: crate::redis_mode::channel(config.server_name.as_deref().unwrap_or_default()),
+            name: config.name.clone(),
+        });
         tasks.push((
             "connection",
             tokio::spawn(async move {
                 let _guard = guard;
-                connection::run(connection, tx, task_shared, drop_rx, task_stop).await;
+                match redis {
+                    Some(redis) => {
+                        crate::redis_mode::reader::run(redis, tx, task_shared, drop_rx, task_stop)
+                            .await
+                    }
+                    None => connection::run(connection, tx, task_shared, drop_rx, task_stop).await,
+                }
             }),
         ));
         let (guard, api_shared, task_stop) =

@@ -1,4 +1,5 @@
-//! `streamhost writer`: the durable log, its HTTP API and the TCP replication server.
+//! `streamhost writer`: the durable log, its HTTP API and the TCP replication server (and,
+//! when configured, Redis replication beside it: [`crate::redis_mode`]).
 //!
 //! ```text
 //! POST rows ─▶ api ─▶ appender (group commit) ─▶ log (SQLite, fsync)
@@ -13,7 +14,7 @@ mod api;
 mod appender;
 mod connection;
 mod recent;
-mod streamer;
+pub(crate) mod streamer;
 mod streams;
 
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ pub use streamer::Frame;
 
 use crate::config::WriterConfig;
 use crate::metrics::Registry;
+use crate::redis_mode::RedisMetrics;
+use crate::redis_mode::writer::RedisWriter;
 use api::WriterApi;
 use connection::{ReplicationContext, ReplicationMetrics};
 use streamer::{Streamer, StreamerSignals};
@@ -44,6 +47,7 @@ pub struct Writer {
     appender: JoinHandle<()>,
     streamer: JoinHandle<()>,
     replication: JoinHandle<()>,
+    redis: Option<JoinHandle<()>>,
     log: Log,
 }
 
@@ -88,6 +92,16 @@ impl Writer {
             signals.poke.clone(),
             &registry,
         );
+        // With `[writer.redis]`, the ring is also published on Redis (beside TCP).
+        let redis = config.redis.clone().map(|redis| RedisWriter {
+            config: redis,
+            channel: crate::redis_mode::channel(&config.server_name),
+            instance: instance.clone(),
+            streams: declared.clone(),
+            frames: frames.clone(),
+            signals: signals.clone(),
+            metrics: RedisMetrics::register(&registry, ""),
+        });
         let streamer = Streamer {
             log: log.clone(),
             streams: streams.clone(),
@@ -108,6 +122,7 @@ impl Writer {
             ping_timeout: config.ping_timeout(),
             metrics: ReplicationMetrics::register(&registry),
         });
+        let redis_task = redis.map(|redis| tokio::spawn(redis.run(shutdown.clone())));
         let http_addr = http.local_addr()?;
         let replication_addr = replication.local_addr()?;
         let replication_task =
@@ -139,6 +154,7 @@ impl Writer {
             appender: appender_task,
             streamer: streamer_task,
             replication: replication_task,
+            redis: redis_task,
             log,
         })
     }
@@ -161,6 +177,9 @@ impl Writer {
         self.appender.await.context("appender task")?;
         self.streamer.await.context("streamer task")?;
         self.replication.await.context("replication server task")?;
+        if let Some(redis) = self.redis {
+            redis.await.context("Redis replication task")?;
+        }
         self.log.close().await;
         Ok(())
     }

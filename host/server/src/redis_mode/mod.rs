@@ -1,0 +1,205 @@
+//! Redis replication mode (reference §3): every instance holds two Redis connections, one
+//! subscribed to channel `<server_name>` and one that publishes to it; each command is one
+//! message, its bare line without `\n`. Protocol and behaviour: `docs/replication.md`
+//! ("Redis mode").
+//!
+//! ```text
+//!  writer: streamer ─▶ ring ─▶ publisher ──PUBLISH <server_name>──▶ Redis ──▶ subscriber ─▶ processor
+//!             ▲ announce                                              │            (reader) │
+//!             └──── REPLICATE (subscribed writer) ◀───────────────────┘       REPLICATE ────┘
+//! ```
+//!
+//! File map:
+//! - [`writer`]: the writer's side: publishes the streamer's ring, answers `REPLICATE`.
+//! - `reader`: the reader's side: feeds decoded `RDATA`/`POSITION` to the processor, one
+//!   processor "connection" per Redis subscription.
+//!
+//! Both sides share [`Link`] (the two connections, `PING` and reply timeouts) and the
+//! reconnect rule: 100 ms doubling up to `reconnect_max_ms` (Synapse: 5 s), forever.
+
+pub(crate) mod reader;
+pub mod writer;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::{AsyncConnectionConfig, Client};
+use std::collections::HashMap;
+
+use streamhost_proto::{Command, CommandName};
+
+use crate::config::RedisConfig;
+use crate::metrics::{Counter, CounterVec, Gauge, Registry};
+
+/// First wait before reconnecting; doubles up to `reconnect_max_ms`.
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The channel every command but `USER_IP` goes to: the server name (reference §3).
+pub fn channel(server_name: &str) -> String {
+    server_name.to_owned()
+}
+
+/// The channel `USER_IP` goes to (subscribed only by instances that want it; not by
+/// Streamhost readers).
+pub fn user_ip_channel(server_name: &str) -> String {
+    format!("{server_name}/USER_IP")
+}
+
+/// The two connections of one Redis session.
+pub(crate) struct Link {
+    /// Publishes (and pings) on its own connection: a subscribed connection cannot publish.
+    pub(crate) publisher: MultiplexedConnection,
+    /// Subscribes and pings the subscribed connection.
+    pub(crate) sink: PubSubSink,
+    /// The subscribed channel's messages.
+    pub(crate) messages: PubSubStream,
+    /// Reply timeout and keep-alive interval.
+    timeout: Duration,
+}
+
+impl Link {
+    /// Opens both connections (`AUTH` and `SELECT` as the URL says) and subscribes to
+    /// `channels`, returning once Redis has acknowledged the subscription: a `REPLICATE`
+    /// published earlier could have its `POSITION` answers missed (Synapse PR #7427).
+    pub(crate) async fn open(config: &RedisConfig, channels: &[String]) -> anyhow::Result<Link> {
+        let timeout = Duration::from_millis(config.ping_interval_ms);
+        let client = Client::open(config.url.as_str())?;
+        let pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
+            .await
+            .map_err(|_| anyhow::anyhow!("opening the subscriber connection timed out"))??;
+        let (mut sink, messages) = pubsub.split();
+        tokio::time::timeout(timeout, sink.subscribe(channels))
+            .await
+            .map_err(|_| anyhow::anyhow!("SUBSCRIBE timed out"))??;
+        let publisher = client
+            .get_multiplexed_async_connection_with_config(
+                &AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout)),
+            )
+            .await?;
+        Ok(Link {
+            publisher,
+            sink,
+            messages,
+            timeout,
+        })
+    }
+
+    /// The next message's body; `None` when the subscribed connection is gone.
+    pub(crate) async fn next_message(&mut self) -> Option<Bytes> {
+        let message = self.messages.next().await?;
+        Some(Bytes::copy_from_slice(message.get_payload_bytes()))
+    }
+
+    /// Publishes `lines` (bare, no `\n`) to `channel` in one pipeline: one round trip.
+    pub(crate) async fn publish<'a>(
+        &mut self,
+        channel: &str,
+        lines: impl IntoIterator<Item = &'a [u8]>,
+    ) -> anyhow::Result<()> {
+        let mut pipe = redis::pipe();
+        for line in lines {
+            pipe.cmd("PUBLISH").arg(channel).arg(line).ignore();
+        }
+        pipe.query_async::<()>(&mut self.publisher).await?;
+        Ok(())
+    }
+
+    /// A Redis `PING` on both connections, each bounded by the reply timeout.
+    pub(crate) async fn ping(&mut self) -> anyhow::Result<()> {
+        let ping = redis::cmd("PING");
+        tokio::time::timeout(
+            self.timeout,
+            ping.query_async::<String>(&mut self.publisher),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("PING on the publishing connection timed out"))??;
+        tokio::time::timeout(self.timeout, self.sink.ping::<redis::Value>())
+            .await
+            .map_err(|_| anyhow::anyhow!("PING on the subscribed connection timed out"))??;
+        Ok(())
+    }
+
+    /// The keep-alive interval.
+    pub(crate) fn ping_interval(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Decodes a message body as Synapse does on Redis: blank is `Ok(None)` (ignored); anything
+/// that does not parse is an error for the caller to log, count and drop (never `ERROR`).
+pub(crate) fn decode(body: &Bytes) -> Result<Option<Command>, streamhost_proto::DecodeError> {
+    if streamhost_proto::is_blank(body) {
+        return Ok(None);
+    }
+    Command::decode(body).map(Some)
+}
+
+/// The first 200 bytes of `body`, for a log line.
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+}
+
+/// Metrics of one side (`streamhost_redis_*` on the writer, `streamhost_reader_redis_*` on a
+/// reader).
+#[derive(Clone, Debug)]
+pub(crate) struct RedisMetrics {
+    pub(crate) connected: Gauge,
+    pub(crate) reconnects: Counter,
+    pub(crate) errors: CounterVec,
+    /// By command, looked up once (a label lookup allocates; this is per line).
+    pub(crate) published: HashMap<CommandName, Counter>,
+    pub(crate) received: HashMap<CommandName, Counter>,
+    pub(crate) malformed: Counter,
+    pub(crate) echoes: Counter,
+    pub(crate) held_back: Counter,
+}
+
+impl RedisMetrics {
+    /// Registers the family with names starting `prefix` (`""` or `"reader_"`).
+    pub(crate) fn register(registry: &Registry, prefix: &str) -> RedisMetrics {
+        let name = |n: &str| format!("{prefix}redis_{n}");
+        RedisMetrics {
+            connected: registry.gauge(&name("connected"), "1 while both Redis connections are up."),
+            reconnects: registry.counter(&name("reconnects_total"), "Redis reconnection attempts."),
+            errors: registry.counter_vec(
+                &name("errors_total"),
+                "Redis sessions or attempts that ended, by reason.",
+                &["reason"],
+            ),
+            published: by_command(registry.counter_vec(
+                &name("published_total"),
+                "Commands published on the Redis channel, by command.",
+                &["command"],
+            )),
+            received: by_command(registry.counter_vec(
+                &name("received_total"),
+                "Commands received on the Redis channel (echoes included), by command.",
+                &["command"],
+            )),
+            malformed: registry.counter(
+                &name("malformed_total"),
+                "Messages on the Redis channel that did not parse (logged and dropped).",
+            ),
+            echoes: registry.counter(
+                &name("echoes_ignored_total"),
+                "RDATA/POSITION carrying this instance's own name, ignored.",
+            ),
+            held_back: registry.counter(
+                &name("held_back_total"),
+                "Lines not published after a reconnect, before their stream's announcement.",
+            ),
+        }
+    }
+}
+
+/// One counter per command name.
+pub(crate) fn by_command(family: CounterVec) -> HashMap<CommandName, Counter> {
+    CommandName::ALL
+        .iter()
+        .map(|n| (*n, family.with(&[n.as_str()])))
+        .collect()
+}

@@ -1,0 +1,206 @@
+//! The writer's Redis side: publishes every line of the streamer's ring to `<server_name>`,
+//! and answers `REPLICATE` (and its own every (re)connect) with a `POSITION` announcement.
+//!
+//! No row is lost across a Redis fault: a line that was not published is never followed by
+//! a later line of its stream without a `POSITION` in between. After each (re)connect the
+//! publisher takes a fresh subscription to the ring and asks the streamer to announce; until
+//! the announcement (`POSITION s me last last`) of a stream comes through the ring, that
+//! stream's lines are dropped. A reader that missed rows sees `prev` above its position and
+//! fetches them over HTTP; rows after the announcement follow it in order. A ring
+//! subscription that lags (it cannot: the streamer waits for the slowest reader of the ring)
+//! is handled the same way, by reconnecting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustc_hash::FxHashSet as HashSet;
+use streamhost_proto::{Command, CommandName, InstanceName, StreamName};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{FIRST_BACKOFF, Link, RedisMetrics};
+use crate::config::RedisConfig;
+use crate::writer::Frame;
+use crate::writer::streamer::StreamerSignals;
+
+/// Lines published in one pipeline at most (one round trip to Redis).
+const PUBLISH_BATCH: usize = 1_000;
+
+/// The writer's Redis publisher and subscriber.
+pub(crate) struct RedisWriter {
+    pub(crate) config: RedisConfig,
+    /// The channel (`<server_name>`).
+    pub(crate) channel: String,
+    /// This writer's instance name: its own echoes are ignored by it.
+    pub(crate) instance: InstanceName,
+    /// The writer's streams: each is held back after a (re)connect until announced.
+    pub(crate) streams: Vec<StreamName>,
+    pub(crate) frames: broadcast::Sender<Frame>,
+    pub(crate) signals: Arc<StreamerSignals>,
+    pub(crate) metrics: RedisMetrics,
+}
+
+/// How a session ended.
+enum Ended {
+    Stopped,
+    Lost {
+        established: bool,
+        reason: &'static str,
+        error: String,
+    },
+}
+
+fn lost(reason: &'static str, error: impl std::fmt::Display) -> Ended {
+    Ended::Lost {
+        established: true,
+        reason,
+        error: error.to_string(),
+    }
+}
+
+impl RedisWriter {
+    /// Connects, publishes and reconnects (100 ms doubling to `reconnect_max_ms`) until
+    /// `shutdown`.
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        let reconnect_max = Duration::from_millis(self.config.reconnect_max_ms).max(FIRST_BACKOFF);
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempts = 0u64;
+        loop {
+            if attempts > 0 {
+                self.metrics.reconnects.inc();
+            }
+            attempts += 1;
+            let opened = tokio::select! {
+                () = shutdown.cancelled() => break,
+                opened = Link::open(&self.config, std::slice::from_ref(&self.channel)) => opened,
+            };
+            let ended = match opened {
+                Ok(link) => {
+                    self.metrics.connected.set(1);
+                    let ended = self.session(link, &shutdown).await;
+                    self.metrics.connected.set(0);
+                    ended
+                }
+                Err(e) => Ended::Lost {
+                    established: false,
+                    reason: "connect",
+                    error: format!("{e:#}"),
+                },
+            };
+            let Ended::Lost {
+                established,
+                reason,
+                error,
+            } = ended
+            else {
+                break;
+            };
+            if established {
+                backoff = FIRST_BACKOFF;
+            }
+            self.metrics.errors.with(&[reason]).inc();
+            tracing::warn!(%error, reason, channel = %self.channel, retry_in_ms = backoff.as_millis() as u64,
+                "Redis replication lost; will reconnect and announce positions");
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(reconnect_max);
+        }
+        self.metrics.connected.set(0);
+    }
+
+    async fn session(&self, mut link: Link, shutdown: &CancellationToken) -> Ended {
+        // Subscribe to the ring before asking for the announcement, so it comes through.
+        let mut ring = self.frames.subscribe();
+        let mut held: HashSet<StreamName> = self.streams.iter().cloned().collect();
+        tracing::info!(channel = %self.channel, "connected to Redis; announcing positions");
+        self.signals.request_announce();
+        let interval = link.ping_interval();
+        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        let mut batch: Vec<Bytes> = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ended::Stopped,
+                message = link.next_message() => match message {
+                    Some(body) => self.on_message(&body),
+                    None => return lost("closed", "Redis closed the subscribed connection"),
+                },
+                frame = ring.recv() => {
+                    batch.clear();
+                    match frame {
+                        Ok(frame) => self.take(frame, &mut held, &mut batch),
+                        Err(RecvError::Lagged(n)) => return lost("lagged", format!("the publisher fell {n} lines behind")),
+                        Err(RecvError::Closed) => return Ended::Stopped,
+                    }
+                    while batch.len() < PUBLISH_BATCH {
+                        match ring.try_recv() {
+                            Ok(frame) => self.take(frame, &mut held, &mut batch),
+                            Err(TryRecvError::Lagged(n)) => return lost("lagged", format!("the publisher fell {n} lines behind")),
+                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                        }
+                    }
+                    if !batch.is_empty()
+                        && let Err(e) = link.publish(&self.channel, batch.iter().map(|b| &b[..])).await
+                    {
+                        return lost("publish", format!("publishing: {e:#}"));
+                    }
+                }
+                _ = ping.tick() => {
+                    if let Err(e) = link.ping().await {
+                        return lost("ping", format!("{e:#}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `frame`'s bare line to `batch`, unless its stream is still held back.
+    fn take(&self, frame: Frame, held: &mut HashSet<StreamName>, batch: &mut Vec<Bytes>) {
+        let line = frame.line.slice(..frame.line.len().saturating_sub(1));
+        if !held.is_empty() && matches!(frame.name, CommandName::Rdata | CommandName::Position) {
+            match Command::decode(&line) {
+                Ok(Command::Position(p)) if held.contains(&p.stream) => {
+                    if p.prev == p.new && p.instance == self.instance {
+                        held.remove(&p.stream);
+                    } else {
+                        self.metrics.held_back.inc();
+                        return;
+                    }
+                }
+                Ok(Command::Rdata(r)) if held.contains(&r.stream) => {
+                    self.metrics.held_back.inc();
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.metrics.published[&frame.name].inc();
+        batch.push(line);
+    }
+
+    fn on_message(&self, body: &Bytes) {
+        let command = match super::decode(body) {
+            Ok(Some(command)) => command,
+            Ok(None) => return,
+            Err(e) => {
+                self.metrics.malformed.inc();
+                tracing::warn!(error = %e, line = %super::excerpt(body), "failed to parse replication line from Redis; dropped");
+                return;
+            }
+        };
+        self.metrics.received[&command.name()].inc();
+        match command {
+            Command::Replicate => self.signals.request_announce(),
+            Command::Rdata(r) if r.instance == self.instance => self.metrics.echoes.inc(),
+            Command::Position(p) if p.instance == self.instance => self.metrics.echoes.inc(),
+            // Other instances' rows and the workers' commands: this writer follows nobody and
+            // keeps no presence or lock state (as over TCP, they are only counted).
+            _ => {}
+        }
+    }
+}
