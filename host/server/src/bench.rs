@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// The built plugins (`scripts/build-plugins`), for the `plugins` suite.
     #[arg(long, value_name = "DIR", default_value = "target/plugins")]
     pub plugins: std::path::PathBuf,
+    /// The Redis server of the `redis` suite.
+    #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
 }
 
 /// The benchmark suites.
@@ -53,6 +56,8 @@ pub enum BenchSuite {
     /// Wasm plugin cost: room-timeline per row vs the same logic native, instantiation, a
     /// reader with three plugins vs without, reload pauses (needs `scripts/build-plugins`).
     Plugins,
+    /// Redis mode vs TCP mode: delivery to 1 and 8 readers, latency (needs a Redis server).
+    Redis,
 }
 
 /// Rows per append request in throughput runs.
@@ -88,6 +93,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .await??;
             crate::bench_plugin_host::run(&plugins, rows, runs).await
         }
+        BenchSuite::Redis => crate::bench_redis::run(&args.redis, args.rows, args.runs).await,
     }
 }
 

@@ -10,12 +10,14 @@
 //!   database, its HTTP API and its Wasm plugins (`reader/plugins/`).
 //! - `tail`: `streamhost tail`, decoded replication traffic.
 //! - `plugin_run`: `streamhost plugin run`, recorded traffic replayed through one plugin.
-//! - `bench`, `bench_plugins`, `bench_plugin_host`: `streamhost bench` and its `plugins` suite.
+//! - `bench`, `bench_plugins`, `bench_plugin_host`, `bench_redis`: `streamhost bench` and its
+//!   `plugins` and `redis` suites.
 //! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
 
 pub mod bench;
 pub mod bench_plugin_host;
 pub mod bench_plugins;
+pub mod bench_redis;
 pub mod cli;
 pub mod client;
 pub mod config;
