@@ -81,8 +81,7 @@ impl Drop for Schema {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                if let Ok(mut conn) =
-                    <sqlx::PgConnection as sqlx::Connection>::connect(&base).await
+                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await
                 {
                     let sql = format!("SET lock_timeout = '5s'; DROP SCHEMA {name} CASCADE");
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -371,7 +370,9 @@ async fn a_read_only_handle_reads_and_refuses_appends(fixture: Fixture) {
 
 #[test]
 fn a_url_of_another_database_is_refused_without_repeating_it() {
-    let err = Backend::of_url("mysql://root:secret@db/x").unwrap_err().to_string();
+    let err = Backend::of_url("mysql://root:secret@db/x")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("\"mysql\""), "{err}");
     assert!(!err.contains("secret"), "{err}");
     assert_eq!(Backend::of_url("sqlite:x.db").unwrap(), Backend::Sqlite);
