@@ -1,7 +1,9 @@
 //! The integration-test harness: writers and readers on loopback port 0 with temporary
-//! SQLite files, raw replication clients, polling helpers, and the real binary as a process.
+//! SQLite files (or a fresh PostgreSQL schema for the writer's log), raw replication clients,
+//! polling helpers, and the real binary as a process.
 
 pub mod plugins;
+pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod redis;
@@ -55,9 +57,62 @@ pub struct TestWriter {
     writer: Option<Writer>,
     shutdown: CancellationToken,
     _dir: Option<tempfile::TempDir>,
+    schema: Option<postgres::Schema>,
+}
+
+/// Which database a test writer keeps its log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogBackend {
+    /// `log.sqlite` in the writer's temporary data folder.
+    Sqlite,
+    /// A fresh schema on the test PostgreSQL server.
+    Postgres,
 }
 
 impl TestWriter {
+    /// Starts a writer with its log on `backend`, after `adjust`.
+    pub async fn spawn_on(
+        backend: LogBackend,
+        streams: &[&str],
+        adjust: impl FnOnce(&mut WriterConfig),
+    ) -> TestWriter {
+        match backend {
+            LogBackend::Sqlite => TestWriter::spawn_with(streams, adjust).await,
+            LogBackend::Postgres => TestWriter::spawn_postgres(streams, adjust).await,
+        }
+    }
+
+    /// Starts a writer whose log is in a fresh PostgreSQL schema (its connections carry the
+    /// schema's name as `application_name`).
+    pub async fn spawn_postgres(
+        streams: &[&str],
+        adjust: impl FnOnce(&mut WriterConfig),
+    ) -> TestWriter {
+        let schema = postgres::Schema::create().await;
+        let url = schema.url();
+        let mut writer = TestWriter::spawn_with(streams, move |config| {
+            config.database.url = Some(url);
+            adjust(config);
+        })
+        .await;
+        writer.schema = Some(schema);
+        writer
+    }
+
+    /// The writer's PostgreSQL schema, if its log is in one.
+    pub fn schema(&self) -> Option<&postgres::Schema> {
+        self.schema.as_ref()
+    }
+
+    /// The URL of the writer's log database (`sqlite://...` or `postgres://...`), for readers
+    /// that catch up from it.
+    pub fn log_url(&self) -> String {
+        match &self.config.database.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.config.log_path().display()),
+        }
+    }
+
     /// Starts a writer with these streams and otherwise default settings.
     pub async fn spawn(streams: &[&str]) -> TestWriter {
         TestWriter::spawn_with(streams, |_| {}).await
@@ -80,6 +135,7 @@ impl TestWriter {
             writer: None,
             shutdown: CancellationToken::new(),
             _dir: Some(dir),
+            schema: None,
         };
         writer
             .start(

@@ -1,9 +1,17 @@
-//! The log on a real SQLite file: token allocation, atomic group appends, bounded reads that
-//! never cut a token, and durability across reopening.
+//! The log on a real SQLite file and on a real PostgreSQL schema: token allocation, atomic
+//! group appends, bounded reads that never cut a token, durability across reopening, and
+//! concurrent appenders on PostgreSQL.
+//!
+//! Every case runs on both backends (`<case>::sqlite`, `<case>::postgres`). PostgreSQL is at
+//! `STREAMHOST_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`); each test
+//! gets a schema of its own, so tests run in parallel. A missing server fails the test.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use streamhost_log::{AppendRequest, Log, ORIGIN};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use streamhost_log::{AppendRequest, Backend, Log, ORIGIN};
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
 
 fn stream(name: &str) -> StreamName {
@@ -17,23 +25,132 @@ fn rows(values: &[&str]) -> Vec<RowJson> {
         .collect()
 }
 
-async fn open(dir: &tempfile::TempDir) -> Log {
-    let log = Log::open(
-        &dir.path().join("log.sqlite"),
-        InstanceName::new("master").unwrap(),
-    )
-    .await
-    .unwrap();
-    log.declare_streams(&[stream("events"), stream("typing")])
-        .await
-        .unwrap();
-    log
+/// The PostgreSQL server the tests use.
+fn postgres_base_url() -> String {
+    std::env::var("STREAMHOST_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-#[tokio::test]
-async fn tokens_start_after_the_origin_and_shared_tokens_cover_a_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(&dir).await;
+/// A fresh schema on the test server, dropped (best effort) when the fixture is.
+struct Schema {
+    base: String,
+    name: String,
+}
+
+impl Schema {
+    async fn create() -> Schema {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "sh_{}_{nanos}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let base = postgres_base_url();
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is required at {base} (set STREAMHOST_TEST_POSTGRES to another \
+                     server); connecting failed: {e}"
+                )
+            });
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Schema { base, name }
+    }
+
+    fn url(&self) -> String {
+        let separator = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options[search_path]={}", self.base, self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // Drop runs inside the test's runtime; a thread of its own may block on another.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await
+                {
+                    let sql = format!("SET lock_timeout = '5s'; DROP SCHEMA {name} CASCADE");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Where a test's log lives; `open` may be called again to reopen the same log.
+enum Fixture {
+    Sqlite(tempfile::TempDir),
+    Postgres(Schema),
+}
+
+impl Fixture {
+    async fn new(backend: Backend) -> Fixture {
+        match backend {
+            Backend::Sqlite => Fixture::Sqlite(tempfile::tempdir().unwrap()),
+            Backend::Postgres => Fixture::Postgres(Schema::create().await),
+        }
+    }
+
+    async fn open(&self) -> Log {
+        let instance = InstanceName::new("master").unwrap();
+        let log = match self {
+            Fixture::Sqlite(dir) => Log::open(&dir.path().join("log.sqlite"), instance)
+                .await
+                .unwrap(),
+            Fixture::Postgres(schema) => Log::open_url(&schema.url(), instance).await.unwrap(),
+        };
+        log.declare_streams(&[stream("events"), stream("typing")])
+            .await
+            .unwrap();
+        log
+    }
+}
+
+/// Runs `case(fixture)` as two tests, `case::sqlite` and `case::postgres`.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$case(super::Fixture::new(super::Backend::Sqlite).await).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$case(super::Fixture::new(super::Backend::Postgres).await).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    tokens_start_after_the_origin_and_shared_tokens_cover_a_request,
+    an_unknown_stream_fails_the_whole_group,
+    read_range_is_bounded_and_never_cuts_a_token,
+    committed_rows_survive_reopening,
+    a_group_larger_than_one_insert_commits_whole,
+    rows_keep_their_exact_bytes,
+    a_read_only_handle_reads_and_refuses_appends,
+);
+
+async fn tokens_start_after_the_origin_and_shared_tokens_cover_a_request(fixture: Fixture) {
+    let log = fixture.open().await;
     assert_eq!(
         log.positions().await.unwrap(),
         vec![(stream("events"), ORIGIN), (stream("typing"), ORIGIN)]
@@ -68,10 +185,8 @@ async fn tokens_start_after_the_origin_and_shared_tokens_cover_a_request() {
     );
 }
 
-#[tokio::test]
-async fn an_unknown_stream_fails_the_whole_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(&dir).await;
+async fn an_unknown_stream_fails_the_whole_group(fixture: Fixture) {
+    let log = fixture.open().await;
     let result = log
         .append(&[
             AppendRequest {
@@ -94,10 +209,8 @@ async fn an_unknown_stream_fails_the_whole_group() {
     );
 }
 
-#[tokio::test]
-async fn read_range_is_bounded_and_never_cuts_a_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(&dir).await;
+async fn read_range_is_bounded_and_never_cuts_a_token(fixture: Fixture) {
+    let log = fixture.open().await;
     log.append(&[
         AppendRequest {
             stream: stream("events"),
@@ -150,11 +263,9 @@ async fn read_range_is_bounded_and_never_cuts_a_token() {
     assert_eq!(second.rows[1].1.as_str(), "\"d\"");
 }
 
-#[tokio::test]
-async fn committed_rows_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
+async fn committed_rows_survive_reopening(fixture: Fixture) {
     {
-        let log = open(&dir).await;
+        let log = fixture.open().await;
         log.append(&[AppendRequest {
             stream: stream("typing"),
             rows: rows(&["[1]"]),
@@ -164,7 +275,7 @@ async fn committed_rows_survive_reopening() {
         .unwrap();
         log.close().await;
     }
-    let log = open(&dir).await;
+    let log = fixture.open().await;
     assert_eq!(
         log.positions().await.unwrap()[1],
         (stream("typing"), Token(2))
@@ -176,10 +287,8 @@ async fn committed_rows_survive_reopening() {
     assert_eq!(read.rows, vec![(Token(2), RowJson::parse(b"[1]").unwrap())]);
 }
 
-#[tokio::test]
-async fn a_group_larger_than_one_insert_commits_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(&dir).await;
+async fn a_group_larger_than_one_insert_commits_whole(fixture: Fixture) {
+    let log = fixture.open().await;
     let many: Vec<String> = (0..2_500).map(|i| i.to_string()).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     let tokens = log
@@ -192,7 +301,7 @@ async fn a_group_larger_than_one_insert_commits_whole() {
         .unwrap();
     assert_eq!(tokens[0].last(), Some(&Token(2_501)));
     log.close().await;
-    let log = open(&dir).await;
+    let log = fixture.open().await;
     assert_eq!(
         log.positions().await.unwrap()[0],
         (stream("events"), Token(2_501))
@@ -203,4 +312,159 @@ async fn a_group_larger_than_one_insert_commits_whole() {
         .unwrap();
     assert_eq!(read.rows.len(), 2_500);
     assert_eq!(read.rows[2_499].1.as_str(), "2499");
+}
+
+async fn rows_keep_their_exact_bytes(fixture: Fixture) {
+    let log = fixture.open().await;
+    let texts = [
+        r#"["\u00e9\ud83d\ude00",1.5e+300,-0.0,{"a":null}]"#,
+        r#""tab\tquote\"backslash\\nul\u0000""#,
+        "12345678901234567890123",
+    ];
+    log.append(&[AppendRequest {
+        stream: stream("events"),
+        rows: rows(&texts),
+        shared_token: true,
+    }])
+    .await
+    .unwrap();
+    let read = log
+        .read_range(&stream("events"), ORIGIN, Token(2), 10)
+        .await
+        .unwrap();
+    let got: Vec<&str> = read.rows.iter().map(|(_, r)| r.as_str()).collect();
+    let want: Vec<String> = rows(&texts).iter().map(|r| r.as_str().to_owned()).collect();
+    assert_eq!(got, want);
+}
+
+async fn a_read_only_handle_reads_and_refuses_appends(fixture: Fixture) {
+    let log = fixture.open().await;
+    log.append(&[AppendRequest {
+        stream: stream("events"),
+        rows: rows(&["1", "2"]),
+        shared_token: false,
+    }])
+    .await
+    .unwrap();
+    let url = match &fixture {
+        Fixture::Sqlite(dir) => format!("sqlite://{}", dir.path().join("log.sqlite").display()),
+        Fixture::Postgres(schema) => schema.url(),
+    };
+    let reader = Log::open_read_only(&url).await.unwrap();
+    let read = reader
+        .read_range(&stream("events"), ORIGIN, Token(3), 10)
+        .await
+        .unwrap();
+    assert_eq!(read.rows.len(), 2);
+    assert!(
+        reader
+            .append(&[AppendRequest {
+                stream: stream("events"),
+                rows: rows(&["3"]),
+                shared_token: false,
+            }])
+            .await
+            .is_err()
+    );
+}
+
+#[test]
+fn a_url_of_another_database_is_refused_without_repeating_it() {
+    let err = Backend::of_url("mysql://root:secret@db/x")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"mysql\""), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    assert_eq!(Backend::of_url("sqlite:x.db").unwrap(), Backend::Sqlite);
+    assert_eq!(
+        Backend::of_url("postgresql://u@h/d").unwrap(),
+        Backend::Postgres
+    );
+    assert_eq!(
+        streamhost_log::redact_url("postgres://u:pw@h:5432/d?x=1"),
+        "postgres://u:***@h:5432/d?x=1"
+    );
+}
+
+/// Two handles (as two writer processes would have) append to one stream from several tasks
+/// each: every answer's tokens are fresh and contiguous, and the log holds every row once,
+/// with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appenders_on_postgres_never_share_or_skip_a_token() {
+    let fixture = Fixture::new(Backend::Postgres).await;
+    let handles = [fixture.open().await, fixture.open().await];
+    let mut tasks = Vec::new();
+    for (h, log) in handles.iter().enumerate() {
+        for t in 0..4 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0..25 {
+                    let request = |r: usize, n: usize, shared| AppendRequest {
+                        stream: stream("events"),
+                        rows: rows(
+                            &(0..n)
+                                .map(|k| format!("\"{h}-{t}-{i}-{r}-{k}\""))
+                                .collect::<Vec<_>>()
+                                .iter()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>(),
+                        ),
+                        shared_token: shared,
+                    };
+                    let tokens = log
+                        .append(&[request(0, 1 + i % 3, i % 5 == 4), request(1, 2, false)])
+                        .await
+                        .unwrap();
+                    answers.push(tokens);
+                }
+                answers
+            }));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut rows_written = 0;
+    for task in tasks {
+        let mut last = Token(0);
+        for answer in task.await.unwrap() {
+            for tokens in answer {
+                rows_written += tokens.len();
+                let first = tokens[0];
+                assert!(first > last, "tokens go forward for one appender");
+                let mut distinct = tokens.clone();
+                distinct.dedup();
+                for token in distinct {
+                    assert!(seen.insert(token), "token {token} given twice");
+                }
+                last = *tokens.last().unwrap();
+            }
+        }
+    }
+    let max = *seen.last().unwrap();
+    assert_eq!(
+        seen.len() as i64,
+        max.0 - ORIGIN.0,
+        "tokens 2..={max} with no gap"
+    );
+    let read = handles[0]
+        .read_range(&stream("events"), ORIGIN, max, 1_000_000)
+        .await
+        .unwrap();
+    assert_eq!(read.rows.len(), rows_written);
+    let distinct: BTreeSet<&str> = read.rows.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(distinct.len(), rows_written, "no row twice");
+    // Both handles learnt the other's tokens.
+    for log in &handles {
+        log.append(&[AppendRequest {
+            stream: stream("events"),
+            rows: rows(&["\"last\""]),
+            shared_token: false,
+        }])
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        handles[1].positions().await.unwrap()[0],
+        (stream("events"), Token(max.0 + 2))
+    );
 }

@@ -7,6 +7,9 @@
 //! - latency: one-row append to the reader's sink, p50/p99, vs one fsync of a small file.
 //! - parse: reader-side decode + batch assembly of RDATA lines on one core vs splitting the
 //!   same lines and parsing each row with serde_json.
+//! - postgres: the durable-append run with the log on PostgreSQL (a fresh schema on
+//!   `--postgres URL`) vs the same rows inserted straight into PostgreSQL, and vs the SQLite
+//!   append run.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,13 @@ pub struct BenchArgs {
     /// Runs of each measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// The PostgreSQL server of the `postgres` suite (a fresh schema is made and dropped).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pub postgres: String,
     /// The built plugins (`scripts/build-plugins`), for the `plugins` suite.
     #[arg(long, value_name = "DIR", default_value = "target/plugins")]
     pub plugins: std::path::PathBuf,
@@ -53,6 +63,9 @@ pub enum BenchSuite {
     Latency,
     /// Only the delivery figures (1, 4 and 16 readers).
     Delivery,
+    /// Durable append with the log on PostgreSQL (`--postgres URL`) vs raw PostgreSQL inserts
+    /// and vs the SQLite log.
+    Postgres,
     /// Wasm plugin cost: room-timeline per row vs the same logic native, instantiation, a
     /// reader with three plugins vs without, reload pauses (needs `scripts/build-plugins`).
     Plugins,
@@ -85,6 +98,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             print_header(args.rows, args.runs);
             let append = median_of(args.runs, || bench_append(args.rows)).await?;
             delivery(args.rows, args.runs, append).await
+        }
+        BenchSuite::Postgres => {
+            print_header(args.rows, args.runs);
+            postgres(&args.postgres, args.rows, args.runs).await
         }
         BenchSuite::Plugins => {
             let (plugins, rows, runs) = (args.plugins, args.rows, args.runs);
@@ -129,6 +146,112 @@ async fn replication(rows: usize, runs: usize) -> anyhow::Result<()> {
 
     delivery(rows, runs, append).await?;
     latency().await
+}
+
+async fn postgres(url: &str, rows: usize, runs: usize) -> anyhow::Result<()> {
+    let schema = BenchSchema::create(url).await?;
+    let append = median_of(runs, || async {
+        schema.reset().await?;
+        bench_append_to(Some(schema.url()), rows).await
+    })
+    .await?;
+    let raw = median_of(runs, || async {
+        schema.reset().await?;
+        bench_raw_postgres(&schema.url(), rows).await
+    })
+    .await?;
+    let sqlite = median_of(runs, || bench_append(rows)).await?;
+    schema.remove().await;
+    println!(
+        "| durable append to PostgreSQL, {CLIENTS} clients x {REQUEST_ROWS} rows/request (rows/s) | {append:.0} | {raw:.0} (sqlx insert, one transaction per request) | {:.2} |",
+        append / raw
+    );
+    println!(
+        "| same, log on SQLite (rows/s) | {sqlite:.0} | {append:.0} (PostgreSQL) | {:.2} |",
+        sqlite / append
+    );
+    Ok(())
+}
+
+/// A schema of the bench's own on the PostgreSQL server, emptied between runs.
+struct BenchSchema {
+    base: String,
+    name: String,
+}
+
+impl BenchSchema {
+    async fn create(base: &str) -> anyhow::Result<BenchSchema> {
+        let name = format!("sh_bench_{}", std::process::id());
+        let schema = BenchSchema {
+            base: base.to_owned(),
+            name,
+        };
+        schema.reset().await?;
+        Ok(schema)
+    }
+
+    fn url(&self) -> String {
+        let separator = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options[search_path]={}", self.base, self.name)
+    }
+
+    async fn execute(&self, sql: String) -> anyhow::Result<()> {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&self.base)
+            .await
+            .with_context(|| {
+                format!(
+                    "PostgreSQL is required at {} (--postgres URL)",
+                    streamhost_log::redact_url(&self.base)
+                )
+            })?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops and recreates the schema: every run starts from an empty log.
+    async fn reset(&self) -> anyhow::Result<()> {
+        self.execute(format!(
+            "DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0}",
+            self.name
+        ))
+        .await
+    }
+
+    async fn remove(&self) {
+        let _ = self
+            .execute(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .await;
+    }
+}
+
+async fn bench_raw_postgres(url: &str, rows: usize) -> anyhow::Result<f64> {
+    let pool = sqlx::PgPool::connect(url).await?;
+    sqlx::query("CREATE TABLE t (stream TEXT, token BIGINT, seq BIGINT, instance TEXT, row_json TEXT, PRIMARY KEY (stream, token, seq))")
+        .execute(&pool)
+        .await?;
+    let texts: Vec<String> = (0..rows).map(|n| event_row(n).to_string()).collect();
+    let started = Instant::now();
+    for (chunk_index, chunk) in texts.chunks(REQUEST_ROWS).enumerate() {
+        let mut tx = pool.begin().await?;
+        let tokens: Vec<i64> = (0..chunk.len())
+            .map(|i| (chunk_index * REQUEST_ROWS + i) as i64)
+            .collect();
+        sqlx::query(
+            "INSERT INTO t (stream, token, seq, instance, row_json) \
+             SELECT 'events', t, 0, 'master', r FROM UNNEST($1::bigint[], $2::text[]) AS u(t, r)",
+        )
+        .bind(&tokens)
+        .bind(chunk)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    pool.close().await;
+    Ok(rate)
 }
 
 async fn latency() -> anyhow::Result<()> {
@@ -228,6 +351,11 @@ struct BenchWriter {
 
 impl BenchWriter {
     async fn start() -> anyhow::Result<BenchWriter> {
+        BenchWriter::start_on(None).await
+    }
+
+    /// A writer with its log at `database_url` (none: SQLite in a temporary folder).
+    async fn start_on(database_url: Option<String>) -> anyhow::Result<BenchWriter> {
         let dir = tempfile::tempdir()?;
         let shutdown = CancellationToken::new();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -235,6 +363,7 @@ impl BenchWriter {
             http: loopback,
             replication: loopback,
             data: dir.path().join("writer"),
+            database: crate::config::DatabaseConfig { url: database_url },
             ..WriterConfig::default()
         };
         let writer = Writer::bind(config, shutdown.clone()).await?;
@@ -281,7 +410,11 @@ async fn append_all(client: &ApiClient, bodies: Vec<Bytes>) -> anyhow::Result<To
 }
 
 async fn bench_append(rows: usize) -> anyhow::Result<f64> {
-    let writer = BenchWriter::start().await?;
+    bench_append_to(None, rows).await
+}
+
+async fn bench_append_to(database_url: Option<String>, rows: usize) -> anyhow::Result<f64> {
+    let writer = BenchWriter::start_on(database_url).await?;
     let bodies = request_bodies(rows);
     let total = bodies.len() * REQUEST_ROWS;
     let started = Instant::now();

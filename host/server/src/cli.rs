@@ -67,6 +67,15 @@ pub struct WriterArgs {
     /// Folder for the SQLite log [default: streamhost-data/writer].
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// The log's database: sqlite:PATH or postgres://USER@HOST/DB [default: the SQLite file
+    /// log.sqlite in --data].
+    #[arg(
+        long,
+        env = "STREAMHOST_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// A stream clients may append to; repeat for several [default: events].
     #[arg(long = "stream", value_name = "NAME")]
     pub streams: Vec<String>,
@@ -112,6 +121,9 @@ impl WriterArgs {
         }
         if let Some(v) = &self.data {
             config.data = v.clone();
+        }
+        if let Some(v) = &self.database_url {
+            config.database.url = Some(v.clone());
         }
         if !self.streams.is_empty() {
             config.streams = self.streams.clone();
@@ -175,6 +187,15 @@ pub struct ReaderArgs {
         hide_env_values = true
     )]
     pub replication_secret: Option<String>,
+    /// Catch up straight from the writer's log database (sqlite:PATH or postgres://...,
+    /// read only) instead of the writer's HTTP endpoint.
+    #[arg(
+        long,
+        env = "STREAMHOST_LOG_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub log_database_url: Option<String>,
     /// Folder of Wasm plugins: one sub-folder per plugin with its plugin.toml and .wasm.
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
@@ -221,6 +242,9 @@ impl ReaderArgs {
         }
         if let Some(v) = &self.replication_secret {
             config.replication_secret = Some(v.clone());
+        }
+        if let Some(v) = &self.log_database_url {
+            config.log_database_url = Some(v.clone());
         }
         if let Some(v) = &self.plugins {
             config.plugins.dir = Some(v.clone());

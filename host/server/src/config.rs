@@ -35,6 +35,15 @@ impl ConfigFile {
     }
 }
 
+/// The writer's log database (`[writer.database]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:PATH`, or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` for PostgreSQL; none
+    /// means the SQLite file `<data>/log.sqlite`.
+    pub url: Option<String>,
+}
+
 /// How the writer runs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -43,8 +52,10 @@ pub struct WriterConfig {
     pub http: SocketAddr,
     /// Address of the TCP replication listener.
     pub replication: SocketAddr,
-    /// Folder of the SQLite log (`log.sqlite`).
+    /// Folder of the SQLite log (`log.sqlite`), unless `[writer.database] url` names another.
     pub data: PathBuf,
+    /// Where the log lives (`[writer.database]`).
+    pub database: DatabaseConfig,
     /// The streams clients may append to.
     pub streams: Vec<String>,
     /// Sent in `SERVER`; readers may check it.
@@ -125,6 +136,7 @@ impl Default for WriterConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 8480)),
             replication: SocketAddr::from(([127, 0, 0, 1], 9092)),
             data: PathBuf::from("streamhost-data/writer"),
+            database: DatabaseConfig::default(),
             streams: vec!["events".into()],
             server_name: "localhost".into(),
             instance_name: "master".into(),
@@ -160,7 +172,7 @@ impl WriterConfig {
         InstanceName::new(self.instance_name.as_str()).context("writer.instance_name")
     }
 
-    /// The path of the SQLite log file.
+    /// The path of the SQLite log file when no `database.url` is set.
     pub fn log_path(&self) -> PathBuf {
         self.data.join("log.sqlite")
     }
@@ -178,6 +190,9 @@ impl WriterConfig {
     /// Checks values that serde cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.stream_names()?;
+        if let Some(url) = &self.database.url {
+            streamhost_log::Backend::of_url(url).context("writer.database.url")?;
+        }
         self.instance()?;
         anyhow::ensure!(
             !self.server_name.contains(['\n', '\r']),
@@ -239,6 +254,9 @@ pub struct ReaderConfig {
     pub ping_interval_ms: u64,
     /// Reconnect after this long without a command once the writer has sent a `PING`.
     pub ping_timeout_ms: u64,
+    /// Catch up straight from the writer's log database at this URL (`sqlite:PATH` or
+    /// `postgres://...`, read only) instead of the writer's HTTP endpoint.
+    pub log_database_url: Option<String>,
     /// Wasm plugins (`[reader.plugins]`).
     pub plugins: PluginsConfig,
     /// Follow the writer over Redis pub/sub (`[reader.redis]`) instead of TCP: channel
@@ -315,6 +333,7 @@ impl Default for ReaderConfig {
             reconnect_max_ms: 5_000,
             ping_interval_ms: 5_000,
             ping_timeout_ms: 25_000,
+            log_database_url: None,
             plugins: PluginsConfig::default(),
             redis: None,
         }
@@ -338,6 +357,9 @@ impl ReaderConfig {
             "reader.writer_http must be an http:// URL, got {:?}",
             self.writer_http
         );
+        if let Some(url) = &self.log_database_url {
+            streamhost_log::Backend::of_url(url).context("reader.log_database_url")?;
+        }
         anyhow::ensure!(self.inbound_queue > 0, "reader.inbound_queue must be > 0");
         anyhow::ensure!(
             self.plugins.feed_rows > 0 && self.plugins.notifications > 0,
@@ -408,6 +430,24 @@ mod tests {
         assert!(format!("{err:#}").contains("server_name"), "{err:#}");
         let err = ConfigFile::parse("[reader.redis]\nurll = \"x\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("urll"), "{err:#}");
+    }
+
+    #[test]
+    fn database_urls_are_parsed_and_foreign_schemes_refused() {
+        let config = ConfigFile::parse(
+            "[writer.database]\nurl = \"postgres://postgres@127.0.0.1/test\"\n[reader]\nlog_database_url = \"postgres://postgres@127.0.0.1/test\"\n",
+        )
+        .unwrap();
+        config.writer.validate().unwrap();
+        config.reader.validate().unwrap();
+        let config =
+            ConfigFile::parse("[writer.database]\nurl = \"mysql://u:secret@h/d\"\n").unwrap();
+        let err = format!("{:#}", config.writer.validate().unwrap_err());
+        assert!(err.contains("writer.database.url"), "{err}");
+        assert!(err.contains("postgres://"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        let err = ConfigFile::parse("[writer.database]\nurll = \"x\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("url"), "{err:#}");
     }
 
     #[test]

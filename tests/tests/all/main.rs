@@ -8,6 +8,7 @@ mod plugin_limits;
 mod plugin_reload;
 mod plugin_run;
 mod plugins;
+mod postgres;
 mod process;
 mod redis;
 mod replication;

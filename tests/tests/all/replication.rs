@@ -1,11 +1,13 @@
 //! Writer and readers together: exactly-once, in-order delivery at volume, readers joining
-//! late, restarting, and a writer restarting under them.
+//! late, restarting, a writer restarting under them, and readers catching up straight from
+//! the writer's database. Each scenario runs with the writer's log on SQLite and on
+//! PostgreSQL (`<scenario>::sqlite`, `<scenario>::postgres`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
-use streamhost_integration_tests::{TestReader, TestWriter, rows_body};
+use streamhost_integration_tests::{LogBackend, TestReader, TestWriter, rows_body};
 use streamhost_proto::{RowJson, Token};
 
 const STREAMS: [&str; 5] = ["events", "receipts", "typing", "presence", "caches"];
@@ -54,6 +56,29 @@ pub(crate) async fn write_rows(
     all
 }
 
+/// Runs `scenario(backend)` as two tests, `scenario::sqlite` and `scenario::postgres`.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(super::LogBackend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario(super::LogBackend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    two_readers_get_exactly_the_100k_written_rows_over_5_streams,
+    a_restarted_reader_resumes_without_gap_or_repeat,
+    readers_reconnect_and_catch_up_after_a_writer_restart_mid_stream,
+    a_reader_catches_up_from_the_writers_database_without_its_endpoint,
+);
+
 pub(crate) async fn assert_reader_has_exactly(
     reader: &TestReader,
     written: &Written,
@@ -82,9 +107,8 @@ pub(crate) async fn assert_reader_has_exactly(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_readers_get_exactly_the_100k_written_rows_over_5_streams() {
-    let writer = TestWriter::spawn(&STREAMS).await;
+async fn two_readers_get_exactly_the_100k_written_rows_over_5_streams(backend: LogBackend) {
+    let writer = TestWriter::spawn_on(backend, &STREAMS, |_| {}).await;
     let early = TestReader::spawn(&writer, "early").await;
     // Half the rows before the second reader exists: it starts with a catch-up.
     let first = write_rows(&writer, &STREAMS, 10_000, 500).await;
@@ -100,9 +124,8 @@ async fn two_readers_get_exactly_the_100k_written_rows_over_5_streams() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_reader_resumes_without_gap_or_repeat() {
-    let writer = TestWriter::spawn(&["events"]).await;
+async fn a_restarted_reader_resumes_without_gap_or_repeat(backend: LogBackend) {
+    let writer = TestWriter::spawn_on(backend, &["events"], |_| {}).await;
     let mut reader = TestReader::spawn(&writer, "restarted").await;
     let mut written = write_rows(&writer, &["events"], 3_000, 100).await;
     reader
@@ -124,9 +147,8 @@ async fn a_restarted_reader_resumes_without_gap_or_repeat() {
     assert_reader_has_exactly(&resumed, &written, Duration::from_secs(60)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readers_reconnect_and_catch_up_after_a_writer_restart_mid_stream() {
-    let mut writer = TestWriter::spawn(&["events", "receipts"]).await;
+async fn readers_reconnect_and_catch_up_after_a_writer_restart_mid_stream(backend: LogBackend) {
+    let mut writer = TestWriter::spawn_on(backend, &["events", "receipts"], |_| {}).await;
     let readers = [
         TestReader::spawn(&writer, "a").await,
         TestReader::spawn(&writer, "b").await,
@@ -146,4 +168,28 @@ async fn readers_reconnect_and_catch_up_after_a_writer_restart_mid_stream() {
             reader.config.name
         );
     }
+}
+
+/// A reader given the writer's log database (`log_database_url`) and an HTTP endpoint where
+/// nothing listens: joining late, it can only catch up from the database, and it must end
+/// with exactly what was written.
+async fn a_reader_catches_up_from_the_writers_database_without_its_endpoint(backend: LogBackend) {
+    let writer = TestWriter::spawn_on(backend, &["events", "receipts"], |_| {}).await;
+    let mut written = write_rows(&writer, &["events", "receipts"], 3_000, 100).await;
+    let log_url = writer.log_url();
+    let reader = TestReader::spawn_with(&writer, "from-db", None, |config| {
+        config.log_database_url = Some(log_url);
+        config.writer_http = "http://127.0.0.1:1".into();
+    })
+    .await;
+    let more = write_rows(&writer, &["events", "receipts"], 1_000, 100).await;
+    for (stream, rows) in more {
+        written.get_mut(&stream).unwrap().extend(rows);
+    }
+    assert_reader_has_exactly(&reader, &written, Duration::from_secs(60)).await;
+    let (_, metrics) = reader.get("/metrics").await;
+    assert!(
+        metrics.contains("streamhost_reader_catchup_requests_total{stream=\"events\"}"),
+        "the reader caught up: {metrics}"
+    );
 }

@@ -16,7 +16,7 @@
 //!   [`crate::redis_mode`]'s subscriber in its place).
 //! - `processor`: the `POSITION` rule, `batch` runs, group commits.
 //! - [`batches`]: assembling `batch` runs per (stream, instance).
-//! - [`catchup`]: fetching missed rows from the writer's catch-up endpoint.
+//! - [`catchup`]: fetching missed rows from the writer's catch-up endpoint (or its database).
 //! - [`sink`]: [`Batch`], [`BatchSink`], the recording and discarding sinks.
 //! - [`store`]: the reader's SQLite database.
 //! - [`status`]: [`ReaderStatus`] and the metrics.
@@ -45,7 +45,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use self::batches::BatchAssembler;
-use self::catchup::HttpCatchup;
+use self::catchup::{CatchupSource, DbCatchup, HttpCatchup};
 use self::connection::ConnectionConfig;
 use self::plugins::PluginHost;
 use self::processor::{Limits, Processor};
@@ -96,10 +96,13 @@ impl Reader {
             }
         });
         let shared = Arc::new(Shared::new(config.name.clone(), config.writer.clone()));
-        let catchup = Arc::new(HttpCatchup::new(
-            &config.writer_http,
-            config.replication_secret.clone(),
-        ));
+        let catchup: Arc<dyn CatchupSource> = match &config.log_database_url {
+            Some(url) => Arc::new(DbCatchup::open(url).await?),
+            None => Arc::new(HttpCatchup::new(
+                &config.writer_http,
+                config.replication_secret.clone(),
+            )),
+        };
         let reconnect_max = Duration::from_millis(config.reconnect_max_ms);
         // Any task ending (shutdown, or a panic) stops the others.
         let stop = shutdown.child_token();

@@ -131,7 +131,21 @@ impl WriterApi {
                     errcode: "M_UNAVAILABLE",
                     message: e.to_string(),
                 },
-                AppendError::Log(_) => ApiError::internal(e),
+                // The appender logged the cause; the client learns whether to retry.
+                AppendError::Log(_) => ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    errcode: "M_UNAVAILABLE",
+                    message: "the log database failed; nothing of this request was committed \
+                              (retry)"
+                        .into(),
+                },
+                AppendError::Unknown(_) => ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    errcode: "M_UNAVAILABLE",
+                    message: "the log database connection was lost while committing: this \
+                              request may have been committed (check before retrying)"
+                        .into(),
+                },
             })?;
         let tokens: Vec<i64> = tokens.iter().map(|t| t.0).collect();
         Ok(http::json(

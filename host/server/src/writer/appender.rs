@@ -1,15 +1,19 @@
 //! The appender: the one task that writes to the log. Requests that arrive while a commit
 //! is in flight are committed together in the next transaction (group commit), so one fsync
 //! serves many clients; each request is still atomic and answered only after its commit.
+//!
+//! A failed commit (a PostgreSQL log restarting, say) answers its requests with an error and
+//! the next group tries again on a fresh connection; the failure and the recovery are logged
+//! and counted (`append_failures_total`, `log_database_up`).
 
 use std::sync::Arc;
 
-use streamhost_log::{AppendRequest, Log};
-use streamhost_proto::Token;
+use streamhost_log::{AppendRequest, Log, LogError};
+use streamhost_proto::{StreamName, Token};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::streams::StreamSet;
-use crate::metrics::{Counter, CounterVec, Registry};
+use crate::metrics::{Counter, CounterVec, Gauge, Registry};
 
 /// Most rows committed in one transaction; more requests wait for the next one.
 const MAX_ROWS_PER_COMMIT: usize = 50_000;
@@ -23,6 +27,10 @@ pub enum AppendError {
     /// The log failed; nothing of the request was committed.
     #[error("committing to the log: {0}")]
     Log(String),
+    /// The connection was lost at COMMIT and the outcome could not be checked: the rows may
+    /// be in the log.
+    #[error("commit outcome unknown: {0}")]
+    Unknown(String),
     /// The writer is shutting down.
     #[error("the writer is shutting down")]
     ShuttingDown,
@@ -43,6 +51,9 @@ struct AppendMetrics {
     rows: CounterVec,
     commits: Counter,
     requests: Counter,
+    failures: Counter,
+    database_up: Gauge,
+    skipped: CounterVec,
 }
 
 impl Appender {
@@ -66,7 +77,22 @@ impl Appender {
                 "Log transactions committed (group commits).",
             ),
             requests: registry.counter("append_requests_total", "Append requests committed."),
+            failures: registry.counter(
+                "append_failures_total",
+                "Log transactions that failed (their requests answered 503).",
+            ),
+            database_up: registry.gauge(
+                "log_database_up",
+                "1 while the last log commit succeeded, 0 after a failed one.",
+            ),
+            skipped: registry.counter_vec(
+                "append_tokens_skipped_total",
+                "Tokens committed outside this writer's answers (another appender, or a commit \
+                 whose answer was lost), streamed from the log.",
+                &["stream"],
+            ),
         };
+        metrics.database_up.set(1);
         let task = tokio::spawn(run(log, streams, poke, receiver, metrics));
         (Appender { jobs }, task)
     }
@@ -89,6 +115,7 @@ async fn run(
     mut receiver: mpsc::Receiver<Job>,
     metrics: AppendMetrics,
 ) {
+    let mut failed_commits = 0u64;
     while let Some(first) = receiver.recv().await {
         let mut rows = first.request.rows.len();
         let mut jobs = vec![first];
@@ -108,6 +135,41 @@ async fn run(
         match log.append(&requests).await {
             Ok(all_tokens) => {
                 metrics.commits.inc();
+                if failed_commits > 0 {
+                    tracing::info!(failed_commits, "log database is back: appends commit again");
+                    failed_commits = 0;
+                    metrics.database_up.set(1);
+                }
+                let mut seen: Vec<&StreamName> = Vec::new();
+                for (request, tokens) in requests.iter().zip(&all_tokens) {
+                    // The first tokens of a stream in this group follow the position the log
+                    // found under its lock; above the tail's, someone else committed rows.
+                    let Some(first) = tokens.first() else {
+                        continue;
+                    };
+                    if seen.contains(&&request.stream) {
+                        continue;
+                    }
+                    seen.push(&request.stream);
+                    let recent = streams
+                        .get(&request.stream)
+                        .expect("requests name declared streams");
+                    let known = recent.position();
+                    if first.0 - 1 > known.0 {
+                        tracing::warn!(
+                            stream = %request.stream,
+                            from = known.0,
+                            to = first.0 - 1,
+                            "rows committed outside this writer's answers (another appender, or \
+                             a commit whose answer was lost): streaming them from the log"
+                        );
+                        metrics
+                            .skipped
+                            .with(&[request.stream.as_str()])
+                            .add((first.0 - 1 - known.0) as u64);
+                        recent.skip_to(Token(first.0 - 1));
+                    }
+                }
                 for ((request, reply), tokens) in requests.into_iter().zip(replies).zip(all_tokens)
                 {
                     let recent = streams
@@ -126,9 +188,18 @@ async fn run(
                 poke.notify_one();
             }
             Err(e) => {
-                tracing::error!(error = %e, requests = replies.len(), "append failed; nothing committed");
+                failed_commits += 1;
+                metrics.failures.inc();
+                metrics.database_up.set(0);
+                tracing::error!(error = %e, requests = replies.len(), failed_commits, "append failed");
+                let unknown = matches!(e, LogError::CommitUnknown(_));
                 for reply in replies {
-                    let _ = reply.send(Err(AppendError::Log(e.to_string())));
+                    let error = if unknown {
+                        AppendError::Unknown(e.to_string())
+                    } else {
+                        AppendError::Log(e.to_string())
+                    };
+                    let _ = reply.send(Err(error));
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! when configured, Redis replication beside it: [`crate::redis_mode`]).
 //!
 //! ```text
-//! POST rows ─▶ api ─▶ appender (group commit) ─▶ log (SQLite, fsync)
+//! POST rows ─▶ api ─▶ appender (group commit) ─▶ log (SQLite or PostgreSQL, durable commit)
 //!                          │ after commit: rows into the tail, poke
 //!                          ▼
 //!                       streamer ─▶ broadcast of encoded lines ─▶ connection ─▶ reader
@@ -63,11 +63,19 @@ impl Writer {
         config.validate()?;
         let instance = config.instance()?;
         let declared = config.stream_names()?;
-        std::fs::create_dir_all(&config.data)
-            .with_context(|| format!("creating data folder {}", config.data.display()))?;
-        let log = Log::open(&config.log_path(), instance.clone())
-            .await
-            .with_context(|| format!("opening log {}", config.log_path().display()))?;
+        let log = match &config.database.url {
+            None => {
+                std::fs::create_dir_all(&config.data)
+                    .with_context(|| format!("creating data folder {}", config.data.display()))?;
+                Log::open(&config.log_path(), instance.clone())
+                    .await
+                    .with_context(|| format!("opening log {}", config.log_path().display()))?
+            }
+            Some(url) => Log::open_url(url, instance.clone())
+                .await
+                .with_context(|| format!("opening log {}", streamhost_log::redact_url(url)))?,
+        };
+        tracing::info!(backend = log.backend().as_str(), "log open");
         log.declare_streams(&declared)
             .await
             .context("declaring streams")?;

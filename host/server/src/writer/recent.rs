@@ -61,6 +61,19 @@ impl RecentRows {
         }
     }
 
+    /// Moves the position to `position` for rows this writer committed without holding them
+    /// (another appender on a shared PostgreSQL log, or a commit whose answer was lost): the
+    /// tail then holds nothing at or below `position`, so those rows are read from the log.
+    pub fn skip_to(&self, position: Token) {
+        let mut inner = self.inner.lock().expect("tail lock");
+        if position <= inner.position {
+            return;
+        }
+        inner.rows.clear();
+        inner.position = position;
+        inner.complete_after = position;
+    }
+
     /// Rows with tokens in `(from, upto]`, about `limit` of them without cutting a token, or
     /// `None` when rows after `from` have been evicted (read the log instead).
     pub fn read(&self, from: Token, upto: Token, limit: usize) -> Option<Updates> {
@@ -129,6 +142,23 @@ mod tests {
         tail.push([row(2), row(3), row(4)], Token(4));
         assert!(tail.read(Token(1), Token(4), 10).is_none());
         assert_eq!(tail.read(Token(2), Token(4), 10).unwrap().rows.len(), 2);
+    }
+
+    #[test]
+    fn rows_committed_elsewhere_are_left_to_the_log() {
+        let tail = RecentRows::new(Token(1), 10);
+        tail.push([row(2)], Token(2));
+        tail.skip_to(Token(4));
+        tail.push([row(5)], Token(5));
+        assert_eq!(tail.position(), Token(5));
+        assert!(
+            tail.read(Token(2), Token(5), 10).is_none(),
+            "3 and 4 are not here"
+        );
+        assert_eq!(
+            tail.read(Token(4), Token(5), 10).unwrap().rows,
+            vec![row(5)]
+        );
     }
 
     #[test]
