@@ -424,15 +424,22 @@ async fn bench_append_to(database_url: Option<String>, rows: usize) -> anyhow::R
     Ok(rate)
 }
 
-async fn bench_raw_sqlite(rows: usize) -> anyhow::Result<f64> {
+/// A fresh SQLite file with the writer's durability pragmas (WAL, `synchronous = FULL`), for
+/// the baselines; the folder lives as long as the returned guard.
+async fn durable_sqlite() -> anyhow::Result<(tempfile::TempDir, sqlx::SqlitePool)> {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
     let dir = tempfile::tempdir()?;
     let options = SqliteConnectOptions::new()
-        .filename(dir.path().join("raw.sqlite"))
+        .filename(dir.path().join("baseline.sqlite"))
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full);
     let pool = sqlx::SqlitePool::connect_with(options).await?;
+    Ok((dir, pool))
+}
+
+async fn bench_raw_sqlite(rows: usize) -> anyhow::Result<f64> {
+    let (_dir, pool) = durable_sqlite().await?;
     sqlx::query("CREATE TABLE t (stream TEXT, token BIGINT, seq BIGINT, instance TEXT, row_json TEXT, PRIMARY KEY (stream, token, seq))")
         .execute(&pool)
         .await?;
@@ -599,14 +606,7 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 /// p50/p99 of committing one row with sqlx into SQLite with the writer's pragmas: what the
 /// database alone costs per durable append.
 async fn sqlite_commit_latency(samples: usize) -> anyhow::Result<(Duration, Duration)> {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-    let dir = tempfile::tempdir()?;
-    let options = SqliteConnectOptions::new()
-        .filename(dir.path().join("commit.sqlite"))
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full);
-    let pool = sqlx::SqlitePool::connect_with(options).await?;
+    let (_dir, pool) = durable_sqlite().await?;
     sqlx::query("CREATE TABLE t (token BIGINT PRIMARY KEY, row_json TEXT)")
         .execute(&pool)
         .await?;
