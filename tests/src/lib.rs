@@ -5,6 +5,7 @@
 pub mod plugins;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod raw;
 pub mod redis;
 

@@ -1,6 +1,8 @@
-//! The real `streamhost` binary as a child process, for tests that kill it with SIGKILL.
+//! The real `streamhost` binary as a child process, for tests that kill it with SIGKILL or
+//! read what it logged.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,10 +21,22 @@ impl Process {
     /// which only test targets see) with `args`, and waits for its
     /// `streamhost <role> listening ...` line.
     pub async fn spawn(program: &str, args: &[&str]) -> Process {
+        Process::spawn_with_stderr(program, args, Stdio::inherit()).await
+    }
+
+    /// [`Process::spawn`], with the process's log (stderr) going to the file `log`, so the
+    /// test can check what it said.
+    pub async fn spawn_logging(program: &str, args: &[&str], log: &Path) -> Process {
+        let file = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("creating log file {}: {e}", log.display()));
+        Process::spawn_with_stderr(program, args, Stdio::from(file)).await
+    }
+
+    async fn spawn_with_stderr(program: &str, args: &[&str], stderr: Stdio) -> Process {
         let mut child = Command::new(program)
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("spawn streamhost");
