@@ -4,13 +4,17 @@
 //!
 //! A failed commit (a PostgreSQL log restarting, say) answers its requests with an error and
 //! the next group tries again on a fresh connection; the failure and the recovery are logged
-//! and counted (`append_failures_total`, `log_database_up`).
+//! and counted (`append_failures_total`, `log_database_up`). While the database stays away,
+//! clients retrying fail a commit every few milliseconds: the log gets the first failure and
+//! then one line per [`FAILURE_LOG_INTERVAL`], the metrics every one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use streamhost_log::{AppendRequest, Log, LogError};
 use streamhost_proto::{StreamName, Token};
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::streams::StreamSet;
 use crate::metrics::{Counter, CounterVec, Gauge, Registry};
@@ -20,6 +24,10 @@ const MAX_ROWS_PER_COMMIT: usize = 50_000;
 
 /// Requests waiting for the appender; senders wait (backpressure) when it is full.
 const QUEUE_DEPTH: usize = 1_024;
+
+/// While commits keep failing, at most one log line per this long after the first (each
+/// saying how many failed so far); `append_failures_total` counts every one.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A request could not be committed.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +123,11 @@ async fn run(
     mut receiver: mpsc::Receiver<Job>,
     metrics: AppendMetrics,
 ) {
+    // Failed commits since the last success, when the first of them failed, and when one
+    // was last logged.
     let mut failed_commits = 0u64;
+    let mut failing_since = Instant::now();
+    let mut last_logged = Instant::now();
     while let Some(first) = receiver.recv().await {
         let mut rows = first.request.rows.len();
         let mut jobs = vec![first];
@@ -136,7 +148,11 @@ async fn run(
             Ok(all_tokens) => {
                 metrics.commits.inc();
                 if failed_commits > 0 {
-                    tracing::info!(failed_commits, "log database is back: appends commit again");
+                    tracing::info!(
+                        failed_commits,
+                        down_ms = failing_since.elapsed().as_millis() as u64,
+                        "log database is back: appends commit again"
+                    );
                     failed_commits = 0;
                     metrics.database_up.set(1);
                 }
@@ -191,7 +207,19 @@ async fn run(
                 failed_commits += 1;
                 metrics.failures.inc();
                 metrics.database_up.set(0);
-                tracing::error!(error = %e, requests = replies.len(), failed_commits, "append failed");
+                if failed_commits == 1 {
+                    failing_since = Instant::now();
+                }
+                if failed_commits == 1 || last_logged.elapsed() >= FAILURE_LOG_INTERVAL {
+                    last_logged = Instant::now();
+                    tracing::error!(
+                        error = %e,
+                        requests = replies.len(),
+                        failed_commits,
+                        down_ms = failing_since.elapsed().as_millis() as u64,
+                        "append failed: answering 503 until the log database is back"
+                    );
+                }
                 let unknown = matches!(e, LogError::CommitUnknown(_));
                 for reply in replies {
                     let error = if unknown {
