@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod deployment;
 mod faults;
 mod plugin_artifacts;
 mod plugin_limits;
