@@ -3,8 +3,9 @@
 //! like the guide's, with the writer's log on the real PostgreSQL (a schema of its own) and
 //! replication over the real Redis (a channel of its own). Every reader must end with exactly
 //! the written rows, read back from its own `reader.sqlite` (the recording sink) after a
-//! clean SIGTERM exit. And a PostgreSQL restart, played by a proxy the test cuts (the
-//! machine's server is shared), costs 503s and nothing else.
+//! clean SIGTERM exit. A PostgreSQL restart, played by a proxy the test cuts (the machine's
+//! server is shared), costs 503s and nothing else. And the guide's own files (`deploy/`)
+//! parse, match what the guide shows, and run with the example plugins.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use serde_json::json;
 use streamhost::client::ApiClient;
 use streamhost::config::ConfigFile;
 use streamhost::reader::ReaderStore;
+use streamhost_integration_tests::plugins::PluginFolder;
 use streamhost_integration_tests::postgres::{self, Schema};
 use streamhost_integration_tests::process::Process;
 use streamhost_integration_tests::proxy::TcpProxy;
@@ -647,4 +649,172 @@ async fn a_postgres_restart_costs_503s_and_no_row_is_lost_or_repeated() {
         text.contains("log database is back"),
         "the recovery is logged:\n{text}"
     );
+}
+
+/// A file of the repository, by its path from the root.
+fn repo_file(path: &str) -> (PathBuf, String) {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let text = std::fs::read_to_string(&full)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", full.display()));
+    (full, text)
+}
+
+/// The file without its leading comment block: what the guide shows of it.
+fn without_header(text: &str) -> &str {
+    let mut rest = text;
+    while rest.starts_with('#') || rest.starts_with('\n') {
+        rest = rest.split_once('\n').map_or("", |(_, r)| r);
+    }
+    rest
+}
+
+fn parses_and_validates(what: &str, text: &str) {
+    let config = ConfigFile::parse(text).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    config
+        .writer
+        .validate()
+        .unwrap_or_else(|e| panic!("{what} [writer]: {e:#}"));
+    config
+        .reader
+        .validate()
+        .unwrap_or_else(|e| panic!("{what} [reader]: {e:#}"));
+}
+
+#[test]
+fn the_guides_config_files_parse_and_appear_in_it_as_they_are() {
+    let (_, guide) = repo_file("docs/deployment.md");
+    let blocks: Vec<&str> = guide
+        .split("```toml\n")
+        .skip(1)
+        .map(|rest| rest.split_once("```").expect("a closed block").0)
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        2,
+        "the guide shows writer.toml and reader-1.toml"
+    );
+    for (i, block) in blocks.iter().enumerate() {
+        parses_and_validates(&format!("docs/deployment.md TOML block {i}"), block);
+    }
+    for path in [
+        "deploy/config/writer.toml",
+        "deploy/config/reader-1.toml",
+        "deploy/container/writer.toml",
+        "deploy/container/reader.toml",
+    ] {
+        let (_, text) = repo_file(path);
+        parses_and_validates(path, &text);
+        if path.starts_with("deploy/config/") {
+            assert!(
+                blocks.contains(&without_header(&text)),
+                "docs/deployment.md shows {path} as it is"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_config_files_run_against_postgres_redis_and_the_example_plugins() {
+    let redis = redis_url().await;
+    let schema = Schema::create().await;
+    let server_name = unique_server_name("guide");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let plugins = PluginFolder::with(&["room-timeline", "notifier", "stream-stats"]);
+    let program = env!("CARGO_BIN_EXE_streamhost-under-test");
+
+    // The files as shipped; flags replace only what names hosts, folders and the channel.
+    let (writer_file, _) = repo_file("deploy/config/writer.toml");
+    let writer_data = dir.join("writer");
+    let writer = Process::spawn(
+        program,
+        &[
+            "writer",
+            "--config",
+            writer_file.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+            "--replication",
+            "127.0.0.1:0",
+            "--data",
+            writer_data.to_str().unwrap(),
+            "--database-url",
+            &schema.url(),
+            "--redis-url",
+            &redis,
+            "--server-name",
+            &server_name,
+        ],
+    )
+    .await;
+    let writer_http = format!("http://{}", writer.addr("http"));
+    let mut readers = Vec::new();
+    for (file, name) in [
+        ("deploy/config/reader-1.toml", "reader-1"),
+        ("deploy/container/reader.toml", "reader-2"),
+    ] {
+        let (file, _) = repo_file(file);
+        let data = dir.join(name);
+        let reader = Process::spawn(
+            program,
+            &[
+                "reader",
+                "--config",
+                file.to_str().unwrap(),
+                "--name",
+                name,
+                "--http",
+                "127.0.0.1:0",
+                "--data",
+                data.to_str().unwrap(),
+                "--writer-http",
+                &writer_http,
+                "--log-database-url",
+                &schema.url(),
+                "--redis-url",
+                &redis,
+                "--server-name",
+                &server_name,
+                "--plugins",
+                plugins.path().to_str().unwrap(),
+                "--admin-token",
+                "CHANGE-ME-admin",
+            ],
+        )
+        .await;
+        wait_subscribed(&http_client(&reader)).await;
+        readers.push(reader);
+    }
+
+    // The file's write token is the one required.
+    let messages: Vec<_> = (0..20)
+        .map(|i| json!({"room": "!a:x", "sender": "@a:x", "body": format!("hi {i}")}))
+        .collect();
+    let client = ApiClient::new(writer_http).with_bearer("CHANGE-ME-write");
+    let tokens = client
+        .append("messages", rows_body(&messages), false)
+        .await
+        .expect("append with the file's write token");
+    let last = tokens.last().unwrap();
+    for reader in readers {
+        let api = http_client(&reader);
+        let timeline = api
+            .get_json(&format!(
+                "/v1/query/room-timeline/timeline?room=!a:x&min_token=messages:{last}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(timeline, json!(messages), "the plugin saw every message");
+        let admin = api.clone().with_bearer("CHANGE-ME-admin");
+        let loaded = admin.get_json("/v1/admin/plugins").await.unwrap();
+        let states: Vec<&str> = loaded
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["running"; 3], "{loaded}");
+        assert!(reader.terminate().await.success());
+    }
+    assert!(writer.terminate().await.success());
 }
