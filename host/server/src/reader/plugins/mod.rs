@@ -51,6 +51,7 @@ pub(crate) struct PluginMetrics {
     quarantines: CounterVec,
     reloads: CounterVec,
     counters: CounterVec,
+    gaps: CounterVec,
 }
 
 impl PluginMetrics {
@@ -90,6 +91,12 @@ impl PluginMetrics {
                 "streamhost_plugin_counter_total",
                 "Counters plugins keep through the counters import.",
                 &["plugin", "name"],
+            ),
+            gaps: registry.counter_vec(
+                "streamhost_plugin_gaps_total",
+                "Ranges a plugin missed that no catch-up source can provide (it fell behind \
+                 the feed while following a Synapse); each is a dead letter.",
+                &["plugin", "stream"],
             ),
         }
     }
