@@ -380,6 +380,9 @@ impl Processor {
         let cur = self.position(&key);
         if self.first_position == FirstPosition::Join && !self.positions.contains_key(&key) {
             tracing::info!(stream = %key.0, instance = %key.1, token = %new, "following a new stream from its announced position");
+            // Known from now on, even at token 0: a later jump is a gap, not another join.
+            self.positions.insert(key.clone(), new);
+            self.dirty.insert(key.clone());
         } else if cur > new {
             tracing::warn!(
                 stream = %key.0, instance = %key.1, position = %cur, writer_position = %new,
@@ -1237,13 +1240,26 @@ mod tests {
             Inbound::Connected(1),
             Inbound::Position(1, position("events", "master", 4533, 4533)),
             Inbound::Rdata(1, rdata("events", "master", Some(4534), "[1]")),
+            Inbound::Position(1, position("typing", "master", 0, 0)),
+            Inbound::Position(1, position("typing", "master", 4, 5)),
         ])
         .await;
+        let status = h.processor.shared.snapshot();
+        let typing = status.stream("typing", "master").unwrap();
+        assert_eq!(
+            (typing.gaps, typing.last_gap),
+            (1, Some(GapRange { from: 0, to: 5 })),
+            "joined at 0, so (0, 5] was missed"
+        );
         assert_eq!(
             h.delivered(),
             vec![b("events", "master", 4533, 4534, &["[1]"])]
         );
-        assert!(h.catchup.requests.lock().unwrap().is_empty());
+        assert_eq!(
+            *h.catchup.requests.lock().unwrap(),
+            vec![(stream("typing"), Token(0), Token(5))],
+            "joining fetches nothing; only the typing gap was asked for"
+        );
         // Known from now on: a later jump is a gap.
         h.feed(vec![Inbound::Position(
             1,
