@@ -207,6 +207,11 @@ async fn a_synapse_reader_process_hands_every_row_of_a_real_session_to_its_plugi
         );
     }
     assert_eq!(m(r#"streamhost_reader_errors_total{reason="apply"}"#), 0.0);
+    assert_eq!(
+        m(r#"streamhost_plugin_rows_total{plugin="stream-stats"}"#),
+        expected.values().sum::<usize>() as f64,
+        "the plugin metrics carry one streamhost_ prefix"
+    );
 
     // The membership plugin: one notification per m.room.member event, in token order.
     let page = client
@@ -267,4 +272,82 @@ async fn a_synapse_reader_process_hands_every_row_of_a_real_session_to_its_plugi
         format!(r#"{{"room_id":"{ROOM}","user_ids":["@alice:localhost"]}}"#)
     );
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_added_to_a_running_synapse_reader_reports_its_gap_and_follows_on() {
+    let url = redis_url().await;
+    let server_name = unique_server_name("synapse-late");
+    let script = Script::from_capture();
+    let events = script.rows_per_stream()["events"] as u64;
+    let folder = PluginFolder::with(&["stream-stats"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("reader");
+    let config = dir.path().join("reader.toml");
+    std::fs::write(
+        &config,
+        reader_toml(&data, folder.path(), &server_name, &url),
+    )
+    .unwrap();
+    let mut synapse = FakeSynapse::connect(&url, &server_name).await;
+    let reader = Process::spawn(
+        env!("CARGO_BIN_EXE_streamhost-under-test"),
+        &["reader", "--config", config.to_str().unwrap()],
+    )
+    .await;
+    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
+    assert_eq!(
+        synapse.next_heard(WAIT).await.as_deref(),
+        Some("REPLICATE ")
+    );
+    synapse.publish(&script.announcements).await;
+    synapse.publish(&script.rows).await;
+    wait_until(WAIT, "stream-stats to count the events", || async {
+        count(&client, "events").await == events
+    })
+    .await;
+
+    // membership arrives late: the session's events are in Synapse's database only.
+    folder.install("membership", "membership");
+    wait_until(WAIT, "membership to report its gap", || async {
+        let metrics = client
+            .send(hyper::Method::GET, "/metrics", bytes::Bytes::new())
+            .await
+            .map(|(_, body)| String::from_utf8_lossy(&body).into_owned())
+            .unwrap_or_default();
+        metric(
+            &metrics,
+            r#"streamhost_plugin_gaps_total{plugin="membership",stream="events"}"#,
+        ) == Some(1.0)
+    })
+    .await;
+    // It follows on from there: the next membership change is notified.
+    let last = script
+        .rows
+        .iter()
+        .filter_map(|m| m.line.strip_prefix("RDATA events master "))
+        .filter_map(|rest| rest.split(' ').next()?.parse::<i64>().ok())
+        .max()
+        .unwrap();
+    synapse
+        .publish_line(&format!(
+            r#"RDATA events master {} ["ev",["$late","{ROOM}","m.room.member","@dave:localhost",null,null,"join",0,0]]"#,
+            last + 1
+        ))
+        .await;
+    let page = client
+        .get_json(&format!(
+            "/v1/notifications?topics=membership:{ROOM}&since=0&timeout_ms=20000"
+        ))
+        .await
+        .unwrap();
+    let notifications = page["notifications"].as_array().unwrap();
+    assert_eq!(notifications.len(), 1, "{page}");
+    let change: Value =
+        serde_json::from_str(notifications[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(change["user_id"], "@dave:localhost");
+    assert_eq!(change["token"], last + 1);
+    let plugins = client.get_json("/v1/plugins").await.unwrap();
+    assert!(plugins.to_string().contains("membership"), "{plugins}");
+    assert!(reader.terminate().await.success());
 }
