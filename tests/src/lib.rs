@@ -1,6 +1,6 @@
 //! The integration-test harness: writers and readers on loopback port 0 with temporary
 //! SQLite files (or a fresh PostgreSQL schema for the writer's log), raw replication clients,
-//! polling helpers, and the real binary as a process.
+//! polling helpers, the real binary as a process, and a scripted fake Synapse on Redis.
 
 pub mod plugins;
 pub mod postgres;
@@ -8,6 +8,7 @@ pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod synapse;
 
 use std::future::Future;
 use std::net::SocketAddr;

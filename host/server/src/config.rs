@@ -1,7 +1,9 @@
 //! The one TOML configuration file (`--config`), its defaults and validation.
 //!
 //! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
-//! Unknown keys are errors that name the key.
+//! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`].
+
+mod synapse;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 use streamhost_proto::{InstanceName, StreamName};
+
+pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
 
 /// The whole file: a `[writer]` and a `[reader]` table, both optional.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -262,6 +266,10 @@ pub struct ReaderConfig {
     /// Follow the writer over Redis pub/sub (`[reader.redis]`) instead of TCP: channel
     /// `<server_name>` (so `server_name` is required); `writer` is then unused.
     pub redis: Option<RedisConfig>,
+    /// Follow a live Synapse deployment instead of a Streamhost writer (`[reader.synapse]`,
+    /// `docs/synapse.md`); `name` is then this reader's instance name in the deployment, and
+    /// `writer`, `writer_http`, `server_name`, `redis` and `log_database_url` are unused.
+    pub synapse: Option<SynapseConfig>,
 }
 
 /// The reader's plugins: where they are, what each is granted, and the host's bounds.
@@ -336,6 +344,7 @@ impl Default for ReaderConfig {
             log_database_url: None,
             plugins: PluginsConfig::default(),
             redis: None,
+            synapse: None,
         }
     }
 }
@@ -365,6 +374,14 @@ impl ReaderConfig {
             self.plugins.feed_rows > 0 && self.plugins.notifications > 0,
             "reader.plugins.feed_rows and reader.plugins.notifications must be > 0"
         );
+        if let Some(synapse) = &self.synapse {
+            anyhow::ensure!(
+                self.redis.is_none() && self.log_database_url.is_none(),
+                "reader.synapse follows a Synapse: leave out reader.redis and \
+                 reader.log_database_url (they follow a Streamhost writer)"
+            );
+            synapse.validate(&self.name)?;
+        }
         if let Some(redis) = &self.redis {
             redis.validate("reader.redis")?;
             anyhow::ensure!(

@@ -8,6 +8,8 @@
 //!   and the TCP replication server.
 //! - `reader/`: the replication client, the `POSITION` rule and catch-up, the reader's own
 //!   database, its HTTP API and its Wasm plugins (`reader/plugins/`).
+//! - `redis_mode/`: Redis pub/sub replication (the writer's publisher, the reader's subscriber).
+//! - `synapse/`: a reader following a live Synapse (`[reader.synapse]`): row objects, catch-up.
 //! - `tail`: `streamhost tail`, decoded replication traffic.
 //! - `plugin_run`: `streamhost plugin run`, recorded traffic replayed through one plugin.
 //! - `bench`, `bench_plugins`, `bench_plugin_host`, `bench_redis`: `streamhost bench` and its
@@ -27,5 +29,6 @@ pub mod metrics;
 pub mod plugin_run;
 pub mod reader;
 pub mod redis_mode;
+pub mod synapse;
 pub mod tail;
 pub mod writer;

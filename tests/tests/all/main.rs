@@ -13,6 +13,7 @@ mod postgres;
 mod process;
 mod redis;
 mod replication;
+mod synapse;
 mod tail;
 mod writer_http;
 mod writer_tcp;

@@ -47,6 +47,10 @@ pub enum CatchupError {
     /// The answer is not what the endpoint promises.
     #[error("catch-up answer is malformed: {0}")]
     Malformed(String),
+    /// No source can provide these rows (a Synapse stream whose rows are only in Synapse's
+    /// database): the range is a gap, to be reported, never retried.
+    #[error("no catch-up source: {0}")]
+    Unavailable(String),
 }
 
 impl CatchupError {
@@ -55,7 +59,7 @@ impl CatchupError {
         match self {
             CatchupError::Transport(_) => true,
             CatchupError::Status { status, .. } => status.is_server_error(),
-            CatchupError::Malformed(_) => false,
+            CatchupError::Malformed(_) | CatchupError::Unavailable(_) => false,
         }
     }
 }

@@ -12,8 +12,8 @@
 //! ```
 //!
 //! File map:
-//! - `connection`: TCP sessions, pings, reconnects, backpressure (or, with `[reader.redis]`,
-//!   [`crate::redis_mode`]'s subscriber in its place).
+//! - `connection`: TCP sessions, pings, reconnects, backpressure (or, with `[reader.redis]`
+//!   or `[reader.synapse]`, [`crate::redis_mode`]'s subscriber in its place).
 //! - `processor`: the `POSITION` rule, `batch` runs, group commits.
 //! - [`batches`]: assembling `batch` runs per (stream, instance).
 //! - [`catchup`]: fetching missed rows from the writer's catch-up endpoint (or its database).
@@ -48,13 +48,14 @@ pub use self::batches::BatchAssembler;
 use self::catchup::{CatchupSource, DbCatchup, HttpCatchup};
 use self::connection::ConnectionConfig;
 use self::plugins::PluginHost;
-use self::processor::{Limits, Processor};
+use self::processor::{FirstPosition, Limits, Processor};
 pub use self::sink::{Batch, BatchSink, BoxFuture, DiscardSink, RecordingSink};
 use self::status::Shared;
-pub use self::status::{ConnectionState, ConnectionStatus, ReaderStatus, StreamStatus};
+pub use self::status::{ConnectionState, ConnectionStatus, GapRange, ReaderStatus, StreamStatus};
 pub use self::store::ReaderStore;
 use crate::config::ReaderConfig;
-use crate::redis_mode::reader::RedisReaderConfig;
+use crate::redis_mode::reader::{RedisReaderConfig, RowFormat};
+use crate::synapse::catchup::SynapseCatchup;
 
 /// A running reader: its connection, processor and HTTP API tasks.
 pub struct Reader {
@@ -95,10 +96,15 @@ impl Reader {
                 Arc::new(DiscardSink)
             }
         });
-        let shared = Arc::new(Shared::new(config.name.clone(), config.writer.clone()));
-        let catchup: Arc<dyn CatchupSource> = match &config.log_database_url {
-            Some(url) => Arc::new(DbCatchup::open(url).await?),
-            None => Arc::new(HttpCatchup::new(
+        let followed = match &config.synapse {
+            Some(synapse) => crate::synapse::describe(synapse),
+            None => config.writer.clone(),
+        };
+        let shared = Arc::new(Shared::new(config.name.clone(), followed));
+        let catchup: Arc<dyn CatchupSource> = match (&config.synapse, &config.log_database_url) {
+            (Some(synapse), _) => Arc::new(SynapseCatchup::new(synapse)),
+            (None, Some(url)) => Arc::new(DbCatchup::open(url).await?),
+            (None, None) => Arc::new(HttpCatchup::new(
                 &config.writer_http,
                 config.replication_secret.clone(),
             )),
@@ -118,6 +124,9 @@ impl Reader {
             Limits::new(reconnect_max, config.inbound_queue),
         )
         .await?;
+        if config.synapse.is_some() {
+            processor = processor.with_first_position(FirstPosition::Join);
+        }
         let plugins = match &config.plugins.dir {
             Some(_) => {
                 let positions = processor
@@ -159,11 +168,22 @@ impl Reader {
         ));
         let (guard, task_shared, task_stop) =
             (stop.clone().drop_guard(), shared.clone(), stop.clone());
-        let redis = config.redis.clone().map(|redis| RedisReaderConfig {
-            redis,
-            channel: crate::redis_mode::channel(config.server_name.as_deref().unwrap_or_default()),
-            name: config.name.clone(),
-        });
+        let redis = match &config.synapse {
+            Some(synapse) => Some(RedisReaderConfig {
+                redis: synapse.redis_config()?,
+                channel: crate::redis_mode::channel(&synapse.server_name),
+                name: config.name.clone(),
+                rows: RowFormat::SynapseObjects,
+            }),
+            None => config.redis.clone().map(|redis| RedisReaderConfig {
+                redis,
+                channel: crate::redis_mode::channel(
+                    config.server_name.as_deref().unwrap_or_default(),
+                ),
+                name: config.name.clone(),
+                rows: RowFormat::AsSent,
+            }),
+        };
         tasks.push((
             "connection",
             tokio::spawn(async move {
@@ -190,7 +210,7 @@ impl Reader {
                 crate::http::serve(http, handler, task_stop).await;
             }),
         ));
-        tracing::info!(writer = %config.writer, name = %config.name, http = %http_addr, "reader started");
+        tracing::info!(follows = %shared.snapshot().writer, name = %config.name, http = %http_addr, "reader started");
         Ok(Reader {
             http_addr,
             shared,

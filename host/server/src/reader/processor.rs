@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::batches::BatchAssembler;
-use super::catchup::{CatchupPage, CatchupSource};
+use super::catchup::{CatchupError, CatchupPage, CatchupSource};
 use super::plugins::{Advance, Feed};
 use super::sink::{Batch, BatchSink};
 use super::status::Shared;
@@ -87,6 +87,25 @@ const CATCHUP_ATTEMPTS: u32 = 5;
 /// First pause after a failure (catch-up retry, failed commit); doubles up to the reconnect cap.
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 
+/// Where a (stream, instance) the reader has no position for starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FirstPosition {
+    /// From the beginning: its first `POSITION` catches up from 0 (a Streamhost writer, whose
+    /// log holds everything).
+    CatchUp,
+    /// At the first `POSITION`'s new token: a reader joining a live Synapse, whose history is
+    /// in Synapse's database, starts from now (not a gap).
+    Join,
+}
+
+/// Why a catch-up request gave no page.
+enum NoPage {
+    /// No source has these rows: a gap to report (the reason says why).
+    Unavailable(String),
+    /// It failed (already reported, the connection is being dropped) or the reader stops.
+    Failed,
+}
+
 /// Counters of one stream, looked up once.
 #[derive(Clone, Debug)]
 struct StreamCounters {
@@ -133,6 +152,8 @@ pub(crate) struct Processor {
     counters: HashMap<StreamName, StreamCounters>,
     /// Where committed batches go for the plugins, when any run.
     feed: Option<Arc<Feed>>,
+    /// Where a key with no position starts.
+    first_position: FirstPosition,
 }
 
 impl Processor {
@@ -178,12 +199,19 @@ impl Processor {
             failures: 0,
             counters: HashMap::default(),
             feed: None,
+            first_position: FirstPosition::CatchUp,
         })
     }
 
     /// Publishes every commit to `feed` as well (for the plugins).
     pub(crate) fn with_feed(mut self, feed: Arc<Feed>) -> Processor {
         self.feed = Some(feed);
+        self
+    }
+
+    /// Starts keys with no position as `first` says (default [`FirstPosition::CatchUp`]).
+    pub(crate) fn with_first_position(mut self, first: FirstPosition) -> Processor {
+        self.first_position = first;
         self
     }
 
@@ -350,7 +378,12 @@ impl Processor {
             tracing::debug!(stream = %key.0, instance = %key.1, rows = cleared, "POSITION cleared an unfinished batch run");
         }
         let cur = self.position(&key);
-        if cur > new {
+        if self.first_position == FirstPosition::Join && !self.positions.contains_key(&key) {
+            tracing::info!(stream = %key.0, instance = %key.1, token = %new, "following a new stream from its announced position");
+            // Known from now on, even at token 0: a later jump is a gap, not another join.
+            self.positions.insert(key.clone(), new);
+            self.dirty.insert(key.clone());
+        } else if cur > new {
             tracing::warn!(
                 stream = %key.0, instance = %key.1, position = %cur, writer_position = %new,
                 "the writer is behind this reader (restored from an older state?); keeping the position"
@@ -372,8 +405,13 @@ impl Processor {
     async fn catch_up(&mut self, key: &Key, cur: Token, new: Token) -> bool {
         let mut from = cur;
         loop {
-            let Some(page) = self.fetch(&key.0, from, new).await else {
-                return false;
+            let page = match self.fetch(&key.0, from, new).await {
+                Ok(page) => page,
+                Err(NoPage::Unavailable(reason)) => {
+                    self.report_gap(key, from, new, &reason);
+                    return true;
+                }
+                Err(NoPage::Failed) => return false,
             };
             self.counters(&key.0)
                 .catchup_rows
@@ -416,40 +454,59 @@ impl Processor {
         }
     }
 
-    /// One catch-up request with retries of transient failures; `None` after giving up or on
-    /// shutdown.
+    /// Reports that `(from, to]` of `key` was missed and cannot be fetched: a warning, the
+    /// `reader_gaps_total` metric and the stream's entry in the status. The position then
+    /// moves on to `to` (the caller's `POSITION`), so the gap is reported once.
+    fn report_gap(&mut self, key: &Key, from: Token, to: Token, reason: &str) {
+        tracing::warn!(
+            stream = %key.0, instance = %key.1, from = from.0, to = to.0, %reason,
+            "gap: rows in (from, to] were missed and cannot be fetched; following on from `to`"
+        );
+        self.shared
+            .metrics
+            .gaps
+            .with(&[key.0.as_str(), key.1.as_str()])
+            .inc();
+        self.shared.update_stream(key, |f| {
+            f.gaps += 1;
+            f.last_gap = Some((from, to));
+        });
+    }
+
+    /// One catch-up request with retries of transient failures.
     async fn fetch(
         &mut self,
         stream: &StreamName,
         from: Token,
         upto: Token,
-    ) -> Option<CatchupPage> {
+    ) -> Result<CatchupPage, NoPage> {
         let mut pause = FIRST_PAUSE;
         for attempt in 1..=CATCHUP_ATTEMPTS {
             self.counters(stream).catchup_requests.inc();
             let result = tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => return None,
+                () = self.shutdown.cancelled() => return Err(NoPage::Failed),
                 result = self.catchup.fetch(stream, from, upto) => result,
             };
             let error = match result {
-                Ok(page) => return Some(page),
+                Ok(page) => return Ok(page),
+                Err(CatchupError::Unavailable(reason)) => return Err(NoPage::Unavailable(reason)),
                 Err(error) => error,
             };
             if !error.is_transient() || attempt == CATCHUP_ATTEMPTS {
                 let message = format!("catch-up of {stream} from {from} to {upto}: {error}");
                 self.fail(message, "catchup").await;
-                return None;
+                return Err(NoPage::Failed);
             }
             self.shared.metrics.errors.with(&["catchup"]).inc();
             tracing::debug!(%stream, %error, attempt, "catch-up failed; retrying");
             tokio::select! {
-                () = self.shutdown.cancelled() => return None,
+                () = self.shutdown.cancelled() => return Err(NoPage::Failed),
                 () = tokio::time::sleep(pause) => {}
             }
             pause = (pause * 2).min(self.limits.max_pause);
         }
-        None
+        Err(NoPage::Failed)
     }
 
     /// Commits the ready batches and changed positions in one transaction, then publishes
@@ -604,8 +661,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::reader::catchup::CatchupError;
     use crate::reader::sink::BoxFuture;
+    use crate::reader::status::GapRange;
 
     fn stream(s: &str) -> StreamName {
         StreamName::new(s).unwrap()
@@ -667,6 +724,8 @@ mod tests {
         page: usize,
         requests: Mutex<Vec<(StreamName, Token, Token)>>,
         broken: bool,
+        /// Answers `Unavailable` (a Synapse stream with no catch-up source).
+        unavailable: bool,
     }
 
     impl MemoryCatchup {
@@ -676,6 +735,7 @@ mod tests {
                 page,
                 requests: Mutex::new(Vec::new()),
                 broken: false,
+                unavailable: false,
             }
         }
     }
@@ -692,6 +752,11 @@ mod tests {
                     .lock()
                     .unwrap()
                     .push((stream.clone(), from, upto));
+                if self.unavailable {
+                    return Err(CatchupError::Unavailable(
+                        "only in Synapse's database".into(),
+                    ));
+                }
                 if self.broken {
                     return Err(CatchupError::Status {
                         status: hyper::StatusCode::BAD_REQUEST,
@@ -1126,6 +1191,94 @@ mod tests {
         assert!(h.delivered().is_empty());
         assert!(h.stored().await.is_empty());
         assert_eq!(*h.drop_rx.borrow(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_gap_no_source_can_fill_is_reported_once_and_the_stream_follows_on() {
+        let mut catchup = MemoryCatchup::new(&[], 100);
+        catchup.unavailable = true;
+        let mut h = harness(catchup).await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("receipts", "master", 0, 0)),
+            Inbound::Rdata(1, rdata("receipts", "master", Some(2), "[2]")),
+            // The reader is at 2; the writer last published 5: (2, 6] cannot be fetched.
+            Inbound::Position(1, position("receipts", "master", 5, 6)),
+            Inbound::Rdata(1, rdata("receipts", "master", Some(7), "[7]")),
+        ])
+        .await;
+        assert_eq!(
+            h.delivered(),
+            vec![
+                b("receipts", "master", 0, 2, &["[2]"]),
+                b("receipts", "master", 6, 7, &["[7]"]),
+            ]
+        );
+        assert_eq!(*h.drop_rx.borrow(), 0, "a gap does not drop the connection");
+        let status = h.processor.shared.snapshot();
+        let stream = status.stream("receipts", "master").unwrap();
+        assert_eq!(
+            (stream.gaps, stream.last_gap),
+            (1, Some(GapRange { from: 2, to: 6 }))
+        );
+        let text = h.processor.shared.metrics.registry.render();
+        assert!(
+            text.contains(
+                "streamhost_reader_gaps_total{stream=\"receipts\",instance=\"master\"} 1"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn joining_a_live_synapse_starts_unknown_streams_at_their_announcement() {
+        let mut catchup = MemoryCatchup::new(&[], 100);
+        catchup.unavailable = true;
+        let mut h = harness(catchup).await;
+        h.processor = h.processor.with_first_position(FirstPosition::Join);
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "master", 4533, 4533)),
+            Inbound::Rdata(1, rdata("events", "master", Some(4534), "[1]")),
+            Inbound::Position(1, position("typing", "master", 0, 0)),
+            Inbound::Position(1, position("typing", "master", 4, 5)),
+        ])
+        .await;
+        let status = h.processor.shared.snapshot();
+        let typing = status.stream("typing", "master").unwrap();
+        assert_eq!(
+            (typing.gaps, typing.last_gap),
+            (1, Some(GapRange { from: 0, to: 5 })),
+            "joined at 0, so (0, 5] was missed"
+        );
+        assert_eq!(
+            h.delivered(),
+            vec![b("events", "master", 4533, 4534, &["[1]"])]
+        );
+        assert_eq!(
+            *h.catchup.requests.lock().unwrap(),
+            vec![(stream("typing"), Token(0), Token(5))],
+            "joining fetches nothing; only the typing gap was asked for"
+        );
+        // Known from now on: a later jump is a gap.
+        h.feed(vec![Inbound::Position(
+            1,
+            position("events", "master", 4540, 4540),
+        )])
+        .await;
+        let status = h.processor.shared.snapshot();
+        let stream = status.stream("events", "master").unwrap();
+        assert_eq!(
+            (stream.gaps, stream.last_gap),
+            (
+                1,
+                Some(GapRange {
+                    from: 4534,
+                    to: 4540
+                })
+            )
+        );
+        assert_eq!(stream.position, Token(4540));
     }
 
     #[test]

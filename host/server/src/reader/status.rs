@@ -56,6 +56,20 @@ pub struct StreamStatus {
     pub rows_applied: u64,
     /// Batches applied (committed) since the reader started.
     pub batches_applied: u64,
+    /// Ranges of rows missed and not fetchable (a Synapse stream whose rows are only in
+    /// Synapse's database) since the reader started.
+    pub gaps: u64,
+    /// The latest of those ranges.
+    pub last_gap: Option<GapRange>,
+}
+
+/// Tokens `(from, to]` of a (stream, instance) whose rows the reader never received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct GapRange {
+    /// The reader's position when the gap was found (excluded).
+    pub from: i64,
+    /// The position it moved on to (included).
+    pub to: i64,
 }
 
 /// A snapshot of a reader (`GET /v1/status`).
@@ -102,6 +116,7 @@ pub(crate) struct ReaderMetrics {
     pub(crate) catchup_requests: CounterVec,
     pub(crate) catchup_rows: CounterVec,
     pub(crate) writer_behind: CounterVec,
+    pub(crate) gaps: CounterVec,
     pub(crate) reconnects: Counter,
     pub(crate) errors: CounterVec,
     pub(crate) commits: Counter,
@@ -157,6 +172,12 @@ impl ReaderMetrics {
                  from an older state); the reader keeps its position.",
                 &["stream"],
             ),
+            gaps: r.counter_vec(
+                "reader_gaps_total",
+                "Token ranges missed that no catch-up source can provide (Synapse streams \
+                 whose rows are only in Synapse's database); each is logged with its range.",
+                &["stream", "instance"],
+            ),
             reconnects: r.counter(
                 "reader_reconnects_total",
                 "Connection attempts after the first.",
@@ -199,6 +220,8 @@ pub(crate) struct StreamFigures {
     pub(crate) writer_position: Token,
     pub(crate) rows_applied: u64,
     pub(crate) batches_applied: u64,
+    pub(crate) gaps: u64,
+    pub(crate) last_gap: Option<(Token, Token)>,
 }
 
 #[derive(Debug)]
@@ -307,6 +330,11 @@ impl Shared {
                         lag: writer_position.0.saturating_sub(f.position.0),
                         rows_applied: f.rows_applied,
                         batches_applied: f.batches_applied,
+                        gaps: f.gaps,
+                        last_gap: f.last_gap.map(|(from, to)| GapRange {
+                            from: from.0,
+                            to: to.0,
+                        }),
                     }
                 })
                 .collect(),

@@ -41,6 +41,19 @@ pub(crate) struct RedisReaderConfig {
     pub(crate) channel: String,
     /// This reader's instance name: `RDATA`/`POSITION` carrying it are its own echoes.
     pub(crate) name: String,
+    /// What `RDATA` rows become before the processor sees them.
+    pub(crate) rows: RowFormat,
+}
+
+/// How `RDATA` rows are handed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowFormat {
+    /// As sent (a Streamhost writer's rows).
+    AsSent,
+    /// Synapse's row arrays as objects with Synapse's field names
+    /// ([`crate::synapse::rows`]); a row Synapse could not parse either is logged, counted as
+    /// malformed and dropped.
+    SynapseObjects,
 }
 
 enum Ended {
@@ -255,7 +268,19 @@ impl Session<'_> {
                 self.metrics.echoes.inc();
                 None
             }
-            Command::Rdata(r) => Some(Inbound::Rdata(self.id, r)),
+            Command::Rdata(mut r) => {
+                if self.config.rows == RowFormat::SynapseObjects {
+                    match crate::synapse::rows::to_object(&r.stream, &r.row) {
+                        Ok(row) => r.row = row,
+                        Err(e) => {
+                            self.metrics.malformed.inc();
+                            tracing::warn!(error = %e, line = %super::excerpt(body), "Failed to parse RDATA from Redis; dropped");
+                            return None;
+                        }
+                    }
+                }
+                Some(Inbound::Rdata(self.id, r))
+            }
             Command::Position(p) => Some(Inbound::Position(self.id, p)),
             // REPLICATE (ours echoed, or another reader's), the workers' commands, pokes: a
             // reader is the source of no stream and keeps no presence or lock state.

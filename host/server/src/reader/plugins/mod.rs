@@ -51,45 +51,52 @@ pub(crate) struct PluginMetrics {
     quarantines: CounterVec,
     reloads: CounterVec,
     counters: CounterVec,
+    gaps: CounterVec,
 }
 
 impl PluginMetrics {
     fn new(registry: &Registry) -> PluginMetrics {
         PluginMetrics {
             batches: registry.counter_vec(
-                "streamhost_plugin_batches_total",
+                "plugin_batches_total",
                 "Batches a plugin applied.",
                 &["plugin"],
             ),
             rows: registry.counter_vec(
-                "streamhost_plugin_rows_total",
+                "plugin_rows_total",
                 "Rows a plugin applied.",
                 &["plugin"],
             ),
             effects: registry.counter_vec(
-                "streamhost_plugin_effects_total",
+                "plugin_effects_total",
                 "Effects a plugin's batches applied.",
                 &["plugin"],
             ),
             failures: registry.counter_vec(
-                "streamhost_plugin_failures_total",
+                "plugin_failures_total",
                 "Failed plugin calls by reason (trap, cpu-deadline, memory, stack, effects, outside-grant, retry, skip, fatal).",
                 &["plugin", "reason"],
             ),
             quarantines: registry.counter_vec(
-                "streamhost_plugin_quarantines_total",
+                "plugin_quarantines_total",
                 "Times a plugin was quarantined.",
                 &["plugin"],
             ),
             reloads: registry.counter_vec(
-                "streamhost_plugin_reloads_total",
+                "plugin_reloads_total",
                 "Reloads by result (ok, failed).",
                 &["plugin", "result"],
             ),
             counters: registry.counter_vec(
-                "streamhost_plugin_counter_total",
+                "plugin_counter_total",
                 "Counters plugins keep through the counters import.",
                 &["plugin", "name"],
+            ),
+            gaps: registry.counter_vec(
+                "plugin_gaps_total",
+                "Ranges a plugin missed that no catch-up source can provide (it fell behind \
+                 the feed while following a Synapse); each is a dead letter.",
+                &["plugin", "stream"],
             ),
         }
     }

@@ -24,6 +24,7 @@ use super::feed::{Commit, FeedRead, Key};
 use super::query_cache::cache_key;
 use super::slot::{Control, FailureReport, PluginRunState, PluginSlot, QueryError};
 use super::store::DeadLetter;
+use crate::reader::catchup::CatchupError;
 
 /// Most rows handed to one `on-batch` call; batches are cut only between tokens, so one
 /// token with more rows makes a larger batch.
@@ -239,7 +240,8 @@ impl Worker {
     }
 
     /// Fetches `(from, to]` of `key` from the writer and applies it, retrying until it works
-    /// or a stop is requested.
+    /// or a stop is requested. When no source has the rows (a Synapse stream), the range is a
+    /// gap: reported (warning, `streamhost_plugin_gaps_total`, a dead letter) and stepped over.
     fn fill_gap(
         &mut self,
         key: &Key,
@@ -273,6 +275,10 @@ impl Worker {
                     group.dirty = true;
                     from = upto;
                 }
+                Err(CatchupError::Unavailable(reason)) => {
+                    self.report_gap(key, from, to, &reason, group);
+                    return Ok(());
+                }
                 Err(error) => {
                     tracing::warn!(plugin = %self.slot.name(), stream = %key.0, from = from.0, to = to.0, %error, "plugin catch-up failed; retrying");
                     self.wait(CATCHUP_RETRY)?;
@@ -280,6 +286,31 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Records that the plugin missed `(from, to]` of `key` for good and moves its cursor to
+    /// `to`. The dead letter keeps the range for the admin API.
+    fn report_gap(&mut self, key: &Key, from: Token, to: Token, reason: &str, group: &mut Group) {
+        tracing::warn!(
+            plugin = %self.slot.name(), stream = %key.0, instance = %key.1, from = from.0,
+            to = to.0, %reason,
+            "plugin gap: rows in (from, to] cannot be fetched; the plugin follows on from `to`"
+        );
+        self.ctx
+            .metrics
+            .gaps
+            .with(&[self.slot.name(), key.0.as_str()])
+            .inc();
+        group.dead.push(DeadLetter {
+            stream: key.0.as_str().to_string(),
+            instance: key.1.as_str().to_string(),
+            from_token: from.0,
+            to_token: to.0,
+            reason: format!("gap: {reason}"),
+            at_ms: now_ms() as i64,
+        });
+        self.cursors.insert(key.clone(), to);
+        group.dirty = true;
     }
 
     /// Hands `rows` (token order) to the plugin in batches cut between tokens.

@@ -1,0 +1,38 @@
+//! Following a live Synapse deployment (`[reader.synapse]`, `docs/synapse.md`): the reader
+//! joins Synapse's Redis replication as one more instance, with a name of its own, and hands
+//! Synapse's stream rows to its plugins.
+//!
+//! ```text
+//!  Synapse main + workers ──PUBLISH <server_name>──▶ Redis ──▶ redis_mode subscriber ──▶ processor ──▶ plugins
+//!        ▲  HTTP catch-up (typing, presence: when instance_map says where)   rows::to_object      │
+//!        └──────────────────────────────────── catchup::SynapseCatchup ◀──── gaps reported ────────┘
+//! ```
+//!
+//! It reuses Streamhost's Redis mode ([`crate::redis_mode`]) and reader unchanged, with three
+//! differences: rows become objects with Synapse's field names ([`rows`]); a stream the reader
+//! has never seen starts at its announced position instead of catching up from 0; and a range
+//! that cannot be fetched ([`catchup`]) is reported as a gap instead of retried.
+//!
+//! What it publishes: only `REPLICATE ` after each (re)subscription, as a Synapse worker does;
+//! it is the source of no stream, so it never publishes a `POSITION` or `RDATA`.
+
+pub mod catchup;
+pub mod rows;
+
+use crate::config::SynapseConfig;
+
+/// How the status shows what the reader follows: `synapse <server_name> via <redis>`.
+pub fn describe(config: &SynapseConfig) -> String {
+    let redis = &config.redis;
+    match &redis.path {
+        Some(path) => format!(
+            "synapse {} via redis {}",
+            config.server_name,
+            path.display()
+        ),
+        None => format!(
+            "synapse {} via redis {}:{}",
+            config.server_name, redis.host, redis.port
+        ),
+    }
+}

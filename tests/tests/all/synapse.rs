@@ -1,0 +1,353 @@
+//! A reader following a live Synapse (`[reader.synapse]`): the real binary as a process, the
+//! real Redis at `STREAMHOST_TEST_REDIS`, a channel per test, and a scripted fake Synapse
+//! replaying the Redis traffic of a real Synapse deployment (`real-session-1.txt`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use streamhost::client::ApiClient;
+use streamhost::reader::ReaderStore;
+use streamhost_integration_tests::plugins::PluginFolder;
+use streamhost_integration_tests::process::Process;
+use streamhost_integration_tests::redis::{redis_addr, redis_url, unique_server_name};
+use streamhost_integration_tests::synapse::{FakeSynapse, Script};
+use streamhost_integration_tests::{stream, wait_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The reader's instance name in the fake deployment.
+const NAME: &str = "streamhost1";
+
+/// The capture's one room.
+const ROOM: &str = "!NxFe4NCL4wSCqHU3qxHJ7a1NsbVQukFWnTxfosx6eDM";
+
+/// A `reader.toml` following `server_name` on the Redis at `url`, running `stream-stats`
+/// and `membership`, recording every row.
+fn reader_toml(data: &Path, plugins: &Path, server_name: &str, url: &str) -> String {
+    let redis = redis_addr(url);
+    format!(
+        r#"[reader]
+name = "{NAME}"
+data = {data:?}
+http = "127.0.0.1:0"
+record_rows = true
+
+[reader.plugins]
+dir = {plugins:?}
+[reader.plugins.grants.stream-stats]
+streams = ["*"]
+caches = ["count"]
+kv = true
+[reader.plugins.grants.membership]
+streams = ["events"]
+topics = ["membership:*"]
+
+[reader.synapse]
+server_name = "{server_name}"
+[reader.synapse.redis]
+host = "{}"
+port = {}
+ping_interval_ms = 2000
+reconnect_max_ms = 500
+"#,
+        redis.ip(),
+        redis.port(),
+        data = data.display().to_string(),
+        plugins = plugins.display().to_string(),
+    )
+}
+
+async fn count(client: &ApiClient, stream: &str) -> u64 {
+    client
+        .get_json(&format!("/v1/query/stream-stats/count?stream={stream}"))
+        .await
+        .ok()
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+}
+
+fn metric(metrics: &str, line_start: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(line_start) && l[line_start.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synapse_reader_process_hands_every_row_of_a_real_session_to_its_plugins_once() {
+    let url = redis_url().await;
+    let server_name = unique_server_name("synapse");
+    let script = Script::from_capture();
+    let mut expected = script.rows_per_stream();
+    assert_eq!(expected.values().sum::<usize>(), 141, "{expected:?}");
+
+    let folder = PluginFolder::with(&["stream-stats", "membership"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("reader");
+    let config = dir.path().join("reader.toml");
+    std::fs::write(
+        &config,
+        reader_toml(&data, folder.path(), &server_name, &url),
+    )
+    .unwrap();
+
+    // Synapse is up before the reader: it hears the reader's REPLICATE and answers it.
+    let mut synapse = FakeSynapse::connect(&url, &server_name).await;
+    let reader = Process::spawn(
+        env!("CARGO_BIN_EXE_streamhost-under-test"),
+        &["reader", "--config", config.to_str().unwrap()],
+    )
+    .await;
+    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
+    let replicate = synapse.next_heard(WAIT).await;
+    assert_eq!(
+        replicate.as_deref(),
+        Some("REPLICATE "),
+        "the reader's first message"
+    );
+
+    synapse.publish(&script.announcements).await;
+    // Its own echoes: ignored (else `events` would get a row from instance streamhost1).
+    synapse
+        .publish_line(&format!("POSITION events {NAME} 1 900"))
+        .await;
+    synapse
+        .publish_line(&format!(
+            r#"RDATA events {NAME} 901 ["ev",["$echo","{ROOM}","m.room.message",null,null,null,null,0,0]]"#
+        ))
+        .await;
+    // Malformed: an unknown command, a bad POSITION, a typing row Synapse's parser refuses
+    // (its token 1 is then delivered by the real row that follows).
+    synapse.publish_line("NOT_A_COMMAND x").await;
+    synapse.publish_line("POSITION typing master x 1").await;
+    synapse
+        .publish_line(&format!(r#"RDATA typing master 1 ["{ROOM}"]"#))
+        .await;
+    synapse.publish(&script.rows).await;
+    synapse.publish(&script.tail).await;
+    // A gap: receipts are at 23; the main process says it last published 30.
+    synapse.publish_line("POSITION receipts master 30 31").await;
+    synapse
+        .publish_line(&format!(
+            r#"RDATA receipts master 32 ["{ROOM}","m.read","@bob:localhost","$after-the-gap",null,{{"ts":1795663740000}}]"#
+        ))
+        .await;
+    *expected.get_mut("receipts").unwrap() += 1;
+
+    for (stream, rows) in &expected {
+        wait_until(
+            WAIT,
+            &format!("stream-stats to count {rows} {stream} rows"),
+            || async { count(&client, stream).await == *rows as u64 },
+        )
+        .await;
+    }
+
+    let status = client.get_json("/v1/status").await.unwrap();
+    assert!(
+        status["writer"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("synapse {server_name} via redis ")),
+        "{status}"
+    );
+    let streams = status["streams"].as_array().unwrap();
+    assert!(
+        streams.iter().all(|s| s["instance"] != NAME),
+        "own echoes ignored: {status}"
+    );
+    for entry in streams {
+        let (name, gaps) = (entry["stream"].as_str().unwrap(), &entry["gaps"]);
+        if name == "receipts" && entry["instance"] == "master" {
+            assert_eq!(*gaps, 1, "{entry}");
+            assert_eq!(entry["last_gap"], serde_json::json!({"from": 23, "to": 31}));
+            assert_eq!(entry["position"], 32);
+        } else {
+            assert_eq!(*gaps, 0, "{entry}");
+        }
+    }
+    let metrics = client
+        .send(hyper::Method::GET, "/metrics", bytes::Bytes::new())
+        .await
+        .unwrap()
+        .1;
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    let m = |name: &str| metric(&metrics, name).unwrap_or(0.0);
+    assert_eq!(
+        m("streamhost_reader_redis_malformed_total"),
+        3.0,
+        "{metrics}"
+    );
+    assert_eq!(m("streamhost_reader_redis_echoes_ignored_total"), 2.0);
+    assert_eq!(
+        m(r#"streamhost_reader_redis_received_total{command="USER_IP"}"#),
+        0.0
+    );
+    assert_eq!(
+        m(r#"streamhost_reader_redis_received_total{command="USER_SYNC"}"#),
+        4.0
+    );
+    assert_eq!(
+        m(r#"streamhost_reader_redis_published_total{command="REPLICATE"}"#),
+        1.0
+    );
+    assert_eq!(
+        m(r#"streamhost_reader_gaps_total{stream="receipts",instance="master"}"#),
+        1.0
+    );
+    for (stream, rows) in &expected {
+        assert_eq!(
+            m(&format!(
+                r#"streamhost_reader_rows_applied_total{{stream="{stream}"}}"#
+            )),
+            *rows as f64,
+            "{stream}"
+        );
+    }
+    assert_eq!(m(r#"streamhost_reader_errors_total{reason="apply"}"#), 0.0);
+    assert_eq!(
+        m(r#"streamhost_plugin_rows_total{plugin="stream-stats"}"#),
+        expected.values().sum::<usize>() as f64,
+        "the plugin metrics carry one streamhost_ prefix"
+    );
+
+    // The membership plugin: one notification per m.room.member event, in token order.
+    let page = client
+        .get_json(&format!(
+            "/v1/notifications?topics=membership:{ROOM}&since=0&timeout_ms=1000"
+        ))
+        .await
+        .unwrap();
+    let changes: Vec<Value> = page["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| serde_json::from_str(n["payload"].as_str().unwrap()).unwrap())
+        .collect();
+    let summary: Vec<(String, String)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["user_id"].as_str().unwrap().to_owned(),
+                c["membership"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(summary.len(), 5, "{page}");
+    assert_eq!(
+        summary[0],
+        ("@alice:localhost".to_owned(), "join".to_owned())
+    );
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["room_id"] == ROOM && c["event_id"].as_str().unwrap().starts_with('$'))
+    );
+
+    // Nothing but that one REPLICATE came from the reader: no POSITION, no stream name.
+    assert_eq!(synapse.heard_from_others().await, Vec::<String>::new());
+
+    assert!(reader.terminate().await.success());
+    // Exactly once, as objects: the recording sink refuses a repeated (stream, instance,
+    // token, seq), and every row has Synapse's field names.
+    let store = ReaderStore::open(&data.join("reader.sqlite"))
+        .await
+        .unwrap();
+    let mut recorded = BTreeMap::new();
+    for name in expected.keys() {
+        let rows = store.recorded_rows(&stream(name)).await.unwrap();
+        for (instance, _, row) in &rows {
+            assert_eq!(instance.as_str(), "master");
+            let value: Value = serde_json::from_str(row.as_str()).unwrap();
+            assert!(value.is_object(), "{name}: {row}");
+        }
+        recorded.insert(name.clone(), rows.len());
+    }
+    assert_eq!(recorded, expected);
+    let typing = store.recorded_rows(&stream("typing")).await.unwrap();
+    assert_eq!(
+        typing[0].2.as_str(),
+        format!(r#"{{"room_id":"{ROOM}","user_ids":["@alice:localhost"]}}"#)
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_added_to_a_running_synapse_reader_reports_its_gap_and_follows_on() {
+    let url = redis_url().await;
+    let server_name = unique_server_name("synapse-late");
+    let script = Script::from_capture();
+    let events = script.rows_per_stream()["events"] as u64;
+    let folder = PluginFolder::with(&["stream-stats"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("reader");
+    let config = dir.path().join("reader.toml");
+    std::fs::write(
+        &config,
+        reader_toml(&data, folder.path(), &server_name, &url),
+    )
+    .unwrap();
+    let mut synapse = FakeSynapse::connect(&url, &server_name).await;
+    let reader = Process::spawn(
+        env!("CARGO_BIN_EXE_streamhost-under-test"),
+        &["reader", "--config", config.to_str().unwrap()],
+    )
+    .await;
+    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
+    assert_eq!(
+        synapse.next_heard(WAIT).await.as_deref(),
+        Some("REPLICATE ")
+    );
+    synapse.publish(&script.announcements).await;
+    synapse.publish(&script.rows).await;
+    wait_until(WAIT, "stream-stats to count the events", || async {
+        count(&client, "events").await == events
+    })
+    .await;
+
+    // membership arrives late: the session's events are in Synapse's database only.
+    folder.install("membership", "membership");
+    wait_until(WAIT, "membership to report its gap", || async {
+        let metrics = client
+            .send(hyper::Method::GET, "/metrics", bytes::Bytes::new())
+            .await
+            .map(|(_, body)| String::from_utf8_lossy(&body).into_owned())
+            .unwrap_or_default();
+        metric(
+            &metrics,
+            r#"streamhost_plugin_gaps_total{plugin="membership",stream="events"}"#,
+        ) == Some(1.0)
+    })
+    .await;
+    // It follows on from there: the next membership change is notified.
+    let last = script
+        .rows
+        .iter()
+        .filter_map(|m| m.line.strip_prefix("RDATA events master "))
+        .filter_map(|rest| rest.split(' ').next()?.parse::<i64>().ok())
+        .max()
+        .unwrap();
+    synapse
+        .publish_line(&format!(
+            r#"RDATA events master {} ["ev",["$late","{ROOM}","m.room.member","@dave:localhost",null,null,"join",0,0]]"#,
+            last + 1
+        ))
+        .await;
+    let page = client
+        .get_json(&format!(
+            "/v1/notifications?topics=membership:{ROOM}&since=0&timeout_ms=20000"
+        ))
+        .await
+        .unwrap();
+    let notifications = page["notifications"].as_array().unwrap();
+    assert_eq!(notifications.len(), 1, "{page}");
+    let change: Value =
+        serde_json::from_str(notifications[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(change["user_id"], "@dave:localhost");
+    assert_eq!(change["token"], last + 1);
+    let plugins = client.get_json("/v1/plugins").await.unwrap();
+    assert!(plugins.to_string().contains("membership"), "{plugins}");
+    assert!(reader.terminate().await.success());
+}
