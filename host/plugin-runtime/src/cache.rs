@@ -1,5 +1,7 @@
 //! Compiled components cached on disk by content hash, so a restart or a reload of an
 //! unchanged plugin skips compilation (a Python component takes seconds to compile).
+//! Compilations of one component are serialised by a lock file, so readers (threads or
+//! processes) sharing the folder compile it once and the others load the result.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -31,8 +33,37 @@ impl CompileCache {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_tag))
     }
 
+    /// The cached compilation of `sha256`, or `compile`'s result, stored for next time. While
+    /// one caller compiles, the others wait and then load what it stored.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        compile: impl FnOnce() -> anyhow::Result<Component>,
+    ) -> anyhow::Result<Component> {
+        if let Some(component) = self.load(engine, sha256) {
+            return Ok(component);
+        }
+        let lock_path = self.path(sha256).with_extension("lock");
+        // Without the lock (an unwritable folder) the only cost is compiling twice.
+        let lock = std::fs::File::create(&lock_path).and_then(|file| file.lock().map(|()| file));
+        if let Err(error) = &lock {
+            tracing::debug!(path = %lock_path.display(), %error, "compiling without the cache lock");
+        }
+        if let Some(component) = self.load(engine, sha256) {
+            return Ok(component);
+        }
+        let component = compile()?;
+        self.store(sha256, &component);
+        if lock.is_ok() {
+            // Later callers find the artifact first; a waiter holding the unlinked file loads it.
+            let _ = std::fs::remove_file(&lock_path);
+        }
+        Ok(component)
+    }
+
     /// The cached compilation of the component whose bytes hash to `sha256`, if any.
-    pub fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+    fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.path(sha256);
         if !path.is_file() {
             return None;
@@ -54,7 +85,7 @@ impl CompileCache {
 
     /// Stores `component`'s compilation under `sha256`; failures only cost a recompilation
     /// later, so they are logged, not returned.
-    pub fn store(&self, sha256: &str, component: &Component) {
+    fn store(&self, sha256: &str, component: &Component) {
         let path = self.path(sha256);
         let result = component
             .serialize()
@@ -67,5 +98,58 @@ impl CompileCache {
         if let Err(error) = result {
             tracing::warn!(path = %path.display(), %error, "could not cache a compiled component");
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The smallest component: the preamble of the component binary format.
+    const EMPTY_COMPONENT: &[u8] = &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+    #[test]
+    fn concurrent_loads_compile_once_and_later_ones_hit_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let compiled = Arc::new(AtomicUsize::new(0));
+        let barrier = Arc::new(Barrier::new(4));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (engine, compiled, barrier) =
+                    (engine.clone(), compiled.clone(), barrier.clone());
+                let cache = CompileCache::new(dir.path(), &engine).unwrap();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    cache
+                        .load_or_compile(&engine, "abc", || {
+                            compiled.fetch_add(1, Ordering::SeqCst);
+                            // Long enough for every other thread to find the lock taken.
+                            std::thread::sleep(Duration::from_millis(200));
+                            Ok(Component::new(&engine, EMPTY_COMPONENT)?)
+                        })
+                        .unwrap();
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(compiled.load(Ordering::SeqCst), 1);
+        let cache = CompileCache::new(dir.path(), &engine).unwrap();
+        cache
+            .load_or_compile(&engine, "abc", || panic!("compiled although cached"))
+            .unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 1, "only the artifact remains: {names:?}");
+        assert!(names[0].ends_with(".cwasm"), "{names:?}");
     }
 }

@@ -59,7 +59,7 @@ impl PluginInstance {
             b.streamhost_plugin_handler()
                 .call_init(s, &config, resume_after)
         })?;
-        result.map_err(plugin_failure)
+        result.map_err(|e| self.plugin_failure(e))
     }
 
     /// `restore` from a previous version's snapshot.
@@ -70,7 +70,7 @@ impl PluginInstance {
             b.streamhost_plugin_handler()
                 .call_restore(s, &config, state, resume_after)
         })?;
-        result.map_err(plugin_failure)
+        result.map_err(|e| self.plugin_failure(e))
     }
 
     /// `snapshot`.
@@ -79,7 +79,7 @@ impl PluginInstance {
         let result = self.call(deadline, |b, s| {
             b.streamhost_plugin_handler().call_snapshot(s)
         })?;
-        result.map_err(plugin_failure)
+        result.map_err(|e| self.plugin_failure(e))
     }
 
     /// `on-batch`, its effects checked against the grant and the effect limits. The key-value
@@ -94,7 +94,7 @@ impl PluginInstance {
         let result = self.call(deadline, |b, s| {
             b.streamhost_plugin_handler().call_on_batch(s, batch)
         })?;
-        let effects = result.map_err(plugin_failure)?;
+        let effects = result.map_err(|e| self.plugin_failure(e))?;
         effects::validate(&effects, &self.store.data().caps)?;
         Ok(effects)
     }
@@ -105,7 +105,21 @@ impl PluginInstance {
         let result = self.call(deadline, |b, s| {
             b.streamhost_plugin_handler().call_query(s, name, args)
         })?;
-        result.map_err(plugin_failure)
+        result.map_err(|e| self.plugin_failure(e))
+    }
+
+    /// The failure a plugin reported, with what it wrote to stderr (the Python traceback or
+    /// JavaScript stack of an exception its SDK turned into an error).
+    fn plugin_failure(&self, error: PluginError) -> Failure {
+        let reason = match error.kind {
+            ErrorKind::Retry => FailureReason::PluginRetry,
+            ErrorKind::Skip => FailureReason::PluginSkip,
+            ErrorKind::Fatal => FailureReason::PluginFatal,
+        };
+        Failure {
+            stderr: self.store.data().stderr_text(),
+            ..Failure::new(reason, error.message)
+        }
     }
 
     /// The most memory (memories and tables) this instance has held.
@@ -128,15 +142,6 @@ impl PluginInstance {
 fn set_deadline(store: &mut Store<PluginState>, deadline: Duration) {
     let ticks = deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
     store.set_epoch_deadline(ticks);
-}
-
-fn plugin_failure(error: PluginError) -> Failure {
-    let reason = match error.kind {
-        ErrorKind::Retry => FailureReason::PluginRetry,
-        ErrorKind::Skip => FailureReason::PluginSkip,
-        ErrorKind::Fatal => FailureReason::PluginFatal,
-    };
-    Failure::new(reason, error.message)
 }
 
 /// Names what stopped a call that returned a wasmtime error.

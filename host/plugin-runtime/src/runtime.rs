@@ -117,16 +117,11 @@ impl Runtime {
     /// Compiles `bytes` (hashing to `sha256`), or loads the cached compilation. Slow: call it
     /// off async threads.
     pub fn compile(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
-        if let Some(cache) = &self.cache
-            && let Some(component) = cache.load(&self.engine, sha256)
-        {
-            return Ok(component);
+        let compile = || Component::new(&self.engine, bytes).map_err(anyhow::Error::from);
+        match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, sha256, compile),
+            None => compile(),
         }
-        let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?;
-        if let Some(cache) = &self.cache {
-            cache.store(sha256, &component);
-        }
-        Ok(component)
     }
 }
 
