@@ -377,7 +377,10 @@ impl Eq for Effect {}
 impl Row {
     /// Parses the row's JSON text as `T`. A row that does not parse is an error of kind
     /// [`ErrorKind::Skip`] naming the row's token (use `let Ok(..) = row.json() else { .. }`
-    /// to ignore such rows instead).
+    /// to ignore such rows instead). As `row.json::<serde_json::Value>()` this is the reference
+    /// the Python and JavaScript SDKs' `row.json()` follow exactly (no `NaN`, no lone
+    /// surrogates, finite numbers, at most 127 levels of nesting, the last duplicate key wins),
+    /// so plugins in every language accept the same rows.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
         serde_json::from_str(&self.data)
             .map_err(|e| PluginError::skip(format!("row {}: {e}", self.token)))

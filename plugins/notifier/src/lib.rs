@@ -1,28 +1,45 @@
 //! `notifier`: wakes the clients of a room and of every mentioned user for each message.
 //!
 //! For each `messages` row `{"room": R, "mentions": [U, …], …}` it notifies `room:R` and then
-//! `user:U` for each mention, each with the row's JSON text as the payload. Rows that are not
-//! JSON objects with a string `room` are ignored. It uses no key-value store; instead it keeps
-//! an in-memory count of the notifications it sent, carried across reloads by `snapshot` and
-//! `restore`, and answers `GET /v1/query/notifier/sent` with it.
+//! `user:U` for each mention, each with the row's JSON text as the payload. Rows that do not
+//! parse as JSON (by `Row::json`'s rules), are not objects with a string `room`, or have a
+//! `mentions` that is not an array of strings are ignored. It uses no key-value store; instead
+//! it keeps an in-memory count of the notifications it sent, carried across reloads by
+//! `snapshot` and `restore` (8 bytes, little-endian), and answers `GET /v1/query/notifier/sent`
+//! with it. The Python and JavaScript versions (`plugins/python/notifier`,
+//! `plugins/javascript/notifier`) do exactly the same, checked by the conformance suite.
 
-use serde::Deserialize;
+use serde_json::Value;
 use streamhost_guest_sdk::{
     Batch, Cursor, Description, Effect, Plugin, PluginError, export_plugin,
 };
-
-/// The fields of a message this plugin reads.
-#[derive(Deserialize)]
-struct Message {
-    room: String,
-    #[serde(default)]
-    mentions: Vec<String>,
-}
 
 /// The plugin: a count of notifications sent by this instance and its snapshotted
 /// predecessors.
 struct Notifier {
     sent: u64,
+}
+
+/// The room and mentioned users of a message row, or `None` for a row this plugin ignores.
+fn recipients(data: &str) -> Option<(String, Vec<String>)> {
+    let Value::Object(mut message) = serde_json::from_str::<Value>(data).ok()? else {
+        return None;
+    };
+    let Value::String(room) = message.remove("room")? else {
+        return None;
+    };
+    let mentions = match message.remove("mentions") {
+        None => Vec::new(),
+        Some(Value::Array(users)) => users
+            .into_iter()
+            .map(|user| match user {
+                Value::String(user) => Some(user),
+                _ => None,
+            })
+            .collect::<Option<Vec<String>>>()?,
+        Some(_) => return None,
+    };
+    Some((room, mentions))
 }
 
 impl Plugin for Notifier {
@@ -40,18 +57,11 @@ impl Plugin for Notifier {
     fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
         let mut effects = Vec::new();
         for row in batch.rows {
-            // A struct also deserializes from a JSON array: insist on an object.
-            if !row.data.trim_start().starts_with('{') {
-                continue;
-            }
-            let Ok(message) = serde_json::from_str::<Message>(&row.data) else {
+            let Some((room, mentions)) = recipients(&row.data) else {
                 continue;
             };
-            effects.push(Effect::notify(
-                format!("room:{}", message.room),
-                row.data.clone(),
-            ));
-            for user in &message.mentions {
+            effects.push(Effect::notify(format!("room:{room}"), row.data.clone()));
+            for user in mentions {
                 effects.push(Effect::notify(format!("user:{user}"), row.data.clone()));
             }
         }
