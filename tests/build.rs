@@ -7,6 +7,12 @@
 //! A plugin folder holding `component.wat` instead of a crate (`evil-table`, which needs an
 //! instruction Rust cannot emit) is a hand-written core module: it is assembled with `wat` and
 //! made a component of the `reader` world with `wit-component`.
+//!
+//! The Python and JavaScript plugins (`plugins/python/*`, `plugins/javascript/*`) are built by
+//! the same commands a user runs, `scripts/build-python-plugin` and `scripts/build-js-plugin`,
+//! which install their pinned toolchains on first use; a toolchain that cannot be installed
+//! fails the build with the script's message. Each language's `template` is built too (into
+//! `$OUT_DIR/templates/<language>`), so the folder users copy always builds.
 
 use std::env;
 use std::fmt::Write as _;
@@ -26,7 +32,7 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let plugins_src = root.join("plugins");
 
-    let names = plugin_names(&plugins_src);
+    let mut names = plugin_names(&plugins_src);
     rerun_if_changed(&root, &plugins_src, &names);
     check_target_installed();
 
@@ -35,6 +41,7 @@ fn main() {
 
     let layout = out_dir.join("plugins");
     let mut consts = String::new();
+    let foreign = build_other_languages(&root, &out_dir, &layout);
     writeln!(
         consts,
         "/// The folder holding one sub-folder per plugin (every plugin, `evil` included)."
@@ -71,15 +78,19 @@ fn main() {
             );
         }
 
-        let ident = name.replace('-', "_").to_uppercase();
+        writeln!(consts, "{}", plugin_consts(name, &dir)).expect("write to a String");
+    }
+    for (name, dir) in &foreign.plugins {
+        writeln!(consts, "{}", plugin_consts(name, dir)).expect("write to a String");
+        names.push(name.clone());
+    }
+    for (language, dir) in &foreign.templates {
         writeln!(
             consts,
-            "/// The folder of the `{name}` plugin: its `plugin.toml` and `{name}.wasm`.\n\
-             pub const {ident}_DIR: &str = {:?};\n\
-             /// The component of the `{name}` plugin.\n\
-             pub const {ident}_WASM: &str = {:?};",
-            path_str(&dir),
-            path_str(&wasm),
+            "/// The built `plugins/{language}/template`: its `plugin.toml` and one `.wasm`.\n\
+             pub const {}_TEMPLATE_DIR: &str = {:?};",
+            language.to_uppercase(),
+            path_str(dir)
         )
         .expect("write to a String");
     }
@@ -91,6 +102,139 @@ fn main() {
     .expect("write to a String");
     let generated = out_dir.join("plugins.rs");
     fs::write(&generated, consts).unwrap_or_else(|e| panic!("write {}: {e}", generated.display()));
+}
+
+/// The `<NAME>_DIR` and `<NAME>_WASM` constants of the plugin `name` laid out in `dir`.
+fn plugin_consts(name: &str, dir: &Path) -> String {
+    let ident = name.replace('-', "_").to_uppercase();
+    let wasm = dir.join(format!("{name}.wasm"));
+    format!(
+        "/// The folder of the `{name}` plugin: its `plugin.toml` and `{name}.wasm`.\n\
+         pub const {ident}_DIR: &str = {:?};\n\
+         /// The component of the `{name}` plugin.\n\
+         pub const {ident}_WASM: &str = {:?};",
+        path_str(dir),
+        path_str(&wasm),
+    )
+}
+
+/// The languages built by a script of `scripts/`: (folder of `plugins/`, script).
+const OTHER_LANGUAGES: [(&str, &str); 2] = [
+    ("python", "build-python-plugin"),
+    ("javascript", "build-js-plugin"),
+];
+
+/// What [`build_other_languages`] laid out.
+struct Foreign {
+    /// (plugin name, folder) of every example plugin.
+    plugins: Vec<(String, PathBuf)>,
+    /// (language, folder) of every language's built template.
+    templates: Vec<(String, PathBuf)>,
+}
+
+/// Builds every plugin of `plugins/<language>/` with its language's script, one thread per
+/// language (the scripts mostly wait on their compilers).
+fn build_other_languages(root: &Path, out_dir: &Path, layout: &Path) -> Foreign {
+    let mut foreign = Foreign {
+        plugins: Vec::new(),
+        templates: Vec::new(),
+    };
+    let toolchains = out_dir.join("guest-toolchains");
+    let built: Vec<Foreign> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = OTHER_LANGUAGES
+            .iter()
+            .map(|&(language, script)| {
+                let toolchains = &toolchains;
+                scope.spawn(move || {
+                    build_language(root, language, script, toolchains, out_dir, layout)
+                })
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|job| {
+                job.join()
+                    .unwrap_or_else(|_| panic!("a plugin build panicked"))
+            })
+            .collect()
+    });
+    for language in built {
+        foreign.plugins.extend(language.plugins);
+        foreign.templates.extend(language.templates);
+    }
+    foreign
+}
+
+/// Builds the plugin folders of `plugins/<language>/` (none when the folder is absent).
+fn build_language(
+    root: &Path,
+    language: &str,
+    script: &str,
+    toolchains: &Path,
+    out_dir: &Path,
+    layout: &Path,
+) -> Foreign {
+    let source = root.join("plugins").join(language);
+    println!("cargo:rerun-if-changed={}", path_str(&source));
+    println!(
+        "cargo:rerun-if-changed={}",
+        path_str(&root.join("scripts").join(script))
+    );
+    let mut foreign = Foreign {
+        plugins: Vec::new(),
+        templates: Vec::new(),
+    };
+    if !source.is_dir() {
+        return foreign;
+    }
+    for folder in plugin_names(&source) {
+        let is_template = folder == "template";
+        let out = if is_template {
+            out_dir.join("templates").join(language)
+        } else {
+            layout.to_path_buf()
+        };
+        let mut cmd = Command::new(root.join("scripts").join(script));
+        cmd.arg(source.join(&folder))
+            .arg(&out)
+            // The toolchains live with this build, so `cargo clean` starts from nothing.
+            .env("STREAMHOST_GUEST_TOOLCHAINS", toolchains);
+        let output = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+        if !output.status.success() {
+            panic!(
+                "building the {language} plugin {folder} failed ({}): {cmd:?}\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let name = built_name(&String::from_utf8_lossy(&output.stdout), &out);
+        if is_template {
+            foreign
+                .templates
+                .push((language.to_owned(), out.join(&name)));
+        } else {
+            foreign.plugins.push((name.clone(), out.join(&name)));
+        }
+    }
+    foreign
+}
+
+/// The plugin name a build script reported: its last line is `<out>/<name>/<name>.wasm (…)`.
+fn built_name(stdout: &str, out: &Path) -> String {
+    let line = stdout.lines().last().unwrap_or_default();
+    let relative = line.strip_prefix(path_str(out)).unwrap_or_else(|| {
+        panic!(
+            "unexpected build output {line:?} (expected a path in {})",
+            out.display()
+        )
+    });
+    relative
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| panic!("no plugin name in {line:?}"))
+        .to_owned()
 }
 
 /// The plugins: the folders of `plugins/` that hold a `plugin.toml`, sorted.
@@ -118,6 +262,14 @@ fn rerun_if_changed(root: &Path, plugins_src: &Path, names: &[String]) {
         plugins_src.join("Cargo.lock"),
         root.join("guest-sdk").join("Cargo.toml"),
         root.join("guest-sdk").join("src"),
+        root.join("guest-sdk").join("python"),
+        root.join("guest-sdk")
+            .join("javascript")
+            .join("streamhost.js"),
+        root.join("guest-sdk")
+            .join("javascript")
+            .join("package-lock.json"),
+        root.join("scripts").join("plugin-world"),
         root.join("wit"),
     ];
     for name in names {

@@ -108,7 +108,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let dir = plugins.clone();
             tokio::task::spawn_blocking(move || crate::bench_plugins::run(&dir, rows, runs))
                 .await??;
-            crate::bench_plugin_host::run(&plugins, rows, runs).await
+            crate::bench_plugin_host::run(&plugins, rows, runs).await?;
+            tokio::task::spawn_blocking(move || {
+                crate::bench_plugin_languages::run(&plugins, rows, runs)
+            })
+            .await?
         }
         BenchSuite::Redis => crate::bench_redis::run(&args.redis, args.rows, args.runs).await,
     }

@@ -12,12 +12,14 @@
 //! - `synapse/`: a reader following a live Synapse (`[reader.synapse]`): row objects, catch-up.
 //! - `tail`: `streamhost tail`, decoded replication traffic.
 //! - `plugin_run`: `streamhost plugin run`, recorded traffic replayed through one plugin.
-//! - `bench`, `bench_plugins`, `bench_plugin_host`, `bench_redis`: `streamhost bench` and its
-//!   `plugins` and `redis` suites.
+//! - `bench`, `bench_plugins`, `bench_plugin_host`, `bench_plugin_languages`, `bench_redis`:
+//!   `streamhost bench` and its `plugins` (Rust vs native, the reader, Python and JavaScript vs
+//!   Rust) and `redis` suites.
 //! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
 
 pub mod bench;
 pub mod bench_plugin_host;
+pub mod bench_plugin_languages;
 pub mod bench_plugins;
 pub mod bench_redis;
 pub mod cli;

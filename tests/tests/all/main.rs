@@ -2,9 +2,11 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod conformance;
 mod deployment;
 mod faults;
 mod plugin_artifacts;
+mod plugin_languages;
 mod plugin_limits;
 mod plugin_reload;
 mod plugin_run;

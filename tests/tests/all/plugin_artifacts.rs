@@ -1,6 +1,8 @@
 //! Every plugin built from `plugins/` loads under the grants its manifest asks for and
 //! describes itself by its folder's name, so a new plugin is tested from the moment it exists.
 
+use std::path::{Path, PathBuf};
+
 use streamhost_integration_tests::plugins::{ALL_PLUGINS, PLUGINS_DIR};
 use streamhost_plugin_runtime::{
     Grant, Manifest, PluginFiles, PluginVersion, Runtime, RuntimeConfig,
@@ -15,7 +17,7 @@ fn every_built_plugin_loads_and_describes_itself() {
     .unwrap();
     assert!(ALL_PLUGINS.len() >= 4, "{ALL_PLUGINS:?}");
     for name in ALL_PLUGINS {
-        let files = PluginFiles::in_dir(&std::path::Path::new(PLUGINS_DIR).join(name)).unwrap();
+        let files = PluginFiles::in_dir(&Path::new(PLUGINS_DIR).join(name)).unwrap();
         let manifest = Manifest::load(&files.manifest).unwrap();
         let grant = Grant::everything_asked(&manifest).unwrap();
         let version =
@@ -26,14 +28,21 @@ fn every_built_plugin_loads_and_describes_itself() {
             "{name} wants no stream"
         );
         assert!(
-            std::fs::read_dir(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../plugins")
-                    .join(name)
-            )
-            .unwrap()
-            .any(|e| e.unwrap().file_name() == "README.md"),
+            source_folder(name).join("README.md").is_file(),
             "{name} has no README"
         );
+    }
+}
+
+/// The source folder of the built plugin `name`: `plugins/<name>`, or for the Python and
+/// JavaScript twins `plugins/python/<name without -py>` and `plugins/javascript/<… -js>`.
+fn source_folder(name: &str) -> PathBuf {
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    if let Some(base) = name.strip_suffix("-py") {
+        plugins.join("python").join(base)
+    } else if let Some(base) = name.strip_suffix("-js") {
+        plugins.join("javascript").join(base)
+    } else {
+        plugins.join(name)
     }
 }

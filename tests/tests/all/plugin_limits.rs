@@ -11,7 +11,7 @@ use streamhost_integration_tests::{TestReader, TestWriter, spawn_plugin_reader, 
 const WAIT: Duration = Duration::from_secs(60);
 /// Time a noisy shared machine may add to a deadline (thread scheduling), beyond the two
 /// epoch ticks wasmtime itself may take.
-const SCHEDULING_SLACK: Duration = Duration::from_millis(250);
+pub(crate) const SCHEDULING_SLACK: Duration = Duration::from_millis(250);
 
 /// A reader running `evil` in `mode` beside the `stream-stats` bystander.
 async fn evil_reader(writer: &TestWriter, mode: &str) -> (TestReader, PluginFolder) {
@@ -48,7 +48,7 @@ async fn quarantined_with(mode: &str, reason: &str) -> Value {
 }
 
 /// Writes rows, waits for `plugin`'s quarantine, and checks the bystander kept up.
-async fn quarantined(plugin: &str, mode: Option<&str>, reason: &str) -> Value {
+pub(crate) async fn quarantined(plugin: &str, mode: Option<&str>, reason: &str) -> Value {
     let writer = TestWriter::spawn(&["messages"]).await;
     let (reader, _folder) = bad_reader(&writer, plugin, mode).await;
     writer.append("messages", &messages(3)).await;
@@ -113,7 +113,12 @@ async fn quarantined(plugin: &str, mode: Option<&str>, reason: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infinite_loop_is_stopped_at_its_cpu_deadline() {
     let evil = quarantined_with("loop", "cpu-deadline").await;
-    // Deadline of a 3-row batch: 100 ms + 3 × 50 µs; wasmtime may take two more ticks.
+    assert_stopped_at_the_deadline(&evil);
+}
+
+/// Each attempt of a 3-row batch ran its whole deadline (100 ms + 3 × 50 µs) and not longer
+/// than wasmtime's two extra ticks plus scheduling slack.
+pub(crate) fn assert_stopped_at_the_deadline(evil: &Value) {
     let limit = Duration::from_micros(100_150) + 2 * streamhost_plugin_runtime::EPOCH_TICK;
     for report in evil["reports"].as_array().unwrap() {
         let took = Duration::from_micros(report["duration_us"].as_u64().unwrap());

@@ -50,8 +50,24 @@ async fn reload(reader: &TestReader, plugin: &str) -> (hyper::StatusCode, String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloading_twenty_times_under_load_loses_and_repeats_nothing() {
+    reloads_under_load_lose_and_repeat_nothing("notifier", 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_reloads_under_load_losing_and_repeating_nothing() {
+    reloads_under_load_lose_and_repeat_nothing("notifier-py", 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_plugin_reloads_under_load_losing_and_repeating_nothing() {
+    reloads_under_load_lose_and_repeat_nothing("notifier-js", 5).await;
+}
+
+/// Reloads `notifier` (one of the notifier implementations) and `stream-stats` `rounds` times
+/// while a client appends, then checks every room's notifications equal the written rows.
+async fn reloads_under_load_lose_and_repeat_nothing(notifier: &str, rounds: u64) {
     let writer = TestWriter::spawn(&["messages"]).await;
-    let plugins = ["notifier", "stream-stats"];
+    let plugins = [notifier, "stream-stats"];
     let folder = PluginFolder::with(&plugins);
     let reader = spawn_plugin_reader(&writer, "r", &folder, grants_for(&plugins)).await;
 
@@ -77,7 +93,7 @@ async fn reloading_twenty_times_under_load_loses_and_repeats_nothing() {
     };
     // notifier snapshots and restores its state across reloads; stream-stats starts fresh
     // from init (its state is in the key-value store).
-    for round in 0..20 {
+    for round in 0..rounds {
         for plugin in plugins {
             let (status, body) = reload(&reader, plugin).await;
             assert_eq!(status, 200, "reload {round} of {plugin}: {body}");
@@ -110,11 +126,11 @@ async fn reloading_twenty_times_under_load_loses_and_repeats_nothing() {
     }
     for plugin in plugins {
         let detail = reader.plugin(plugin).await;
-        assert_eq!(detail["reloads"], 20, "{detail}");
+        assert_eq!(detail["reloads"], rounds, "{detail}");
         assert_eq!(detail["state"], "running", "{detail}");
     }
     // notifier carried its in-memory count of sent notifications through every reload.
-    let sent = reader.get("/v1/query/notifier/sent").await.1;
+    let sent = reader.get(&format!("/v1/query/{notifier}/sent")).await.1;
     assert_eq!(sent, written.len().to_string());
 }
 

@@ -1,0 +1,421 @@
+// Streamhost plugins in JavaScript: the helper layer over the bindings componentize-js makes
+// from the WIT in wit/ (the twin of guest-sdk/python/streamhost.py; see
+// docs/plugins-javascript.md).
+//
+// A plugin is a class extending `Plugin`; its module (`plugin.js`) imports this file as
+// "streamhost" and ends with `export const handler = exportPlugin(MyPlugin);`. Rows come as
+// `Row` objects, effects are plain objects made by `invalidate`, `invalidateAll` and `notify`,
+// and failures are the exceptions `Retry`, `Skip` and `Fatal`. Any other exception escaping a
+// handler becomes a `fatal` plugin error (its stack goes to the guest's stderr). Tokens are
+// BigInt (WIT s64), as componentize-js passes them.
+//
+//     import { Plugin, exportPlugin, invalidate } from "streamhost";
+//
+//     class Counter extends Plugin {
+//       static name = "counter";
+//       static streams = ["messages"];
+//       static queries = [{ name: "count", cache: "count", key: "all" }];
+//       count = 0;
+//       onBatch(batch) {
+//         this.count += batch.rows.length;
+//         return [invalidate("count", "all")];
+//       }
+//       query(name, args) {
+//         return String(this.count);
+//       }
+//     }
+//
+//     export const handler = exportPlugin(Counter);
+//
+// scripts/build-js-plugin writes `streamhost-imports.js` beside this file: it re-exports the
+// host interfaces the plugin's world imports, and only those (`kv` with `kv = true`, `rows`
+// with `read_rows`), because the host refuses a component importing what it did not ask for.
+
+import * as host from "./streamhost-imports.js";
+
+// ---------------------------------------------------------------------------------------------
+// Rows and batches
+
+// Only texts matching one of these can break the strict rules of `parseJson`, so only they
+// are walked: a surrogate escape, an exponent, a number too long for a double, and (for texts
+// long enough to hold them) 128 brackets.
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+const BIG_NUMBER = /\d[eE]|\d{309}/;
+const MAX_DEPTH = 127;
+const STRING_LITERAL = /"(?:[^"\\]|\\.)*"/g;
+const MANY_BRACKETS = /^(?:[^[{]*[[{]){128}/;
+
+// Throws a SyntaxError where `value` breaks the rules `parseJson` promises.
+function checkStrict(value, depth, strings, numbers) {
+  if (typeof value === "string") {
+    if (strings && !value.isWellFormed()) {
+      throw new SyntaxError("JSON string holds a lone surrogate");
+    }
+  } else if (typeof value === "number") {
+    if (numbers && !Number.isFinite(value)) {
+      throw new SyntaxError("JSON number out of range");
+    }
+  } else if (value !== null && typeof value === "object") {
+    if (depth > MAX_DEPTH) {
+      throw new SyntaxError(`JSON nested deeper than ${MAX_DEPTH} levels`);
+    }
+    if (Array.isArray(value)) {
+      for (const item of value) checkStrict(item, depth + 1, strings, numbers);
+    } else {
+      for (const key of Object.keys(value)) {
+        checkStrict(key, depth, strings, false);
+        checkStrict(value[key], depth + 1, strings, numbers);
+      }
+    }
+  }
+}
+
+/**
+ * Parses JSON text exactly as the Rust SDK (serde_json) does, so plugins agree across
+ * languages: no NaN or Infinity, no lone surrogate escapes, numbers finite as a double,
+ * nesting at most 127 levels, the last of duplicate keys wins. Throws a SyntaxError otherwise.
+ */
+export function parseJson(text) {
+  // StarlingMonkey's JSON.parse skips a byte-order mark, which RFC 8259 (and serde_json) do
+  // not allow anywhere outside a string.
+  if (text.includes("\uFEFF") && text.replace(STRING_LITERAL, '""').includes("\uFEFF")) {
+    throw new SyntaxError("byte-order mark outside a JSON string");
+  }
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    // JSON.parse may also throw an InternalError ("too much recursion").
+    throw error instanceof SyntaxError ? error : new SyntaxError(String(error));
+  }
+  const strings = SURROGATE_ESCAPE.test(text);
+  const numbers = BIG_NUMBER.test(text);
+  if (strings || numbers || (text.length >= 256 && MANY_BRACKETS.test(text))) {
+    checkStrict(value, 1, strings, numbers);
+  }
+  return value;
+}
+
+/** One row of the log: its token (BigInt) and its JSON text exactly as the writer stored it. */
+export class Row {
+  constructor(token, data) {
+    this.token = token;
+    this.data = data;
+  }
+
+  /** The row parsed as JSON (see `parseJson`); throws a SyntaxError when it is not. */
+  json() {
+    return parseJson(this.data);
+  }
+}
+
+/** How far the plugin has applied one (stream, instance): every row up to `token` (BigInt). */
+export class Cursor {
+  constructor(stream, instance, token) {
+    this.stream = stream;
+    this.instance = instance;
+    this.token = token;
+  }
+}
+
+/** Consecutive rows of one stream from one writer instance, tokens (BigInt) ascending. */
+export class Batch {
+  constructor(stream, instance, prevToken, token, rows) {
+    this.stream = stream;
+    this.instance = instance;
+    this.prevToken = prevToken;
+    this.token = token;
+    this.rows = rows;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Effects and errors
+
+/** Evict `key` from the query cache `cache`. */
+export function invalidate(cache, key) {
+  return { type: "invalidate", cache, key };
+}
+
+/** Evict every key of the query cache `cache`. */
+export function invalidateAll(cache) {
+  return { type: "invalidate-all", cache };
+}
+
+/** Wake the clients waiting on `topic` with `payload`. */
+export function notify(topic, payload) {
+  return { type: "notify", topic, payload };
+}
+
+/** Base of the failures a plugin reports; throw one of the subclasses. */
+export class PluginError extends Error {
+  name = "PluginError";
+  get kind() {
+    return "fatal";
+  }
+}
+
+/** Something transient: the host calls again with the same batch. */
+export class Retry extends PluginError {
+  name = "Retry";
+  get kind() {
+    return "retry";
+  }
+}
+
+/** This batch can never be handled: the host records a dead letter and moves on. */
+export class Skip extends PluginError {
+  name = "Skip";
+  get kind() {
+    return "skip";
+  }
+}
+
+/** The plugin cannot go on: the host retries on a fresh instance, then quarantines it. */
+export class Fatal extends PluginError {
+  name = "Fatal";
+}
+
+// The WIT `effect` variant of one of the plain effect objects above.
+function toWitEffect(effect) {
+  switch (effect?.type) {
+    case "invalidate":
+      return { tag: "invalidate", val: { cache: effect.cache, key: effect.key } };
+    case "invalidate-all":
+      return { tag: "invalidate-all", val: effect.cache };
+    case "notify":
+      return { tag: "notify", val: { topic: effect.topic, payload: effect.payload } };
+    default:
+      throw new Fatal(
+        `not an effect: ${JSON.stringify(effect)} (use invalidate, invalidateAll or notify)`,
+      );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host interfaces
+
+/** Log lines for the operator (rate-limited by the host, each cut to 1 KiB). */
+export const log = {
+  debug: (message) => host.log.log("debug", String(message)),
+  info: (message) => host.log.log("info", String(message)),
+  warn: (message) => host.log.log("warn", String(message)),
+  error: (message) => host.log.log("error", String(message)),
+};
+
+/** Counters exported on the host's `/metrics`. */
+export const counters = {
+  add: (name, delta = 1) => host.counters.add(name, BigInt(delta)),
+};
+
+/** Wall-clock time. */
+export const clock = {
+  /** Milliseconds since the Unix epoch, as a Number (like `Date.now()`). */
+  nowMs: () => Number(host.clock.nowMs()),
+};
+
+// The `kv` interface, when the plugin's world imports it.
+function kvImport() {
+  if (!host.kv) {
+    throw new Fatal("the key-value store is not imported: set `kv = true` in plugin.toml");
+  }
+  return host.kv;
+}
+
+const utf8 = new TextEncoder();
+const utf8Strict = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The plugin's key-value store (needs `kv = true` in plugin.toml). Writes made in `onBatch`
+ * commit with the plugin's cursor; a failed call's writes are discarded.
+ */
+export const kv = {
+  /** The bytes (Uint8Array) under `key`, or undefined when absent. */
+  get: (key) => kvImport().get(key),
+
+  /** Stores `value` (a Uint8Array, or a string stored as UTF-8); throws Fatal when refused. */
+  set(key, value) {
+    const bytes = typeof value === "string" ? utf8.encode(value) : value;
+    try {
+      kvImport().set(key, bytes);
+    } catch (error) {
+      throw new Fatal(`kv set of ${JSON.stringify(key)} refused: ${error.payload ?? error}`);
+    }
+  },
+
+  /** Removes `key`; removing a missing key does nothing. */
+  delete: (key) => kvImport().delete(key),
+
+  /** The value under `key` parsed as JSON (see `parseJson`), or undefined when absent. */
+  getJson(key) {
+    const bytes = kv.get(key);
+    if (bytes === undefined) return undefined;
+    try {
+      return parseJson(utf8Strict.decode(bytes));
+    } catch (error) {
+      throw new Fatal(`kv value of ${JSON.stringify(key)} is not JSON: ${error.message}`);
+    }
+  },
+
+  /** Stores `value` as compact JSON text. */
+  setJson: (key, value) => kv.set(key, JSON.stringify(value)),
+};
+
+/** Read-only access to the writer's log (needs the stream in `read_rows`). */
+export const rows = {
+  /** Up to `limit` rows of `stream` above `fromToken` (BigInt); throws Retry on failure. */
+  read(stream, fromToken, limit = 1000) {
+    if (!host.rows) {
+      throw new Fatal("rows are not imported: list the stream in `read_rows` in plugin.toml");
+    }
+    let found;
+    try {
+      found = host.rows.read(stream, BigInt(fromToken), limit);
+    } catch (error) {
+      throw new Retry(`reading ${stream} failed: ${error.payload ?? error}`);
+    }
+    return found.map((r) => new Row(r.token, r.data));
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// The plugin and its export
+
+/**
+ * Base class of a plugin. Subclasses set the static fields and override what they need;
+ * `constructor(config, resumeAfter)` receives the operator's configuration (parsed JSON) and
+ * the cursors the next batches follow.
+ */
+export class Plugin {
+  // `static name`, the plugin's name, must equal the `name` in plugin.toml (without it, the
+  // class's own name would be described).
+
+  /** The plugin's own version, for operators. */
+  static version = "0.1.0";
+  /** The streams whose batches it wants (`*` = every granted stream). */
+  static streams = [];
+  /** The reads it answers: `{ name, cache, key }`, `key` a template such as `room:{room}`. */
+  static queries = [];
+  /** Whether `snapshot` and `restore` carry its state across a reload. */
+  static snapshots = false;
+
+  constructor(config, resumeAfter) {}
+
+  /** Handles one batch; returns its effects. */
+  onBatch(batch) {
+    return [];
+  }
+
+  /** Answers a read; `args` maps each parameter to its first value (no prototype). */
+  query(name, args) {
+    throw new Fatal(`unknown query \`${name}\``);
+  }
+
+  /** In-memory state to carry across a reload (when `snapshots` is true), as a Uint8Array. */
+  snapshot() {
+    return new Uint8Array();
+  }
+
+  /** A new instance from what `snapshot` saved; by default a fresh one. */
+  static restore(config, state, resumeAfter) {
+    return new this(config, resumeAfter);
+  }
+}
+
+// The WIT error of anything a handler threw: a PluginError keeps its kind, anything else is
+// `fatal` with its stack on stderr.
+function toWitError(error) {
+  if (error instanceof PluginError) {
+    return { kind: error.kind, message: error.message };
+  }
+  const message =
+    error instanceof Error ? `${error.name}: ${error.message}` : `${typeof error}: ${error}`;
+  console.error(error instanceof Error ? `${message}\n${error.stack}` : message);
+  return { kind: "fatal", message };
+}
+
+// Runs `call` and returns the WIT result componentize-js expects, never throwing (a throw
+// would trap instead of reporting the error).
+function guarded(call) {
+  try {
+    return { tag: "ok", val: call() };
+  } catch (error) {
+    return { tag: "err", val: toWitError(error) };
+  }
+}
+
+function parseConfig(config) {
+  try {
+    return JSON.parse(config);
+  } catch (error) {
+    throw new Fatal(`configuration is not JSON: ${error.message}`);
+  }
+}
+
+const toCursors = (resumeAfter) => resumeAfter.map((c) => new Cursor(c.stream, c.instance, c.token));
+
+/**
+ * The `handler` interface componentize-js exports for `PluginClass`: assign it to the
+ * module's `handler` export. One plugin object lives per instance, made by `init` or `restore`.
+ */
+export function exportPlugin(PluginClass) {
+  if (!(PluginClass.prototype instanceof Plugin)) {
+    throw new TypeError("exportPlugin() takes a class extending Plugin");
+  }
+  let plugin;
+  const current = () => {
+    if (plugin === undefined) throw new Fatal("called before init");
+    return plugin;
+  };
+  return {
+    describe: () => ({
+      name: PluginClass.name,
+      version: PluginClass.version,
+      streams: [...PluginClass.streams],
+      queries: PluginClass.queries.map((q) => ({ name: q.name, cache: q.cache, key: q.key })),
+      snapshots: Boolean(PluginClass.snapshots),
+    }),
+
+    init: (config, resumeAfter) =>
+      guarded(() => {
+        plugin = new PluginClass(parseConfig(config), toCursors(resumeAfter));
+      }),
+
+    onBatch: (batch) =>
+      guarded(() => {
+        const typed = new Batch(
+          batch.stream,
+          batch.instance,
+          batch.prevToken,
+          batch.token,
+          batch.rows.map((r) => new Row(r.token, r.data)),
+        );
+        const effects = current().onBatch(typed) ?? [];
+        return Array.from(effects, toWitEffect);
+      }),
+
+    query: (name, args) =>
+      guarded(() => {
+        const byName = Object.create(null);
+        for (const [key, value] of args) {
+          if (!(key in byName)) byName[key] = value;
+        }
+        const answer = current().query(name, byName);
+        if (typeof answer !== "string") {
+          throw new Fatal(`query \`${name}\` returned ${typeof answer}, not a string`);
+        }
+        return answer;
+      }),
+
+    snapshot: () => guarded(() => new Uint8Array(current().snapshot())),
+
+    restore: (config, state, resumeAfter) =>
+      guarded(() => {
+        const restored = PluginClass.restore(parseConfig(config), state, toCursors(resumeAfter));
+        if (!(restored instanceof PluginClass)) {
+          throw new Fatal("restore() must return an instance of the plugin class");
+        }
+        plugin = restored;
+      }),
+  };
+}

@@ -1,0 +1,430 @@
+"""Streamhost plugins in Python: the helper layer over the bindings componentize-py generates.
+
+A plugin is a subclass of `Plugin`; its module ends with `Handler = export(MyPlugin)`. Rows
+come as `Row` objects, effects are plain `Invalidate`, `InvalidateAll` and `Notify` objects,
+and failures are the exceptions `Retry`, `Skip` and `Fatal`. Any other exception escaping a
+handler becomes a `fatal` plugin error (its traceback goes to stderr, which the host keeps in
+the failure report). See docs/plugins-python.md.
+
+    class Counter(streamhost.Plugin):
+        name = "counter"
+        version = "0.1.0"
+        streams = ["messages"]
+        queries = [streamhost.Query("count", cache="count", key="all")]
+
+        def __init__(self, config, resume_after):
+            self.count = 0
+
+        def on_batch(self, batch):
+            self.count += len(batch.rows)
+            return [streamhost.Invalidate("count", "all")]
+
+        def query(self, name, args):
+            return str(self.count)
+
+    Handler = streamhost.export(Counter)
+"""
+
+import json
+import math
+import re
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Union
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import clock as _clock
+from wit_world.imports import counters as _counters
+from wit_world.imports import log as _log
+from wit_world.imports import types as _types
+
+__all__ = [
+    "Batch", "Cursor", "Fatal", "Invalidate", "InvalidateAll", "Notify", "Plugin", "PluginError",
+    "Query", "Retry", "Row", "Skip", "clock", "counters", "export", "kv", "log", "rows",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Rows and batches
+
+
+# Only texts matching one of these can break the strict rules below, so only they are walked.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_BIG_NUMBER = re.compile(r"[eE]|\d{309}")
+_MAX_DEPTH = 127
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_strict(value: Any, depth: int, check_strings: bool, check_numbers: bool) -> None:
+    """Raises ValueError where `value` breaks the rules `parse_json` promises."""
+    if isinstance(value, (dict, list)):
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"JSON nested deeper than {_MAX_DEPTH} levels")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if check_strings and isinstance(key, str):
+                key.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError (a ValueError)
+            _check_strict(item, depth + 1, check_strings, check_numbers)
+    elif check_strings and isinstance(value, str):
+        value.encode("utf-8")
+    elif check_numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(float(value)):
+            raise ValueError("JSON number out of range")
+
+
+def parse_json(text: str) -> Any:
+    """Parses JSON text exactly as the Rust SDK (serde_json) does, so plugins agree across
+    languages: no NaN or Infinity, no lone surrogate escapes, numbers finite as a double,
+    nesting at most 127 levels, the last of duplicate keys wins. Raises ValueError otherwise."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    check_strings = _SURROGATE_ESCAPE.search(text) is not None
+    check_numbers = _BIG_NUMBER.search(text) is not None
+    deep = text.count("[") + text.count("{") > _MAX_DEPTH
+    if check_strings or check_numbers or deep:
+        try:
+            _check_strict(value, 1, check_strings, check_numbers)
+        except OverflowError:
+            raise ValueError("JSON number out of range") from None
+    return value
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the log: its token and its JSON text exactly as the writer stored it."""
+
+    token: int
+    data: str
+
+    def json(self) -> Any:
+        """The row parsed as JSON (see `parse_json`); raises ValueError when it is not."""
+        return parse_json(self.data)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """How far the plugin has applied one (stream, instance): every row up to `token`."""
+
+    stream: str
+    instance: str
+    token: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive rows of one stream from one writer instance, tokens ascending."""
+
+    stream: str
+    instance: str
+    prev_token: int
+    token: int
+    rows: List[Row]
+
+
+# ----------------------------------------------------------------------------------------------
+# Effects, queries and errors
+
+
+@dataclass(frozen=True)
+class Invalidate:
+    """Evict `key` from the query cache `cache`."""
+
+    cache: str
+    key: str
+
+
+@dataclass(frozen=True)
+class InvalidateAll:
+    """Evict every key of the query cache `cache`."""
+
+    cache: str
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Wake the clients waiting on `topic` with `payload`."""
+
+    topic: str
+    payload: str
+
+
+Effect = Union[Invalidate, InvalidateAll, Notify]
+
+
+@dataclass(frozen=True)
+class Query:
+    """A read the plugin answers: `GET /v1/query/<plugin>/<name>`, cached in `cache` under the
+    key template `key` (its `{arg}` parts are the request's arguments)."""
+
+    name: str
+    cache: str
+    key: str
+
+
+class PluginError(Exception):
+    """Base of the failures a plugin reports; raise one of the subclasses."""
+
+    kind = _types.ErrorKind.FATAL
+
+
+class Retry(PluginError):
+    """Something transient: the host calls again with the same batch."""
+
+    kind = _types.ErrorKind.RETRY
+
+
+class Skip(PluginError):
+    """This batch can never be handled: the host records a dead letter and moves on."""
+
+    kind = _types.ErrorKind.SKIP
+
+
+class Fatal(PluginError):
+    """The plugin cannot go on: the host retries on a fresh instance, then quarantines it."""
+
+    kind = _types.ErrorKind.FATAL
+
+
+def _to_wit_effect(effect: Effect) -> _types.Effect:
+    if isinstance(effect, Invalidate):
+        return _types.Effect_Invalidate(_types.Invalidation(effect.cache, effect.key))
+    if isinstance(effect, InvalidateAll):
+        return _types.Effect_InvalidateAll(effect.cache)
+    if isinstance(effect, Notify):
+        return _types.Effect_Notify(_types.Notification(effect.topic, effect.payload))
+    raise Fatal(f"not an effect: {effect!r} (use Invalidate, InvalidateAll or Notify)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Host interfaces
+
+
+class log:
+    """Log lines for the operator (rate-limited by the host, each cut to 1 KiB)."""
+
+    @staticmethod
+    def debug(message: str) -> None:
+        _log.log(_log.Level.DEBUG, message)
+
+    @staticmethod
+    def info(message: str) -> None:
+        _log.log(_log.Level.INFO, message)
+
+    @staticmethod
+    def warn(message: str) -> None:
+        _log.log(_log.Level.WARN, message)
+
+    @staticmethod
+    def error(message: str) -> None:
+        _log.log(_log.Level.ERROR, message)
+
+
+class counters:
+    """Counters exported on the host's `/metrics`."""
+
+    @staticmethod
+    def add(name: str, delta: int = 1) -> None:
+        _counters.add(name, delta)
+
+
+class clock:
+    """Wall-clock time."""
+
+    @staticmethod
+    def now_ms() -> int:
+        return _clock.now_ms()
+
+
+def _import_kv() -> Any:
+    try:
+        from wit_world.imports import kv as _kv
+    except ImportError:
+        raise Fatal("the key-value store is not imported: set `kv = true` in plugin.toml") from None
+    return _kv
+
+
+class kv:
+    """The plugin's key-value store (needs `kv = true` in plugin.toml). Writes made in
+    `on_batch` commit with the plugin's cursor; a failed call's writes are discarded."""
+
+    @staticmethod
+    def get(key: str) -> Optional[bytes]:
+        return _import_kv().get(key)
+
+    @staticmethod
+    def set(key: str, value: Union[bytes, str]) -> None:
+        """Stores `value` (str is stored as UTF-8); raises Fatal over quota or for a bad key."""
+        store = _import_kv()
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        try:
+            store.set(key, data)
+        except Err as refused:
+            raise Fatal(f"kv set of {key!r} refused: {refused.value.name.lower()}") from None
+
+    @staticmethod
+    def delete(key: str) -> None:
+        _import_kv().delete(key)
+
+    @staticmethod
+    def get_json(key: str) -> Any:
+        """The value under `key` parsed as JSON, or None when absent."""
+        data = kv.get(key)
+        if data is None:
+            return None
+        try:
+            return parse_json(data.decode("utf-8"))
+        except ValueError as error:
+            raise Fatal(f"kv value of {key!r} is not JSON: {error}") from None
+
+    @staticmethod
+    def set_json(key: str, value: Any) -> None:
+        kv.set(key, json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+class rows:
+    """Read-only access to the writer's log (needs the stream in `read_rows`)."""
+
+    @staticmethod
+    def read(stream: str, from_token: int, limit: int = 1000) -> List[Row]:
+        try:
+            from wit_world.imports import rows as _rows
+        except ImportError:
+            raise Fatal("rows are not imported: list the stream in `read_rows`") from None
+        try:
+            return [Row(r.token, r.data) for r in _rows.read(stream, from_token, limit)]
+        except Err as refused:
+            raise Retry(f"reading {stream} failed: {refused.value}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# The plugin and its export
+
+
+class Plugin:
+    """Base class of a plugin. Subclasses set the class attributes and override what they
+    need; `__init__(config, resume_after)` receives the operator's configuration (parsed JSON)
+    and the cursors the next batches follow."""
+
+    name: str = ""
+    version: str = "0.1.0"
+    streams: List[str] = []
+    queries: List[Query] = []
+    snapshots: bool = False
+
+    def __init__(self, config: Any, resume_after: List[Cursor]) -> None:
+        pass
+
+    def on_batch(self, batch: Batch) -> List[Effect]:
+        """Handles one batch; returns its effects."""
+        return []
+
+    def query(self, name: str, args: Dict[str, str]) -> str:
+        """Answers a read; `args` are the request's parameters (first of a repeated name)."""
+        raise Fatal(f"unknown query `{name}`")
+
+    def snapshot(self) -> bytes:
+        """In-memory state to carry across a reload (when `snapshots` is true)."""
+        return b""
+
+    @classmethod
+    def restore(cls, config: Any, state: bytes, resume_after: List[Cursor]) -> "Plugin":
+        """A new instance from what `snapshot` saved; by default a fresh one."""
+        return cls(config, resume_after)
+
+
+def _plugin_error(error: BaseException) -> Err:
+    if isinstance(error, PluginError):
+        return Err(_types.PluginError(error.kind, str(error)))
+    traceback.print_exception(error, file=sys.stderr)
+    return Err(_types.PluginError(_types.ErrorKind.FATAL, f"{type(error).__name__}: {error}"))
+
+
+def _guarded(call: Callable[[], Any]) -> Any:
+    """Runs `call`, turning every exception into the WIT error the host understands."""
+    try:
+        return call()
+    except Err:
+        raise
+    except Exception as error:  # noqa: BLE001 - any exception is the plugin's failure
+        raise _plugin_error(error) from None
+
+
+def _parse_config(config: str) -> Any:
+    try:
+        return json.loads(config)
+    except ValueError as error:
+        raise Fatal(f"configuration is not JSON: {error}") from None
+
+
+def _cursors(resume_after: List[_types.Cursor]) -> List[Cursor]:
+    return [Cursor(c.stream, c.instance, c.token) for c in resume_after]
+
+
+def export(plugin_class: type) -> type:
+    """The `Handler` class componentize-py exports for `plugin_class`: assign it to a module
+    global named `Handler`. One plugin object lives per instance, created by `init` or
+    `restore`."""
+    if not (isinstance(plugin_class, type) and issubclass(plugin_class, Plugin)):
+        raise TypeError("export() takes a subclass of streamhost.Plugin")
+    instance: List[Plugin] = []
+
+    def plugin() -> Plugin:
+        if not instance:
+            raise Fatal("called before init")
+        return instance[0]
+
+    def start(make: Callable[[], Plugin]) -> None:
+        instance.clear()
+        instance.append(make())
+
+    class Handler(exports.Handler):
+        def describe(self) -> _types.Description:
+            return _types.Description(
+                plugin_class.name,
+                plugin_class.version,
+                list(plugin_class.streams),
+                [_types.QuerySpec(q.name, q.cache, q.key) for q in plugin_class.queries],
+                bool(plugin_class.snapshots),
+            )
+
+        def init(self, config: str, resume_after: List[_types.Cursor]) -> None:
+            _guarded(lambda: start(
+                lambda: plugin_class(_parse_config(config), _cursors(resume_after))))
+
+        def on_batch(self, batch: _types.Batch) -> List[_types.Effect]:
+            def run() -> List[_types.Effect]:
+                rows_ = [Row(r.token, r.data) for r in batch.rows]
+                typed = Batch(batch.stream, batch.instance, batch.prev_token, batch.token, rows_)
+                effects = plugin().on_batch(typed)
+                return [_to_wit_effect(e) for e in effects or []]
+
+            return _guarded(run)
+
+        def query(self, name: str, args: List[tuple]) -> str:
+            def run() -> str:
+                by_name: Dict[str, str] = {}
+                for key, value in args:
+                    by_name.setdefault(key, value)
+                answer = plugin().query(name, by_name)
+                if not isinstance(answer, str):
+                    raise Fatal(f"query `{name}` returned {type(answer).__name__}, not str")
+                return answer
+
+            return _guarded(run)
+
+        def snapshot(self) -> bytes:
+            return _guarded(lambda: bytes(plugin().snapshot()))
+
+        def restore(self, config: str, state: bytes, resume_after: List[_types.Cursor]) -> None:
+            _guarded(lambda: start(lambda: plugin_class.restore(
+                _parse_config(config), bytes(state), _cursors(resume_after))))
+
+    Handler.__name__ = Handler.__qualname__ = "Handler"
+    return Handler

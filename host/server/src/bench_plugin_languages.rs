@@ -1,0 +1,257 @@
+//! `streamhost bench plugins`, the languages half: the same `room-timeline` logic as a Rust,
+//! Python and JavaScript component, measured in one process against the Rust one — per-row
+//! cost at 1 to 1,024 rows per batch, instantiation, the first call of a fresh instance,
+//! component size, compilation with and without the cache, and the memory each adds.
+//!
+//! Every implementation must end with the same timeline as the Rust one (the conformance suite
+//! checks that in depth; here it guards against measuring a plugin that does less).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use streamhost_plugin_runtime::{
+    Batch, Grant, Manifest, PluginFiles, PluginInstance, PluginVersion, Runtime, RuntimeConfig,
+};
+
+use crate::bench_plugins::{
+    BATCH_SIZES, CHECKED_KEY, batches_of, generated_rows, median, micros, per_row_ns, services,
+};
+
+/// The implementations compared, the Rust reference first: (language, plugin folder).
+const IMPLEMENTATIONS: [(&str, &str); 3] = [
+    ("Rust", "room-timeline"),
+    ("Python", "room-timeline-py"),
+    ("JavaScript", "room-timeline-js"),
+];
+
+/// Rows per timed pass: the interpreted languages take ~10-40 µs a row.
+const MAX_ROWS: usize = 20_000;
+
+/// Instantiations timed per run (Python's take ~0.6 ms each).
+const INSTANTIATIONS: usize = 200;
+
+/// One loaded implementation.
+struct Loaded {
+    language: &'static str,
+    version: PluginVersion,
+    compile: Duration,
+    cached_load: Duration,
+}
+
+/// Prints the languages table, or says how to build the plugins it needs.
+pub fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
+    let missing: Vec<&str> = IMPLEMENTATIONS
+        .iter()
+        .map(|(_, name)| *name)
+        .filter(|name| !plugins.join(name).join("plugin.toml").is_file())
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "\n(no languages table: {missing:?} not in {}; build them with `scripts/build-plugins --all-languages`)",
+            plugins.display()
+        );
+        return Ok(());
+    }
+    let rows = rows.min(MAX_ROWS);
+    let cache = tempfile::tempdir().context("a folder for the compile cache")?;
+    let uncached = Runtime::new(RuntimeConfig::default()).context("starting the wasm engine")?;
+    let cached = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    })?;
+    let rss_before = rss_bytes();
+    let mut loaded = Vec::new();
+    let mut memory = Vec::new();
+    let data = generated_rows(rows);
+    for (language, name) in IMPLEMENTATIONS {
+        let implementation = load(&uncached, &cached, &plugins.join(name), language)?;
+        // The memory one plugin adds to a reader: its compiled code and one live instance
+        // that has handled a 1,024-row batch.
+        let before = rss_bytes();
+        let mut instance = fresh(&implementation.version)?;
+        let batch = &batches_of(&data, 1024)[0];
+        instance.on_batch(batch)?;
+        let peak = instance.memory_peak();
+        memory.push((language, rss_bytes().saturating_sub(before), peak, instance));
+        loaded.push(implementation);
+    }
+    let loaded_rss = rss_bytes().saturating_sub(rss_before);
+
+    println!("\n{rows} rows per pass, median of {runs} runs; ratios against the Rust component\n");
+    println!("| measurement | Rust | Python | JavaScript | Python ÷ Rust | JavaScript ÷ Rust |");
+    println!("|---|---|---|---|---|---|");
+    for size in BATCH_SIZES {
+        let batches = batches_of(&data, size);
+        let mut figures = Vec::new();
+        let mut reference = None;
+        for implementation in &loaded {
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let (elapsed, checked) = pass(&implementation.version, &batches)?;
+                match &reference {
+                    None => reference = Some(checked),
+                    Some(expected) => anyhow::ensure!(
+                        *expected == checked,
+                        "{} ends with another timeline than Rust",
+                        implementation.language
+                    ),
+                }
+                times.push(elapsed);
+            }
+            figures.push(per_row_ns(median(times), rows));
+        }
+        row(
+            &format!("room-timeline, {size} row(s) per batch (ns/row)"),
+            &figures,
+            0,
+        );
+    }
+    let mut instantiate = Vec::new();
+    let mut first_call = Vec::new();
+    for implementation in &loaded {
+        let (alone, first) = instantiation(&implementation.version, &data, runs)?;
+        instantiate.push(micros(alone));
+        first_call.push(micros(first));
+    }
+    row(
+        &format!("instantiate + init (µs, median of {INSTANTIATIONS})"),
+        &instantiate,
+        1,
+    );
+    row("first 1-row batch of a fresh instance (µs)", &first_call, 1);
+    let sizes: Vec<f64> = loaded
+        .iter()
+        .map(|l| l.version.component_bytes() as f64 / (1 << 20) as f64)
+        .collect();
+    row("component (MiB)", &sizes, 2);
+    let compile: Vec<f64> = loaded
+        .iter()
+        .map(|l| l.compile.as_secs_f64() * 1e3)
+        .collect();
+    row(
+        "compile + link + describe, no cache (ms, once)",
+        &compile,
+        0,
+    );
+    let cached: Vec<f64> = loaded
+        .iter()
+        .map(|l| l.cached_load.as_secs_f64() * 1e3)
+        .collect();
+    row("the same from the compile cache (ms, once)", &cached, 1);
+    let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
+    let rss: Vec<f64> = memory.iter().map(|(_, rss, _, _)| mib(*rss)).collect();
+    row(
+        "process memory one live instance adds after a 1,024-row batch (RSS, MiB)",
+        &rss,
+        1,
+    );
+    let linear: Vec<f64> = memory.iter().map(|(_, _, peak, _)| mib(*peak)).collect();
+    row(
+        "its linear memory after a 1,024-row batch (MiB)",
+        &linear,
+        1,
+    );
+    println!(
+        "\nAll three loaded, one instance each: the process grew by {:.0} MiB (RSS).",
+        mib(loaded_rss)
+    );
+    Ok(())
+}
+
+/// One table row: the three figures and the two ratios.
+fn row(label: &str, figures: &[f64], decimals: usize) {
+    let (rust, python, javascript) = (figures[0], figures[1], figures[2]);
+    println!(
+        "| {label} | {rust:.decimals$} | {python:.decimals$} | {javascript:.decimals$} | {:.1} | {:.1} |",
+        python / rust,
+        javascript / rust
+    );
+}
+
+/// Loads the plugin in `dir` with `uncached` (compiling it) and then with `cached` from a
+/// cache already holding its compilation; the second version is the one measured.
+fn load(
+    uncached: &Runtime,
+    cached: &Runtime,
+    dir: &Path,
+    language: &'static str,
+) -> anyhow::Result<Loaded> {
+    let files = PluginFiles::in_dir(dir)?;
+    let manifest = Manifest::load(&files.manifest)?;
+    let grant = Grant::everything_asked(&manifest)?;
+    let started = Instant::now();
+    drop(PluginVersion::load(uncached, &files, &grant)?);
+    let compile = started.elapsed();
+    drop(PluginVersion::load(cached, &files, &grant)?); // fills the cache
+    let started = Instant::now();
+    let version = PluginVersion::load(cached, &files, &grant)?;
+    let cached_load = started.elapsed();
+    Ok(Loaded {
+        language,
+        version,
+        compile,
+        cached_load,
+    })
+}
+
+fn fresh(version: &PluginVersion) -> anyhow::Result<PluginInstance> {
+    let mut instance = version.instantiate(services(version))?;
+    instance.init(&[])?;
+    Ok(instance)
+}
+
+/// One timed pass over `batches` on a fresh instance, committing after every batch; returns
+/// the time and the checked timeline's entries.
+fn pass(version: &PluginVersion, batches: &[Batch]) -> anyhow::Result<(Duration, Vec<String>)> {
+    let services = services(version);
+    let mut instance = version.instantiate(services.clone())?;
+    instance.init(&[])?;
+    let started = Instant::now();
+    for batch in batches {
+        black_box(instance.on_batch(batch)?);
+        services.kv().commit();
+    }
+    let elapsed = started.elapsed();
+    let checked = services
+        .kv()
+        .get(CHECKED_KEY)
+        .context("no timeline written")?;
+    Ok((elapsed, serde_json::from_slice(&checked)?))
+}
+
+/// Medians over `runs` runs of: instantiate + init, and a fresh instance's first 1-row batch.
+fn instantiation(
+    version: &PluginVersion,
+    data: &[String],
+    runs: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let one_row = &batches_of(&data[..1], 1)[0];
+    let mut alone = Vec::new();
+    let mut first = Vec::new();
+    for _ in 0..runs {
+        let mut times = Vec::with_capacity(INSTANTIATIONS);
+        let mut calls = Vec::with_capacity(INSTANTIATIONS);
+        for _ in 0..INSTANTIATIONS {
+            let started = Instant::now();
+            let mut instance = fresh(version)?;
+            times.push(started.elapsed());
+            let started = Instant::now();
+            black_box(instance.on_batch(one_row)?);
+            calls.push(started.elapsed());
+        }
+        alone.push(median(times));
+        first.push(median(calls));
+    }
+    Ok((median(alone), median(first)))
+}
+
+/// The process's resident memory, from `/proc/self/statm` (0 where there is none).
+fn rss_bytes() -> usize {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
