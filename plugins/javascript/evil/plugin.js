@@ -7,7 +7,7 @@
 // | `none` (or absent) | returns one `notify("evil", "<batch token>")` per batch      |
 // | `throw`            | throws an uncaught TypeError (calls undefined)               |
 // | `loop`             | loops forever                                                |
-// | `memory`           | keeps 64 MiB typed arrays in a list without bound            |
+// | `memory`           | keeps 32 MiB typed arrays in a list without bound            |
 //
 // Build: scripts/build-js-plugin plugins/javascript/evil
 
@@ -40,7 +40,7 @@ class Evil extends Plugin {
         // Big steps reach the memory limit well before the CPU deadline, even on a debug
         // host, where growing a memory in small steps is slow.
         const kept = [];
-        for (;;) kept.push(new Uint8Array(64 << 20));
+        for (;;) kept.push(new Uint8Array(32 << 20));
       }
       default:
         return [notify("evil", batch.token.toString())];

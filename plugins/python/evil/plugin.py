@@ -6,7 +6,7 @@ plugins exactly as it contains Rust ones. The configuration `{"mode": …}` pick
 | `none` (or absent) | returns one `Notify("evil", "<batch token>")` per batch |
 | `raise` | raises an uncaught ZeroDivisionError |
 | `loop` | loops forever |
-| `memory` | grows a list of 1 MiB strings without bound |
+| `memory` | grows a list of 32 MiB buffers without bound |
 """
 
 import streamhost
@@ -35,7 +35,7 @@ class Evil(streamhost.Plugin):
         if self.mode == "memory":
             hoard = []
             while True:
-                hoard.append("x" * (1 << 20) + str(len(hoard)))
+                hoard.append(bytearray(32 << 20))
         return [Notify("evil", str(batch.token))]
 
 
