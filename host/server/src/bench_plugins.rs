@@ -235,16 +235,11 @@ pub fn native_on_batch(kv: &mut KvStore, quota: u64, batch: &Batch) -> Result<Ve
     let mut effects = Vec::with_capacity(rooms.len());
     for (room, new_rows) in rooms {
         let key = format!("room:{room}");
-        let mut timeline: Vec<String> = match kv.get(&key) {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string())?,
-            None => Vec::new(),
-        };
-        timeline.extend(new_rows);
-        if timeline.len() > KEEP {
-            timeline.drain(..timeline.len() - KEEP);
-        }
-        let bytes = serde_json::to_vec(&timeline).map_err(|e| e.to_string())?;
-        kv.set(key.clone(), bytes, quota)
+        let stored = kv.get(&key).unwrap_or_default();
+        let mut timeline = decode_timeline(&stored)?;
+        timeline.extend(new_rows.iter().map(String::as_bytes));
+        let keep = timeline.len().saturating_sub(KEEP);
+        kv.set(key.clone(), encode_timeline(&timeline[keep..]), quota)
             .map_err(|e| format!("{e:?}"))?;
         effects.push(Effect::Invalidate(Invalidation {
             cache: "timeline".into(),
@@ -252,6 +247,34 @@ pub fn native_on_batch(kv: &mut KvStore, quota: u64, batch: &Batch) -> Result<Ve
         }));
     }
     Ok(effects)
+}
+
+/// `room-timeline`'s `decode`: `<len>:<text>` entries.
+fn decode_timeline(mut stored: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let corrupt = || "a corrupt timeline".to_owned();
+    let mut rows = Vec::with_capacity(KEEP + 1);
+    while !stored.is_empty() {
+        let colon = stored.iter().position(|&b| b == b':').ok_or_else(corrupt)?;
+        let len: usize = std::str::from_utf8(&stored[..colon])
+            .ok()
+            .and_then(|digits| digits.parse().ok())
+            .ok_or_else(corrupt)?;
+        let text = stored.get(colon + 1..colon + 1 + len).ok_or_else(corrupt)?;
+        rows.push(text);
+        stored = &stored[colon + 1 + len..];
+    }
+    Ok(rows)
+}
+
+/// `room-timeline`'s `encode`.
+fn encode_timeline(rows: &[&[u8]]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(rows.iter().map(|r| r.len() + 8).sum());
+    for row in rows {
+        stored.extend_from_slice(row.len().to_string().as_bytes());
+        stored.push(b':');
+        stored.extend_from_slice(row);
+    }
+    stored
 }
 
 /// Median time of [`INSTANTIATIONS`] instantiations, and of instantiation followed by `init`.
@@ -319,13 +342,13 @@ mod tests {
             &first[0],
             Effect::Invalidate(Invalidation { cache, key }) if cache == "timeline" && key == "room:!r0:bench"
         ));
-        let timeline: Vec<String> =
-            serde_json::from_slice(&kv.get("room:!r0:bench").unwrap()).unwrap();
+        let stored = kv.get("room:!r0:bench").unwrap();
+        let timeline = decode_timeline(&stored).unwrap();
         assert_eq!(timeline.len(), KEEP);
         let last = data.len() - 1 - (data.len() - 1) % ROOMS;
         assert_eq!(
             timeline[KEEP - 1],
-            data[last],
+            data[last].as_bytes(),
             "the row's text, exactly as written"
         );
     }

@@ -3,8 +3,9 @@
 Keeps the last 50 messages of every room in the key-value store and answers
 `GET /v1/query/room-timeline-py/timeline?room=…` with them. Behaviour, byte for byte, as
 plugins/room-timeline (the conformance suite checks it): rows that are not JSON objects with a
-string `room` are ignored; the timeline of room R is a JSON array of the rows' texts under the
-key `room:R`; each batch invalidates `room:R` in the cache `timeline` once per room touched.
+string `room` are ignored; the timeline of room R is stored under the key `room:R` as the rows'
+texts, each prefixed by its length in bytes (`<len>:<text>`, repeated); each batch invalidates
+`room:R` in the cache `timeline` once per room touched.
 """
 
 import streamhost
@@ -25,6 +26,27 @@ def room_of(row):
     return room if isinstance(room, str) else None
 
 
+def decode(key, stored):
+    """The rows (bytes) of a stored timeline: `<len>:<text>` repeated."""
+    rows, at = [], 0
+    try:
+        while at < len(stored):
+            colon = stored.index(b":", at)
+            end = colon + 1 + int(stored[at:colon])
+            if end > len(stored):
+                raise ValueError("truncated")
+            rows.append(stored[colon + 1:end])
+            at = end
+    except ValueError:
+        raise streamhost.Fatal(f"timeline {key} is not `<len>:<text>` entries") from None
+    return rows
+
+
+def encode(rows):
+    """A timeline as stored (see `decode`)."""
+    return b"".join(b"%d:%s" % (len(row), row) for row in rows)
+
+
 class RoomTimeline(streamhost.Plugin):
     name = "room-timeline-py"
     version = "0.1.0"
@@ -42,8 +64,8 @@ class RoomTimeline(streamhost.Plugin):
         effects = []
         for room, texts in rooms.items():
             key = f"room:{room}"
-            timeline = (kv.get_json(key) or []) + texts
-            kv.set_json(key, timeline[-KEEP:])
+            timeline = decode(key, kv.get(key) or b"") + [t.encode("utf-8") for t in texts]
+            kv.set(key, encode(timeline[-KEEP:]))
             effects.append(Invalidate("timeline", key))
         return effects
 
@@ -53,8 +75,8 @@ class RoomTimeline(streamhost.Plugin):
         if "room" not in args:
             # A bad request, not a broken plugin: `skip` keeps the instance (as Rust's required_arg).
             raise streamhost.Skip("missing query argument `room`")
-        timeline = kv.get_json(f"room:{args['room']}") or []
-        return "[" + ",".join(timeline) + "]"
+        key = f"room:{args['room']}"
+        return (b"[" + b",".join(decode(key, kv.get(key) or b"")) + b"]").decode("utf-8")
 
 
 Handler = streamhost.export(RoomTimeline)

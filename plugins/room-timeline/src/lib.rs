@@ -4,9 +4,10 @@
 //! A `messages` row is a JSON object such as
 //! `{"room": "!r:x", "sender": "@a:x", "body": "hi", "mentions": ["@b:x"]}`. Rows that do not
 //! parse as JSON (by `Row::json`'s rules) or are not objects with a string `room` are ignored.
-//! The timeline of room `R` is stored under the key `room:R` as a JSON array of the rows' texts,
-//! oldest first, each exactly as the writer stored it; the query answers the texts joined into
-//! one JSON array. Every batch evicts `room:R` from the cache `timeline` once for each room it
+//! The timeline of room `R` is stored under the key `room:R` as the rows' texts, oldest first,
+//! each exactly as the writer stored it and prefixed by its length in bytes (`<len>:<text>`,
+//! repeated): appending needs no JSON work at all. The query answers the texts joined into one
+//! JSON array. Every batch evicts `room:R` from the cache `timeline` once for each room it
 //! touched. The Python and JavaScript versions (`plugins/python/room-timeline`,
 //! `plugins/javascript/room-timeline`) do exactly the same, checked by the conformance suite.
 
@@ -64,12 +65,12 @@ impl Plugin for RoomTimeline {
         let mut effects = Vec::with_capacity(rooms.len());
         for (room, new_rows) in rooms {
             let key = key(&room);
-            let mut timeline: Vec<String> = kv::get_json(&key)?.unwrap_or_default();
-            timeline.extend(new_rows);
-            if timeline.len() > KEEP {
-                timeline.drain(..timeline.len() - KEEP);
-            }
-            kv::set_json(&key, &timeline)?;
+            let stored = kv::get(&key).unwrap_or_default();
+            let mut timeline = decode(&key, &stored)?;
+            timeline.extend(new_rows.iter().map(String::as_bytes));
+            let keep = timeline.len().saturating_sub(KEEP);
+            kv::set(&key, &encode(&timeline[keep..]))
+                .map_err(|e| PluginError::fatal(format!("kv set of {key}: {e:?}")))?;
             effects.push(Effect::invalidate("timeline", key));
         }
         Ok(effects)
@@ -78,13 +79,47 @@ impl Plugin for RoomTimeline {
     fn query(&mut self, name: &str, args: &[(String, String)]) -> Result<String, PluginError> {
         match name {
             "timeline" => {
-                let room = required_arg(args, "room")?;
-                let timeline: Vec<String> = kv::get_json(&key(room))?.unwrap_or_default();
-                Ok(format!("[{}]", timeline.join(",")))
+                let key = key(required_arg(args, "room")?);
+                let stored = kv::get(&key).unwrap_or_default();
+                let timeline = decode(&key, &stored)?;
+                let mut answer = Vec::with_capacity(stored.len() + 2);
+                answer.push(b'[');
+                answer.extend(timeline.join(&b","[..]));
+                answer.push(b']');
+                String::from_utf8(answer)
+                    .map_err(|_| PluginError::fatal(format!("timeline {key} is not UTF-8")))
             }
             _ => Err(PluginError::fatal(format!("unknown query `{name}`"))),
         }
     }
+}
+
+/// The rows of a stored timeline: `<len>:<text>` repeated, `len` the text's bytes in decimal.
+fn decode<'a>(key: &str, mut stored: &'a [u8]) -> Result<Vec<&'a [u8]>, PluginError> {
+    let corrupt = || PluginError::fatal(format!("timeline {key} is not `<len>:<text>` entries"));
+    let mut rows = Vec::with_capacity(KEEP + 1);
+    while !stored.is_empty() {
+        let colon = stored.iter().position(|&b| b == b':').ok_or_else(corrupt)?;
+        let len: usize = std::str::from_utf8(&stored[..colon])
+            .ok()
+            .and_then(|digits| digits.parse().ok())
+            .ok_or_else(corrupt)?;
+        let text = stored.get(colon + 1..colon + 1 + len).ok_or_else(corrupt)?;
+        rows.push(text);
+        stored = &stored[colon + 1 + len..];
+    }
+    Ok(rows)
+}
+
+/// A timeline as stored (see [`decode`]).
+fn encode(rows: &[&[u8]]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(rows.iter().map(|r| r.len() + 8).sum());
+    for row in rows {
+        stored.extend_from_slice(row.len().to_string().as_bytes());
+        stored.push(b':');
+        stored.extend_from_slice(row);
+    }
+    stored
 }
 
 export_plugin!(RoomTimeline);
