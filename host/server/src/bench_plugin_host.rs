@@ -24,7 +24,7 @@ const RELOADS: usize = 200;
 
 /// Prints the reader figures as rows of the suite's Markdown table.
 pub async fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
-    let config = plugin_config(plugins)?;
+    let (config, _only) = plugin_config(plugins)?;
     let mut with = Vec::new();
     let mut without = Vec::new();
     for _ in 0..runs {
@@ -47,21 +47,29 @@ pub async fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()>
 }
 
 /// The example plugins of `dir`, each granted what it asks for.
-fn plugin_config(dir: &Path) -> anyhow::Result<PluginsConfig> {
+/// The folder holds other plugins too (`membership`, the Python and JavaScript twins): the
+/// reader gets a copy holding only [`PLUGINS`], which lives as long as the returned folder.
+fn plugin_config(dir: &Path) -> anyhow::Result<(PluginsConfig, tempfile::TempDir)> {
+    let only = tempfile::tempdir()?;
     let mut config = PluginsConfig {
-        dir: Some(dir.to_path_buf()),
+        dir: Some(only.path().to_path_buf()),
         watch: false,
         ..PluginsConfig::default()
     };
     for name in PLUGINS {
-        let manifest =
-            streamhost_plugin_runtime::Manifest::load(&dir.join(name).join("plugin.toml"))?;
+        let copy = only.path().join(name);
+        std::fs::create_dir(&copy)?;
+        for file in std::fs::read_dir(dir.join(name))? {
+            let file = file?;
+            std::fs::copy(file.path(), copy.join(file.file_name()))?;
+        }
+        let manifest = streamhost_plugin_runtime::Manifest::load(&copy.join("plugin.toml"))?;
         config.grants.insert(
             manifest.name.clone(),
             streamhost_plugin_runtime::Grant::everything_asked(&manifest)?,
         );
     }
-    Ok(config)
+    Ok((config, only))
 }
 
 struct Setup {
