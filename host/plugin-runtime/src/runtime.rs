@@ -65,7 +65,12 @@ impl Runtime {
             .max_memories_per_component(10)
             .max_tables_per_component(20)
             .max_component_instance_size(1 << 20)
-            .max_core_instance_size(1 << 20);
+            .max_core_instance_size(1 << 20)
+            // Plugins are called synchronously, so the pool's async stacks are never used; the
+            // default of 1,000 costs 1,000 guard-page mappings per engine, and a test process
+            // running dozens of readers then hits vm.max_map_count ("failed to protect stack
+            // guard page").
+            .total_stacks(n);
         let mut wasm = Config::new();
         wasm.epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack)

@@ -20,6 +20,9 @@ use crate::plugin_limits::{assert_stopped_at_the_deadline, quarantined};
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// The batch deadline `evil-py` and `evil-js` ask for (`batch_deadline_ms` in their manifests).
+const EVIL_DEADLINE: Duration = Duration::from_millis(1_000);
+
 fn failure_message(evil: &Value) -> &str {
     evil["reports"][0]["failure"]["message"].as_str().unwrap()
 }
@@ -36,7 +39,7 @@ async fn a_python_exception_is_a_fatal_error_with_its_traceback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_infinite_loop_is_stopped_at_its_cpu_deadline() {
     let evil = quarantined("evil-py", Some("loop"), "cpu-deadline").await;
-    assert_stopped_at_the_deadline(&evil);
+    assert_stopped_at_the_deadline(&evil, EVIL_DEADLINE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +63,7 @@ async fn a_javascript_exception_is_a_fatal_error_with_its_stack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_javascript_infinite_loop_is_stopped_at_its_cpu_deadline() {
     let evil = quarantined("evil-js", Some("loop"), "cpu-deadline").await;
-    assert_stopped_at_the_deadline(&evil);
+    assert_stopped_at_the_deadline(&evil, EVIL_DEADLINE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
