@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use super::RedisConfig;
+use crate::reader::catchup::percent_encode;
 
 /// Following a Synapse (`[reader.synapse]`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -211,19 +212,6 @@ impl SynapseConfig {
             .map(|w| if w == "master" { "main" } else { w })
             .unwrap_or("main")
     }
-}
-
-/// Percent-encodes all but RFC 3986 unreserved characters (for a password in a URL).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -224,9 +224,9 @@ fn parse_page(body: &[u8]) -> Result<CatchupPage, CatchupError> {
     })
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters (a stream name is one path
-/// segment).
-fn percent_encode(s: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters (a stream name as one path
+/// segment, a Redis password in a URL).
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
