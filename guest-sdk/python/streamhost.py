@@ -52,7 +52,7 @@ __all__ = [
 
 # Only texts matching one of these can break the strict rules below, so only they are walked.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_BIG_NUMBER = re.compile(r"[eE]|\d{309}")
+_BIG_NUMBER = re.compile(r"\d[eE]|\d{309}")  # an exponent follows a digit; "hello" is not one
 _MAX_DEPTH = 127
 
 
