@@ -1,6 +1,7 @@
 //! The integration-test harness: writers and readers on loopback port 0 with temporary
 //! SQLite files (or a fresh PostgreSQL schema for the writer's log), raw replication clients,
-//! polling helpers, the real binary as a process, and a scripted fake Synapse on Redis.
+//! polling helpers, the real binary as a process, a scripted fake Synapse on Redis, and a
+//! Redis of a test's own with TLS.
 
 pub mod plugins;
 pub mod postgres;
@@ -8,6 +9,7 @@ pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod redis_tls;
 pub mod synapse;
 
 use std::future::Future;

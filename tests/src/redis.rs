@@ -63,6 +63,7 @@ pub fn redis_config(url: &str) -> RedisConfig {
         url: url.to_owned(),
         ping_interval_ms: 2_000,
         reconnect_max_ms: 500,
+        ..RedisConfig::default()
     }
 }
 

@@ -21,7 +21,7 @@ use streamhost_proto::{LineFramer, MAX_LINE_LENGTH, ServerCommand, Token};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::ApiClient;
-use crate::config::{ReaderConfig, WriterConfig};
+use crate::config::{ReaderConfig, RedisConfig, WriterConfig};
 use crate::reader::{Batch, BatchSink, BoxFuture, Reader};
 use crate::writer::Writer;
 
@@ -50,6 +50,19 @@ pub struct BenchArgs {
     /// The Redis server of the `redis` suite.
     #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
     pub redis: String,
+    /// Also measure the `redis` suite over TLS at this `rediss://` URL (the same server as
+    /// `--redis`, for a fair ratio; `scripts/bench-redis-tls` sets one up).
+    #[arg(long, value_name = "URL")]
+    pub redis_tls: Option<String>,
+    /// The CA file that signed the TLS Redis's certificate.
+    #[arg(long, value_name = "FILE", requires = "redis_tls")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// The client certificate presented to the TLS Redis.
+    #[arg(long, value_name = "FILE", requires = "redis_tls")]
+    pub redis_certificate_file: Option<std::path::PathBuf>,
+    /// Its private key.
+    #[arg(long, value_name = "FILE", requires = "redis_tls")]
+    pub redis_private_key_file: Option<std::path::PathBuf>,
 }
 
 /// The benchmark suites.
@@ -69,7 +82,8 @@ pub enum BenchSuite {
     /// Wasm plugin cost: room-timeline per row vs the same logic native, instantiation, a
     /// reader with three plugins vs without, reload pauses (needs `scripts/build-plugins`).
     Plugins,
-    /// Redis mode vs TCP mode: delivery to 1 and 8 readers, latency (needs a Redis server).
+    /// Redis mode vs TCP mode: delivery to 1 and 8 readers, latency (needs a Redis server);
+    /// with `--redis-tls`, also TLS Redis vs plain Redis.
     Redis,
 }
 
@@ -114,7 +128,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             })
             .await?
         }
-        BenchSuite::Redis => crate::bench_redis::run(&args.redis, args.rows, args.runs).await,
+        BenchSuite::Redis => {
+            let redis = RedisConfig {
+                url: args.redis.clone(),
+                ..RedisConfig::default()
+            };
+            let tls = args.redis_tls.clone().map(|url| RedisConfig {
+                url,
+                ca_file: args.redis_ca_file.clone(),
+                certificate_file: args.redis_certificate_file.clone(),
+                private_key_file: args.redis_private_key_file.clone(),
+                ..RedisConfig::default()
+            });
+            for config in [Some(&redis), tls.as_ref()].into_iter().flatten() {
+                config.validate("bench redis")?;
+            }
+            crate::bench_redis::run(redis, tls, args.rows, args.runs).await
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! `streamhost bench redis`: delivery over Redis pub/sub against TCP, in one process: rows/s
 //! to 1 and 8 readers, and one-row append-to-reader latency p50/p99 (see BENCHMARKS.md).
-//! Needs a Redis server (`--redis URL`, default `redis://127.0.0.1:6379`).
+//! Needs a Redis server (`--redis URL`, default `redis://127.0.0.1:6379`). With `--redis-tls
+//! URL` (and its CA and client certificate, as `scripts/bench-redis-tls` sets up) each figure
+//! is also taken over TLS, against plain Redis on the same server.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -18,39 +20,68 @@ const REQUEST_ROWS: usize = 500;
 /// One-row appends timed for latency.
 const LATENCY_SAMPLES: usize = 300;
 
-/// How the readers follow the writer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the readers follow the writer: TCP, or Redis with this configuration (plain or TLS).
+#[derive(Clone, Debug)]
 enum Transport {
     Tcp,
-    Redis,
+    Redis(RedisConfig),
 }
 
-/// Prints the suite's Markdown table.
-pub async fn run(redis_url: &str, rows: usize, runs: usize) -> anyhow::Result<()> {
+/// Prints the suite's Markdown table: Redis against TCP, and with `tls` TLS Redis against
+/// plain Redis (`redis` should then be the same server's plain port).
+pub async fn run(
+    redis: RedisConfig,
+    tls: Option<RedisConfig>,
+    rows: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let with_tls = tls
+        .as_ref()
+        .map(|t| format!(", TLS Redis at {}", t.url))
+        .unwrap_or_default();
     println!(
-        "streamhost bench redis: Redis at {redis_url}, {rows} rows per run, median of {runs} runs\n"
+        "streamhost bench redis: Redis at {}{with_tls}, {rows} rows per run, median of {runs} runs\n",
+        redis.url
     );
     if cfg!(debug_assertions) {
         println!("(debug build: these figures mean nothing; use `cargo run --release`)\n");
     }
-    println!("| measurement | Redis mode | TCP mode | ratio |");
-    println!("|---|---|---|---|");
-    for readers in [1, 8] {
-        let mut redis = Vec::new();
-        let mut tcp = Vec::new();
-        for _ in 0..runs {
-            tcp.push(delivery(redis_url, Transport::Tcp, rows, readers).await?);
-            redis.push(delivery(redis_url, Transport::Redis, rows, readers).await?);
-        }
-        let (redis, tcp) = (median(redis), median(tcp));
+    let mut transports = vec![Transport::Redis(redis), Transport::Tcp];
+    transports.extend(tls.map(Transport::Redis));
+    if transports.len() == 3 {
         println!(
-            "| delivery to {readers} reader(s) (rows/s) | {redis:.0} | {tcp:.0} | {:.2} |",
-            redis / tcp
+            "| measurement | Redis mode | TCP mode | Redis / TCP | TLS Redis | TLS / plain Redis |"
         );
+        println!("|---|---|---|---|---|---|");
+    } else {
+        println!("| measurement | Redis mode | TCP mode | Redis / TCP |");
+        println!("|---|---|---|---|");
     }
-    let redis = latency(redis_url, Transport::Redis).await?;
-    let tcp = latency(redis_url, Transport::Tcp).await?;
-    println!(
+    for readers in [1, 8] {
+        let mut rates = vec![Vec::new(); transports.len()];
+        for _ in 0..runs {
+            for (transport, rates) in transports.iter().zip(&mut rates) {
+                rates.push(delivery(transport, rows, readers).await?);
+            }
+        }
+        let rates: Vec<f64> = rates.into_iter().map(median).collect();
+        let mut line = format!(
+            "| delivery to {readers} reader(s) (rows/s) | {:.0} | {:.0} | {:.2} |",
+            rates[0],
+            rates[1],
+            rates[0] / rates[1]
+        );
+        if let Some(tls) = rates.get(2) {
+            line += &format!(" {tls:.0} | {:.2} |", tls / rates[0]);
+        }
+        println!("{line}");
+    }
+    let mut latencies = Vec::new();
+    for transport in &transports {
+        latencies.push(latency(transport).await?);
+    }
+    let (redis, tcp) = (latencies[0], latencies[1]);
+    let mut line = format!(
         "| append to reader, one row at a time (ms, p50 / p99 of {LATENCY_SAMPLES}) | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} (p50) |",
         redis.0,
         redis.1,
@@ -58,6 +89,15 @@ pub async fn run(redis_url: &str, rows: usize, runs: usize) -> anyhow::Result<()
         tcp.1,
         redis.0 / tcp.0
     );
+    if let Some(tls) = latencies.get(2) {
+        line += &format!(
+            " {:.2} / {:.2} | {:.2} (p50) |",
+            tls.0,
+            tls.1,
+            tls.0 / redis.0
+        );
+    }
+    println!("{line}");
     Ok(())
 }
 
@@ -68,15 +108,15 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-async fn start(redis_url: &str, transport: Transport, readers: usize) -> anyhow::Result<Setup> {
+async fn start(transport: &Transport, readers: usize) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     // A channel of its own, so runs never hear each other (pub/sub is global in Redis).
     let server_name = format!("bench-{:016x}", rand::random::<u64>());
-    let redis = RedisConfig {
-        url: redis_url.to_string(),
-        ..RedisConfig::default()
+    let redis = match transport {
+        Transport::Redis(config) => Some(config.clone()),
+        Transport::Tcp => None,
     };
     let writer = Writer::bind(
         WriterConfig {
@@ -84,7 +124,7 @@ async fn start(redis_url: &str, transport: Transport, readers: usize) -> anyhow:
             replication: loopback,
             data: dir.path().join("writer"),
             server_name: server_name.clone(),
-            redis: (transport == Transport::Redis).then(|| redis.clone()),
+            redis: redis.clone(),
             ..WriterConfig::default()
         },
         shutdown.clone(),
@@ -99,7 +139,7 @@ async fn start(redis_url: &str, transport: Transport, readers: usize) -> anyhow:
             data: dir.path().join(format!("reader-{n}")),
             name: format!("bench-{n}"),
             server_name: Some(server_name.clone()),
-            redis: (transport == Transport::Redis).then(|| redis.clone()),
+            redis: redis.clone(),
             ..ReaderConfig::default()
         };
         running.push(Reader::bind(config, None, shutdown.clone()).await?);
@@ -148,13 +188,8 @@ fn reached(reader: &Reader, token: i64) -> bool {
 }
 
 /// Rows/s from the first append until every reader has applied the last row.
-async fn delivery(
-    redis_url: &str,
-    transport: Transport,
-    rows: usize,
-    readers: usize,
-) -> anyhow::Result<f64> {
-    let setup = start(redis_url, transport, readers).await?;
+async fn delivery(transport: &Transport, rows: usize, readers: usize) -> anyhow::Result<f64> {
+    let setup = start(transport, readers).await?;
     let client = setup.client();
     let bodies: Vec<Bytes> = (0..rows.div_ceil(REQUEST_ROWS))
         .map(|r| {
@@ -186,8 +221,8 @@ async fn delivery(
 }
 
 /// p50 and p99, in ms, from sending a one-row append to the reader having applied it.
-async fn latency(redis_url: &str, transport: Transport) -> anyhow::Result<(f64, f64)> {
-    let setup = start(redis_url, transport, 1).await?;
+async fn latency(transport: &Transport) -> anyhow::Result<(f64, f64)> {
+    let setup = start(transport, 1).await?;
     let client = setup.client();
     let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
     for n in 0..LATENCY_SAMPLES {

@@ -90,20 +90,34 @@ pub struct WriterConfig {
     pub redis: Option<RedisConfig>,
 }
 
-/// Redis replication mode (Synapse's `redis` section): where Redis is and how the two
-/// connections (one publishing, one subscribed) keep alive and reconnect.
+/// Redis replication mode (Synapse's `redis` section): where Redis is, how the two
+/// connections (one publishing, one subscribed) keep alive and reconnect, and their TLS
+/// (`docs/configuration.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[[user]:password@]host[:port][/db]`. The password is sent with `AUTH` and the
+    /// `redis://[[user]:password@]host[:port][/db]`, `rediss://…` for TLS, or
+    /// `redis+unix:///path?db=N&user=U&pass=P`. The password is sent with `AUTH` and the
     /// database number with `SELECT` on connect (pub/sub channels ignore the database, as in
-    /// Synapse); `rediss://` (TLS) needs a build with the `redis` crate's TLS feature.
+    /// Synapse).
     pub url: String,
     /// A Redis `PING` on each connection after this long (Synapse: 30,000 ms); a reply that
     /// takes longer than this ends the connection.
     pub ping_interval_ms: u64,
     /// Longest wait between reconnection attempts (Synapse: 5,000 ms).
     pub reconnect_max_ms: u64,
+    /// TLS (`rediss://` only): PEM file of the CA certificates to trust instead of the
+    /// system's. The server's certificate is always verified and must name the URL's host.
+    pub ca_file: Option<PathBuf>,
+    /// TLS: a folder of PEM CA certificates (every file in it) to trust instead of the
+    /// system's.
+    pub ca_path: Option<PathBuf>,
+    /// TLS: the PEM certificate chain presented to Redis (`tls-auth-clients`), with
+    /// `private_key_file`. TLS files are read again on every (re)connect, so a renewed
+    /// certificate is picked up without a restart.
+    pub certificate_file: Option<PathBuf>,
+    /// TLS: the PEM private key of `certificate_file`.
+    pub private_key_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -112,12 +126,17 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             ping_interval_ms: 30_000,
             reconnect_max_ms: 5_000,
+            ca_file: None,
+            ca_path: None,
+            certificate_file: None,
+            private_key_file: None,
         }
     }
 }
 
 impl RedisConfig {
-    /// Checks the URL's scheme and the intervals; `what` names the table in errors.
+    /// Checks the URL's scheme, the intervals and the TLS files (read and parsed now, so a
+    /// wrong path fails at start, not at the first connect); `what` names the table in errors.
     pub fn validate(&self, what: &str) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.url.starts_with("redis://")
@@ -130,6 +149,7 @@ impl RedisConfig {
             self.ping_interval_ms > 0 && self.reconnect_max_ms > 0,
             "{what}.ping_interval_ms and {what}.reconnect_max_ms must be > 0"
         );
+        crate::redis_mode::tls::client(self).with_context(|| what.to_owned())?;
         Ok(())
     }
 }

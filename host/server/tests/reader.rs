@@ -794,6 +794,7 @@ async fn a_real_synapse_redis_session_reaches_the_reader_exactly_once_without_it
         url: url.clone(),
         ping_interval_ms: 2_000,
         reconnect_max_ms: 200,
+        ..streamhost::config::RedisConfig::default()
     });
     let mut reader = TestReader::start(config, None).await;
     let first = tokio::time::timeout(WAIT, messages.next())

@@ -14,6 +14,7 @@ mod plugins;
 mod postgres;
 mod process;
 mod redis;
+mod redis_tls;
 mod replication;
 mod synapse;
 mod tail;

@@ -46,12 +46,23 @@ pub struct SynapseRedisConfig {
     pub path: Option<PathBuf>,
     /// Database number (`SELECT`); pub/sub channels ignore it, as in Synapse.
     pub dbid: Option<u32>,
+    /// User name (`AUTH username password`, Redis 6 ACLs); needs a password, as in Synapse.
+    pub username: Option<String>,
     /// Password (`AUTH`).
     pub password: Option<String>,
     /// A file holding the password (its first line), instead of `password`.
     pub password_path: Option<PathBuf>,
-    /// TLS to Redis: not built into Streamhost; `true` is refused at start.
+    /// TLS to Redis at `host`:`port`. Unlike Synapse, Streamhost verifies Redis's
+    /// certificate (against the system's roots, or `ca_file`/`ca_path`).
     pub use_tls: bool,
+    /// TLS: the PEM certificate presented to Redis (with `private_key_file`).
+    pub certificate_file: Option<PathBuf>,
+    /// TLS: its PEM private key.
+    pub private_key_file: Option<PathBuf>,
+    /// TLS: a PEM file of the CA certificates to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// TLS: a folder of PEM CA certificates to trust instead of the system's.
+    pub ca_path: Option<PathBuf>,
     /// Streamhost: a Redis `PING` on each connection after this long (Synapse: 30,000 ms).
     pub ping_interval_ms: u64,
     /// Streamhost: longest wait between reconnection attempts (Synapse: 5,000 ms).
@@ -66,9 +77,14 @@ impl Default for SynapseRedisConfig {
             port: 6379,
             path: None,
             dbid: None,
+            username: None,
             password: None,
             password_path: None,
             use_tls: false,
+            certificate_file: None,
+            private_key_file: None,
+            ca_file: None,
+            ca_path: None,
             ping_interval_ms: 30_000,
             reconnect_max_ms: 5_000,
         }
@@ -131,10 +147,19 @@ impl SynapseConfig {
             self.redis.enabled,
             "reader.synapse.redis.enabled = false: a Synapse reader needs Redis"
         );
+        let redis = &self.redis;
         anyhow::ensure!(
-            !self.redis.use_tls,
-            "reader.synapse.redis.use_tls: TLS to Redis is not built into Streamhost; use a \
-             TLS-terminating proxy on localhost"
+            !(redis.use_tls && redis.path.is_some()),
+            "reader.synapse.redis: use_tls is for host and port, not a UNIX socket (path)"
+        );
+        anyhow::ensure!(
+            redis.use_tls
+                || (redis.certificate_file.is_none()
+                    && redis.private_key_file.is_none()
+                    && redis.ca_file.is_none()
+                    && redis.ca_path.is_none()),
+            "reader.synapse.redis: certificate_file, private_key_file, ca_file and ca_path \
+             are for TLS: set use_tls = true"
         );
         anyhow::ensure!(
             self.redis.ping_interval_ms > 0 && self.redis.reconnect_max_ms > 0,
@@ -146,6 +171,8 @@ impl SynapseConfig {
                 "reader.synapse.instance_map.{name}.tls: HTTPS replication is not supported"
             );
         }
+        // Builds the connection once: reads password_path and the TLS files now.
+        self.redis_config()?;
         Ok(())
     }
 
@@ -172,11 +199,22 @@ impl SynapseConfig {
             ),
             (None, None) => None,
         };
+        if redis.username.is_some() {
+            anyhow::ensure!(
+                password.is_some(),
+                "reader.synapse.redis.username needs password or password_path (Redis ACLs \
+                 take both)"
+            );
+        }
+        let user = redis.username.as_deref().map(percent_encode);
         let url = match &redis.path {
             Some(path) => {
                 let mut query = Vec::new();
                 if let Some(db) = redis.dbid {
                     query.push(format!("db={db}"));
+                }
+                if let Some(user) = &user {
+                    query.push(format!("user={user}"));
                 }
                 if let Some(p) = &password {
                     query.push(format!("pass={}", percent_encode(p)));
@@ -189,18 +227,25 @@ impl SynapseConfig {
                 format!("redis+unix://{}{query}", path.display())
             }
             None => {
+                let scheme = if redis.use_tls { "rediss" } else { "redis" };
                 let auth = password
-                    .map(|p| format!(":{}@", percent_encode(&p)))
+                    .map(|p| format!("{}:{}@", user.unwrap_or_default(), percent_encode(&p)))
                     .unwrap_or_default();
                 let db = redis.dbid.map(|d| format!("/{d}")).unwrap_or_default();
-                format!("redis://{auth}{}:{}{db}", redis.host, redis.port)
+                format!("{scheme}://{auth}{}:{}{db}", redis.host, redis.port)
             }
         };
-        Ok(RedisConfig {
+        let config = RedisConfig {
             url,
             ping_interval_ms: redis.ping_interval_ms,
             reconnect_max_ms: redis.reconnect_max_ms,
-        })
+            ca_file: redis.ca_file.clone(),
+            ca_path: redis.ca_path.clone(),
+            certificate_file: redis.certificate_file.clone(),
+            private_key_file: redis.private_key_file.clone(),
+        };
+        config.validate("reader.synapse.redis")?;
+        Ok(config)
     }
 
     /// The instance writing `stream` (`stream_writers`, default the main process), as it
@@ -249,6 +294,13 @@ presence = ["presence1"]
             synapse.redis_config().unwrap().url,
             "redis://:p%40ss%20word@redis.internal:6380/2"
         );
+        let mut tls = synapse.clone();
+        tls.redis.use_tls = true;
+        tls.redis.username = Some("stream host".into());
+        assert_eq!(
+            tls.redis_config().unwrap().url,
+            "rediss://stream%20host:p%40ss%20word@redis.internal:6380/2"
+        );
         assert_eq!(synapse.writer_of("typing"), "main");
         assert_eq!(synapse.writer_of("presence"), "presence1");
         assert_eq!(synapse.writer_of("receipts"), "main");
@@ -278,8 +330,20 @@ presence = ["presence1"]
                 "reader.name",
             ),
             (
-                "[reader.synapse]\nserver_name = \"x\"\n[reader.synapse.redis]\nuse_tls = true\n",
+                "[reader.synapse]\nserver_name = \"x\"\n[reader.synapse.redis]\nuse_tls = true\npath = \"/run/redis.sock\"\n",
                 "use_tls",
+            ),
+            (
+                "[reader.synapse]\nserver_name = \"x\"\n[reader.synapse.redis]\nca_file = \"/etc/ca.pem\"\n",
+                "use_tls = true",
+            ),
+            (
+                "[reader.synapse]\nserver_name = \"x\"\n[reader.synapse.redis]\nuse_tls = true\nca_file = \"/nonexistent/ca.pem\"\n",
+                "/nonexistent/ca.pem",
+            ),
+            (
+                "[reader.synapse]\nserver_name = \"x\"\n[reader.synapse.redis]\nusername = \"u\"\n",
+                "username",
             ),
             (
                 "[reader.synapse]\nserver_name = \"x\"\n[reader.redis]\n",

@@ -96,9 +96,13 @@ impl Reader {
                 Arc::new(DiscardSink)
             }
         });
-        let followed = match &config.synapse {
-            Some(synapse) => crate::synapse::describe(synapse),
-            None => config.writer.clone(),
+        let followed = match (&config.synapse, &config.redis) {
+            (Some(synapse), _) => crate::synapse::describe(synapse),
+            (None, Some(redis)) => crate::redis_mode::describe(
+                redis,
+                &crate::redis_mode::channel(config.server_name.as_deref().unwrap_or_default()),
+            ),
+            (None, None) => config.writer.clone(),
         };
         let shared = Arc::new(Shared::new(config.name.clone(), followed));
         let catchup: Arc<dyn CatchupSource> = match (&config.synapse, &config.log_database_url) {

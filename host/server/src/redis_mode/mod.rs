@@ -13,20 +13,23 @@
 //! - [`writer`]: the writer's side: publishes the streamer's ring, answers `REPLICATE`.
 //! - `reader`: the reader's side: feeds decoded `RDATA`/`POSITION` to the processor, one
 //!   processor "connection" per Redis subscription.
+//! - `tls`: the Redis client of a configuration, TLS (`rediss://`) included.
 //!
 //! Both sides share [`Link`] (the two connections, `PING` and reply timeouts) and the
 //! reconnect rule: 100 ms doubling up to `reconnect_max_ms` (Synapse: 5 s), forever.
 
 pub(crate) mod reader;
+pub(crate) mod tls;
 pub mod writer;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use redis::AsyncConnectionConfig;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::{AsyncConnectionConfig, Client};
 use std::collections::HashMap;
+use tokio_util::sync::CancellationToken;
 
 use streamhost_proto::{Command, CommandName};
 
@@ -35,6 +38,112 @@ use crate::metrics::{Counter, CounterVec, Gauge, Registry};
 
 /// First wait before reconnecting; doubles up to `reconnect_max_ms`.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How a Redis session ended.
+pub(crate) enum Ended {
+    /// Shutdown (or the other side of the process is gone): no reconnect.
+    Stopped,
+    /// Lost: counted, logged and reconnected after the backoff.
+    Lost(Lost),
+}
+
+/// Why a Redis session (or an attempt at one) was lost.
+pub(crate) struct Lost {
+    /// The session had been up: the backoff starts again from [`FIRST_BACKOFF`].
+    pub(crate) established: bool,
+    /// The `reason` label of `*redis_errors_total`.
+    pub(crate) reason: &'static str,
+    /// What happened, for the log (and the reader's status).
+    pub(crate) error: String,
+}
+
+/// A session that had been up ended for `reason`.
+pub(crate) fn lost(reason: &'static str, error: impl std::fmt::Display) -> Ended {
+    Ended::Lost(Lost {
+        established: true,
+        reason,
+        error: error.to_string(),
+    })
+}
+
+/// An attempt to open a session failed.
+pub(crate) fn not_connected(error: &anyhow::Error) -> Lost {
+    Lost {
+        established: false,
+        reason: "connect",
+        error: format!("connecting to Redis: {}", chain(error)),
+    }
+}
+
+/// `error` and its causes, `: `-separated, leaving out a cause its parent already spells out
+/// (the `redis` crate's errors print their source too).
+fn chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// The reconnect rule both sides share: 100 ms doubling to `reconnect_max_ms`, forever, back
+/// to 100 ms once a session had been up.
+pub(crate) struct Reconnect {
+    backoff: Duration,
+    max: Duration,
+    attempts: u64,
+}
+
+impl Reconnect {
+    /// The rule with `config`'s cap.
+    pub(crate) fn new(config: &RedisConfig) -> Reconnect {
+        Reconnect {
+            backoff: FIRST_BACKOFF,
+            max: Duration::from_millis(config.reconnect_max_ms).max(FIRST_BACKOFF),
+            attempts: 0,
+        }
+    }
+
+    /// Notes an attempt to connect; true (and counted in `reconnects`) for every one after
+    /// the first.
+    pub(crate) fn attempt(&mut self, metrics: &RedisMetrics) -> bool {
+        self.attempts += 1;
+        let again = self.attempts > 1;
+        if again {
+            metrics.reconnects.inc();
+        }
+        again
+    }
+
+    /// Counts `lost` in `errors_total`, logs it with what comes `next`, and waits out the
+    /// backoff; false when `shutdown` came first.
+    pub(crate) async fn wait_after(
+        &mut self,
+        lost: &Lost,
+        metrics: &RedisMetrics,
+        channel: &str,
+        next: &'static str,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        if lost.established {
+            self.backoff = FIRST_BACKOFF;
+        }
+        metrics.errors.with(&[lost.reason]).inc();
+        tracing::warn!(error = %lost.error, reason = lost.reason, %channel,
+            retry_in_ms = self.backoff.as_millis() as u64, "Redis replication lost; {next}");
+        let waited = tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(self.backoff) => true,
+        };
+        self.backoff = (self.backoff * 2).min(self.max);
+        waited
+    }
+}
 
 /// The channel every command but `USER_IP` goes to: the server name (reference §3).
 pub fn channel(server_name: &str) -> String {
@@ -45,6 +154,42 @@ pub fn channel(server_name: &str) -> String {
 /// Streamhost readers).
 pub fn user_ip_channel(server_name: &str) -> String {
     format!("{server_name}/USER_IP")
+}
+
+/// How a reader's status shows a Redis it follows: `redis <url> channel <channel>`, the
+/// URL without its password.
+pub(crate) fn describe(config: &RedisConfig, channel: &str) -> String {
+    format!("redis {} channel {channel}", without_password(&config.url))
+}
+
+/// `url` with the password (`:secret@` or `pass=secret`) replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rsplit_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split_once(':').map_or("", |(user, _)| user);
+            format!("{user}:***@{host}{}", &rest[authority_end..])
+        }
+        None => rest.to_owned(),
+    };
+    let query = query.map(|q| {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("pass", _)) => "pass=***".to_owned(),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        format!("?{}", pairs.join("&"))
+    });
+    format!("{scheme}://{rest}{}", query.unwrap_or_default())
 }
 
 /// The two connections of one Redis session.
@@ -60,12 +205,12 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Opens both connections (`AUTH` and `SELECT` as the URL says) and subscribes to
+    /// Opens both connections (TLS, `AUTH` and `SELECT` as configured) and subscribes to
     /// `channels`, returning once Redis has acknowledged the subscription: a `REPLICATE`
     /// published earlier could have its `POSITION` answers missed (Synapse PR #7427).
     pub(crate) async fn open(config: &RedisConfig, channels: &[String]) -> anyhow::Result<Link> {
         let timeout = Duration::from_millis(config.ping_interval_ms);
-        let client = Client::open(config.url.as_str())?;
+        let client = tls::client(config)?;
         let pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
             .await
             .map_err(|_| anyhow::anyhow!("opening the subscriber connection timed out"))??;
@@ -202,4 +347,39 @@ pub(crate) fn by_command(family: CounterVec) -> HashMap<CommandName, Counter> {
         .iter()
         .map(|n| (*n, family.with(&[n.as_str()])))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{chain, without_password};
+
+    #[test]
+    fn an_error_chain_is_shown_without_repeats() {
+        let inner = anyhow::anyhow!("received fatal alert: CertificateRequired");
+        let repeated = inner.context("received fatal alert: CertificateRequired");
+        assert_eq!(
+            chain(&repeated),
+            "received fatal alert: CertificateRequired"
+        );
+        let distinct = anyhow::anyhow!("connection refused").context("SUBSCRIBE failed");
+        assert_eq!(chain(&distinct), "SUBSCRIBE failed: connection refused");
+    }
+
+    #[test]
+    fn passwords_never_reach_the_status() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            (
+                "rediss://:s3cret@redis:6380/2",
+                "rediss://:***@redis:6380/2",
+            ),
+            ("redis://user:p@ss@redis/1", "redis://user:***@redis/1"),
+            (
+                "redis+unix:///run/r.sock?db=1&pass=s3cret",
+                "redis+unix:///run/r.sock?db=1&pass=***",
+            ),
+        ] {
+            assert_eq!(without_password(url), shown);
+        }
+    }
 }

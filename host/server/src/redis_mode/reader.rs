@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{FIRST_BACKOFF, Link, RedisMetrics};
+use super::{Ended, Link, Reconnect, RedisMetrics, lost};
 use crate::config::RedisConfig;
 use crate::metrics::Counter;
 use crate::reader::processor::{ConnId, Inbound};
@@ -56,23 +56,6 @@ pub(crate) enum RowFormat {
     SynapseObjects,
 }
 
-enum Ended {
-    Stopped,
-    Lost {
-        established: bool,
-        reason: &'static str,
-        error: String,
-    },
-}
-
-fn lost(reason: &'static str, error: impl std::fmt::Display) -> Ended {
-    Ended::Lost {
-        established: true,
-        reason,
-        error: error.to_string(),
-    }
-}
-
 /// Subscribes, feeds the processor and reconnects until `shutdown`.
 pub(crate) async fn run(
     config: RedisReaderConfig,
@@ -84,23 +67,19 @@ pub(crate) async fn run(
     let metrics = RedisMetrics::register(&shared.metrics.registry, "reader_");
     let commands_in = super::by_command(shared.metrics.commands_in.clone());
     let own = InstanceName::new(config.name.as_str()).ok();
-    let reconnect_max = Duration::from_millis(config.redis.reconnect_max_ms).max(FIRST_BACKOFF);
-    let mut backoff = FIRST_BACKOFF;
+    let mut reconnect = Reconnect::new(&config.redis);
     let mut conn_id: ConnId = 0;
-    let mut attempts = 0u64;
     shared.set_server_name(&config.channel);
     loop {
-        if attempts > 0 {
+        if reconnect.attempt(&metrics) {
             shared.count_reconnect();
-            metrics.reconnects.inc();
         }
-        attempts += 1;
         shared.set_connection(ConnectionState::Connecting, None);
         let opened = tokio::select! {
             () = shutdown.cancelled() => break,
             opened = Link::open(&config.redis, std::slice::from_ref(&config.channel)) => opened,
         };
-        let ended = match opened {
+        let lost = match opened {
             Ok(link) => {
                 conn_id += 1;
                 if !queue(&tx, Inbound::Connected(conn_id), &shutdown).await {
@@ -123,35 +102,22 @@ pub(crate) async fn run(
                 if !queue(&tx, Inbound::Disconnected(conn_id), &shutdown).await {
                     break;
                 }
-                ended
+                match ended {
+                    Ended::Lost(lost) => lost,
+                    Ended::Stopped => break,
+                }
             }
-            Err(e) => Ended::Lost {
-                established: false,
-                reason: "connect",
-                error: format!("connecting to Redis: {e:#}"),
-            },
+            Err(e) => super::not_connected(&e),
         };
-        let Ended::Lost {
-            established,
-            reason,
-            error,
-        } = ended
-        else {
+        shared.metrics.errors.with(&[lost.reason]).inc();
+        shared.set_connection(ConnectionState::BackingOff, Some(lost.error.clone()));
+        let next = "will resubscribe and catch up";
+        if !reconnect
+            .wait_after(&lost, &metrics, &config.channel, next, &shutdown)
+            .await
+        {
             break;
-        };
-        if established {
-            backoff = FIRST_BACKOFF;
         }
-        metrics.errors.with(&[reason]).inc();
-        shared.metrics.errors.with(&[reason]).inc();
-        tracing::warn!(%error, reason, retry_in_ms = backoff.as_millis() as u64,
-            "Redis replication lost; will resubscribe and catch up");
-        shared.set_connection(ConnectionState::BackingOff, Some(error));
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(reconnect_max);
     }
     metrics.connected.set(0);
     shared.set_connection(ConnectionState::Stopped, None);

@@ -11,7 +11,6 @@
 //! is handled the same way, by reconnecting.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use rustc_hash::FxHashSet as HashSet;
@@ -21,7 +20,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{FIRST_BACKOFF, Link, RedisMetrics};
+use super::{Ended, Link, Reconnect, RedisMetrics, lost};
 use crate::config::RedisConfig;
 use crate::writer::Frame;
 use crate::writer::streamer::StreamerSignals;
@@ -43,72 +42,36 @@ pub(crate) struct RedisWriter {
     pub(crate) metrics: RedisMetrics,
 }
 
-/// How a session ended.
-enum Ended {
-    Stopped,
-    Lost {
-        established: bool,
-        reason: &'static str,
-        error: String,
-    },
-}
-
-fn lost(reason: &'static str, error: impl std::fmt::Display) -> Ended {
-    Ended::Lost {
-        established: true,
-        reason,
-        error: error.to_string(),
-    }
-}
-
 impl RedisWriter {
     /// Connects, publishes and reconnects (100 ms doubling to `reconnect_max_ms`) until
     /// `shutdown`.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
-        let reconnect_max = Duration::from_millis(self.config.reconnect_max_ms).max(FIRST_BACKOFF);
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempts = 0u64;
+        let mut reconnect = Reconnect::new(&self.config);
         loop {
-            if attempts > 0 {
-                self.metrics.reconnects.inc();
-            }
-            attempts += 1;
+            reconnect.attempt(&self.metrics);
             let opened = tokio::select! {
                 () = shutdown.cancelled() => break,
                 opened = Link::open(&self.config, std::slice::from_ref(&self.channel)) => opened,
             };
-            let ended = match opened {
+            let lost = match opened {
                 Ok(link) => {
                     self.metrics.connected.set(1);
                     let ended = self.session(link, &shutdown).await;
                     self.metrics.connected.set(0);
-                    ended
+                    match ended {
+                        Ended::Lost(lost) => lost,
+                        Ended::Stopped => break,
+                    }
                 }
-                Err(e) => Ended::Lost {
-                    established: false,
-                    reason: "connect",
-                    error: format!("{e:#}"),
-                },
+                Err(e) => super::not_connected(&e),
             };
-            let Ended::Lost {
-                established,
-                reason,
-                error,
-            } = ended
-            else {
+            let next = "will reconnect and announce positions";
+            if !reconnect
+                .wait_after(&lost, &self.metrics, &self.channel, next, &shutdown)
+                .await
+            {
                 break;
-            };
-            if established {
-                backoff = FIRST_BACKOFF;
             }
-            self.metrics.errors.with(&[reason]).inc();
-            tracing::warn!(%error, reason, channel = %self.channel, retry_in_ms = backoff.as_millis() as u64,
-                "Redis replication lost; will reconnect and announce positions");
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(reconnect_max);
         }
         self.metrics.connected.set(0);
     }

@@ -21,7 +21,8 @@ pub mod rows;
 
 use crate::config::SynapseConfig;
 
-/// How the status shows what the reader follows: `synapse <server_name> via <redis>`.
+/// How the status shows what the reader follows: `synapse <server_name> via redis
+/// <host:port or socket>`, with ` (TLS)` when it is.
 pub fn describe(config: &SynapseConfig) -> String {
     let redis = &config.redis;
     match &redis.path {
@@ -31,8 +32,11 @@ pub fn describe(config: &SynapseConfig) -> String {
             path.display()
         ),
         None => format!(
-            "synapse {} via redis {}:{}",
-            config.server_name, redis.host, redis.port
+            "synapse {} via redis {}:{}{}",
+            config.server_name,
+            redis.host,
+            redis.port,
+            if redis.use_tls { " (TLS)" } else { "" }
         ),
     }
 }

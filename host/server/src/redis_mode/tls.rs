@@ -1,0 +1,175 @@
+//! The Redis client of a [`RedisConfig`]: plain for `redis://` and UNIX sockets, TLS for
+//! `rediss://` (rustls with the `ring` provider). The server's certificate is always verified,
+//! against the system's roots or the configured `ca_file`/`ca_path`, and must name the URL's
+//! host; a client certificate is presented when `certificate_file`/`private_key_file` are set.
+//!
+//! Synapse's own Redis client does not verify the server (Twisted's `ClientContextFactory`
+//! with no verify mode); Streamhost does, so a self-signed Redis needs `ca_file`. The files are
+//! read on every call, so each (re)connect picks up a renewed certificate.
+
+use std::path::Path;
+
+use anyhow::Context;
+use redis::{Client, ClientTlsConfig, TlsCertificates};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::RedisConfig;
+
+/// The client `config` describes, its TLS files read and checked. Errors name the key and
+/// the file at fault.
+pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<Client> {
+    let tls = config.url.starts_with("rediss://");
+    let files = [
+        ("ca_file", &config.ca_file),
+        ("ca_path", &config.ca_path),
+        ("certificate_file", &config.certificate_file),
+        ("private_key_file", &config.private_key_file),
+    ];
+    if !tls && let Some((key, _)) = files.iter().find(|(_, f)| f.is_some()) {
+        anyhow::bail!("{key} is for TLS: the url must start with rediss://");
+    }
+    if !tls {
+        return Client::open(config.url.as_str()).context("url");
+    }
+    anyhow::ensure!(
+        config.ca_file.is_none() || config.ca_path.is_none(),
+        "set ca_file or ca_path, not both"
+    );
+    let root_cert = match (&config.ca_file, &config.ca_path) {
+        (Some(file), _) => Some(read_certificates(file).context("ca_file")?),
+        (None, Some(folder)) => Some(read_certificate_folder(folder).context("ca_path")?),
+        (None, None) => None,
+    };
+    let client_tls = match (&config.certificate_file, &config.private_key_file) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read_certificates(cert).context("certificate_file")?,
+            client_key: read_private_key(key).context("private_key_file")?,
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!("certificate_file and private_key_file go together"),
+    };
+    // Exactly one rustls provider is compiled in; installing it is idempotent (a second call
+    // only reports that one is installed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::build_with_tls(
+        config.url.as_str(),
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .context("url")
+}
+
+/// A PEM file that holds at least one certificate, as read.
+fn read_certificates(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let count = CertificateDer::pem_slice_iter(&pem)
+        .try_fold(0usize, |n, cert| cert.map(|_| n + 1))
+        .with_context(|| format!("{}: not PEM", path.display()))?;
+    anyhow::ensure!(
+        count > 0,
+        "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+        path.display()
+    );
+    Ok(pem)
+}
+
+/// Every certificate in the files of `folder` (OpenSSL's `capath`: hashed links or plain
+/// `.pem` files; files without a certificate, such as CRLs, are passed over).
+fn read_certificate_folder(folder: &Path) -> anyhow::Result<Vec<u8>> {
+    let entries =
+        std::fs::read_dir(folder).with_context(|| format!("reading {}", folder.display()))?;
+    let mut pem = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", folder.display()))?
+            .path();
+        if path.is_file()
+            && let Ok(certificates) = read_certificates(&path)
+        {
+            pem.extend_from_slice(&certificates);
+            pem.push(b'\n');
+        }
+    }
+    anyhow::ensure!(
+        !pem.is_empty(),
+        "{}: no file in it holds a PEM certificate",
+        folder.display()
+    );
+    Ok(pem)
+}
+
+/// A PEM file holding a private key (PKCS#8, PKCS#1 or SEC1), as read.
+fn read_private_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .with_context(|| format!("{}: no PEM private key in it", path.display()))?;
+    Ok(pem)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, adjust: impl FnOnce(&mut RedisConfig)) -> RedisConfig {
+        let mut config = RedisConfig {
+            url: url.into(),
+            ..RedisConfig::default()
+        };
+        adjust(&mut config);
+        config
+    }
+
+    fn refusal(config: &RedisConfig) -> String {
+        format!("{:#}", client(config).unwrap_err())
+    }
+
+    #[test]
+    fn tls_keys_need_a_rediss_url_and_go_in_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = refusal(&config("redis://h", |c| c.ca_file = Some(missing.clone())));
+        assert!(
+            err.contains("ca_file") && err.contains("rediss://"),
+            "{err}"
+        );
+        let err = refusal(&config("rediss://h", |c| {
+            c.certificate_file = Some(missing.clone());
+        }));
+        assert!(err.contains("go together"), "{err}");
+        let err = refusal(&config("rediss://h", |c| {
+            c.ca_file = Some(missing.clone());
+            c.ca_path = Some(dir.path().into());
+        }));
+        assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_or_wrong_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = refusal(&config("rediss://h", |c| c.ca_file = Some(missing.clone())));
+        assert!(
+            err.contains("ca_file") && err.contains("missing.pem"),
+            "{err}"
+        );
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello\n").unwrap();
+        let err = refusal(&config("rediss://h", |c| c.ca_file = Some(not_pem.clone())));
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let err = refusal(&config("rediss://h", |c| {
+            c.ca_path = Some(dir.path().into())
+        }));
+        assert!(err.contains("ca_path") && err.contains("no file"), "{err}");
+    }
+
+    #[test]
+    fn plain_urls_and_tls_without_files_build_clients() {
+        client(&config("redis://127.0.0.1:6379/2", |_| {})).unwrap();
+        client(&config("redis+unix:///run/redis.sock?db=1", |_| {})).unwrap();
+        client(&config("rediss://redis.example:6380", |_| {})).unwrap();
+    }
+}

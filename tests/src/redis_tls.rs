@@ -1,0 +1,209 @@
+//! A Redis server with TLS, started for one test: the machine's `redis-server` (the binary
+//! the shared Redis runs) on two loopback ports of its own, one TLS and one plain (for the
+//! test's own publishing), with certificates from a fresh test CA made by `rcgen`. The server
+//! is killed when the value is dropped. `redis-server` cannot take a listening socket, so its
+//! ports are found free by binding port 0 just before it starts.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use streamhost::config::RedisConfig;
+
+/// A test CA: its certificate file, and the means to sign more.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    /// PEM of the CA's certificate.
+    pub cert_file: PathBuf,
+}
+
+impl TestCa {
+    /// A fresh CA named `name`, its certificate written to `dir/<name>.pem`.
+    pub fn new(dir: &Path, name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key"))
+            .expect("self-signed CA");
+        let cert_file = dir.join(format!("{name}.pem"));
+        std::fs::write(&cert_file, issuer.pem()).expect("write the CA");
+        TestCa { issuer, cert_file }
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses) used for `purpose`, written to
+    /// `dir/<file>.pem` and `dir/<file>.key`; returns both paths.
+    pub fn sign(
+        &self,
+        dir: &Path,
+        file: &str,
+        names: &[&str],
+        purpose: ExtendedKeyUsagePurpose,
+    ) -> (PathBuf, PathBuf) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("certificate params");
+        params.distinguished_name.push(DnType::CommonName, file);
+        params.extended_key_usages = vec![purpose];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let (cert_file, key_file) = (
+            dir.join(format!("{file}.pem")),
+            dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cert_file, cert.pem()).expect("write the certificate");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write the key");
+        (cert_file, key_file)
+    }
+}
+
+/// A running TLS Redis, its CA and a client certificate the CA signed.
+pub struct TlsRedis {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// The TLS port (certificate for `localhost` and `127.0.0.1`).
+    pub tls_port: u16,
+    /// A plain port of the same server: the same pub/sub channels.
+    pub plain_port: u16,
+    /// The CA that signed the server's and the client's certificates.
+    pub ca: TestCa,
+    /// A client certificate (and key) the server accepts.
+    pub client_cert: PathBuf,
+    /// The client certificate's key.
+    pub client_key: PathBuf,
+}
+
+impl TlsRedis {
+    /// Starts `redis-server` with TLS; with `client_certificates` it refuses clients without
+    /// a certificate from the CA (`tls-auth-clients yes`, Redis's default). Panics, naming
+    /// what is missing, when the server cannot be started or does not answer within 10 s.
+    pub async fn start(client_certificates: bool) -> TlsRedis {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let ca = TestCa::new(dir.path(), "test-ca");
+        let (server_cert, server_key) = ca.sign(
+            dir.path(),
+            "server",
+            &["localhost", "127.0.0.1"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client_cert, client_key) = ca.sign(
+            dir.path(),
+            "client",
+            &["streamhost-test-client"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+        let (plain_port, tls_port) = two_free_ports();
+        let log = std::fs::File::create(dir.path().join("redis.log")).expect("log file");
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &plain_port.to_string()])
+            .args(["--tls-port", &tls_port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&server_cert)
+            .arg("--tls-key-file")
+            .arg(&server_key)
+            .arg("--tls-ca-cert-file")
+            .arg(&ca.cert_file)
+            .args([
+                "--tls-auth-clients",
+                if client_certificates { "yes" } else { "no" },
+            ])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the TLS tests start their own redis-server (the machine's Redis binary): {e}"
+                )
+            });
+        let redis = TlsRedis {
+            child,
+            dir,
+            tls_port,
+            plain_port,
+            ca,
+            client_cert,
+            client_key,
+        };
+        redis.wait_ready().await;
+        redis
+    }
+
+    /// `rediss://localhost:<tls_port>`.
+    pub fn url(&self) -> String {
+        format!("rediss://localhost:{}", self.tls_port)
+    }
+
+    /// `redis://127.0.0.1:<plain_port>`: the same server without TLS.
+    pub fn plain_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.plain_port)
+    }
+
+    /// A test Redis configuration (fast pings and reconnects) over TLS, trusting the CA and
+    /// presenting the client certificate.
+    pub fn config(&self) -> RedisConfig {
+        RedisConfig {
+            ca_file: Some(self.ca.cert_file.clone()),
+            certificate_file: Some(self.client_cert.clone()),
+            private_key_file: Some(self.client_key.clone()),
+            ..crate::redis::redis_config(&self.url())
+        }
+    }
+
+    /// A folder for a test's own files (other CAs, say), removed with the server.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn wait_ready(&self) {
+        let client = redis::Client::open(self.plain_url()).expect("Redis URL");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let ping = async {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<String>(&mut conn).await
+            };
+            if let Ok(Ok(pong)) = tokio::time::timeout(Duration::from_secs(1), ping).await
+                && pong == "PONG"
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server with TLS did not answer within 10 s; its log:\n{}",
+                std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two distinct loopback ports free now (both held until both are chosen).
+fn two_free_ports() -> (u16, u16) {
+    let first = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let second = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let ports = (
+        first.local_addr().expect("address").port(),
+        second.local_addr().expect("address").port(),
+    );
+    drop((first, second));
+    ports
+}
