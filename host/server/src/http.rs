@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -72,14 +72,34 @@ impl ApiError {
         }
     }
 
-    /// The response for this error.
+    /// The response for this error. A 503 (the log database is down, or the process is
+    /// stopping) tells the client when to retry, as a `Retry-After` header and, Matrix-style,
+    /// `retry_after_ms` in the body, so retrying clients do not spin through an outage.
     pub fn into_response(self) -> Response {
-        json(
+        if self.status != StatusCode::SERVICE_UNAVAILABLE {
+            return json(
+                self.status,
+                &serde_json::json!({ "errcode": self.errcode, "error": self.message }),
+            );
+        }
+        let mut response = json(
             self.status,
-            &serde_json::json!({ "errcode": self.errcode, "error": self.message }),
-        )
+            &serde_json::json!({
+                "errcode": self.errcode,
+                "error": self.message,
+                "retry_after_ms": RETRY_AFTER_SECS * 1_000,
+            }),
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        response
     }
 }
+
+/// How long a client should wait before retrying a 503. Every request tries the database
+/// again, so this only keeps an outage from becoming a storm of retries.
+const RETRY_AFTER_SECS: u64 = 1;
 
 /// A JSON response.
 pub fn json(status: StatusCode, value: &impl Serialize) -> Response {
@@ -223,4 +243,33 @@ where
         });
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_503_says_when_to_retry_and_other_errors_do_not() {
+        let unavailable = ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            errcode: "M_UNAVAILABLE",
+            message: "down".into(),
+        }
+        .into_response();
+        assert_eq!(unavailable.headers()[RETRY_AFTER], "1");
+        let answer = body(unavailable).await;
+        assert_eq!(answer["retry_after_ms"], 1_000, "{answer}");
+        assert_eq!(answer["errcode"], "M_UNAVAILABLE");
+
+        let bad = ApiError::bad_request("M_BAD_JSON", "no").into_response();
+        assert!(bad.headers().get(RETRY_AFTER).is_none());
+        assert!(body(bad).await.get("retry_after_ms").is_none());
+    }
 }

@@ -709,7 +709,11 @@ async fn the_http_api_serves_status_metrics_and_json_404s() {
         "streamhost_reader_lag{stream=\"events\",instance=\"master\"} 0",
         "streamhost_reader_connected 1",
     ] {
-        assert!(metrics.contains(needle), "{needle} in {metrics}");
+        // Whole lines: a `# HELP` text must not pass for a sample.
+        assert!(
+            metrics.lines().any(|line| line == needle),
+            "{needle} in {metrics}"
+        );
     }
 
     let (code, body) = http_get(addr, "/nope").await;

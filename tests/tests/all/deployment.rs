@@ -23,7 +23,7 @@ use streamhost_integration_tests::postgres::{self, Schema};
 use streamhost_integration_tests::process::Process;
 use streamhost_integration_tests::proxy::TcpProxy;
 use streamhost_integration_tests::redis::{redis_addr, redis_url, unique_server_name};
-use streamhost_integration_tests::{rows_body, stream, wait_until};
+use streamhost_integration_tests::{metric, rows_body, stream, wait_until};
 use streamhost_log::{Log, ORIGIN};
 use streamhost_proto::{RowJson, Token};
 
@@ -149,21 +149,9 @@ async fn metrics(client: &ApiClient) -> String {
     String::from_utf8(body.to_vec()).expect("UTF-8 metrics")
 }
 
-/// The value of the unlabelled metric `name`.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-        .trim()
-        .parse()
-        .expect("a number")
-}
-
 async fn wait_subscribed(reader: &ApiClient) {
     wait_until(Duration::from_secs(20), "the reader subscribed", || async {
-        metrics(reader)
-            .await
-            .contains("streamhost_reader_redis_connected 1")
+        metric(&metrics(reader).await, "streamhost_reader_redis_connected") == 1.0
     })
     .await;
 }
@@ -431,6 +419,7 @@ fn keep_appending(
                 StatusCode::SERVICE_UNAVAILABLE => {
                     unavailable.fetch_add(1, Ordering::SeqCst);
                     assert_eq!(answer["errcode"], "M_UNAVAILABLE", "{answer}");
+                    assert_eq!(answer["retry_after_ms"], 1_000, "{answer}");
                     let message = answer["error"].as_str().unwrap();
                     if message.contains("may have been committed") {
                         Outcome::Unknown

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgConnection;
-use streamhost_integration_tests::{TestReader, TestWriter, rows_body, stream};
+use streamhost_integration_tests::{TestReader, TestWriter, metric, rows_body, stream};
 use streamhost_log::{Log, ORIGIN};
 use streamhost_proto::{RowJson, Token};
 
@@ -180,13 +180,4 @@ async fn appends_recover_without_loss_or_duplicates_when_postgres_drops_the_writ
 
 async fn query(conn: &mut PgConnection, sql: &'static str) {
     sqlx::query(sql).execute(conn).await.unwrap();
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }

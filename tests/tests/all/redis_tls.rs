@@ -1,6 +1,6 @@
 //! Redis mode over TLS: a `redis-server` of the test's own with TLS and client certificates
 //! (`TlsRedis`), a writer and readers on `rediss://`, refusals when either side's
-//! certificate is not trusted, and a Synapse-mode reader process with Synapse's `use_tls`
+//! certificate is not trusted (and recovery once it is), and a Synapse-mode reader process with Synapse's `use_tls`
 //! keys following a fake Synapse that publishes on the same server's plain port.
 
 use std::path::Path;
@@ -13,7 +13,7 @@ use streamhost_integration_tests::process::Process;
 use streamhost_integration_tests::redis::unique_server_name;
 use streamhost_integration_tests::redis_tls::{TestCa, TlsRedis};
 use streamhost_integration_tests::synapse::{FakeSynapse, Script};
-use streamhost_integration_tests::{TestReader, TestWriter, wait_until};
+use streamhost_integration_tests::{TestReader, TestWriter, metric, wait_until};
 
 use crate::replication::{assert_reader_has_exactly, write_rows};
 
@@ -62,9 +62,7 @@ async fn a_writer_and_a_reader_replicate_over_tls_with_client_certificates() {
     config.validate("reader.redis").unwrap();
     let reader = tls_reader(&writer, "tls-reader", config).await;
     wait_until(Duration::from_secs(10), "subscribed over TLS", || async {
-        metrics(&reader)
-            .await
-            .contains("streamhost_reader_redis_connected 1")
+        metric(&metrics(&reader).await, "streamhost_reader_redis_connected") == 1.0
     })
     .await;
 
@@ -80,7 +78,7 @@ async fn a_writer_and_a_reader_replicate_over_tls_with_client_certificates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_to_redis_is_refused_when_either_certificate_is_not_trusted() {
+async fn tls_to_redis_is_refused_until_the_certificates_are_trusted() {
     let redis = TlsRedis::start(true).await;
     let server_name = unique_server_name("tls-refused");
     let writer = tls_writer(&server_name, redis.config()).await;
@@ -120,9 +118,12 @@ async fn tls_to_redis_is_refused_when_either_certificate_is_not_trusted() {
         let error = status.connection.last_error.clone().unwrap_or_default();
         assert!(error.contains(expected), "{}: {error}", status.name);
         let m = metrics(reader).await;
+        assert_eq!(metric(&m, "streamhost_reader_redis_connected"), 0.0);
         assert!(
-            m.contains("streamhost_reader_redis_connected 0")
-                && m.contains("streamhost_reader_redis_errors_total{reason=\"connect\"}"),
+            metric(
+                &m,
+                r#"streamhost_reader_redis_errors_total{reason="connect"}"#
+            ) >= 2.0,
             "{m}"
         );
         assert!(
@@ -131,6 +132,19 @@ async fn tls_to_redis_is_refused_when_either_certificate_is_not_trusted() {
             status.name
         );
     }
+
+    // The CA file is read at every attempt: putting the right CA in place lets the reader in
+    // at its next retry, and it catches up on everything it missed.
+    std::fs::copy(&redis.ca.cert_file, &other_ca.cert_file).unwrap();
+    assert_reader_has_exactly(&distrustful, &written, WAIT).await;
+    assert_eq!(
+        metric(
+            &metrics(&anonymous).await,
+            "streamhost_reader_redis_connected"
+        ),
+        0.0,
+        "still no client certificate, still refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
