@@ -696,7 +696,8 @@ async fn the_http_api_serves_status_metrics_and_json_404s() {
         status["streams"][0],
         serde_json::json!({
             "stream": "events", "instance": "master", "position": 9, "writer_position": 9, "lag": 0,
-            "rows_applied": 1, "batches_applied": 1, "gaps": 0, "last_gap": null
+            "rows_applied": 1, "batches_applied": 1, "gaps": 0, "last_gap": null,
+            "resets": 0, "last_reset": null
         })
     );
 

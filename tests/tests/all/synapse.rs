@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -349,5 +350,330 @@ async fn a_plugin_added_to_a_running_synapse_reader_reports_its_gap_and_follows_
     assert_eq!(change["token"], last + 1);
     let plugins = client.get_json("/v1/plugins").await.unwrap();
     assert!(plugins.to_string().contains("membership"), "{plugins}");
+    assert!(reader.terminate().await.success());
+}
+
+/// `RDATA typing master <token>` with `user` typing in the capture's room.
+fn typing_row(token: i64, user: &str) -> String {
+    format!(r#"RDATA typing master {token} ["{ROOM}",["{user}"]]"#)
+}
+
+async fn metrics(client: &ApiClient) -> String {
+    client
+        .send(hyper::Method::GET, "/metrics", bytes::Bytes::new())
+        .await
+        .map(|(_, body)| String::from_utf8_lossy(&body).into_owned())
+        .unwrap_or_default()
+}
+
+/// The plugin's cursor of `stream` (instance `master`) in `GET /v1/plugins`.
+async fn plugin_cursor(client: &ApiClient, plugin: &str, stream: &str) -> Option<i64> {
+    let plugins = client.get_json("/v1/plugins").await.ok()?;
+    plugins.as_array()?.iter().find(|p| p["name"] == plugin)?["cursors"]
+        .as_array()?
+        .iter()
+        .find(|c| c["stream"] == stream && c["instance"] == "master")?["token"]
+        .as_i64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synapse_restart_resets_typing_and_plugins_get_the_new_rows_once() {
+    let url = redis_url().await;
+    let server_name = unique_server_name("synapse-reset");
+    let script = Script::from_capture();
+    let folder = PluginFolder::with(&["stream-stats"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("reader");
+    let config = dir.path().join("reader.toml");
+    std::fs::write(
+        &config,
+        reader_toml(&data, folder.path(), &server_name, &url),
+    )
+    .unwrap();
+    let args = ["reader", "--config", config.to_str().unwrap()];
+    let mut synapse = FakeSynapse::connect(&url, &server_name).await;
+    let reader = Process::spawn(env!("CARGO_BIN_EXE_streamhost-under-test"), &args).await;
+    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
+    assert_eq!(
+        synapse.next_heard(WAIT).await.as_deref(),
+        Some("REPLICATE ")
+    );
+    synapse.publish(&script.announcements).await;
+    for token in 1..=4 {
+        synapse
+            .publish_line(&typing_row(token, "@alice:localhost"))
+            .await;
+    }
+    wait_until(WAIT, "stream-stats to count 4 typing rows", || async {
+        count(&client, "typing").await == 4
+    })
+    .await;
+
+    // Synapse's main process restarts: its typing serial starts again at 0, it announces
+    // that, and its next rows are 1, 2, 3.
+    synapse.publish_line("POSITION typing master 0 0").await;
+    for token in 1..=3 {
+        synapse
+            .publish_line(&typing_row(token, "@bob:localhost"))
+            .await;
+    }
+    wait_until(
+        WAIT,
+        "stream-stats to count the 3 new typing rows",
+        || async { count(&client, "typing").await == 7 },
+    )
+    .await;
+    wait_until(WAIT, "the plugin's typing cursor to reach 3", || async {
+        plugin_cursor(&client, "stream-stats", "typing").await == Some(3)
+    })
+    .await;
+    let status = client.get_json("/v1/status").await.unwrap();
+    let typing = status["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "typing" && s["instance"] == "master")
+        .unwrap();
+    assert_eq!(typing["resets"], 1, "{typing}");
+    assert_eq!(
+        typing["last_reset"],
+        serde_json::json!({"from": 4, "to": 0})
+    );
+    assert_eq!(typing["position"], 3, "{typing}");
+    assert_eq!((&typing["gaps"], &typing["lag"]), (&0.into(), &0.into()));
+    let text = metrics(&client).await;
+    let m = |name: &str| metric(&text, name).unwrap_or(0.0);
+    assert_eq!(
+        m(r#"streamhost_reader_stream_resets_total{stream="typing",instance="master"}"#),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        m(r#"streamhost_plugin_stream_resets_total{plugin="stream-stats",stream="typing"}"#),
+        1.0
+    );
+    assert_eq!(
+        m(r#"streamhost_reader_rdata_dropped_total{stream="typing",reason="old_token"}"#),
+        0.0
+    );
+    assert_eq!(
+        m(r#"streamhost_reader_writer_behind_total{stream="typing"}"#),
+        0.0
+    );
+    assert!(reader.terminate().await.success());
+    // The reader published nothing but its REPLICATE (this also drains the fake's own echoes,
+    // a REPLICATE of the capture among them, so the next message heard is the new reader's).
+    assert_eq!(synapse.heard_from_others().await, Vec::<String>::new());
+
+    // The reader restarts after the reset: nothing is delivered again, and the next row of
+    // the new run is delivered once.
+    let reader = Process::spawn(env!("CARGO_BIN_EXE_streamhost-under-test"), &args).await;
+    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
+    assert_eq!(
+        synapse.next_heard(WAIT).await.as_deref(),
+        Some("REPLICATE "),
+        "the restarted reader's first message"
+    );
+    synapse.publish_line("POSITION typing master 3 3").await;
+    synapse
+        .publish_line(&typing_row(4, "@carol:localhost"))
+        .await;
+    wait_until(WAIT, "the plugin's typing cursor to reach 4", || async {
+        plugin_cursor(&client, "stream-stats", "typing").await == Some(4)
+    })
+    .await;
+    assert_eq!(
+        count(&client, "typing").await,
+        8,
+        "4 + 3 + 1 rows, each once"
+    );
+    let text = metrics(&client).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"streamhost_reader_stream_resets_total{stream="typing",instance="master"}"#
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "a POSITION of the same run is no reset"
+    );
+    assert!(reader.terminate().await.success());
+
+    // The recording sink keeps the writer's current run, each row once.
+    let store = ReaderStore::open(&data.join("reader.sqlite"))
+        .await
+        .unwrap();
+    let rows: Vec<(i64, String)> = store
+        .recorded_rows(&stream("typing"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, token, row)| (token.0, row.as_str().to_owned()))
+        .collect();
+    let row = |user: &str| format!(r#"{{"room_id":"{ROOM}","user_ids":["{user}"]}}"#);
+    assert_eq!(
+        rows,
+        vec![
+            (1, row("@bob:localhost")),
+            (2, row("@bob:localhost")),
+            (3, row("@bob:localhost")),
+            (4, row("@carol:localhost")),
+        ]
+    );
+    store.close().await;
+}
+
+/// A stand-in for Synapse's HTTP replication listener that serves `rows` of the `typing`
+/// stream (token, user) from `get_repl_stream_updates`, one connection at a time; returns
+/// its port and the query strings it was asked.
+async fn serve_typing(rows: Vec<(i64, &'static str)>) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let request = String::from_utf8_lossy(&request).into_owned();
+            let target = request.split(' ').nth(1).unwrap_or_default().to_owned();
+            let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+            let token = |name: &str| -> i64 {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            let (from, upto) = (token("from_token"), token("upto_token"));
+            log.lock().unwrap().push(query.to_owned());
+            let updates: Vec<Value> = rows
+                .iter()
+                .filter(|(t, _)| *t > from && *t <= upto)
+                .map(|(t, user)| serde_json::json!([t, [ROOM, [user]]]))
+                .collect();
+            let body =
+                if target.starts_with("/_synapse/replication/get_repl_stream_updates/typing/") {
+                    serde_json::json!({"updates": updates, "upto_token": upto, "limited": false})
+                        .to_string()
+                } else {
+                    r#"{"errcode":"M_UNKNOWN","error":"Unknown stream"}"#.to_owned()
+                };
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    (port, asked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_missed_a_synapse_restart_gets_the_new_run_from_its_start() {
+    let url = redis_url().await;
+    let server_name = unique_server_name("synapse-reset-behind");
+    let script = Script::from_capture();
+    let with_plugin = PluginFolder::with(&["stream-stats"]);
+    let without = PluginFolder::with(&[]);
+    let (port, asked) = serve_typing(vec![(1, "@dan:localhost"), (2, "@erin:localhost")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("reader");
+    let config = |plugins: &Path, name: &str| {
+        let path = dir.path().join(name);
+        let toml = reader_toml(&data, plugins, &server_name, &url)
+            + &format!("[reader.synapse.instance_map.main]\nhost = \"127.0.0.1\"\nport = {port}\n");
+        std::fs::write(&path, toml).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (with_plugin, without) = (
+        config(with_plugin.path(), "with.toml"),
+        config(without.path(), "without.toml"),
+    );
+    let exe = env!("CARGO_BIN_EXE_streamhost-under-test");
+    let mut synapse = FakeSynapse::connect(&url, &server_name).await;
+
+    // The plugin sees typing 1..4 of Synapse's first run.
+    let reader = Process::spawn(exe, &["reader", "--config", &with_plugin]).await;
+    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
+    assert_eq!(
+        synapse.next_heard(WAIT).await.as_deref(),
+        Some("REPLICATE ")
+    );
+    synapse.publish(&script.announcements).await;
+    for token in 1..=4 {
+        synapse
+            .publish_line(&typing_row(token, "@alice:localhost"))
+            .await;
+    }
+    wait_until(WAIT, "stream-stats to count 4 typing rows", || async {
+        count(&client, "typing").await == 4
+    })
+    .await;
+    assert!(reader.terminate().await.success());
+    assert_eq!(synapse.heard_from_others().await, Vec::<String>::new());
+
+    // Synapse restarts while the reader runs without the plugin: the reader follows the new
+    // run (1, 2); the plugin's cursor stays at 4 of the first run.
+    let reader = Process::spawn(exe, &["reader", "--config", &without]).await;
+    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
+    assert_eq!(
+        synapse.next_heard(WAIT).await.as_deref(),
+        Some("REPLICATE ")
+    );
+    synapse.publish_line("POSITION typing master 0 0").await;
+    synapse.publish_line(&typing_row(1, "@dan:localhost")).await;
+    synapse
+        .publish_line(&typing_row(2, "@erin:localhost"))
+        .await;
+    wait_until(WAIT, "the reader to follow the new run to 2", || async {
+        let status = client.get_json("/v1/status").await.unwrap_or_default();
+        status["streams"].as_array().is_some_and(|streams| {
+            streams
+                .iter()
+                .any(|s| s["stream"] == "typing" && s["position"] == 2 && s["resets"] == 1)
+        })
+    })
+    .await;
+    assert!(reader.terminate().await.success());
+    assert_eq!(synapse.heard_from_others().await, Vec::<String>::new());
+
+    // The plugin is back: its cursor is of an earlier run, so it starts the new run from 0
+    // and fetches (0, 2] from Synapse's HTTP endpoint, each row once.
+    let reader = Process::spawn(exe, &["reader", "--config", &with_plugin]).await;
+    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
+    wait_until(WAIT, "the plugin's typing cursor to reach 2", || async {
+        plugin_cursor(&client, "stream-stats", "typing").await == Some(2)
+    })
+    .await;
+    assert_eq!(count(&client, "typing").await, 6, "4 + the new run's 2");
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec!["from_token=0&upto_token=2".to_owned()]
+    );
+    let text = metrics(&client).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"streamhost_plugin_stream_resets_total{plugin="stream-stats",stream="typing"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"streamhost_plugin_gaps_total{plugin="stream-stats",stream="typing"}"#
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
     assert!(reader.terminate().await.success());
 }

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use streamhost_proto::StreamName;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -51,8 +52,10 @@ use self::plugins::PluginHost;
 use self::processor::{FirstPosition, Limits, Processor};
 pub use self::sink::{Batch, BatchSink, BoxFuture, DiscardSink, RecordingSink};
 use self::status::Shared;
-pub use self::status::{ConnectionState, ConnectionStatus, GapRange, ReaderStatus, StreamStatus};
-pub use self::store::ReaderStore;
+pub use self::status::{
+    ConnectionState, ConnectionStatus, GapRange, ReaderStatus, ResetRange, StreamStatus,
+};
+pub use self::store::{ReaderStore, Run};
 use crate::config::ReaderConfig;
 use crate::redis_mode::reader::{RedisReaderConfig, RowFormat};
 use crate::synapse::catchup::SynapseCatchup;
@@ -129,14 +132,17 @@ impl Reader {
         )
         .await?;
         if config.synapse.is_some() {
-            processor = processor.with_first_position(FirstPosition::Join);
+            processor = processor
+                .with_first_position(FirstPosition::Join)
+                .with_resettable_streams(
+                    crate::synapse::RESETTABLE_STREAMS
+                        .iter()
+                        .map(|s| StreamName::new(*s).expect("a valid stream name")),
+                );
         }
         let plugins = match &config.plugins.dir {
             Some(_) => {
-                let positions = processor
-                    .committed()
-                    .map(|(k, t)| (k.clone(), *t))
-                    .collect();
+                let positions = processor.committed();
                 let host = PluginHost::start(
                     config.plugins.clone(),
                     config.data.clone(),

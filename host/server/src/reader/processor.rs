@@ -11,6 +11,15 @@
 //! wait in `ready` until [`Processor::commit`] hands them to the sink and writes the positions
 //! in the same transaction. A failed commit rolls both back, restores the committed positions
 //! and reconnects, and the `POSITION` rule fetches the lost rows again.
+//!
+//! A `POSITION` below the reader's position means the writer is behind. For most streams that
+//! is a writer restored from an older state, and the reader keeps its position. For the
+//! *resettable* streams ([`Processor::with_resettable_streams`]: Synapse's in-memory `typing`,
+//! `federation`, `presence_federation`, whose tokens restart at 0 with their process) it means
+//! the writer restarted: the reader commits what it has, moves the position back to
+//! [`RUN_START`] in a new [`Run`], and applies the `POSITION` from there (reference §2.11 step
+//! 4, rule 36). The commit that does so tells the sink ([`BatchSink::reset`]) and the plugins'
+//! feed ([`Reset`]).
 
 // Fx hashing: these maps are keyed by stream and instance names and touched several times
 // per row; SipHash's DoS resistance buys nothing for names the writer chose.
@@ -25,10 +34,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::batches::BatchAssembler;
 use super::catchup::{CatchupError, CatchupPage, CatchupSource};
-use super::plugins::{Advance, Feed};
+use super::plugins::{Advance, Feed, ReaderPositions, Reset};
 use super::sink::{Batch, BatchSink};
 use super::status::Shared;
-use super::store::ReaderStore;
+use super::store::{RUN_START, ReaderStore, Run};
 use crate::metrics::Counter;
 
 /// Identifies one TCP connection (counting from 1) so the processor can tell whose commands
@@ -106,6 +115,16 @@ enum NoPage {
     Failed,
 }
 
+/// A writer's restart found by a `POSITION`, waiting for the next commit.
+#[derive(Debug)]
+struct PendingReset {
+    key: Key,
+    /// The reader's position in the writer's earlier run.
+    from: Token,
+    /// The `POSITION`'s new token.
+    to: Token,
+}
+
 /// Counters of one stream, looked up once.
 #[derive(Clone, Debug)]
 struct StreamCounters {
@@ -154,6 +173,14 @@ pub(crate) struct Processor {
     feed: Option<Arc<Feed>>,
     /// Where a key with no position starts.
     first_position: FirstPosition,
+    /// Streams whose writer restarts its tokens with its process.
+    resettable: HashSet<StreamName>,
+    /// The writer's run of each key, including resets not yet committed. Absent means run 0.
+    runs: HashMap<Key, Run>,
+    /// Runs as of the last commit.
+    committed_runs: HashMap<Key, Run>,
+    /// Resets for the next commit, in the order found (each found with nothing else ready).
+    resets: Vec<PendingReset>,
 }
 
 impl Processor {
@@ -178,6 +205,13 @@ impl Processor {
         for (key, token) in &positions {
             shared.update_stream(key, |f| f.position = *token);
         }
+        let runs: HashMap<Key, Run> = store
+            .runs()
+            .await
+            .context("reading the reader's runs")?
+            .into_iter()
+            .map(|(stream, instance, run)| ((stream, instance), run))
+            .collect();
         Ok(Processor {
             store,
             sink,
@@ -200,6 +234,10 @@ impl Processor {
             counters: HashMap::default(),
             feed: None,
             first_position: FirstPosition::CatchUp,
+            resettable: HashSet::default(),
+            committed_runs: runs.clone(),
+            runs,
+            resets: Vec::new(),
         })
     }
 
@@ -215,9 +253,30 @@ impl Processor {
         self
     }
 
-    /// The committed positions.
-    pub(crate) fn committed(&self) -> impl Iterator<Item = (&Key, &Token)> {
-        self.committed.iter()
+    /// Treats a `POSITION` of one of `streams` below the reader's position as its writer
+    /// restarting its tokens (see the module docs) rather than a writer that is behind.
+    pub(crate) fn with_resettable_streams(
+        mut self,
+        streams: impl IntoIterator<Item = StreamName>,
+    ) -> Processor {
+        self.resettable = streams.into_iter().collect();
+        self
+    }
+
+    /// The committed positions and runs.
+    pub(crate) fn committed(&self) -> ReaderPositions {
+        ReaderPositions {
+            tokens: self
+                .committed
+                .iter()
+                .map(|(k, t)| (k.clone(), *t))
+                .collect(),
+            runs: self
+                .committed_runs
+                .iter()
+                .map(|(k, r)| (k.clone(), *r))
+                .collect(),
+        }
     }
 
     /// Applies commands until shutdown or until the connection task is gone, committing after
@@ -280,6 +339,10 @@ impl Processor {
 
     fn position(&self, key: &Key) -> Token {
         self.positions.get(key).copied().unwrap_or(Token(0))
+    }
+
+    fn run_of(&self, key: &Key) -> Run {
+        self.runs.get(key).copied().unwrap_or_default()
     }
 
     fn counters(&mut self, stream: &StreamName) -> &StreamCounters {
@@ -383,6 +446,15 @@ impl Processor {
             // Known from now on, even at token 0: a later jump is a gap, not another join.
             self.positions.insert(key.clone(), new);
             self.dirty.insert(key.clone());
+        } else if cur > new && self.resettable.contains(&key.0) {
+            // The writer restarted: the rule applies from the start of its new run, so rows of
+            // that run it did not send live are fetched, or reported as a gap.
+            if !self.reset(&key, cur, new).await {
+                return;
+            }
+            if RUN_START < prev && !self.catch_up(&key, RUN_START, new).await {
+                return;
+            }
         } else if cur > new {
             tracing::warn!(
                 stream = %key.0, instance = %key.1, position = %cur, writer_position = %new,
@@ -398,6 +470,30 @@ impl Processor {
         }
         self.advance(&key, new);
         self.connected.insert(key.0);
+    }
+
+    /// The writer of `key` restarted its tokens (it is at `new`, below the reader's `cur`):
+    /// commits what is ready (rows of the earlier run), then moves the position back to
+    /// [`RUN_START`] in the next run; the caller applies the `POSITION` from there, so rows of
+    /// the new run up to `new` are fetched, or reported as a gap. Reported once committed.
+    /// False if the commit failed (the stream then stays disconnected).
+    async fn reset(&mut self, key: &Key, cur: Token, new: Token) -> bool {
+        if !self.commit().await {
+            return false;
+        }
+        let run = self.run_of(key).next();
+        self.runs.insert(key.clone(), run);
+        self.positions.insert(key.clone(), RUN_START);
+        self.dirty.insert(key.clone());
+        // The writer's position of the new run; the earlier run's was higher.
+        self.writer_positions.insert(key.clone(), new);
+        self.touched.insert(key.clone());
+        self.resets.push(PendingReset {
+            key: key.clone(),
+            from: cur,
+            to: new,
+        });
+        true
     }
 
     /// Fetches and delivers `(cur, new]` of `key`, following `limited`. False if it could not
@@ -517,10 +613,13 @@ impl Processor {
             self.publish(&HashMap::default());
             return true;
         }
-        let positions: Vec<(StreamName, InstanceName, Token)> = self
+        let positions: Vec<(StreamName, InstanceName, Token, Run)> = self
             .dirty
             .iter()
-            .map(|key| (key.0.clone(), key.1.clone(), self.position(key)))
+            .map(|key| {
+                let (token, run) = (self.position(key), self.run_of(key));
+                (key.0.clone(), key.1.clone(), token, run)
+            })
             .collect();
         let result = async {
             let mut tx = self
@@ -529,6 +628,12 @@ impl Processor {
                 .begin()
                 .await
                 .context("beginning a transaction")?;
+            for reset in &self.resets {
+                self.sink
+                    .reset(&reset.key.0, &reset.key.1, RUN_START, &mut tx)
+                    .await
+                    .context("the sink failed to reset")?;
+            }
             if !self.ready.is_empty() {
                 self.sink
                     .apply(&self.ready, &mut tx)
@@ -563,8 +668,20 @@ impl Processor {
             entry.1 += batch.rows.len() as u64;
         }
         self.ready_rows = 0;
+        let resets = std::mem::take(&mut self.resets);
+        let mut feed_resets = Vec::with_capacity(resets.len());
+        for reset in resets {
+            let run = self.run_of(&reset.key);
+            self.report_reset(&reset, run);
+            self.committed.insert(reset.key.clone(), RUN_START);
+            self.committed_runs.insert(reset.key.clone(), run);
+            feed_resets.push(Reset {
+                key: reset.key,
+                run,
+            });
+        }
         let mut advances = Vec::with_capacity(positions.len());
-        for (stream, instance, token) in positions {
+        for (stream, instance, token, _) in positions {
             let key = (stream, instance);
             self.dirty.remove(&key);
             let before = self
@@ -576,12 +693,13 @@ impl Processor {
                     key: key.clone(),
                     before,
                     after: token,
+                    run: self.run_of(&key),
                 });
             }
             self.touched.insert(key);
         }
         if let Some(feed) = &self.feed {
-            feed.publish(batches, advances);
+            feed.publish(batches, advances, feed_resets);
         }
         self.publish(&applied);
         true
@@ -602,11 +720,32 @@ impl Processor {
         }
     }
 
+    /// Reports a committed reset: a warning, `reader_stream_resets_total` and the stream's
+    /// entry in the status.
+    fn report_reset(&self, reset: &PendingReset, run: Run) {
+        let key = &reset.key;
+        tracing::warn!(
+            stream = %key.0, instance = %key.1, from = reset.from.0, to = reset.to.0, run = run.0,
+            "the writer restarted this stream's tokens: following its new run from `to` (rows up to `to` are fetched or reported as a gap)"
+        );
+        self.shared
+            .metrics
+            .resets
+            .with(&[key.0.as_str(), key.1.as_str()])
+            .inc();
+        self.shared.update_stream(key, |f| {
+            f.resets += 1;
+            f.last_reset = Some((reset.from, reset.to));
+        });
+    }
+
     /// Forgets everything not committed.
     fn rollback(&mut self) {
         self.ready.clear();
         self.ready_rows = 0;
         self.dirty.clear();
+        self.resets.clear();
+        self.runs = self.committed_runs.clone();
         self.positions = self.committed.clone();
         self.forget_connection();
     }
@@ -661,8 +800,9 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::reader::plugins::FeedRead;
     use crate::reader::sink::BoxFuture;
-    use crate::reader::status::GapRange;
+    use crate::reader::status::{GapRange, ResetRange};
 
     fn stream(s: &str) -> StreamName {
         StreamName::new(s).unwrap()
@@ -694,10 +834,12 @@ mod tests {
         }
     }
 
-    /// Keeps every batch it is given.
+    /// Keeps every batch it is given, and every reset as (stream, instance, to, batches
+    /// received before it).
     #[derive(Default)]
     struct CollectingSink {
         batches: Mutex<Vec<Batch>>,
+        resets: Mutex<Vec<(String, String, i64, usize)>>,
         fail: std::sync::atomic::AtomicBool,
     }
 
@@ -712,6 +854,25 @@ mod tests {
                     anyhow::bail!("sink refuses");
                 }
                 self.batches.lock().unwrap().extend_from_slice(batches);
+                Ok(())
+            })
+        }
+
+        fn reset<'a>(
+            &'a self,
+            stream: &'a StreamName,
+            instance: &'a InstanceName,
+            to: Token,
+            _tx: &'a mut sqlx::SqliteConnection,
+        ) -> BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                let before = self.batches.lock().unwrap().len();
+                self.resets.lock().unwrap().push((
+                    stream.to_string(),
+                    instance.to_string(),
+                    to.0,
+                    before,
+                ));
                 Ok(())
             })
         }
@@ -830,6 +991,44 @@ mod tests {
     }
 
     impl Harness {
+        /// Follows a Synapse: joins new streams at their announcement, `typing` resets.
+        fn synapse(mut self) -> Harness {
+            self.processor = self
+                .processor
+                .with_first_position(FirstPosition::Join)
+                .with_resettable_streams([stream("typing")]);
+            self
+        }
+
+        /// A new processor on the same database, sink and catch-up source (a reader restart),
+        /// following a Synapse.
+        async fn restart(mut self) -> Harness {
+            let (drop_tx, drop_rx) = watch::channel(0);
+            self.processor = Processor::new(
+                self.store.clone(),
+                self.sink.clone(),
+                self.catchup.clone(),
+                Arc::new(Shared::new("test".into(), "nowhere".into())),
+                drop_tx,
+                CancellationToken::new(),
+                Limits::new(Duration::from_millis(1), 100_000),
+            )
+            .await
+            .unwrap();
+            self.drop_rx = drop_rx;
+            self.synapse()
+        }
+
+        async fn runs(&self) -> Vec<(String, String, i64)> {
+            self.store
+                .runs()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(s, i, r)| (s.to_string(), i.to_string(), r.0))
+                .collect()
+        }
+
         async fn feed(&mut self, messages: Vec<Inbound>) {
             for m in messages {
                 self.processor.handle(m).await;
@@ -1296,6 +1495,209 @@ mod tests {
         assert!(
             check_page(&page(&[], 1, true), Token(1), Token(5)).is_err(),
             "no progress"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restarted_typing_writer_is_followed_back_to_its_new_run() {
+        let mut h = harness(MemoryCatchup::new(&[], 100)).await.synapse();
+        let feed = Arc::new(Feed::new(1_000, ReaderPositions::default()));
+        h.processor = h.processor.with_feed(feed.clone());
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("typing", "master", 0, 0)),
+            Inbound::Rdata(1, rdata("typing", "master", Some(1), "[1]")),
+            Inbound::Rdata(1, rdata("typing", "master", Some(2), "[2]")),
+            Inbound::Rdata(1, rdata("typing", "master", Some(3), "[3]")),
+            // Synapse restarted: its first announcement, then its new run's rows.
+            Inbound::Position(1, position("typing", "master", 0, 0)),
+            Inbound::Rdata(1, rdata("typing", "master", Some(1), r#"["new1"]"#)),
+            Inbound::Rdata(1, rdata("typing", "master", Some(2), r#"["new2"]"#)),
+        ])
+        .await;
+        assert_eq!(
+            h.delivered(),
+            vec![
+                b("typing", "master", 0, 1, &["[1]"]),
+                b("typing", "master", 1, 2, &["[2]"]),
+                b("typing", "master", 2, 3, &["[3]"]),
+                b("typing", "master", 0, 1, &[r#"["new1"]"#]),
+                b("typing", "master", 1, 2, &[r#"["new2"]"#]),
+            ]
+        );
+        assert_eq!(
+            *h.sink.resets.lock().unwrap(),
+            vec![("typing".into(), "master".into(), 0, 3)],
+            "the sink hears of the reset after the earlier run's rows, before the new run's"
+        );
+        assert!(h.catchup.requests.lock().unwrap().is_empty());
+        assert_eq!(
+            h.stored().await,
+            vec![("typing".into(), "master".into(), 2)]
+        );
+        assert_eq!(h.runs().await, vec![("typing".into(), "master".into(), 1)]);
+        let status = h.processor.shared.snapshot();
+        let typing = status.stream("typing", "master").unwrap();
+        assert_eq!(
+            (typing.resets, typing.last_reset),
+            (1, Some(ResetRange { from: 3, to: 0 }))
+        );
+        assert_eq!(
+            (typing.position, typing.writer_position),
+            (Token(2), Token(2))
+        );
+        assert_eq!((typing.gaps, typing.lag), (0, 0));
+        let text = h.processor.shared.metrics.registry.render();
+        assert!(
+            text.contains(
+                "streamhost_reader_stream_resets_total{stream=\"typing\",instance=\"master\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("streamhost_reader_writer_behind_total{"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .filter(|l| l.contains("reason=\"old_token\""))
+                .all(|l| l.ends_with(" 0")),
+            "no row dropped as old: {text}"
+        );
+        // The plugins' feed: the reset, then the new run's advance from its start.
+        let FeedRead::Commits(commits) = feed.read(0, 1_000) else {
+            panic!("expected commits")
+        };
+        let key = (stream("typing"), instance("master"));
+        let reset = commits.iter().find(|c| !c.resets.is_empty()).unwrap();
+        assert_eq!(
+            reset.resets,
+            vec![Reset {
+                key: key.clone(),
+                run: Run(1)
+            }]
+        );
+        assert_eq!(
+            reset.advances,
+            vec![Advance {
+                key,
+                before: Token(0),
+                after: Token(2),
+                run: Run(1)
+            }]
+        );
+        assert_eq!(reset.batches.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_database_stream_below_the_reader_is_not_a_reset() {
+        let mut h = harness(MemoryCatchup::new(&[], 100)).await.synapse();
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("events", "master", 10, 10)),
+            Inbound::Position(1, position("events", "master", 4, 4)),
+            Inbound::Rdata(1, rdata("events", "master", Some(5), "[5]")),
+        ])
+        .await;
+        assert!(h.delivered().is_empty());
+        assert!(h.sink.resets.lock().unwrap().is_empty());
+        assert_eq!(
+            h.stored().await,
+            vec![("events".into(), "master".into(), 10)]
+        );
+        assert!(h.runs().await.is_empty());
+        let status = h.processor.shared.snapshot();
+        let events = status.stream("events", "master").unwrap();
+        assert_eq!((events.resets, events.last_reset), (0, None));
+        let text = h.processor.shared.metrics.registry.render();
+        assert!(
+            text.contains("streamhost_reader_writer_behind_total{stream=\"events\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("streamhost_reader_stream_resets_total{"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reset_is_persisted_and_one_found_after_a_reader_restart_fetches_the_new_run() {
+        let rows = [(1, "[\"n1\"]"), (2, "[\"n2\"]"), (3, "[\"n3\"]")];
+        let mut h = harness(MemoryCatchup::new(&rows, 100)).await.synapse();
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("typing", "master", 7, 7)),
+            Inbound::Rdata(1, rdata("typing", "master", Some(8), "[8]")),
+        ])
+        .await;
+        // The reader stops; Synapse restarts and writes three typing rows meanwhile.
+        let mut h = h.restart().await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("typing", "master", 3, 3)),
+            Inbound::Rdata(1, rdata("typing", "master", Some(4), "[\"n4\"]")),
+        ])
+        .await;
+        assert_eq!(
+            *h.catchup.requests.lock().unwrap(),
+            vec![(stream("typing"), Token(0), Token(3))],
+            "the new run's rows up to the announcement are fetched from its start"
+        );
+        assert_eq!(
+            h.delivered()[1..],
+            [
+                b("typing", "master", 0, 1, &["[\"n1\"]"]),
+                b("typing", "master", 1, 2, &["[\"n2\"]"]),
+                b("typing", "master", 2, 3, &["[\"n3\"]"]),
+                b("typing", "master", 3, 4, &["[\"n4\"]"]),
+            ]
+        );
+        let status = h.processor.shared.snapshot();
+        let typing = status.stream("typing", "master").unwrap();
+        assert_eq!(
+            (typing.resets, typing.last_reset, typing.gaps),
+            (1, Some(ResetRange { from: 8, to: 3 }), 0)
+        );
+        // Persisted: another restart keeps run 1 and position 4, and a POSITION of the same
+        // run is no reset.
+        let mut h = h.restart().await;
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("typing", "master", 4, 4)),
+            Inbound::Rdata(1, rdata("typing", "master", Some(5), "[\"n5\"]")),
+        ])
+        .await;
+        assert_eq!(
+            h.stored().await,
+            vec![("typing".into(), "master".into(), 5)]
+        );
+        assert_eq!(h.runs().await, vec![("typing".into(), "master".into(), 1)]);
+        assert_eq!(h.processor.shared.snapshot().streams[0].resets, 0);
+        assert_eq!(h.delivered().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_reset_whose_new_rows_cannot_be_fetched_reports_them_as_a_gap() {
+        let mut catchup = MemoryCatchup::new(&[], 100);
+        catchup.unavailable = true;
+        let mut h = harness(catchup).await.synapse();
+        h.feed(vec![
+            Inbound::Connected(1),
+            Inbound::Position(1, position("typing", "master", 9, 9)),
+            Inbound::Position(1, position("typing", "master", 2, 2)),
+            Inbound::Rdata(1, rdata("typing", "master", Some(3), "[3]")),
+        ])
+        .await;
+        assert_eq!(h.delivered(), vec![b("typing", "master", 2, 3, &["[3]"])]);
+        let status = h.processor.shared.snapshot();
+        let typing = status.stream("typing", "master").unwrap();
+        assert_eq!(
+            (typing.resets, typing.last_reset),
+            (1, Some(ResetRange { from: 9, to: 2 }))
+        );
+        assert_eq!(
+            (typing.gaps, typing.last_gap),
+            (1, Some(GapRange { from: 0, to: 2 }))
         );
     }
 }

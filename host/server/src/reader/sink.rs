@@ -42,6 +42,22 @@ pub trait BatchSink: Send + Sync + 'static {
         batches: &'a [Batch],
         tx: &'a mut SqliteConnection,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// The writer of (`stream`, `instance`) restarted its tokens (a Synapse process restarting
+    /// resets `typing`, `federation` and `presence_federation` to 0): the reader's position
+    /// moved back to `to`, and tokens above `to` will be delivered again, with the writer's
+    /// new rows. Called in the commit's transaction, before that commit's batches. The
+    /// default keeps nothing, so it does nothing.
+    fn reset<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        instance: &'a InstanceName,
+        to: Token,
+        tx: &'a mut SqliteConnection,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        let _ = (stream, instance, to, tx);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Rows per multi-row `INSERT`: 5 bound values each stays well under SQLite's 32,766 limit.
@@ -50,7 +66,10 @@ const INSERT_CHUNK_ROWS: usize = 1_000;
 /// Keeps every row in the reader database's `recorded_rows` table (`record_rows = true`).
 ///
 /// A row delivered twice violates the table's primary key and fails the transaction: the
-/// recording sink exists to prove "exactly once", so it must not hide a repeat.
+/// recording sink exists to prove "exactly once", so it must not hide a repeat. The table
+/// holds the writer's current run: when the writer restarts its tokens
+/// ([`BatchSink::reset`]), the rows of its earlier run above the new position are deleted,
+/// since the new run reuses their tokens.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RecordingSink;
 
@@ -85,6 +104,26 @@ impl BatchSink for RecordingSink {
                 });
                 insert.build().execute(&mut *tx).await?;
             }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        instance: &'a InstanceName,
+        to: Token,
+        tx: &'a mut SqliteConnection,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "DELETE FROM recorded_rows WHERE stream = ? AND instance = ? AND token > ?",
+            )
+            .bind(stream.as_str())
+            .bind(instance.as_str())
+            .bind(to.0)
+            .execute(&mut *tx)
+            .await?;
             Ok(())
         })
     }

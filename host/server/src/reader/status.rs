@@ -61,6 +61,12 @@ pub struct StreamStatus {
     pub gaps: u64,
     /// The latest of those ranges.
     pub last_gap: Option<GapRange>,
+    /// Times the writer restarted its tokens (a Synapse process restarting resets `typing`,
+    /// `federation` and `presence_federation`) and the reader followed it back, since the
+    /// reader started.
+    pub resets: u64,
+    /// The latest of those restarts.
+    pub last_reset: Option<ResetRange>,
 }
 
 /// Tokens `(from, to]` of a (stream, instance) whose rows the reader never received.
@@ -69,6 +75,16 @@ pub struct GapRange {
     /// The reader's position when the gap was found (excluded).
     pub from: i64,
     /// The position it moved on to (included).
+    pub to: i64,
+}
+
+/// A writer restarting its tokens: the reader was at `from`, the writer's first `POSITION`
+/// after its restart said `to` (below `from`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ResetRange {
+    /// The reader's position in the writer's earlier run.
+    pub from: i64,
+    /// The writer's position in its new run.
     pub to: i64,
 }
 
@@ -117,6 +133,7 @@ pub(crate) struct ReaderMetrics {
     pub(crate) catchup_rows: CounterVec,
     pub(crate) writer_behind: CounterVec,
     pub(crate) gaps: CounterVec,
+    pub(crate) resets: CounterVec,
     pub(crate) reconnects: Counter,
     pub(crate) errors: CounterVec,
     pub(crate) commits: Counter,
@@ -178,6 +195,13 @@ impl ReaderMetrics {
                  whose rows are only in Synapse's database); each is logged with its range.",
                 &["stream", "instance"],
             ),
+            resets: r.counter_vec(
+                "reader_stream_resets_total",
+                "Restarts of a writer's tokens followed back (Synapse's typing, federation and \
+                 presence_federation restart at 0 with their process); each is logged with the \
+                 old and new token.",
+                &["stream", "instance"],
+            ),
             reconnects: r.counter(
                 "reader_reconnects_total",
                 "Connection attempts after the first.",
@@ -222,6 +246,8 @@ pub(crate) struct StreamFigures {
     pub(crate) batches_applied: u64,
     pub(crate) gaps: u64,
     pub(crate) last_gap: Option<(Token, Token)>,
+    pub(crate) resets: u64,
+    pub(crate) last_reset: Option<(Token, Token)>,
 }
 
 #[derive(Debug)]
@@ -332,6 +358,11 @@ impl Shared {
                         batches_applied: f.batches_applied,
                         gaps: f.gaps,
                         last_gap: f.last_gap.map(|(from, to)| GapRange {
+                            from: from.0,
+                            to: to.0,
+                        }),
+                        resets: f.resets,
+                        last_reset: f.last_reset.map(|(from, to)| ResetRange {
                             from: from.0,
                             to: to.0,
                         }),

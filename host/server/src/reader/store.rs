@@ -1,5 +1,6 @@
 //! The reader's own SQLite database (`reader.sqlite`): the applied position of every
-//! (stream, instance) and, with the recording sink, every delivered row.
+//! (stream, instance), with the writer's run it belongs to, and, with the recording sink,
+//! every delivered row.
 //!
 //! WAL with `synchronous = NORMAL`: a `kill -9` loses nothing committed; an OS crash may lose
 //! the last commits, but positions and the sink's writes share each transaction, so they
@@ -13,7 +14,24 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
 
-/// Positions per multi-row upsert: 3 bound values each.
+/// Which run of a writer a token belongs to: how many times the reader saw that writer
+/// restart its tokens (a Synapse process restarting resets its `typing`, `federation` and
+/// `presence_federation` counters to 0). Starts at 0 and only grows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Run(pub i64);
+
+impl Run {
+    /// The run after this one.
+    pub fn next(self) -> Run {
+        Run(self.0 + 1)
+    }
+}
+
+/// Where a writer's new run starts: its first token after a restart is above it (Synapse's
+/// in-memory counters start again at 0).
+pub(crate) const RUN_START: Token = Token(0);
+
+/// Positions per multi-row upsert: 4 bound values each.
 const UPSERT_CHUNK: usize = 1_000;
 
 /// The reader's database. Cloning shares the connection pool.
@@ -87,21 +105,44 @@ impl ReaderStore {
             .collect()
     }
 
-    /// Writes `positions` inside the caller's transaction.
+    /// The writer's run of every (stream, instance) whose writer restarted its tokens at
+    /// least once (see [`Run`]); the others are in run 0.
+    pub async fn runs(&self) -> anyhow::Result<Vec<(StreamName, InstanceName, Run)>> {
+        let rows = sqlx::query(
+            "SELECT stream, instance, run FROM reader_positions WHERE run <> 0 \
+             ORDER BY stream, instance",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let stream = StreamName::new(row.try_get::<String, _>("stream")?)?;
+                let instance = InstanceName::new(row.try_get::<String, _>("instance")?)?;
+                Ok((stream, instance, Run(row.try_get("run")?)))
+            })
+            .collect()
+    }
+
+    /// Writes `positions` (token and run) inside the caller's transaction. A position may
+    /// move backwards: after a writer's restart its new run starts again at 0.
     pub(crate) async fn write_positions(
         tx: &mut SqliteConnection,
-        positions: &[(StreamName, InstanceName, Token)],
+        positions: &[(StreamName, InstanceName, Token, Run)],
     ) -> anyhow::Result<()> {
         for chunk in positions.chunks(UPSERT_CHUNK) {
             let mut upsert =
-                QueryBuilder::new("INSERT INTO reader_positions (stream, instance, token) ");
-            upsert.push_values(chunk, |mut values, (stream, instance, token)| {
+                QueryBuilder::new("INSERT INTO reader_positions (stream, instance, token, run) ");
+            upsert.push_values(chunk, |mut values, (stream, instance, token, run)| {
                 values
                     .push_bind(stream.as_str())
                     .push_bind(instance.as_str())
-                    .push_bind(token.0);
+                    .push_bind(token.0)
+                    .push_bind(run.0);
             });
-            upsert.push(" ON CONFLICT (stream, instance) DO UPDATE SET token = excluded.token");
+            upsert.push(
+                " ON CONFLICT (stream, instance) DO UPDATE SET token = excluded.token, \
+                 run = excluded.run",
+            );
             upsert.build().execute(&mut *tx).await?;
         }
         Ok(())
@@ -158,18 +199,22 @@ mod tests {
             ReaderStore::write_positions(
                 &mut tx,
                 &[
-                    (name("events"), instance("master"), Token(2)),
-                    (name("typing"), instance("master"), Token(5)),
+                    (name("events"), instance("master"), Token(2), Run(0)),
+                    (name("typing"), instance("master"), Token(5), Run(0)),
                 ],
             )
             .await
             .unwrap();
             tx.commit().await.unwrap();
-            // A later position replaces the earlier one.
+            // A later position replaces the earlier one, even a lower one of a new run (the
+            // writer restarted its typing tokens).
             let mut tx = store.pool().begin().await.unwrap();
             ReaderStore::write_positions(
                 &mut tx,
-                &[(name("events"), instance("master"), Token(7))],
+                &[
+                    (name("events"), instance("master"), Token(7), Run(0)),
+                    (name("typing"), instance("master"), Token(1), Run(1)),
+                ],
             )
             .await
             .unwrap();
@@ -181,8 +226,12 @@ mod tests {
             store.positions().await.unwrap(),
             vec![
                 (name("events"), instance("master"), Token(7)),
-                (name("typing"), instance("master"), Token(5)),
+                (name("typing"), instance("master"), Token(1)),
             ]
+        );
+        assert_eq!(
+            store.runs().await.unwrap(),
+            vec![(name("typing"), instance("master"), Run(1))]
         );
         assert_eq!(
             store.recorded_rows(&name("events")).await.unwrap(),
@@ -222,5 +271,40 @@ mod tests {
         let mut tx = store.pool().begin().await.unwrap();
         let err = RecordingSink.apply(&[batch], &mut tx).await.unwrap_err();
         assert!(format!("{err:#}").contains("UNIQUE"), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn a_reset_makes_room_for_the_writers_new_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ReaderStore::open(&dir.path().join("reader.sqlite"))
+            .await
+            .unwrap();
+        let typing = |token: i64, r: &str| Batch {
+            stream: name("typing"),
+            instance: instance("master"),
+            prev: Token(token - 1),
+            token: Token(token),
+            rows: vec![row(r)],
+        };
+        let mut tx = store.pool().begin().await.unwrap();
+        RecordingSink
+            .apply(&[typing(1, "[1]"), typing(2, "[2]")], &mut tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.pool().begin().await.unwrap();
+        RecordingSink
+            .reset(&name("typing"), &instance("master"), Token(0), &mut tx)
+            .await
+            .unwrap();
+        RecordingSink
+            .apply(&[typing(1, r#"["new"]"#)], &mut tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.recorded_rows(&name("typing")).await.unwrap(),
+            vec![(instance("master"), Token(1), row(r#"["new"]"#))]
+        );
     }
 }

@@ -8,10 +8,12 @@
 //!        └──────────────────────────────────── catchup::SynapseCatchup ◀──── gaps reported ────────┘
 //! ```
 //!
-//! It reuses Streamhost's Redis mode ([`crate::redis_mode`]) and reader unchanged, with three
+//! It reuses Streamhost's Redis mode ([`crate::redis_mode`]) and reader unchanged, with four
 //! differences: rows become objects with Synapse's field names ([`rows`]); a stream the reader
-//! has never seen starts at its announced position instead of catching up from 0; and a range
-//! that cannot be fetched ([`catchup`]) is reported as a gap instead of retried.
+//! has never seen starts at its announced position instead of catching up from 0; a range
+//! that cannot be fetched ([`catchup`]) is reported as a gap instead of retried; and a
+//! `POSITION` below the reader's position on one of the [`RESETTABLE_STREAMS`] means their
+//! writer restarted, so the reader follows it back to its new run.
 //!
 //! What it publishes: only `REPLICATE ` after each (re)subscription, as a Synapse worker does;
 //! it is the source of no stream, so it never publishes a `POSITION` or `RDATA`.
@@ -20,6 +22,13 @@ pub mod catchup;
 pub mod rows;
 
 use crate::config::SynapseConfig;
+
+/// The streams whose tokens are a counter in the writer's memory that starts again at 0 when
+/// its process restarts (`TypingWriterHandler`'s serial, the federation send queue, the
+/// presence-to-federation queue): a token below the reader's position means a restart
+/// (reference §2.11 step 4, rule 36), not a writer that is behind. `presence` is not one: its
+/// tokens come from the database.
+pub const RESETTABLE_STREAMS: &[&str] = &["typing", "federation", "presence_federation"];
 
 /// How the status shows what the reader follows: `synapse <server_name> via redis
 /// <host:port or socket>`, with ` (TLS)` when it is.

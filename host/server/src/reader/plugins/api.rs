@@ -174,6 +174,7 @@ fn summary(host: &PluginHost, slot: &PluginSlot) -> Summary {
     let (_, positions) = host.ctx.feed.snapshot();
     let status = slot.status();
     let mut cursors: Vec<CursorView> = positions
+        .tokens
         .iter()
         .map(|(key, reader)| CursorView {
             stream: key.0.as_str().to_string(),

@@ -6,6 +6,13 @@
 //! whose cursor is at or past `before` can take the rows above its cursor and move to
 //! `after`; one further behind (it was quarantined, added late, or the feed dropped what it
 //! needed) fetches the gap from the writer first.
+//!
+//! A writer that restarted its tokens (Synapse's `typing`, `federation`, `presence_federation`)
+//! moves the reader's position of its key back: the commit that does so carries a [`Reset`]
+//! naming the key's new [`Run`], and its advance of that key starts at [`RUN_START`]; every
+//! advance names the run of its tokens. A worker whose cursor belongs to an earlier run moves
+//! it back to [`RUN_START`] before it applies the commit; one that skipped the reset's commit
+//! compares runs ([`ReaderPositions::runs`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,16 +20,26 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use streamhost_proto::{InstanceName, StreamName, Token};
 
 use crate::reader::Batch;
+pub(crate) use crate::reader::store::{RUN_START, Run};
 
 /// A (stream, instance) pair.
 pub(crate) type Key = (StreamName, InstanceName);
 
-/// The reader's position of one key moving with a commit.
+/// The reader's position of one key moving with a commit, within the writer's `run`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Advance {
     pub(crate) key: Key,
     pub(crate) before: Token,
     pub(crate) after: Token,
+    pub(crate) run: Run,
+}
+
+/// The writer of `key` restarted its tokens: the commit's rows of `key` belong to `run`, whose
+/// tokens start again above [`RUN_START`]. Applies before the commit's advances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Reset {
+    pub(crate) key: Key,
+    pub(crate) run: Run,
 }
 
 /// One committed group of the reader.
@@ -31,6 +48,22 @@ pub(crate) struct Commit {
     pub(crate) seq: u64,
     pub(crate) batches: Vec<Batch>,
     pub(crate) advances: Vec<Advance>,
+    pub(crate) resets: Vec<Reset>,
+}
+
+/// The reader's committed positions: the token of every key and, for keys whose writer
+/// restarted its tokens, the run that token belongs to (absent: run 0).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ReaderPositions {
+    pub(crate) tokens: HashMap<Key, Token>,
+    pub(crate) runs: HashMap<Key, Run>,
+}
+
+impl ReaderPositions {
+    /// The run of `key`.
+    pub(crate) fn run(&self, key: &Key) -> Run {
+        self.runs.get(key).copied().unwrap_or_default()
+    }
 }
 
 /// What a worker finds when it reads the feed.
@@ -41,7 +74,7 @@ pub(crate) enum FeedRead {
     /// `positions` (as of `seq`) from the writer, then follow on from `seq`.
     Lapped {
         seq: u64,
-        positions: HashMap<Key, Token>,
+        positions: ReaderPositions,
     },
     /// Nothing new.
     Empty,
@@ -63,7 +96,7 @@ struct Inner {
     commits: VecDeque<Arc<Commit>>,
     rows: usize,
     last_seq: u64,
-    positions: HashMap<Key, Token>,
+    positions: ReaderPositions,
     wakers: HashMap<u64, Waker>,
     next_waker: u64,
 }
@@ -76,7 +109,7 @@ pub(crate) struct Feed {
 
 impl Feed {
     /// A feed keeping about `max_rows` rows, starting from the reader's committed `positions`.
-    pub(crate) fn new(max_rows: usize, positions: HashMap<Key, Token>) -> Feed {
+    pub(crate) fn new(max_rows: usize, positions: ReaderPositions) -> Feed {
         Feed {
             inner: Mutex::new(Inner {
                 commits: VecDeque::new(),
@@ -95,22 +128,30 @@ impl Feed {
     }
 
     /// Adds a committed group and wakes the workers.
-    pub(crate) fn publish(&self, batches: Vec<Batch>, advances: Vec<Advance>) {
-        if advances.is_empty() {
+    pub(crate) fn publish(&self, batches: Vec<Batch>, advances: Vec<Advance>, resets: Vec<Reset>) {
+        if advances.is_empty() && resets.is_empty() {
             return;
         }
         let wakers: Vec<Waker> = {
             let mut inner = self.lock();
             inner.last_seq += 1;
             let rows: usize = batches.iter().map(|b| b.rows.len()).sum();
+            for reset in &resets {
+                inner.positions.tokens.insert(reset.key.clone(), RUN_START);
+                inner.positions.runs.insert(reset.key.clone(), reset.run);
+            }
             for advance in &advances {
-                inner.positions.insert(advance.key.clone(), advance.after);
+                inner
+                    .positions
+                    .tokens
+                    .insert(advance.key.clone(), advance.after);
             }
             let seq = inner.last_seq;
             inner.commits.push_back(Arc::new(Commit {
                 seq,
                 batches,
                 advances,
+                resets,
             }));
             inner.rows += rows;
             // Keep at least the newest commit, however large.
@@ -153,14 +194,14 @@ impl Feed {
     }
 
     /// The newest sequence number and the reader's positions as of it.
-    pub(crate) fn snapshot(&self) -> (u64, HashMap<Key, Token>) {
+    pub(crate) fn snapshot(&self) -> (u64, ReaderPositions) {
         let inner = self.lock();
         (inner.last_seq, inner.positions.clone())
     }
 
     /// The reader's committed position of `stream` (the highest over its instances).
     pub(crate) fn position_of(&self, stream: &str) -> Token {
-        highest_of(&self.lock().positions, stream)
+        highest_of(&self.lock().positions.tokens, stream)
     }
 
     /// Calls `wake` after every publish until [`Feed::unsubscribe`]; returns its id.
@@ -207,13 +248,15 @@ mod tests {
                 key: key(),
                 before: Token(before),
                 after: Token(after),
+                run: Run::default(),
             }],
+            Vec::new(),
         );
     }
 
     #[test]
     fn readers_get_commits_in_order_bounded_by_rows() {
-        let feed = Feed::new(100, HashMap::new());
+        let feed = Feed::new(100, ReaderPositions::default());
         let woken = Arc::new(AtomicUsize::new(0));
         let counter = woken.clone();
         let id = feed.subscribe(Arc::new(move || {
@@ -239,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_reader_the_feed_dropped_is_told_to_catch_up_to_the_positions() {
-        let feed = Feed::new(15, HashMap::new());
+        let feed = Feed::new(15, ReaderPositions::default());
         for n in 0..3 {
             commit(&feed, n, n + 1, 10);
         }
@@ -247,10 +290,38 @@ mod tests {
             panic!("expected lapped")
         };
         assert_eq!(seq, 3);
-        assert_eq!(positions[&key()], Token(3));
+        assert_eq!(positions.tokens[&key()], Token(3));
         let FeedRead::Commits(commits) = feed.read(2, 100) else {
             panic!("the newest commit is kept")
         };
         assert_eq!(commits.len(), 1);
+    }
+
+    #[test]
+    fn a_reset_moves_the_position_back_and_starts_a_new_run() {
+        let feed = Feed::new(15, ReaderPositions::default());
+        commit(&feed, 0, 8, 10);
+        feed.publish(
+            Vec::new(),
+            Vec::new(),
+            vec![Reset {
+                key: key(),
+                run: Run(1),
+            }],
+        );
+        let FeedRead::Commits(commits) = feed.read(1, 100) else {
+            panic!("a reset alone is a commit")
+        };
+        assert_eq!(commits[0].resets[0].run, Run(1));
+        commit(&feed, 0, 2, 10);
+        let FeedRead::Lapped { positions, .. } = feed.read(0, 100) else {
+            panic!("expected lapped")
+        };
+        assert_eq!(positions.tokens[&key()], Token(2));
+        assert_eq!(
+            positions.run(&key()),
+            Run(1),
+            "a lapped reader learns the run"
+        );
     }
 }

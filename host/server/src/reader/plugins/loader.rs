@@ -157,7 +157,7 @@ async fn start(
     slot: &Arc<PluginSlot>,
     version: Arc<PluginVersion>,
 ) -> Result<(), String> {
-    let cursors = host
+    let (cursors, runs) = host
         .ctx
         .store
         .cursors(slot.name())
@@ -219,7 +219,7 @@ async fn start(
         host.ctx.clone(),
         version,
         instance,
-        cursors,
+        (cursors, runs),
         rx,
     );
     let thread = std::thread::Builder::new()

@@ -23,17 +23,18 @@ mod slot;
 mod store;
 mod worker;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use streamhost_plugin_runtime::{Runtime, RuntimeConfig};
-use streamhost_proto::Token;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::api::{handle as handle_api, summaries_json};
-pub(crate) use self::feed::{Advance, Feed, Key};
+#[cfg(test)]
+pub(crate) use self::feed::FeedRead;
+pub(crate) use self::feed::{Advance, Feed, ReaderPositions, Reset};
 use self::notifications::NotificationHub;
 use self::query_cache::QueryCache;
 pub use self::slot::{FailureReport, PluginRunState, PluginSlot};
@@ -52,6 +53,7 @@ pub(crate) struct PluginMetrics {
     reloads: CounterVec,
     counters: CounterVec,
     gaps: CounterVec,
+    resets: CounterVec,
 }
 
 impl PluginMetrics {
@@ -98,6 +100,13 @@ impl PluginMetrics {
                  the feed while following a Synapse); each is a dead letter.",
                 &["plugin", "stream"],
             ),
+            resets: registry.counter_vec(
+                "plugin_stream_resets_total",
+                "Times a plugin's cursor moved back because the stream's writer restarted its \
+                 tokens (Synapse's typing, federation, presence_federation); the plugin then \
+                 gets the new run's rows from its start.",
+                &["plugin", "stream"],
+            ),
         }
     }
 }
@@ -135,7 +144,7 @@ impl PluginHost {
         pool: sqlx::SqlitePool,
         catchup: Arc<dyn CatchupSource>,
         registry: &Registry,
-        positions: HashMap<Key, Token>,
+        positions: ReaderPositions,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<PluginHost>> {
         let runtime_config = RuntimeConfig {

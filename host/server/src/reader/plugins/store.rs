@@ -1,4 +1,5 @@
-//! Plugin state in the reader's database: cursors, key-value stores and dead letters. One
+//! Plugin state in the reader's database: cursors (with the writer's run each belongs to),
+//! key-value stores and dead letters. One
 //! [`PluginStore::commit`] writes all three for a group of batches in one transaction.
 
 use std::collections::HashMap;
@@ -8,7 +9,7 @@ use sqlx::{Row, SqlitePool};
 use streamhost_plugin_runtime::KvChange;
 use streamhost_proto::{InstanceName, StreamName, Token};
 
-use super::feed::Key;
+use super::feed::{Key, Run};
 
 /// A batch a plugin asked to skip.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -32,21 +33,30 @@ impl PluginStore {
         PluginStore { pool }
     }
 
-    /// The plugin's persisted cursors.
-    pub(crate) async fn cursors(&self, plugin: &str) -> anyhow::Result<HashMap<Key, Token>> {
+    /// The plugin's persisted cursors, and the runs of those not in run 0.
+    pub(crate) async fn cursors(
+        &self,
+        plugin: &str,
+    ) -> anyhow::Result<(HashMap<Key, Token>, HashMap<Key, Run>)> {
         let rows =
-            sqlx::query("SELECT stream, instance, token FROM plugin_cursors WHERE plugin = ?")
+            sqlx::query("SELECT stream, instance, token, run FROM plugin_cursors WHERE plugin = ?")
                 .bind(plugin)
                 .fetch_all(&self.pool)
                 .await
                 .context("reading plugin cursors")?;
         let mut cursors = HashMap::new();
+        let mut runs = HashMap::new();
         for row in rows {
             let stream = StreamName::new(row.get::<String, _>(0).as_str())?;
             let instance = InstanceName::new(row.get::<String, _>(1).as_str())?;
-            cursors.insert((stream, instance), Token(row.get(2)));
+            let key = (stream, instance);
+            let run = Run(row.get(3));
+            if run != Run::default() {
+                runs.insert(key.clone(), run);
+            }
+            cursors.insert(key, Token(row.get(2)));
         }
-        Ok(cursors)
+        Ok((cursors, runs))
     }
 
     /// The plugin's key-value entries.
@@ -87,24 +97,27 @@ impl PluginStore {
             .collect())
     }
 
-    /// Writes cursors, key-value changes and dead letters of one group in one transaction.
+    /// Writes cursors (token and run), key-value changes and dead letters of one group in one
+    /// transaction. A cursor may move backwards (to a writer's new run).
     pub(crate) async fn commit(
         &self,
         plugin: &str,
-        cursors: &[(Key, Token)],
+        cursors: &[(Key, Token, Run)],
         kv: &[KvChange],
         dead: &[DeadLetter],
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await.context("beginning a transaction")?;
-        for ((stream, instance), token) in cursors {
+        for ((stream, instance), token, run) in cursors {
             sqlx::query(
-                "INSERT INTO plugin_cursors (plugin, stream, instance, token) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (plugin, stream, instance) DO UPDATE SET token = excluded.token",
+                "INSERT INTO plugin_cursors (plugin, stream, instance, token, run) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (plugin, stream, instance) \
+                 DO UPDATE SET token = excluded.token, run = excluded.run",
             )
             .bind(plugin)
             .bind(stream.as_str())
             .bind(instance.as_str())
             .bind(token.0)
+            .bind(run.0)
             .execute(&mut *tx)
             .await
             .context("writing a plugin cursor")?;

@@ -6,6 +6,12 @@
 //! async threads; the few async steps (the database, catch-up fetches) are driven with the
 //! runtime's handle. Between batches the worker answers queries, swaps versions and obeys
 //! stop requests, so a reload never interrupts a call.
+//!
+//! Each cursor carries the writer's [`Run`] it belongs to. When the writer of a stream restarts
+//! its tokens (a [`Reset`](super::feed::Reset) in a commit, or a higher run in the reader's
+//! positions after the worker fell behind), the cursor moves back to [`RUN_START`] in the new
+//! run before anything of that run is applied, and is committed so with the group: the plugin
+//! gets the new run's rows once, and a restart neither repeats nor drops them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,7 +26,7 @@ use streamhost_plugin_runtime::{
 use streamhost_proto::{RowJson, ServerCommand, Token};
 
 use super::HostContext;
-use super::feed::{Commit, FeedRead, Key};
+use super::feed::{Commit, FeedRead, Key, RUN_START, ReaderPositions, Run};
 use super::query_cache::cache_key;
 use super::slot::{Control, FailureReport, PluginRunState, PluginSlot, QueryError};
 use super::store::DeadLetter;
@@ -50,6 +56,8 @@ struct Group {
     batches: u64,
     rows: u64,
     dirty: bool,
+    /// Cursors moved back to a writer's new run: (key, the cursor before, the run).
+    resets: Vec<(Key, Token, Run)>,
 }
 
 pub(crate) struct Worker {
@@ -60,6 +68,9 @@ pub(crate) struct Worker {
     instance: Option<PluginInstance>,
     cursors: HashMap<Key, Token>,
     persisted: HashMap<Key, Token>,
+    /// The writer's run of each cursor; absent means run 0.
+    runs: HashMap<Key, Run>,
+    persisted_runs: HashMap<Key, Run>,
     seq: u64,
     rx: Receiver<Control>,
     deferred: Vec<Control>,
@@ -74,14 +85,14 @@ fn now_ms() -> u64 {
 }
 
 impl Worker {
-    /// A worker for `slot` running `version` from `cursors`; `instance` is already
-    /// initialised.
+    /// A worker for `slot` running `version` from `cursors` (and their runs); `instance` is
+    /// already initialised.
     pub(crate) fn new(
         slot: Arc<PluginSlot>,
         ctx: Arc<HostContext>,
         version: Arc<PluginVersion>,
         instance: PluginInstance,
-        cursors: HashMap<Key, Token>,
+        (cursors, runs): (HashMap<Key, Token>, HashMap<Key, Run>),
         rx: Receiver<Control>,
     ) -> Worker {
         let services = slot.services().clone();
@@ -93,6 +104,8 @@ impl Worker {
             instance: Some(instance),
             persisted: cursors.clone(),
             cursors,
+            persisted_runs: runs.clone(),
+            runs,
             seq: 0,
             rx,
             deferred: Vec::new(),
@@ -194,7 +207,13 @@ impl Worker {
         let mut group = Group::default();
         let result = (|| {
             for commit in commits {
+                for reset in &commit.resets {
+                    self.enter_run(&reset.key, reset.run, &mut group);
+                }
                 for advance in &commit.advances {
+                    // Also here, not only on the commit's resets: a failed commit of this
+                    // worker may have taken its cursor back to an earlier run.
+                    self.enter_run(&advance.key, advance.run, &mut group);
                     let cursor = self.cursor(&advance.key);
                     if cursor >= advance.after {
                         continue;
@@ -221,11 +240,13 @@ impl Worker {
         result
     }
 
-    /// Catches every key up to `positions`.
-    fn catch_up_to(&mut self, positions: &HashMap<Key, Token>) -> Result<(), Halt> {
+    /// Catches every key up to `positions`, first moving cursors of an earlier run of their
+    /// writer back to the start of the current one.
+    fn catch_up_to(&mut self, positions: &ReaderPositions) -> Result<(), Halt> {
         let mut group = Group::default();
         let result = (|| {
-            for (key, position) in positions {
+            for (key, position) in &positions.tokens {
+                self.enter_run(key, positions.run(key), &mut group);
                 let cursor = self.cursor(key);
                 if cursor < *position {
                     self.fill_gap(key, cursor, *position, &mut group)?;
@@ -237,6 +258,23 @@ impl Worker {
         })();
         self.flush(&mut group);
         result
+    }
+
+    /// Moves the cursor of `key` back to [`RUN_START`] when it belongs to a run of the writer
+    /// before `run` (the writer restarted its tokens since), so the new run's rows are applied
+    /// from its start. Reported once the group commits.
+    fn enter_run(&mut self, key: &Key, run: Run, group: &mut Group) {
+        if self.run_of(key) >= run {
+            return;
+        }
+        self.runs.insert(key.clone(), run);
+        group.dirty = true;
+        if let Some(cursor) = self.cursors.get_mut(key) {
+            let before = std::mem::replace(cursor, RUN_START);
+            if before > RUN_START {
+                group.resets.push((key.clone(), before, run));
+            }
+        }
     }
 
     /// Fetches `(from, to]` of `key` from the writer and applies it, retrying until it works
@@ -456,6 +494,10 @@ impl Worker {
         self.cursors.get(key).copied().unwrap_or(Token(0))
     }
 
+    fn run_of(&self, key: &Key) -> Run {
+        self.runs.get(key).copied().unwrap_or_default()
+    }
+
     /// Commits the group's cursors, key-value writes and dead letters, then applies its
     /// effects and publishes the cursors. A failed commit forgets the group: the cursors go
     /// back and the rows are fetched again.
@@ -464,11 +506,14 @@ impl Worker {
         if !group.dirty {
             return;
         }
-        let changed: Vec<(Key, Token)> = self
+        let changed: Vec<(Key, Token, Run)> = self
             .cursors
             .iter()
-            .filter(|(k, t)| self.persisted.get(*k) != Some(*t))
-            .map(|(k, t)| (k.clone(), *t))
+            .filter(|(k, t)| {
+                self.persisted.get(*k) != Some(*t)
+                    || self.persisted_runs.get(*k) != self.runs.get(*k)
+            })
+            .map(|(k, t)| (k.clone(), *t, self.run_of(k)))
             .collect();
         let kv = self.services.kv().staged();
         let name = self.slot.name().to_string();
@@ -480,11 +525,20 @@ impl Worker {
             tracing::error!(plugin = %name, error = %format!("{error:#}"), "committing plugin state failed; the rows will be applied again");
             self.services.kv().discard_all();
             self.cursors = self.persisted.clone();
+            self.runs = self.persisted_runs.clone();
             self.instance = None;
             return;
         }
         self.services.kv().commit();
         self.persisted = self.cursors.clone();
+        self.persisted_runs = self.runs.clone();
+        for (key, before, run) in &group.resets {
+            tracing::info!(
+                plugin = %name, stream = %key.0, instance = %key.1, cursor = before.0, run = run.0,
+                "the writer restarted this stream's tokens: the plugin's cursor moved back to the start of its new run"
+            );
+            self.ctx.metrics.resets.with(&[&name, key.0.as_str()]).inc();
+        }
         let mut notifications = Vec::new();
         for effect in &group.effects {
             match effect {
