@@ -89,8 +89,15 @@ pub(crate) async fn quarantined(plugin: &str, mode: Option<&str>, reason: &str) 
     // The failing batch was kept for `streamhost plugin run`.
     let file = reports[0]["batch_file"].as_str().expect("batch file");
     let lines = std::fs::read_to_string(file).unwrap();
-    assert_eq!(lines.lines().count(), 3, "{lines}");
-    assert!(lines.starts_with("RDATA messages master "), "{lines}");
+    // The first batch: the three rows, or (when they reached the reader in two commits, as
+    // happens on a loaded machine) the first of them.
+    assert!((1..=3).contains(&lines.lines().count()), "{lines}");
+    for (line, token) in lines.lines().zip(2..) {
+        assert!(
+            line.starts_with(&format!("RDATA messages master {token} ")),
+            "{lines}"
+        );
+    }
     // The reader and the bystander go on.
     writer.append("messages", &messages(2)).await;
     wait_until(WAIT, "the bystander to count the later rows", || async {
