@@ -45,16 +45,18 @@ where
 }
 
 /// The value of one sample in Prometheus text: `sample` is the name with its labels as
-/// printed (`streamhost_reader_redis_connected`, `x_total{reason="closed"}`). Whole lines are
-/// matched, so a `# HELP` text never passes for a sample. Panics, showing the text, when the
-/// sample is not there.
-pub fn metric(text: &str, sample: &str) -> f64 {
+/// printed (`streamhost_reader_redis_connected`, `x_total{reason="closed"}`); `None` when it
+/// is not there (a labelled counter appears at its first increment). Whole lines are matched,
+/// so a `# HELP` text never passes for a sample.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("{sample}: {e}"))
+        .map(|value| {
+            value
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{sample}: {e}"))
+        })
 }
 
 /// A stream name for tests.

@@ -53,7 +53,7 @@ async fn two_redis_readers_get_exactly_the_100k_written_rows() {
     // Wait for the subscription, or the first rows go by before the reader listens (they
     // would still arrive, by catch-up, but this test is about the live path).
     wait_until(Duration::from_secs(10), "early subscribed", || async {
-        metric(&metrics(&early).await, "streamhost_reader_redis_connected") == 1.0
+        metric(&metrics(&early).await, "streamhost_reader_redis_connected") == Some(1.0)
     })
     .await;
     let mut written = write_rows(&writer, &streams, 12_500, 500).await;
@@ -87,7 +87,7 @@ async fn a_redis_outage_mid_stream_loses_and_repeats_no_row() {
     let direct = redis_reader(&writer, "direct", &url).await;
     for reader in [&behind, &direct] {
         wait_until(Duration::from_secs(10), "subscribed", || async {
-            metric(&metrics(reader).await, "streamhost_reader_redis_connected") == 1.0
+            metric(&metrics(reader).await, "streamhost_reader_redis_connected") == Some(1.0)
         })
         .await;
     }
@@ -133,7 +133,7 @@ async fn a_malformed_redis_message_is_dropped_and_counted_and_the_reader_goes_on
     let writer = redis_writer(&["events"], &server_name, &url).await;
     let reader = redis_reader(&writer, "r", &url).await;
     wait_until(Duration::from_secs(10), "subscribed", || async {
-        metric(&metrics(&reader).await, "streamhost_reader_redis_connected") == 1.0
+        metric(&metrics(&reader).await, "streamhost_reader_redis_connected") == Some(1.0)
     })
     .await;
     let mut written = write_rows(&writer, &["events"], 100, 10).await;

@@ -6,16 +6,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use streamhost::client::ApiClient;
 use streamhost::config::RedisConfig;
 use streamhost_integration_tests::plugins::PluginFolder;
-use streamhost_integration_tests::process::Process;
 use streamhost_integration_tests::redis::unique_server_name;
 use streamhost_integration_tests::redis_tls::{TestCa, TlsRedis};
 use streamhost_integration_tests::synapse::{FakeSynapse, Script};
 use streamhost_integration_tests::{TestReader, TestWriter, metric, wait_until};
 
 use crate::replication::{assert_reader_has_exactly, write_rows};
+use crate::synapse::start_reader;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -62,7 +61,7 @@ async fn a_writer_and_a_reader_replicate_over_tls_with_client_certificates() {
     config.validate("reader.redis").unwrap();
     let reader = tls_reader(&writer, "tls-reader", config).await;
     wait_until(Duration::from_secs(10), "subscribed over TLS", || async {
-        metric(&metrics(&reader).await, "streamhost_reader_redis_connected") == 1.0
+        metric(&metrics(&reader).await, "streamhost_reader_redis_connected") == Some(1.0)
     })
     .await;
 
@@ -118,12 +117,12 @@ async fn tls_to_redis_is_refused_until_the_certificates_are_trusted() {
         let error = status.connection.last_error.clone().unwrap_or_default();
         assert!(error.contains(expected), "{}: {error}", status.name);
         let m = metrics(reader).await;
-        assert_eq!(metric(&m, "streamhost_reader_redis_connected"), 0.0);
+        assert_eq!(metric(&m, "streamhost_reader_redis_connected"), Some(0.0));
         assert!(
             metric(
                 &m,
                 r#"streamhost_reader_redis_errors_total{reason="connect"}"#
-            ) >= 2.0,
+            ) >= Some(2.0),
             "{m}"
         );
         assert!(
@@ -142,7 +141,7 @@ async fn tls_to_redis_is_refused_until_the_certificates_are_trusted() {
             &metrics(&anonymous).await,
             "streamhost_reader_redis_connected"
         ),
-        0.0,
+        Some(0.0),
         "still no client certificate, still refused"
     );
 }
@@ -169,17 +168,8 @@ async fn a_synapse_reader_follows_synapse_over_tls_with_synapse_s_keys() {
 
     // The fake Synapse publishes on the same server's plain port: one set of channels.
     let mut synapse = FakeSynapse::connect(&redis.plain_url(), &server_name).await;
-    let reader = Process::spawn(
-        env!("CARGO_BIN_EXE_streamhost-under-test"),
-        &["reader", "--config", config.to_str().unwrap()],
-    )
-    .await;
-    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
-    assert_eq!(
-        synapse.next_heard(WAIT).await.as_deref(),
-        Some("REPLICATE "),
-        "the reader subscribed over TLS and asked for positions"
-    );
+    // Its first message proves it subscribed over TLS.
+    let (_reader, client) = start_reader(&mut synapse, config.to_str().unwrap()).await;
     synapse.publish(&script.announcements).await;
     synapse.publish(&script.rows).await;
     synapse.publish(&script.tail).await;

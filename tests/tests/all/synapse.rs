@@ -14,7 +14,7 @@ use streamhost_integration_tests::plugins::PluginFolder;
 use streamhost_integration_tests::process::Process;
 use streamhost_integration_tests::redis::{redis_addr, redis_url, unique_server_name};
 use streamhost_integration_tests::synapse::{FakeSynapse, Script};
-use streamhost_integration_tests::{stream, wait_until};
+use streamhost_integration_tests::{metric, stream, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -69,11 +69,21 @@ async fn count(client: &ApiClient, stream: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn metric(metrics: &str, line_start: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(line_start) && l[line_start.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+/// Starts a reader process with the config file at `config` and waits for its first message on
+/// the bus, which must be `REPLICATE `: it has subscribed. Returns the process and its API.
+pub(crate) async fn start_reader(synapse: &mut FakeSynapse, config: &str) -> (Process, ApiClient) {
+    let reader = Process::spawn(
+        env!("CARGO_BIN_EXE_streamhost-under-test"),
+        &["reader", "--config", config],
+    )
+    .await;
+    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
+    assert_eq!(
+        synapse.next_heard(WAIT).await.as_deref(),
+        Some("REPLICATE "),
+        "the reader's first message"
+    );
+    (reader, client)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,18 +106,7 @@ async fn a_synapse_reader_process_hands_every_row_of_a_real_session_to_its_plugi
 
     // Synapse is up before the reader: it hears the reader's REPLICATE and answers it.
     let mut synapse = FakeSynapse::connect(&url, &server_name).await;
-    let reader = Process::spawn(
-        env!("CARGO_BIN_EXE_streamhost-under-test"),
-        &["reader", "--config", config.to_str().unwrap()],
-    )
-    .await;
-    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
-    let replicate = synapse.next_heard(WAIT).await;
-    assert_eq!(
-        replicate.as_deref(),
-        Some("REPLICATE "),
-        "the reader's first message"
-    );
+    let (reader, client) = start_reader(&mut synapse, config.to_str().unwrap()).await;
 
     synapse.publish(&script.announcements).await;
     // Its own echoes: ignored (else `events` would get a row from instance streamhost1).
@@ -291,16 +290,7 @@ async fn a_plugin_added_to_a_running_synapse_reader_reports_its_gap_and_follows_
     )
     .unwrap();
     let mut synapse = FakeSynapse::connect(&url, &server_name).await;
-    let reader = Process::spawn(
-        env!("CARGO_BIN_EXE_streamhost-under-test"),
-        &["reader", "--config", config.to_str().unwrap()],
-    )
-    .await;
-    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
-    assert_eq!(
-        synapse.next_heard(WAIT).await.as_deref(),
-        Some("REPLICATE ")
-    );
+    let (reader, client) = start_reader(&mut synapse, config.to_str().unwrap()).await;
     synapse.publish(&script.announcements).await;
     synapse.publish(&script.rows).await;
     wait_until(WAIT, "stream-stats to count the events", || async {
@@ -390,14 +380,9 @@ async fn a_synapse_restart_resets_typing_and_plugins_get_the_new_rows_once() {
         reader_toml(&data, folder.path(), &server_name, &url),
     )
     .unwrap();
-    let args = ["reader", "--config", config.to_str().unwrap()];
+    let config = config.to_str().unwrap();
     let mut synapse = FakeSynapse::connect(&url, &server_name).await;
-    let reader = Process::spawn(env!("CARGO_BIN_EXE_streamhost-under-test"), &args).await;
-    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
-    assert_eq!(
-        synapse.next_heard(WAIT).await.as_deref(),
-        Some("REPLICATE ")
-    );
+    let (reader, client) = start_reader(&mut synapse, config).await;
     synapse.publish(&script.announcements).await;
     for token in 1..=4 {
         synapse
@@ -467,13 +452,7 @@ async fn a_synapse_restart_resets_typing_and_plugins_get_the_new_rows_once() {
 
     // The reader restarts after the reset: nothing is delivered again, and the next row of
     // the new run is delivered once.
-    let reader = Process::spawn(env!("CARGO_BIN_EXE_streamhost-under-test"), &args).await;
-    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
-    assert_eq!(
-        synapse.next_heard(WAIT).await.as_deref(),
-        Some("REPLICATE "),
-        "the restarted reader's first message"
-    );
+    let (reader, client) = start_reader(&mut synapse, config).await;
     synapse.publish_line("POSITION typing master 3 3").await;
     synapse
         .publish_line(&typing_row(4, "@carol:localhost"))
@@ -597,16 +576,10 @@ async fn a_plugin_that_missed_a_synapse_restart_gets_the_new_run_from_its_start(
         config(with_plugin.path(), "with.toml"),
         config(without.path(), "without.toml"),
     );
-    let exe = env!("CARGO_BIN_EXE_streamhost-under-test");
     let mut synapse = FakeSynapse::connect(&url, &server_name).await;
 
     // The plugin sees typing 1..4 of Synapse's first run.
-    let reader = Process::spawn(exe, &["reader", "--config", &with_plugin]).await;
-    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
-    assert_eq!(
-        synapse.next_heard(WAIT).await.as_deref(),
-        Some("REPLICATE ")
-    );
+    let (reader, client) = start_reader(&mut synapse, &with_plugin).await;
     synapse.publish(&script.announcements).await;
     for token in 1..=4 {
         synapse
@@ -622,12 +595,7 @@ async fn a_plugin_that_missed_a_synapse_restart_gets_the_new_run_from_its_start(
 
     // Synapse restarts while the reader runs without the plugin: the reader follows the new
     // run (1, 2); the plugin's cursor stays at 4 of the first run.
-    let reader = Process::spawn(exe, &["reader", "--config", &without]).await;
-    let client = ApiClient::new(format!("http://{}", reader.addr("http")));
-    assert_eq!(
-        synapse.next_heard(WAIT).await.as_deref(),
-        Some("REPLICATE ")
-    );
+    let (reader, client) = start_reader(&mut synapse, &without).await;
     synapse.publish_line("POSITION typing master 0 0").await;
     synapse.publish_line(&typing_row(1, "@dan:localhost")).await;
     synapse
@@ -647,7 +615,11 @@ async fn a_plugin_that_missed_a_synapse_restart_gets_the_new_run_from_its_start(
 
     // The plugin is back: its cursor is of an earlier run, so it starts the new run from 0
     // and fetches (0, 2] from Synapse's HTTP endpoint, each row once.
-    let reader = Process::spawn(exe, &["reader", "--config", &with_plugin]).await;
+    let reader = Process::spawn(
+        env!("CARGO_BIN_EXE_streamhost-under-test"),
+        &["reader", "--config", &with_plugin],
+    )
+    .await;
     let client = ApiClient::new(format!("http://{}", reader.addr("http")));
     wait_until(WAIT, "the plugin's typing cursor to reach 2", || async {
         plugin_cursor(&client, "stream-stats", "typing").await == Some(2)
