@@ -343,6 +343,21 @@ async fn a_plugin_added_to_a_running_synapse_reader_reports_its_gap_and_follows_
     assert!(reader.terminate().await.success());
 }
 
+/// Synapse's first run of `typing`: the capture's announcements, then rows 1 to 4, all
+/// counted by `stream-stats`.
+async fn first_typing_run(synapse: &mut FakeSynapse, script: &Script, client: &ApiClient) {
+    synapse.publish(&script.announcements).await;
+    for token in 1..=4 {
+        synapse
+            .publish_line(&typing_row(token, "@alice:localhost"))
+            .await;
+    }
+    wait_until(WAIT, "stream-stats to count 4 typing rows", || async {
+        count(client, "typing").await == 4
+    })
+    .await;
+}
+
 /// `RDATA typing master <token>` with `user` typing in the capture's room.
 fn typing_row(token: i64, user: &str) -> String {
     format!(r#"RDATA typing master {token} ["{ROOM}",["{user}"]]"#)
@@ -383,16 +398,7 @@ async fn a_synapse_restart_resets_typing_and_plugins_get_the_new_rows_once() {
     let config = config.to_str().unwrap();
     let mut synapse = FakeSynapse::connect(&url, &server_name).await;
     let (reader, client) = start_reader(&mut synapse, config).await;
-    synapse.publish(&script.announcements).await;
-    for token in 1..=4 {
-        synapse
-            .publish_line(&typing_row(token, "@alice:localhost"))
-            .await;
-    }
-    wait_until(WAIT, "stream-stats to count 4 typing rows", || async {
-        count(&client, "typing").await == 4
-    })
-    .await;
+    first_typing_run(&mut synapse, &script, &client).await;
 
     // Synapse's main process restarts: its typing serial starts again at 0, it announces
     // that, and its next rows are 1, 2, 3.
@@ -580,16 +586,7 @@ async fn a_plugin_that_missed_a_synapse_restart_gets_the_new_run_from_its_start(
 
     // The plugin sees typing 1..4 of Synapse's first run.
     let (reader, client) = start_reader(&mut synapse, &with_plugin).await;
-    synapse.publish(&script.announcements).await;
-    for token in 1..=4 {
-        synapse
-            .publish_line(&typing_row(token, "@alice:localhost"))
-            .await;
-    }
-    wait_until(WAIT, "stream-stats to count 4 typing rows", || async {
-        count(&client, "typing").await == 4
-    })
-    .await;
+    first_typing_run(&mut synapse, &script, &client).await;
     assert!(reader.terminate().await.success());
     assert_eq!(synapse.heard_from_others().await, Vec::<String>::new());
 

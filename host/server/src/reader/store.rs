@@ -75,8 +75,7 @@ impl ReaderStore {
         .await?;
         rows.iter()
             .map(|row| {
-                let stream = StreamName::new(row.try_get::<String, _>("stream")?)?;
-                let instance = InstanceName::new(row.try_get::<String, _>("instance")?)?;
+                let (stream, instance) = key_of(row)?;
                 Ok((stream, instance, Token(row.try_get("token")?)))
             })
             .collect()
@@ -116,8 +115,7 @@ impl ReaderStore {
         .await?;
         rows.iter()
             .map(|row| {
-                let stream = StreamName::new(row.try_get::<String, _>("stream")?)?;
-                let instance = InstanceName::new(row.try_get::<String, _>("instance")?)?;
+                let (stream, instance) = key_of(row)?;
                 Ok((stream, instance, Run(row.try_get("run")?)))
             })
             .collect()
@@ -152,6 +150,13 @@ impl ReaderStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The (stream, instance) of a `reader_positions` row.
+fn key_of(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<(StreamName, InstanceName)> {
+    let stream = StreamName::new(row.try_get::<String, _>("stream")?)?;
+    let instance = InstanceName::new(row.try_get::<String, _>("instance")?)?;
+    Ok((stream, instance))
 }
 
 #[cfg(test)]
