@@ -1,12 +1,14 @@
 //! Redis replication mode against the real Redis at `STREAMHOST_TEST_REDIS` (default
 //! `redis://127.0.0.1:6379`); each test has its own channel (server name), so they run in
-//! parallel on a shared Redis. A test fails, never skips, when Redis does not answer.
+//! parallel on a shared Redis (a test that kills connections starts a Redis of its own). A
+//! test fails, never skips, when Redis does not answer.
 
 use std::time::Duration;
 
 use streamhost_integration_tests::redis::{
     TcpProxy, publish, redis_addr, redis_config, redis_url, unique_server_name,
 };
+use streamhost_integration_tests::redis_tls::TlsRedis;
 use streamhost_integration_tests::{TestReader, TestWriter, metric, wait_until};
 
 use crate::replication::{Written, assert_reader_has_exactly, write_rows};
@@ -157,4 +159,49 @@ async fn a_malformed_redis_message_is_dropped_and_counted_and_the_reader_goes_on
     })
     .await;
     assert_eq!(reader.reader().status().reconnects, 0, "no reconnect");
+}
+
+/// Redis closes a subscriber whose output buffer passes `client-output-buffer-limit pubsub`;
+/// `CLIENT KILL TYPE pubsub` closes the subscribed connections the same way, and only them
+/// (the publishing connections stay). On a Redis of the test's own, so no other test's
+/// subscribers are touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_redis_drops_is_taken_again_with_no_row_lost_or_repeated() {
+    let redis = TlsRedis::start(false).await;
+    let url = redis.plain_url();
+    let streams = ["events", "receipts"];
+    let server_name = unique_server_name("dropped");
+    let writer = redis_writer(&streams, &server_name, &url).await;
+    let reader = redis_reader(&writer, "dropped", &url).await;
+    wait_until(Duration::from_secs(10), "subscribed", || async {
+        metric(&metrics(&reader).await, "streamhost_reader_redis_connected") == Some(1.0)
+    })
+    .await;
+    let mut written = write_rows(&writer, &streams, 1_000, 50).await;
+    let (more, killed) = tokio::join!(write_rows(&writer, &streams, 2_000, 50), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", "pubsub"])
+            .query_async::<i64>(&mut conn)
+            .await
+            .unwrap()
+    });
+    assert!(
+        killed >= 2,
+        "the writer's and the reader's subscriptions: {killed}"
+    );
+    extend(&mut written, more);
+    extend(&mut written, write_rows(&writer, &streams, 500, 50).await);
+    assert_reader_has_exactly(&reader, &written, Duration::from_secs(60)).await;
+    assert!(reader.reader().status().reconnects >= 1);
+    let m = metrics(&reader).await;
+    assert!(
+        metric(
+            &m,
+            r#"streamhost_reader_redis_errors_total{reason="closed"}"#
+        ) >= Some(1.0),
+        "{m}"
+    );
 }
