@@ -21,7 +21,12 @@ impl Process {
     /// which only test targets see) with `args`, and waits for its
     /// `streamhost <role> listening ...` line.
     pub async fn spawn(program: &str, args: &[&str]) -> Process {
-        Process::spawn_with_stderr(program, args, Stdio::inherit()).await
+        Process::spawn_with_stderr(program, args, &[], Stdio::inherit()).await
+    }
+
+    /// [`Process::spawn`] with these environment variables set as well.
+    pub async fn spawn_with_env(program: &str, args: &[&str], env: &[(&str, &Path)]) -> Process {
+        Process::spawn_with_stderr(program, args, env, Stdio::inherit()).await
     }
 
     /// [`Process::spawn`], with the process's log (stderr) going to the file `log`, so the
@@ -29,12 +34,18 @@ impl Process {
     pub async fn spawn_logging(program: &str, args: &[&str], log: &Path) -> Process {
         let file = std::fs::File::create(log)
             .unwrap_or_else(|e| panic!("creating log file {}: {e}", log.display()));
-        Process::spawn_with_stderr(program, args, Stdio::from(file)).await
+        Process::spawn_with_stderr(program, args, &[], Stdio::from(file)).await
     }
 
-    async fn spawn_with_stderr(program: &str, args: &[&str], stderr: Stdio) -> Process {
+    async fn spawn_with_stderr(
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &Path)],
+        stderr: Stdio,
+    ) -> Process {
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .kill_on_drop(true)

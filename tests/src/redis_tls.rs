@@ -1,4 +1,5 @@
-//! A Redis server with TLS, started for one test: the machine's `redis-server` (the binary
+//! A Redis server with TLS, started for one test (and the test CA, [`TestCa`], which also
+//! serves HTTPS stand-ins): the machine's `redis-server` (the binary
 //! the shared Redis runs) on two loopback ports of its own, one TLS and one plain (for the
 //! test's own publishing), with certificates from a fresh test CA made by `rcgen`. The server
 //! is killed when the value is dropped. `redis-server` cannot take a listening socket, so its
@@ -62,6 +63,28 @@ impl TestCa {
         std::fs::write(&cert_file, cert.pem()).expect("write the certificate");
         std::fs::write(&key_file, key.serialize_pem()).expect("write the key");
         (cert_file, key_file)
+    }
+}
+
+impl TestCa {
+    /// A TLS acceptor presenting a certificate for `names` signed by this CA (for HTTPS
+    /// stand-ins), its files written to `dir`.
+    pub fn tls_acceptor(&self, dir: &Path, names: &[&str]) -> tokio_rustls::TlsAcceptor {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let (cert, key) = self.sign(dir, "https", names, ExtendedKeyUsagePurpose::ServerAuth);
+        let certs = CertificateDer::pem_file_iter(&cert)
+            .expect("certificate file")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("PEM certificate");
+        let key = PrivateKeyDer::from_pem_file(&key).expect("PEM key");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server TLS configuration");
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
     }
 }
 

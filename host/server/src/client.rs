@@ -1,10 +1,15 @@
-//! A small HTTP/1.1 client for the writer's API, used by the demo, the benchmarks and tests.
+//! A small HTTP/1.1 client for the writer's API, used by the demo, the benchmarks, tests and
+//! catch-up. `https://` bases work too (a writer behind a TLS proxy, Synapse's
+//! `instance_map.*.tls`): rustls, verifying against the system's roots as Synapse does (which
+//! `SSL_CERT_FILE`/`SSL_CERT_DIR` can replace).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -18,12 +23,35 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// over and still stops a runaway answer.
 const MAX_ANSWER_BYTES: usize = 256 << 20;
 
-/// A pooled HTTP client bound to one base URL (`http://HOST:PORT`).
+/// A pooled HTTP client bound to one base URL (`http://HOST:PORT` or `https://…`).
 #[derive(Clone, Debug)]
 pub struct ApiClient {
     base: String,
     bearer: Option<String>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// The TLS client configuration of every `ApiClient`: the system's root certificates (read
+/// once; `SSL_CERT_FILE` and `SSL_CERT_DIR` replace them), no client certificate.
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            // One provider is compiled in; installing it again only reports that it is.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mut roots = rustls::RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            for error in &native.errors {
+                tracing::warn!(%error, "reading the system's root certificates for HTTPS");
+            }
+            roots.add_parsable_certificates(native.certs);
+            Arc::new(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        })
+        .clone()
 }
 
 /// An answer that was not a success.
@@ -37,11 +65,18 @@ pub struct HttpError {
 }
 
 impl ApiClient {
-    /// A client for `base` (`http://HOST:PORT`, no trailing slash needed).
+    /// A client for `base` (`http://HOST:PORT` or `https://HOST:PORT`, no trailing slash
+    /// needed).
     pub fn new(base: impl Into<String>) -> ApiClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config().as_ref().clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         ApiClient {
             base: base.into().trim_end_matches('/').to_owned(),
             bearer: None,

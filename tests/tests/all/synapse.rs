@@ -13,6 +13,7 @@ use streamhost::reader::ReaderStore;
 use streamhost_integration_tests::plugins::PluginFolder;
 use streamhost_integration_tests::process::Process;
 use streamhost_integration_tests::redis::{redis_addr, redis_url, unique_server_name};
+use streamhost_integration_tests::redis_tls::TestCa;
 use streamhost_integration_tests::synapse::{FakeSynapse, Script};
 use streamhost_integration_tests::{metric, stream, wait_until};
 
@@ -72,9 +73,19 @@ async fn count(client: &ApiClient, stream: &str) -> u64 {
 /// Starts a reader process with the config file at `config` and waits for its first message on
 /// the bus, which must be `REPLICATE `: it has subscribed. Returns the process and its API.
 pub(crate) async fn start_reader(synapse: &mut FakeSynapse, config: &str) -> (Process, ApiClient) {
-    let reader = Process::spawn(
+    start_reader_with_env(synapse, config, &[]).await
+}
+
+/// [`start_reader`] with these environment variables set for the process.
+async fn start_reader_with_env(
+    synapse: &mut FakeSynapse,
+    config: &str,
+    env: &[(&str, &Path)],
+) -> (Process, ApiClient) {
+    let reader = Process::spawn_with_env(
         env!("CARGO_BIN_EXE_streamhost-under-test"),
         &["reader", "--config", config],
+        env,
     )
     .await;
     let client = ApiClient::new(format!("http://{}", reader.addr("http")));
@@ -512,53 +523,133 @@ async fn a_synapse_restart_resets_typing_and_plugins_get_the_new_rows_once() {
 /// stream (token, user) from `get_repl_stream_updates`, one connection at a time; returns
 /// its port and the query strings it was asked.
 async fn serve_typing(rows: Vec<(i64, &'static str)>) -> (u16, Arc<Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    serve_typing_over(None, rows).await
+}
+
+/// [`serve_typing`], over HTTPS when given an acceptor.
+async fn serve_typing_over(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    rows: Vec<(i64, &'static str)>,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let asked = Arc::new(Mutex::new(Vec::new()));
     let log = asked.clone();
     tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match socket.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
+        while let Ok((socket, _)) = listener.accept().await {
+            match &tls {
+                Some(acceptor) => {
+                    if let Ok(socket) = acceptor.accept(socket).await {
+                        answer_typing(socket, &rows, &log).await;
+                    }
                 }
+                None => answer_typing(socket, &rows, &log).await,
             }
-            let request = String::from_utf8_lossy(&request).into_owned();
-            let target = request.split(' ').nth(1).unwrap_or_default().to_owned();
-            let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
-            let token = |name: &str| -> i64 {
-                query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-            };
-            let (from, upto) = (token("from_token"), token("upto_token"));
-            log.lock().unwrap().push(query.to_owned());
-            let updates: Vec<Value> = rows
-                .iter()
-                .filter(|(t, _)| *t > from && *t <= upto)
-                .map(|(t, user)| serde_json::json!([t, [ROOM, [user]]]))
-                .collect();
-            let body =
-                if target.starts_with("/_synapse/replication/get_repl_stream_updates/typing/") {
-                    serde_json::json!({"updates": updates, "upto_token": upto, "limited": false})
-                        .to_string()
-                } else {
-                    r#"{"errcode":"M_UNKNOWN","error":"Unknown stream"}"#.to_owned()
-                };
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(answer.as_bytes()).await;
         }
     });
     (port, asked)
+}
+
+/// Reads one request from `socket` and answers it with the `rows` in its token range.
+async fn answer_typing<S>(mut socket: S, rows: &[(i64, &'static str)], log: &Mutex<Vec<String>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let request = String::from_utf8_lossy(&request).into_owned();
+    let target = request.split(' ').nth(1).unwrap_or_default().to_owned();
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let token = |name: &str| -> i64 {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (from, upto) = (token("from_token"), token("upto_token"));
+    log.lock().unwrap().push(query.to_owned());
+    let updates: Vec<Value> = rows
+        .iter()
+        .filter(|(t, _)| *t > from && *t <= upto)
+        .map(|(t, user)| serde_json::json!([t, [ROOM, [user]]]))
+        .collect();
+    let body = if target.starts_with("/_synapse/replication/get_repl_stream_updates/typing/") {
+        serde_json::json!({"updates": updates, "upto_token": upto, "limited": false}).to_string()
+    } else {
+        r#"{"errcode":"M_UNKNOWN","error":"Unknown stream"}"#.to_owned()
+    };
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(answer.as_bytes()).await;
+    let _ = socket.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_is_caught_up_over_https_when_instance_map_says_tls() {
+    let url = redis_url().await;
+    let server_name = unique_server_name("synapse-https");
+    let dir = tempfile::tempdir().unwrap();
+    // Synapse's replication listener behind TLS, with a certificate from a private CA that
+    // the reader trusts through SSL_CERT_FILE (as an operator adds a CA to the system's).
+    let ca = TestCa::new(dir.path(), "replication-ca");
+    let acceptor = ca.tls_acceptor(dir.path(), &["localhost"]);
+    let rows = vec![
+        (1, "@alice:localhost"),
+        (2, "@bob:localhost"),
+        (3, "@carol:localhost"),
+    ];
+    let (port, asked) = serve_typing_over(Some(acceptor), rows).await;
+    let folder = PluginFolder::with(&["stream-stats"]);
+    let config = dir.path().join("reader.toml");
+    std::fs::write(
+        &config,
+        reader_toml(
+            &dir.path().join("reader"),
+            folder.path(),
+            &server_name,
+            &url,
+        ) + &format!(
+            "[reader.synapse.instance_map.main]\nhost = \"localhost\"\nport = {port}\ntls = true\n"
+        ),
+    )
+    .unwrap();
+    let mut synapse = FakeSynapse::connect(&url, &server_name).await;
+    let (_reader, client) = start_reader_with_env(
+        &mut synapse,
+        config.to_str().unwrap(),
+        &[("SSL_CERT_FILE", ca.cert_file.as_path())],
+    )
+    .await;
+    // The reader joins typing at 0, then learns Synapse is at 3: it fetches (0, 3] over HTTPS.
+    synapse.publish_line("POSITION typing master 0 0").await;
+    synapse.publish_line("POSITION typing master 3 3").await;
+    wait_until(WAIT, "3 typing rows fetched over HTTPS", || async {
+        count(&client, "typing").await == 3
+    })
+    .await;
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec!["from_token=0&upto_token=3".to_owned()]
+    );
+    let status = client.get_json("/v1/status").await.unwrap();
+    let typing = status["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "typing")
+        .unwrap();
+    assert_eq!(typing["gaps"], 0, "{status}");
+    assert_eq!(typing["position"], 3, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,7 +99,7 @@ pub struct InstanceLocation {
     pub host: String,
     /// Its port.
     pub port: u16,
-    /// HTTPS: not supported; `true` is refused at start.
+    /// HTTPS, verified against the system's roots as Synapse does.
     #[serde(default)]
     pub tls: bool,
 }
@@ -165,12 +165,6 @@ impl SynapseConfig {
             self.redis.ping_interval_ms > 0 && self.redis.reconnect_max_ms > 0,
             "reader.synapse.redis.ping_interval_ms and reconnect_max_ms must be > 0"
         );
-        for (name, location) in &self.instance_map {
-            anyhow::ensure!(
-                !location.tls,
-                "reader.synapse.instance_map.{name}.tls: HTTPS replication is not supported"
-            );
-        }
         // Builds the connection once: reads password_path and the TLS files now.
         self.redis_config()?;
         Ok(())
@@ -348,10 +342,6 @@ presence = ["presence1"]
             (
                 "[reader.synapse]\nserver_name = \"x\"\n[reader.redis]\n",
                 "reader.redis",
-            ),
-            (
-                "[reader.synapse]\nserver_name = \"x\"\n[reader.synapse.instance_map.main]\nhost = \"h\"\nport = 1\ntls = true\n",
-                "tls",
             ),
         ];
         for (text, key) in cases {

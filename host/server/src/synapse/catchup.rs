@@ -33,7 +33,8 @@ impl SynapseCatchup {
         for stream in HTTP_STREAMS {
             let writer = config.writer_of(stream);
             if let Some(location) = config.instance_map.get(writer) {
-                let base = format!("http://{}:{}", location.host, location.port);
+                let scheme = if location.tls { "https" } else { "http" };
+                let base = format!("{scheme}://{}:{}", location.host, location.port);
                 http.insert(
                     *stream,
                     HttpCatchup::new(&base, config.worker_replication_secret.clone()),
