@@ -3,7 +3,7 @@
 //! replaying the Redis traffic of a real Synapse deployment (`real-session-1.txt`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,6 +61,25 @@ reconnect_max_ms = 500
     )
 }
 
+/// [`reader_toml`] with `extra` appended, written to `dir/reader.toml`, the reader's data in
+/// `dir/reader`; returns the data folder and the file's path.
+fn write_reader_toml(
+    dir: &Path,
+    plugins: &Path,
+    server_name: &str,
+    url: &str,
+    extra: &str,
+) -> (PathBuf, String) {
+    let data = dir.join("reader");
+    let config = dir.join("reader.toml");
+    std::fs::write(
+        &config,
+        reader_toml(&data, plugins, server_name, url) + extra,
+    )
+    .unwrap();
+    (data, config.to_str().unwrap().to_owned())
+}
+
 async fn count(client: &ApiClient, stream: &str) -> u64 {
     client
         .get_json(&format!("/v1/query/stream-stats/count?stream={stream}"))
@@ -107,17 +126,11 @@ async fn a_synapse_reader_process_hands_every_row_of_a_real_session_to_its_plugi
 
     let folder = PluginFolder::with(&["stream-stats", "membership"]);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("reader");
-    let config = dir.path().join("reader.toml");
-    std::fs::write(
-        &config,
-        reader_toml(&data, folder.path(), &server_name, &url),
-    )
-    .unwrap();
+    let (data, config) = write_reader_toml(dir.path(), folder.path(), &server_name, &url, "");
 
     // Synapse is up before the reader: it hears the reader's REPLICATE and answers it.
     let mut synapse = FakeSynapse::connect(&url, &server_name).await;
-    let (reader, client) = start_reader(&mut synapse, config.to_str().unwrap()).await;
+    let (reader, client) = start_reader(&mut synapse, &config).await;
 
     synapse.publish(&script.announcements).await;
     // Its own echoes: ignored (else `events` would get a row from instance streamhost1).
@@ -293,15 +306,9 @@ async fn a_plugin_added_to_a_running_synapse_reader_reports_its_gap_and_follows_
     let events = script.rows_per_stream()["events"] as u64;
     let folder = PluginFolder::with(&["stream-stats"]);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("reader");
-    let config = dir.path().join("reader.toml");
-    std::fs::write(
-        &config,
-        reader_toml(&data, folder.path(), &server_name, &url),
-    )
-    .unwrap();
+    let (_, config) = write_reader_toml(dir.path(), folder.path(), &server_name, &url, "");
     let mut synapse = FakeSynapse::connect(&url, &server_name).await;
-    let (reader, client) = start_reader(&mut synapse, config.to_str().unwrap()).await;
+    let (reader, client) = start_reader(&mut synapse, &config).await;
     synapse.publish(&script.announcements).await;
     synapse.publish(&script.rows).await;
     wait_until(WAIT, "stream-stats to count the events", || async {
@@ -399,16 +406,9 @@ async fn a_synapse_restart_resets_typing_and_plugins_get_the_new_rows_once() {
     let script = Script::from_capture();
     let folder = PluginFolder::with(&["stream-stats"]);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("reader");
-    let config = dir.path().join("reader.toml");
-    std::fs::write(
-        &config,
-        reader_toml(&data, folder.path(), &server_name, &url),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap();
+    let (data, config) = write_reader_toml(dir.path(), folder.path(), &server_name, &url, "");
     let mut synapse = FakeSynapse::connect(&url, &server_name).await;
-    let (reader, client) = start_reader(&mut synapse, config).await;
+    let (reader, client) = start_reader(&mut synapse, &config).await;
     first_typing_run(&mut synapse, &script, &client).await;
 
     // Synapse's main process restarts: its typing serial starts again at 0, it announces
@@ -469,7 +469,7 @@ async fn a_synapse_restart_resets_typing_and_plugins_get_the_new_rows_once() {
 
     // The reader restarts after the reset: nothing is delivered again, and the next row of
     // the new run is delivered once.
-    let (reader, client) = start_reader(&mut synapse, config).await;
+    let (reader, client) = start_reader(&mut synapse, &config).await;
     synapse.publish_line("POSITION typing master 3 3").await;
     synapse
         .publish_line(&typing_row(4, "@carol:localhost"))
@@ -610,23 +610,15 @@ async fn typing_is_caught_up_over_https_when_instance_map_says_tls() {
     ];
     let (port, asked) = serve_typing_over(Some(acceptor), rows).await;
     let folder = PluginFolder::with(&["stream-stats"]);
-    let config = dir.path().join("reader.toml");
-    std::fs::write(
-        &config,
-        reader_toml(
-            &dir.path().join("reader"),
-            folder.path(),
-            &server_name,
-            &url,
-        ) + &format!(
-            "[reader.synapse.instance_map.main]\nhost = \"localhost\"\nport = {port}\ntls = true\n"
-        ),
-    )
-    .unwrap();
+    let instance_map = format!(
+        "[reader.synapse.instance_map.main]\nhost = \"localhost\"\nport = {port}\ntls = true\n"
+    );
+    let (_, config) =
+        write_reader_toml(dir.path(), folder.path(), &server_name, &url, &instance_map);
     let mut synapse = FakeSynapse::connect(&url, &server_name).await;
     let (_reader, client) = start_reader_with_env(
         &mut synapse,
-        config.to_str().unwrap(),
+        &config,
         &[("SSL_CERT_FILE", ca.cert_file.as_path())],
     )
     .await;
