@@ -380,10 +380,29 @@ fn a_url_of_another_database_is_refused_without_repeating_it() {
         Backend::of_url("postgresql://u@h/d").unwrap(),
         Backend::Postgres
     );
-    assert_eq!(
-        streamhost_log::redact_url("postgres://u:pw@h:5432/d?x=1"),
-        "postgres://u:***@h:5432/d?x=1"
-    );
+    for (url, shown) in [
+        (
+            "postgres://u:pw@h:5432/d?x=1",
+            "postgres://u:***@h:5432/d?x=1",
+        ),
+        (
+            "postgres://u@h/d?password=pw&x=1",
+            "postgres://u@h/d?password=***&x=1",
+        ),
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+        (
+            "rediss://:s3cret@redis:6380/2",
+            "rediss://:***@redis:6380/2",
+        ),
+        ("redis://user:p@ss@redis/1", "redis://user:***@redis/1"),
+        (
+            "redis+unix:///run/r.sock?db=1&pass=s3cret",
+            "redis+unix:///run/r.sock?db=1&pass=***",
+        ),
+        ("sqlite:x.db", "sqlite:x.db"),
+    ] {
+        assert_eq!(streamhost_log::redact_url(url), shown);
+    }
 }
 
 /// Two handles (as two writer processes would have) append to one stream from several tasks

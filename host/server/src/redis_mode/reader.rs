@@ -158,7 +158,7 @@ impl Session<'_> {
             .publish(&self.config.channel, [replicate.as_slice()])
             .await
         {
-            return lost("io", format!("publishing REPLICATE: {e:#}"));
+            return lost("io", format!("publishing REPLICATE: {}", super::chain(&e)));
         }
         self.metrics.published[&CommandName::Replicate].inc();
         self.shared.metrics.commands_out.with(&["REPLICATE"]).inc();
@@ -203,7 +203,7 @@ impl Session<'_> {
                 },
                 _ = ping.tick() => {
                     if let Err(e) = link.ping().await {
-                        return lost("ping_timeout", format!("{e:#}"));
+                        return lost("ping_timeout", super::chain(&e));
                     }
                 }
             }

@@ -110,12 +110,12 @@ impl RedisWriter {
                     if !batch.is_empty()
                         && let Err(e) = link.publish(&self.channel, batch.iter().map(|b| &b[..])).await
                     {
-                        return lost("publish", format!("publishing: {e:#}"));
+                        return lost("publish", format!("publishing: {}", super::chain(&e)));
                     }
                 }
                 _ = ping.tick() => {
                     if let Err(e) = link.ping().await {
-                        return lost("ping", format!("{e:#}"));
+                        return lost("ping", super::chain(&e));
                     }
                 }
             }
