@@ -37,8 +37,7 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            // One provider is compiled in; installing it again only reports that it is.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            install_crypto_provider();
             let mut roots = rustls::RootCertStore::empty();
             let native = rustls_native_certs::load_native_certs();
             for error in &native.errors {
@@ -52,6 +51,12 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
             )
         })
         .clone()
+}
+
+/// Makes `ring` the process's rustls provider (HTTPS here, TLS to Redis in
+/// `redis_mode::tls`). The only one compiled in; a second call only reports it is installed.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// An answer that was not a success.

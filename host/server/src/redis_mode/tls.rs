@@ -49,9 +49,7 @@ pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<Client> {
         (None, None) => None,
         _ => anyhow::bail!("certificate_file and private_key_file go together"),
     };
-    // Exactly one rustls provider is compiled in; installing it is idempotent (a second call
-    // only reports that one is installed).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::client::install_crypto_provider();
     Client::build_with_tls(
         config.url.as_str(),
         TlsCertificates {
