@@ -16,7 +16,10 @@
 //!   `streamhost bench` and its `plugins` (Rust vs native, the reader, Python and JavaScript vs
 //!   Rust) and `redis` suites.
 //! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
+//! - `backoff`, `clock`: the one retry schedule (exponential, capped, jittered) and the one
+//!   wall-clock reading.
 
+pub mod backoff;
 pub mod bench;
 pub mod bench_plugin_host;
 pub mod bench_plugin_languages;
@@ -24,6 +27,7 @@ pub mod bench_plugins;
 pub mod bench_redis;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod http;

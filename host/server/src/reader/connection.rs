@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::processor::{ConnId, Inbound};
+use super::inbound::{ConnId, Inbound};
 use super::status::{ConnectionState, Shared};
 
 /// First wait before reconnecting; doubles up to `reconnect_max_ms`.

@@ -14,6 +14,7 @@
 //! File map:
 //! - `connection`: TCP sessions, pings, reconnects, backpressure (or, with `[reader.redis]`
 //!   or `[reader.synapse]`, [`crate::redis_mode`]'s subscriber in its place).
+//! - `inbound`: [`inbound::Inbound`], what every transport feeds the processor.
 //! - `processor`: the `POSITION` rule, `batch` runs, group commits.
 //! - [`batches`]: assembling `batch` runs per (stream, instance).
 //! - [`catchup`]: fetching missed rows from the writer's catch-up endpoint (or its database).
@@ -27,6 +28,7 @@ mod api;
 pub mod batches;
 pub mod catchup;
 mod connection;
+pub(crate) mod inbound;
 pub mod plugins;
 pub(crate) mod processor;
 pub mod sink;

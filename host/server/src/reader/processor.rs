@@ -34,31 +34,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::batches::BatchAssembler;
 use super::catchup::{CatchupError, CatchupPage, CatchupSource};
+use super::inbound::{ConnId, Inbound};
 use super::plugins::{Advance, Feed, ReaderPositions, Reset};
 use super::sink::{Batch, BatchSink};
 use super::status::Shared;
 use super::store::{RUN_START, ReaderStore, Run};
 use crate::metrics::Counter;
 
-/// Identifies one TCP connection (counting from 1) so the processor can tell whose commands
-/// it is applying.
-pub(crate) type ConnId = u64;
-
 /// A (stream, writer instance) pair: the unit of positions and `batch` runs.
 pub(crate) type Key = (StreamName, InstanceName);
-
-/// What the connection task sends the processor, in wire order.
-#[derive(Debug)]
-pub(crate) enum Inbound {
-    /// A new connection; its commands follow.
-    Connected(ConnId),
-    /// An `RDATA` line.
-    Rdata(ConnId, Rdata),
-    /// A `POSITION` line.
-    Position(ConnId, Position),
-    /// The connection is gone; nothing more of it follows.
-    Disconnected(ConnId),
-}
 
 /// Rows after which a group is committed even if more commands are waiting. Bounds the
 /// transaction and the memory of ready batches; 10,000 rows of a few hundred bytes each is a

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Ended, Link, Reconnect, RedisMetrics, lost};
 use crate::config::RedisConfig;
 use crate::metrics::Counter;
-use crate::reader::processor::{ConnId, Inbound};
+use crate::reader::inbound::{ConnId, Inbound};
 use crate::reader::status::{ConnectionState, Shared};
 
 /// Longest the processor's queue may stay full before the subscription is dropped.
