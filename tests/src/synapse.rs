@@ -1,6 +1,6 @@
 //! A scripted fake Synapse for the Synapse-mode tests: it replays the Redis traffic of
 //! `real-session-1.txt` (a real Synapse 1.163.2 deployment, see
-//! `/work/shared/reference/vectors/README.md`) on a test's own channel of the real Redis.
+//! `host/server/tests/fixtures/README.md`) on a test's own channel of the real Redis.
 //!
 //! The capture's Redis section (`P <channel> <line>`) omits the `RDATA` and `LOCK_RELEASED`
 //! messages that were byte-identical to lines of its TCP section (`S <line>`): those are the

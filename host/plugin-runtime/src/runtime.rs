@@ -54,8 +54,8 @@ impl Runtime {
         let n = config.pool_instances.max(1);
         let max_memory = usize::try_from(config.max_plugin_memory_mib.saturating_mul(1 << 20))?;
         // Componentized Python links about a dozen core modules with several memories and
-        // tables (reference/toolchain.md §3d); these per-component maxima fit all four guest
-        // languages measured there.
+        // tables; these per-component maxima fit the components of all four guest languages
+        // measured when the runtime was chosen (Rust, C, Python, JavaScript).
         pool.total_component_instances(n)
             .total_core_instances(n * 16)
             .total_memories(n * 4)

@@ -1,5 +1,5 @@
 //! Golden tests against the wire vectors generated and checked by Synapse 1.163.2's own code
-//! (`tests/fixtures/vectors.json`, a copy of `shared/reference/vectors/vectors.json`).
+//! (`tests/fixtures/vectors.json`, described in `tests/fixtures/README.md`).
 
 use bytes::Bytes;
 use serde_json::Value;

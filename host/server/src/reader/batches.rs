@@ -1,4 +1,5 @@
-//! Assembling `RDATA` `batch` runs into [`Batch`]es, per (stream, instance) (reference §2.10).
+//! Assembling `RDATA` `batch` runs into [`Batch`]es, per (stream, instance)
+//! (docs/replication.md, "Batch runs").
 //!
 //! Synapse keys unfinished runs by stream name only, so interleaved runs of two writers on one
 //! stream could be mixed up; keying by (stream, instance) is strictly more correct and reads

@@ -1,7 +1,8 @@
 //! Fetching the rows a reader missed: the [`CatchupSource`] trait the processor calls,
 //! [`HttpCatchup`], the client of the writer's catch-up endpoint
-//! (`GET /_synapse/replication/get_repl_stream_updates/{stream}/{txn_id}`, reference §5), and
-//! [`DbCatchup`], which reads the same pages straight from the writer's log database.
+//! (`GET /_synapse/replication/get_repl_stream_updates/{stream}/{txn_id}`, docs/replication.md,
+//! "Catch-up endpoint"), and [`DbCatchup`], which reads the same pages straight from the
+//! writer's log database.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! The replication client: connects to the writer, reconnects with backoff, and runs one TCP
 //! session at a time (handshake, pings, decoding), queueing `RDATA` and `POSITION` for the
-//! processor (reference §2.5, §2.7, §2.8).
+//! processor (docs/replication.md: "The TCP session", "Keep-alive and back-pressure",
+//! "Errors").
 //!
 //! Backpressure: decoded commands go into a bounded channel. While it is full the session
 //! stops reading the socket (it still sends `PING`s); the writer's send buffer then fills and

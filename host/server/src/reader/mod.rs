@@ -2,7 +2,7 @@
 //! batch, exactly once and in token order per (stream, instance), to a [`BatchSink`].
 //!
 //! Behaviour, HTTP API and configuration: `docs/reader.md`. Protocol:
-//! `docs/replication.md` (reference §2.5–2.11).
+//! `docs/replication.md` (from "The TCP session" to "Streams that reset").
 //!
 //! ```text
 //!  writer ──TCP──▶ connection ──bounded queue──▶ processor ──▶ sink + positions (one transaction)

@@ -1,5 +1,6 @@
 //! The one task that applies replication commands in order: Synapse's `POSITION` rule, `batch`
-//! runs, catch-up, and group commits of batches and positions (reference §2.10, §2.11).
+//! runs, catch-up, and group commits of batches and positions (docs/replication.md, "Batch runs"
+//! and "The POSITION rule").
 //!
 //! The connection task feeds it [`Inbound`] messages through a bounded channel. Per
 //! connection, a stream is "connected" once its first `POSITION` has been processed; `RDATA`
@@ -17,9 +18,9 @@
 //! *resettable* streams ([`Processor::with_resettable_streams`]: Synapse's in-memory `typing`,
 //! `federation`, `presence_federation`, whose tokens restart at 0 with their process) it means
 //! the writer restarted: the reader commits what it has, moves the position back to
-//! [`RUN_START`] in a new [`Run`], and applies the `POSITION` from there (reference §2.11 step
-//! 4, rule 36). The commit that does so tells the sink ([`BatchSink::reset`]) and the plugins'
-//! feed ([`Reset`]).
+//! [`RUN_START`] in a new [`Run`], and applies the `POSITION` from there (docs/replication.md,
+//! "Streams that reset"). The commit that does so tells the sink ([`BatchSink::reset`]) and
+//! the plugins' feed ([`Reset`]).
 
 // Fx hashing: these maps are keyed by stream and instance names and touched several times
 // per row; SipHash's DoS resistance buys nothing for names the writer chose.

@@ -1,4 +1,4 @@
-//! Redis replication mode (reference §3): every instance holds two Redis connections, one
+//! Redis replication mode: every instance holds two Redis connections, one
 //! subscribed to channel `<server_name>` and one that publishes to it; each command is one
 //! message, its bare line without `\n`. Protocol and behaviour: `docs/replication.md`
 //! ("Redis mode").
@@ -145,7 +145,8 @@ impl Reconnect {
     }
 }
 
-/// The channel every command but `USER_IP` goes to: the server name (reference §3).
+/// The channel every command but `USER_IP` goes to: the server name (docs/replication.md,
+/// "Redis mode").
 pub fn channel(server_name: &str) -> String {
     server_name.to_owned()
 }

@@ -1,6 +1,7 @@
 //! Where a Synapse-mode reader fetches what it missed: Synapse's in-memory streams
 //! (`typing`, `presence`, `presence_federation`, `federation`) over the writer instance's
-//! HTTP replication endpoint (reference §5) when `instance_map` says where it is; every other
+//! HTTP replication endpoint (docs/replication.md, "Catch-up endpoint") when `instance_map`
+//! says where it is; every other
 //! stream's rows are only in Synapse's database, so a fetch answers
 //! [`CatchupError::Unavailable`] and the caller reports a gap.
 

@@ -26,8 +26,8 @@ use crate::config::SynapseConfig;
 /// The streams whose tokens are a counter in the writer's memory that starts again at 0 when
 /// its process restarts (`TypingWriterHandler`'s serial, the federation send queue, the
 /// presence-to-federation queue): a token below the reader's position means a restart
-/// (reference §2.11 step 4, rule 36), not a writer that is behind. `presence` is not one: its
-/// tokens come from the database.
+/// (docs/replication.md, "Streams that reset"), not a writer that is behind. `presence` is not
+/// one: its tokens come from the database.
 pub const RESETTABLE_STREAMS: &[&str] = &["typing", "federation", "presence_federation"];
 
 /// How the status shows what the reader follows: `synapse <server_name> via redis

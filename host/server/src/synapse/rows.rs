@@ -1,4 +1,5 @@
-//! Synapse's stream rows as plugins see them: each `RDATA` row array (reference §4.2–4.3)
+//! Synapse's stream rows as plugins see them: each `RDATA` row array (docs/replication.md,
+//! "Synapse's streams")
 //! becomes a JSON object with Synapse's field names, so a plugin reads `row.room_id` instead
 //! of `row[0]`. The per-stream field lists are in `docs/synapse.md`.
 //!
@@ -28,7 +29,8 @@ use Kind::{Flag, Value};
 /// A row shape: the field names in wire order.
 type Shape = &'static [(&'static str, Kind)];
 
-/// The streams whose rows are plain arrays, and their fields (reference §4.2).
+/// The streams whose rows are plain arrays, and their fields (docs/replication.md,
+/// "Synapse's streams").
 const STREAMS: &[(&str, Shape)] = &[
     (
         "backfill",
@@ -120,7 +122,7 @@ const STREAMS: &[(&str, Shape)] = &[
     ),
 ];
 
-/// The `events` row kinds (`[kind, [fields...]]`, reference §4.3).
+/// The `events` row kinds (`[kind, [fields...]]`, docs/replication.md, "Row kinds of events").
 const EVENT_KINDS: &[(&str, Shape)] = &[
     (
         "ev",
