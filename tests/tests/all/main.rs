@@ -4,6 +4,7 @@
 
 mod conformance;
 mod deployment;
+mod docs_links;
 mod faults;
 mod plugin_artifacts;
 mod plugin_languages;
