@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::bindings::types::Description;
@@ -55,64 +55,25 @@ impl PluginVersion {
         grant: &Grant,
     ) -> Result<PluginVersion, LoadError> {
         let manifest = Manifest::load(&files.manifest)?;
-        let name = manifest.name.clone();
         let caps = Capabilities::resolve(&manifest, grant)?;
-        let compile_error = |message: String| LoadError::Compile {
-            plugin: name.clone(),
-            message,
-        };
-        let size = std::fs::metadata(&files.wasm)
-            .map_err(|e| compile_error(format!("{}: {e}", files.wasm.display())))?
-            .len();
-        if size > caps.limits.max_component_bytes {
-            return Err(LoadError::TooLarge {
-                plugin: name,
-                path: files.wasm.clone(),
-                size,
-                limit: caps.limits.max_component_bytes,
-            });
-        }
-        let bytes = std::fs::read(&files.wasm)
-            .map_err(|e| compile_error(format!("{}: {e}", files.wasm.display())))?;
+        let (bytes, size) = read_component(files, &manifest.name, &caps)?;
         let sha256 = sha256_hex(&bytes);
-        for (pinned_by, pin) in [
-            ("plugin.toml", &manifest.sha256),
-            ("the grant", &grant.sha256),
-        ] {
-            if let Some(expected) = pin
-                && !expected.eq_ignore_ascii_case(&sha256)
-            {
-                return Err(LoadError::HashMismatch {
-                    plugin: name,
-                    pinned_by,
-                    expected: expected.clone(),
-                    actual: sha256,
-                });
-            }
-        }
+        check_pins(&manifest, grant, &sha256)?;
+        let name = manifest.name.clone();
         let started = Instant::now();
         let component = runtime
             .compile(&bytes, &sha256)
-            .map_err(|e| compile_error(format!("compiling {}: {e:#}", files.wasm.display())))?;
+            .map_err(|e| LoadError::Compile {
+                plugin: name.clone(),
+                message: format!("compiling {}: {e:#}", files.wasm.display()),
+            })?;
         let compile_time = started.elapsed();
         let engine = runtime.engine().clone();
         let link_error = |message: String| LoadError::Link {
             plugin: name.clone(),
             message,
         };
-        for (import, _) in component.component_type().imports(&engine) {
-            for (prefix, needs) in GATED_IMPORTS {
-                let granted = match prefix {
-                    "streamhost:plugin/kv@" => caps.kv,
-                    _ => !caps.read_rows.is_empty(),
-                };
-                if import.starts_with(prefix) && !granted {
-                    return Err(link_error(format!(
-                        "the component imports {import}, which needs {needs} in plugin.toml and the grant"
-                    )));
-                }
-            }
-        }
+        check_gated_imports(&component, &engine, &caps).map_err(link_error)?;
         let linker = linker(&engine, &caps).map_err(|e| link_error(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
@@ -238,6 +199,75 @@ impl PluginVersion {
     pub fn compile_time(&self) -> Duration {
         self.compile_time
     }
+}
+
+/// Reads the plugin's `.wasm` and its size, refusing one over the size limit before reading it.
+fn read_component(
+    files: &PluginFiles,
+    name: &str,
+    caps: &Capabilities,
+) -> Result<(Vec<u8>, u64), LoadError> {
+    let compile_error = |message: String| LoadError::Compile {
+        plugin: name.to_owned(),
+        message,
+    };
+    let size = std::fs::metadata(&files.wasm)
+        .map_err(|e| compile_error(format!("{}: {e}", files.wasm.display())))?
+        .len();
+    if size > caps.limits.max_component_bytes {
+        return Err(LoadError::TooLarge {
+            plugin: name.to_owned(),
+            path: files.wasm.clone(),
+            size,
+            limit: caps.limits.max_component_bytes,
+        });
+    }
+    let bytes = std::fs::read(&files.wasm)
+        .map_err(|e| compile_error(format!("{}: {e}", files.wasm.display())))?;
+    Ok((bytes, size))
+}
+
+/// Checks the component's `sha256` against the hashes plugin.toml and the grant pin, if any.
+fn check_pins(manifest: &Manifest, grant: &Grant, sha256: &str) -> Result<(), LoadError> {
+    for (pinned_by, pin) in [
+        ("plugin.toml", &manifest.sha256),
+        ("the grant", &grant.sha256),
+    ] {
+        if let Some(expected) = pin
+            && !expected.eq_ignore_ascii_case(sha256)
+        {
+            return Err(LoadError::HashMismatch {
+                plugin: manifest.name.clone(),
+                pinned_by,
+                expected: expected.clone(),
+                actual: sha256.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a component that imports a gated interface its capabilities do not grant; the
+/// error is the link failure's message.
+fn check_gated_imports(
+    component: &Component,
+    engine: &Engine,
+    caps: &Capabilities,
+) -> Result<(), String> {
+    for (import, _) in component.component_type().imports(engine) {
+        for (prefix, needs) in GATED_IMPORTS {
+            let granted = match prefix {
+                "streamhost:plugin/kv@" => caps.kv,
+                _ => !caps.read_rows.is_empty(),
+            };
+            if import.starts_with(prefix) && !granted {
+                return Err(format!(
+                    "the component imports {import}, which needs {needs} in plugin.toml and the grant"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A linker with WASI (whose context grants only clocks, random and a granted folder) and

@@ -43,58 +43,15 @@ pub(super) fn python_repr(value: f64) -> Repr {
     if negative {
         out.push(b'-');
     }
-    // Whatever layout ryu chose, reduce it to significant digits and a decimal point position
-    // `point` such that value = 0.DIGITS * 10^point.
-    let (mantissa, exponent) = match shortest.iter().position(|&b| b == b'e' || b == b'E') {
-        Some(e) => (&shortest[..e], parse_exponent(&shortest[e + 1..])),
-        None => (shortest, 0),
-    };
-    let mut digits = [0u8; 20];
-    let mut n_digits = 0usize;
-    let mut int_len = 0i32;
-    let mut seen_point = false;
-    for &b in mantissa {
-        if b == b'.' {
-            seen_point = true;
-            continue;
-        }
-        if n_digits == 0 && b == b'0' {
-            // A leading zero shifts the point left when it is after the decimal point.
-            if seen_point {
-                int_len -= 1;
-            }
-            continue;
-        }
-        digits[n_digits] = b;
-        n_digits += 1;
-        if !seen_point {
-            int_len += 1;
-        }
-    }
-    while n_digits > 0 && digits[n_digits - 1] == b'0' {
-        n_digits -= 1;
-    }
-    if n_digits == 0 {
+    let decimal = Decimal::of(shortest);
+    let digits = decimal.digits();
+    if digits.is_empty() {
         out.extend(b"0.0");
         return out;
     }
-    let digits = &digits[..n_digits];
-    let point = int_len + exponent;
+    let point = decimal.point;
     if !(-4 < point && point <= 16) {
-        out.push(digits[0]);
-        if digits.len() > 1 {
-            out.push(b'.');
-            out.extend(&digits[1..]);
-        }
-        let exp = point - 1;
-        out.push(b'e');
-        out.push(if exp < 0 { b'-' } else { b'+' });
-        let exp = exp.unsigned_abs();
-        if exp < 10 {
-            out.push(b'0');
-        }
-        let mut itoa_buf = itoa::Buffer::new();
-        out.extend(itoa_buf.format(exp).as_bytes());
+        push_scientific(&mut out, digits, point);
     } else if point <= 0 {
         out.extend(b"0.");
         for _ in 0..-point {
@@ -102,20 +59,100 @@ pub(super) fn python_repr(value: f64) -> Repr {
         }
         out.extend(digits);
     } else {
-        let point = point as usize; // 1..=16 here
-        if point >= digits.len() {
-            out.extend(digits);
-            for _ in digits.len()..point {
-                out.push(b'0');
-            }
-            out.extend(b".0");
-        } else {
-            out.extend(&digits[..point]);
-            out.push(b'.');
-            out.extend(&digits[point..]);
-        }
+        push_positional(&mut out, digits, point as usize); // 1..=16 here
     }
     out
+}
+
+/// A float's significant digits (no leading or trailing zeros) and the position `point` of
+/// its decimal point, such that value = 0.DIGITS * 10^point.
+struct Decimal {
+    digits: [u8; 20],
+    len: usize,
+    point: i32,
+}
+
+impl Decimal {
+    /// Reduces `shortest` (ryu's text without its sign), whatever layout ryu chose.
+    #[inline]
+    fn of(shortest: &[u8]) -> Decimal {
+        let (mantissa, exponent) = match shortest.iter().position(|&b| b == b'e' || b == b'E') {
+            Some(e) => (&shortest[..e], parse_exponent(&shortest[e + 1..])),
+            None => (shortest, 0),
+        };
+        let mut digits = [0u8; 20];
+        let mut n_digits = 0usize;
+        let mut int_len = 0i32;
+        let mut seen_point = false;
+        for &b in mantissa {
+            if b == b'.' {
+                seen_point = true;
+                continue;
+            }
+            if n_digits == 0 && b == b'0' {
+                // A leading zero shifts the point left when it is after the decimal point.
+                if seen_point {
+                    int_len -= 1;
+                }
+                continue;
+            }
+            digits[n_digits] = b;
+            n_digits += 1;
+            if !seen_point {
+                int_len += 1;
+            }
+        }
+        while n_digits > 0 && digits[n_digits - 1] == b'0' {
+            n_digits -= 1;
+        }
+        Decimal {
+            digits,
+            len: n_digits,
+            point: int_len + exponent,
+        }
+    }
+
+    /// The significant digits; empty for zero.
+    #[inline]
+    fn digits(&self) -> &[u8] {
+        &self.digits[..self.len]
+    }
+}
+
+/// Writes `digits` with the point at `point` in scientific form: `1e-05`, `1.5e+16`.
+#[inline]
+fn push_scientific(out: &mut Repr, digits: &[u8], point: i32) {
+    out.push(digits[0]);
+    if digits.len() > 1 {
+        out.push(b'.');
+        out.extend(&digits[1..]);
+    }
+    let exp = point - 1;
+    out.push(b'e');
+    out.push(if exp < 0 { b'-' } else { b'+' });
+    let exp = exp.unsigned_abs();
+    if exp < 10 {
+        out.push(b'0');
+    }
+    let mut itoa_buf = itoa::Buffer::new();
+    out.extend(itoa_buf.format(exp).as_bytes());
+}
+
+/// Writes `digits` with the point after the first `point` of them (padding with zeros), with
+/// at least one fractional digit: `100000.0`, `12345678.9`.
+#[inline]
+fn push_positional(out: &mut Repr, digits: &[u8], point: usize) {
+    if point >= digits.len() {
+        out.extend(digits);
+        for _ in digits.len()..point {
+            out.push(b'0');
+        }
+        out.extend(b".0");
+    } else {
+        out.extend(&digits[..point]);
+        out.push(b'.');
+        out.extend(&digits[point..]);
+    }
 }
 
 fn parse_exponent(text: &[u8]) -> i32 {

@@ -44,9 +44,13 @@ pub enum AppendError {
     ShuttingDown,
 }
 
+/// Where a request's answer goes.
+type Reply = oneshot::Sender<Result<Vec<Token>, AppendError>>;
+
+/// A queued request and where its answer goes.
 struct Job {
     request: AppendRequest,
-    reply: oneshot::Sender<Result<Vec<Token>, AppendError>>,
+    reply: Reply,
 }
 
 /// A handle for appending; cheap to clone.
@@ -116,6 +120,8 @@ impl Appender {
     }
 }
 
+/// The appender task: collects a group of queued requests, commits it, answers its
+/// waiters, and again, until every handle is dropped and the queue is drained.
 async fn run(
     log: Log,
     streams: Arc<StreamSet>,
@@ -123,113 +129,192 @@ async fn run(
     mut receiver: mpsc::Receiver<Job>,
     metrics: AppendMetrics,
 ) {
-    // Failed commits since the last success, when the first of them failed, and when one
-    // was last logged.
-    let mut failed_commits = 0u64;
-    let mut failing_since = Instant::now();
-    let mut last_logged = Instant::now();
+    let mut task = Task {
+        log,
+        streams,
+        poke,
+        metrics,
+        health: Health::new(),
+    };
     while let Some(first) = receiver.recv().await {
-        let mut rows = first.request.rows.len();
-        let mut jobs = vec![first];
-        while rows < MAX_ROWS_PER_COMMIT {
-            match receiver.try_recv() {
-                Ok(job) => {
-                    rows += job.request.rows.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
+        let jobs = collect_group(first, &mut receiver);
+        task.commit(jobs).await;
+    }
+}
+
+/// `first` and whatever requests are already queued behind it, up to
+/// [`MAX_ROWS_PER_COMMIT`] rows: one group commit.
+fn collect_group(first: Job, receiver: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+    let mut rows = first.request.rows.len();
+    let mut jobs = vec![first];
+    while rows < MAX_ROWS_PER_COMMIT {
+        match receiver.try_recv() {
+            Ok(job) => {
+                rows += job.request.rows.len();
+                jobs.push(job);
             }
+            Err(_) => break,
         }
+    }
+    jobs
+}
+
+/// What the appender task works with.
+struct Task {
+    log: Log,
+    streams: Arc<StreamSet>,
+    poke: Arc<Notify>,
+    metrics: AppendMetrics,
+    health: Health,
+}
+
+/// Failed commits since the last success, when the first of them failed, and when one
+/// was last logged.
+struct Health {
+    failed_commits: u64,
+    failing_since: Instant,
+    last_logged: Instant,
+}
+
+impl Health {
+    fn new() -> Health {
+        Health {
+            failed_commits: 0,
+            failing_since: Instant::now(),
+            last_logged: Instant::now(),
+        }
+    }
+}
+
+impl Task {
+    /// Commits `jobs` in one transaction and answers each of them.
+    async fn commit(&mut self, jobs: Vec<Job>) {
         // Requests and replies apart, so the log borrows the rows and the tail then takes them
         // without a copy.
         let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
             jobs.into_iter().map(|job| (job.request, job.reply)).unzip();
-        match log.append(&requests).await {
+        match self.log.append(&requests).await {
             Ok(all_tokens) => {
-                metrics.commits.inc();
-                if failed_commits > 0 {
-                    tracing::info!(
-                        failed_commits,
-                        down_ms = failing_since.elapsed().as_millis() as u64,
-                        "log database is back: appends commit again"
-                    );
-                    failed_commits = 0;
-                    metrics.database_up.set(1);
-                }
-                let mut seen: Vec<&StreamName> = Vec::new();
-                for (request, tokens) in requests.iter().zip(&all_tokens) {
-                    // The first tokens of a stream in this group follow the position the log
-                    // found under its lock; above the tail's, someone else committed rows.
-                    let Some(first) = tokens.first() else {
-                        continue;
-                    };
-                    if seen.contains(&&request.stream) {
-                        continue;
-                    }
-                    seen.push(&request.stream);
-                    let recent = streams
-                        .get(&request.stream)
-                        .expect("requests name declared streams");
-                    let known = recent.position();
-                    if first.0 - 1 > known.0 {
-                        tracing::warn!(
-                            stream = %request.stream,
-                            from = known.0,
-                            to = first.0 - 1,
-                            "rows committed outside this writer's answers (another appender, or \
-                             a commit whose answer was lost): streaming them from the log"
-                        );
-                        metrics
-                            .skipped
-                            .with(&[request.stream.as_str()])
-                            .add((first.0 - 1 - known.0) as u64);
-                        recent.skip_to(Token(first.0 - 1));
-                    }
-                }
-                for ((request, reply), tokens) in requests.into_iter().zip(replies).zip(all_tokens)
-                {
-                    let recent = streams
-                        .get(&request.stream)
-                        .expect("requests name declared streams");
-                    metrics
-                        .rows
-                        .with(&[request.stream.as_str()])
-                        .add(tokens.len() as u64);
-                    if let Some(last) = tokens.last() {
-                        recent.push(tokens.iter().copied().zip(request.rows), *last);
-                    }
-                    metrics.requests.inc();
-                    let _ = reply.send(Ok(tokens));
-                }
-                poke.notify_one();
+                self.committed();
+                self.skip_foreign_rows(&requests, &all_tokens);
+                self.answer(requests, replies, all_tokens);
+                self.poke.notify_one();
             }
             Err(e) => {
-                failed_commits += 1;
-                metrics.failures.inc();
-                metrics.database_up.set(0);
-                if failed_commits == 1 {
-                    failing_since = Instant::now();
-                }
-                if failed_commits == 1 || last_logged.elapsed() >= FAILURE_LOG_INTERVAL {
-                    last_logged = Instant::now();
-                    tracing::error!(
-                        error = %e,
-                        requests = replies.len(),
-                        failed_commits,
-                        down_ms = failing_since.elapsed().as_millis() as u64,
-                        "append failed: answering 503 until the log database is back"
-                    );
-                }
-                let unknown = matches!(e, LogError::CommitUnknown(_));
-                for reply in replies {
-                    let error = if unknown {
-                        AppendError::Unknown(e.to_string())
-                    } else {
-                        AppendError::Log(e.to_string())
-                    };
-                    let _ = reply.send(Err(error));
-                }
+                self.failed(&e, replies.len());
+                answer_failure(&e, replies);
             }
         }
+    }
+
+    /// Counts a successful commit, and logs the recovery when commits had been failing.
+    fn committed(&mut self) {
+        let metrics = &self.metrics;
+        let health = &mut self.health;
+        metrics.commits.inc();
+        if health.failed_commits > 0 {
+            tracing::info!(
+                failed_commits = health.failed_commits,
+                down_ms = health.failing_since.elapsed().as_millis() as u64,
+                "log database is back: appends commit again"
+            );
+            health.failed_commits = 0;
+            metrics.database_up.set(1);
+        }
+    }
+
+    /// Moves a stream's tail past rows committed by someone else (another appender, or a
+    /// commit whose answer was lost), so the streamer reads them from the log.
+    fn skip_foreign_rows(&self, requests: &[AppendRequest], all_tokens: &[Vec<Token>]) {
+        let mut seen: Vec<&StreamName> = Vec::new();
+        for (request, tokens) in requests.iter().zip(all_tokens) {
+            // The first tokens of a stream in this group follow the position the log
+            // found under its lock; above the tail's, someone else committed rows.
+            let Some(first) = tokens.first() else {
+                continue;
+            };
+            if seen.contains(&&request.stream) {
+                continue;
+            }
+            seen.push(&request.stream);
+            let recent = self
+                .streams
+                .get(&request.stream)
+                .expect("requests name declared streams");
+            let known = recent.position();
+            if first.0 - 1 > known.0 {
+                tracing::warn!(
+                    stream = %request.stream,
+                    from = known.0,
+                    to = first.0 - 1,
+                    "rows committed outside this writer's answers (another appender, or \
+                     a commit whose answer was lost): streaming them from the log"
+                );
+                self.metrics
+                    .skipped
+                    .with(&[request.stream.as_str()])
+                    .add((first.0 - 1 - known.0) as u64);
+                recent.skip_to(Token(first.0 - 1));
+            }
+        }
+    }
+
+    /// Hands each committed request's rows to its stream's tail and answers its waiter.
+    fn answer(
+        &self,
+        requests: Vec<AppendRequest>,
+        replies: Vec<Reply>,
+        all_tokens: Vec<Vec<Token>>,
+    ) {
+        for ((request, reply), tokens) in requests.into_iter().zip(replies).zip(all_tokens) {
+            let recent = self
+                .streams
+                .get(&request.stream)
+                .expect("requests name declared streams");
+            self.metrics
+                .rows
+                .with(&[request.stream.as_str()])
+                .add(tokens.len() as u64);
+            if let Some(last) = tokens.last() {
+                recent.push(tokens.iter().copied().zip(request.rows), *last);
+            }
+            self.metrics.requests.inc();
+            let _ = reply.send(Ok(tokens));
+        }
+    }
+
+    /// Counts a failed commit of `requests` requests, and logs the first of a series and then
+    /// one per [`FAILURE_LOG_INTERVAL`].
+    fn failed(&mut self, e: &LogError, requests: usize) {
+        let health = &mut self.health;
+        health.failed_commits += 1;
+        self.metrics.failures.inc();
+        self.metrics.database_up.set(0);
+        if health.failed_commits == 1 {
+            health.failing_since = Instant::now();
+        }
+        if health.failed_commits == 1 || health.last_logged.elapsed() >= FAILURE_LOG_INTERVAL {
+            health.last_logged = Instant::now();
+            tracing::error!(
+                error = %e,
+                requests,
+                failed_commits = health.failed_commits,
+                down_ms = health.failing_since.elapsed().as_millis() as u64,
+                "append failed: answering 503 until the log database is back"
+            );
+        }
+    }
+}
+
+/// Answers every waiter of a failed commit with its error.
+fn answer_failure(e: &LogError, replies: Vec<Reply>) {
+    let unknown = matches!(e, LogError::CommitUnknown(_));
+    for reply in replies {
+        let error = if unknown {
+            AppendError::Unknown(e.to_string())
+        } else {
+            AppendError::Log(e.to_string())
+        };
+        let _ = reply.send(Err(error));
     }
 }

@@ -1,0 +1,39 @@
+//! What can go wrong with the log, and the result type of its operations.
+
+use streamhost_proto::{JsonError, StreamName};
+
+/// What can go wrong with the log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The database failed.
+    #[error("log database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema migration failed.
+    #[error("migrating the log schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stream that was never declared.
+    #[error("unknown stream {0}")]
+    UnknownStream(StreamName),
+    /// A stored row or name is not what this version wrote (corruption or a foreign database).
+    #[error("corrupt log: {0}")]
+    Corrupt(String),
+    /// A database URL this log cannot open.
+    #[error("log database URL: {0}")]
+    Url(String),
+    /// The connection was lost while committing and could not be re-established to check:
+    /// the rows may or may not be in the log.
+    #[error("commit outcome unknown (the database connection was lost at COMMIT): {0}")]
+    CommitUnknown(sqlx::Error),
+    /// An append on a log opened with [`Log::open_read_only`].
+    #[error("the log was opened read-only")]
+    ReadOnly,
+}
+
+impl From<JsonError> for LogError {
+    fn from(e: JsonError) -> Self {
+        LogError::Corrupt(format!("stored row is not canonical JSON: {e}"))
+    }
+}
+
+/// Result of a log operation.
+pub type Result<T> = std::result::Result<T, LogError>;
