@@ -15,6 +15,7 @@ pub struct Backoff {
     first: Duration,
     max: Duration,
     ceiling: Duration,
+    floor: Duration,
 }
 
 impl Backoff {
@@ -24,12 +25,21 @@ impl Backoff {
             first,
             max: max.max(first),
             ceiling: first,
+            floor: Duration::ZERO,
         }
+    }
+
+    /// The same schedule never waiting less than `floor` (at most the first window): each
+    /// wait is drawn from `[floor, window]`. For a wait that promises a minimum, such as a
+    /// plugin's `retry_backoff_ms` before its first retry.
+    pub fn with_floor(mut self, floor: Duration) -> Backoff {
+        self.floor = floor.min(self.first);
+        self
     }
 
     /// The next wait, drawn from the current window; the window then doubles up to the cap.
     pub fn next_delay(&mut self) -> Duration {
-        let delay = full_jitter(self.ceiling, &mut rand::rng());
+        let delay = self.floor + full_jitter(self.ceiling - self.floor, &mut rand::rng());
         self.ceiling = self.ceiling.saturating_mul(2).min(self.max);
         delay
     }
@@ -67,6 +77,21 @@ mod tests {
         assert_eq!(ceilings, [100, 200, 400, 500, 500]);
         backoff.reset();
         assert_eq!(backoff.ceiling(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_floor_bounds_every_wait_from_below() {
+        let first = Duration::from_millis(100);
+        let mut backoff = Backoff::new(first, first * 8).with_floor(first);
+        assert_eq!(backoff.next_delay(), first, "the first window is the floor");
+        for _ in 0..100 {
+            let window = backoff.ceiling();
+            let delay = backoff.next_delay();
+            assert!(
+                first <= delay && delay <= window,
+                "{delay:?} outside [{first:?}, {window:?}]"
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,11 @@
 //! - `connection`: TCP sessions, pings, reconnects, backpressure (or, with `[reader.redis]`
 //!   or `[reader.synapse]`, [`crate::redis_mode`]'s subscriber in its place).
 //! - `inbound`: [`inbound::Inbound`], what every transport feeds the processor.
-//! - `processor`: the `POSITION` rule, `batch` runs, group commits.
+//! - `processor`: applying commands in order, one module per job (connections, the `RDATA`
+//!   rules, the `POSITION` rule, runs, catch-up paging, group commits, status, the plugins'
+//!   feed, failure pauses).
+//! - `ledger`: applied and committed positions per (stream, instance), kept by the processor
+//!   and by every plugin worker.
 //! - [`batches`]: assembling `batch` runs per (stream, instance).
 //! - [`catchup`]: fetching missed rows from the writer's catch-up endpoint (or its database).
 //! - [`sink`]: [`Batch`], [`BatchSink`], the recording and discarding sinks.
@@ -29,6 +33,7 @@ pub mod batches;
 pub mod catchup;
 mod connection;
 pub(crate) mod inbound;
+pub(crate) mod ledger;
 pub mod plugins;
 pub(crate) mod processor;
 pub mod sink;

@@ -146,6 +146,8 @@ pub(crate) struct ReaderMetrics {
 impl ReaderMetrics {
     fn new() -> ReaderMetrics {
         let r = Registry::new();
+        let per_stream = |name: &str, help: &str| r.counter_vec(name, help, &["stream"]);
+        let per_key = |name: &str, help: &str| r.gauge_vec(name, help, &["stream", "instance"]);
         ReaderMetrics {
             commands_in: r.counter_vec(
                 "reader_commands_in_total",
@@ -163,31 +165,17 @@ impl ReaderMetrics {
                  connection) or old_token (token not above the applied position).",
                 &["stream", "reason"],
             ),
-            batches_applied: r.counter_vec(
-                "reader_batches_applied_total",
-                "Batches committed.",
-                &["stream"],
-            ),
-            rows_applied: r.counter_vec(
-                "reader_rows_applied_total",
-                "Rows committed.",
-                &["stream"],
-            ),
-            catchup_requests: r.counter_vec(
+            batches_applied: per_stream("reader_batches_applied_total", "Batches committed."),
+            rows_applied: per_stream("reader_rows_applied_total", "Rows committed."),
+            catchup_requests: per_stream(
                 "reader_catchup_requests_total",
                 "Catch-up requests made (including retries).",
-                &["stream"],
             ),
-            catchup_rows: r.counter_vec(
-                "reader_catchup_rows_total",
-                "Rows received from catch-up.",
-                &["stream"],
-            ),
-            writer_behind: r.counter_vec(
+            catchup_rows: per_stream("reader_catchup_rows_total", "Rows received from catch-up."),
+            writer_behind: per_stream(
                 "reader_writer_behind_total",
                 "POSITIONs whose new token is below the applied position (writer restored \
                  from an older state); the reader keeps its position.",
-                &["stream"],
             ),
             gaps: r.counter_vec(
                 "reader_gaps_total",
@@ -217,21 +205,12 @@ impl ReaderMetrics {
                 "Group commits of the reader database.",
             ),
             connected: r.gauge("reader_connected", "1 while connected to the writer."),
-            position: r.gauge_vec(
-                "reader_position",
-                "Committed position.",
-                &["stream", "instance"],
-            ),
-            writer_position: r.gauge_vec(
+            position: per_key("reader_position", "Committed position."),
+            writer_position: per_key(
                 "reader_writer_position",
                 "The writer's last known position.",
-                &["stream", "instance"],
             ),
-            lag: r.gauge_vec(
-                "reader_lag",
-                "writer_position - position, never negative.",
-                &["stream", "instance"],
-            ),
+            lag: per_key("reader_lag", "writer_position - position, never negative."),
             registry: r,
         }
     }

@@ -9,8 +9,9 @@
 //!                                  └─▶ notification hub (notify)     ◀── GET /v1/notifications
 //! ```
 //!
-//! File map: `feed` (committed batches in memory), `worker` (the per-plugin loop and its
-//! failure policy), `slot` (a plugin's version, channel and status), `store` (plugin tables),
+//! File map: `feed` (committed batches in memory), `worker` (the per-plugin loop: applying,
+//! gaps, the failure policy, commits, control, reloads; its cursors in a
+//! `Ledger`), `slot` (a plugin's version, channel and status), `store` (plugin tables),
 //! `loader` (finding, loading and reloading plugins; the folder watcher), [`query_cache`],
 //! [`notifications`], `api` (the HTTP endpoints).
 

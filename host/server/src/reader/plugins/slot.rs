@@ -204,8 +204,8 @@ impl PluginSlot {
     }
 
     /// Publishes new cursors (after their effects were applied).
-    pub(crate) fn publish_cursors(&self, cursors: &HashMap<Key, Token>) {
-        self.status().cursors = cursors.clone();
+    pub(crate) fn publish_cursors(&self, cursors: HashMap<Key, Token>) {
+        self.status().cursors = cursors;
         self.cursor_moves.send_modify(|n| *n += 1);
     }
 

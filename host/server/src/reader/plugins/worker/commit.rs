@@ -1,0 +1,92 @@
+//! A group's commit: the plugin's changed cursors, its key-value writes and dead letters in
+//! one transaction; only then are the group's effects applied (cache evictions,
+//! notifications), its metrics counted and the cursors published. A failed commit forgets the
+//! group: the cursors go back and the rows are fetched again.
+
+use streamhost_plugin_runtime::{Effect, Invalidation, Notification};
+
+use super::{Group, Worker};
+
+impl Worker {
+    /// Commits the group's cursors, key-value writes and dead letters, then applies its
+    /// effects and publishes the cursors. A failed commit forgets the group: the cursors go
+    /// back and the rows are fetched again.
+    pub(super) fn flush(&mut self, group: &mut Group) {
+        let group = std::mem::take(group);
+        if !group.dirty {
+            return;
+        }
+        let changed = self.cursors.pending();
+        let kv = self.services.kv().staged();
+        let name = self.slot.name().to_string();
+        let committed =
+            self.ctx
+                .handle
+                .block_on(self.ctx.store.commit(&name, &changed, &kv, &group.dead));
+        if let Err(error) = committed {
+            tracing::error!(plugin = %name, error = %format!("{error:#}"), "committing plugin state failed; the rows will be applied again");
+            self.services.kv().discard_all();
+            self.cursors.rollback();
+            self.instance = None;
+            return;
+        }
+        self.services.kv().commit();
+        self.cursors.commit();
+        for (key, before, run) in &group.resets {
+            tracing::info!(
+                plugin = %name, stream = %key.0, instance = %key.1, cursor = before.0, run = run.0,
+                "the writer restarted this stream's tokens: the plugin's cursor moved back to the start of its new run"
+            );
+            self.ctx.metrics.resets.with(&[&name, key.0.as_str()]).inc();
+        }
+        self.apply_effects(&name, &group.effects);
+        self.count(&name, &group);
+        self.slot.publish_cursors(
+            self.cursors
+                .positions()
+                .map(|(key, token)| (key.clone(), token))
+                .collect(),
+        );
+    }
+
+    /// Applies a committed group's effects: cache evictions, then its notifications at once.
+    fn apply_effects(&self, name: &str, effects: &[Effect]) {
+        let mut notifications = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Invalidate(Invalidation { cache, key }) => {
+                    self.ctx.cache.invalidate(name, cache, key)
+                }
+                Effect::InvalidateAll(cache) => self.ctx.cache.invalidate_all(name, cache),
+                Effect::Notify(Notification { topic, payload }) => {
+                    notifications.push((topic.clone(), payload.clone()))
+                }
+            }
+        }
+        if !notifications.is_empty() {
+            self.ctx.hub.publish(name, notifications);
+        }
+    }
+
+    /// Counts a committed group in the metrics (with the plugin's own counters) and status.
+    fn count(&mut self, name: &str, group: &Group) {
+        let metrics = &self.ctx.metrics;
+        metrics.batches.with(&[name]).add(group.batches);
+        metrics.rows.with(&[name]).add(group.rows);
+        metrics
+            .effects
+            .with(&[name])
+            .add(group.effects.len() as u64);
+        for (counter, value) in self.services.counters() {
+            let seen = self.counters_seen.entry(counter.clone()).or_default();
+            if value > *seen {
+                metrics.counters.with(&[name, &counter]).add(value - *seen);
+                *seen = value;
+            }
+        }
+        let mut status = self.slot.status();
+        status.batches += group.batches;
+        status.rows += group.rows;
+        status.effects += group.effects.len() as u64;
+    }
+}

@@ -1,0 +1,912 @@
+//! The processor's unit tests: a processor on a temporary database, fed [`Inbound`] messages
+//! by hand, with a sink and a catch-up source in memory.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Mutex;
+
+use streamhost_proto::{InstanceName, Position, Rdata, RowJson};
+
+use super::paging::check_page;
+use super::*;
+use crate::reader::catchup::{CatchupError, CatchupPage};
+use crate::reader::plugins::{Advance, FeedRead, Reset};
+use crate::reader::sink::BoxFuture;
+use crate::reader::status::{GapRange, ResetRange};
+use crate::reader::store::Run;
+
+fn stream(s: &str) -> StreamName {
+    StreamName::new(s).unwrap()
+}
+
+fn instance(s: &str) -> InstanceName {
+    InstanceName::new(s).unwrap()
+}
+
+fn row(s: &str) -> RowJson {
+    RowJson::parse(s.as_bytes()).unwrap()
+}
+
+fn rdata(s: &str, i: &str, token: Option<i64>, r: &str) -> Rdata {
+    Rdata {
+        stream: stream(s),
+        instance: instance(i),
+        token: token.map(Token),
+        row: row(r),
+    }
+}
+
+fn position(s: &str, i: &str, prev: i64, new: i64) -> Position {
+    Position {
+        stream: stream(s),
+        instance: instance(i),
+        prev: Token(prev),
+        new: Token(new),
+    }
+}
+
+/// Keeps every batch it is given, and every reset as (stream, instance, to, batches
+/// received before it).
+#[derive(Default)]
+struct CollectingSink {
+    batches: Mutex<Vec<Batch>>,
+    resets: Mutex<Vec<(String, String, i64, usize)>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl BatchSink for CollectingSink {
+    fn apply<'a>(
+        &'a self,
+        batches: &'a [Batch],
+        _tx: &'a mut sqlx::SqliteConnection,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                anyhow::bail!("sink refuses");
+            }
+            self.batches.lock().unwrap().extend_from_slice(batches);
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        instance: &'a InstanceName,
+        to: Token,
+        _tx: &'a mut sqlx::SqliteConnection,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let before = self.batches.lock().unwrap().len();
+            self.resets.lock().unwrap().push((
+                stream.to_string(),
+                instance.to_string(),
+                to.0,
+                before,
+            ));
+            Ok(())
+        })
+    }
+}
+
+/// Serves one stream's rows from memory, `page` rows at most per answer (never cutting a
+/// token), and records every request.
+struct MemoryCatchup {
+    rows: Vec<(Token, RowJson)>,
+    page: usize,
+    requests: Mutex<Vec<(StreamName, Token, Token)>>,
+    broken: bool,
+    /// Answers `Unavailable` (a Synapse stream with no catch-up source).
+    unavailable: bool,
+}
+
+impl MemoryCatchup {
+    fn new(rows: &[(i64, &str)], page: usize) -> MemoryCatchup {
+        MemoryCatchup {
+            rows: rows.iter().map(|(t, r)| (Token(*t), row(r))).collect(),
+            page,
+            requests: Mutex::new(Vec::new()),
+            broken: false,
+            unavailable: false,
+        }
+    }
+}
+
+impl CatchupSource for MemoryCatchup {
+    fn fetch<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        from: Token,
+        upto: Token,
+    ) -> BoxFuture<'a, Result<CatchupPage, CatchupError>> {
+        Box::pin(async move {
+            self.requests
+                .lock()
+                .unwrap()
+                .push((stream.clone(), from, upto));
+            if self.unavailable {
+                return Err(CatchupError::Unavailable(
+                    "only in Synapse's database".into(),
+                ));
+            }
+            if self.broken {
+                return Err(CatchupError::Status {
+                    status: hyper::StatusCode::BAD_REQUEST,
+                    body: "Unknown stream".into(),
+                });
+            }
+            let mut updates: Vec<(Token, RowJson)> = Vec::new();
+            let mut limited = false;
+            for (token, r) in &self.rows {
+                if *token <= from || *token > upto {
+                    continue;
+                }
+                if updates.len() >= self.page && updates.last().is_some_and(|(t, _)| t != token) {
+                    limited = true;
+                    break;
+                }
+                updates.push((*token, r.clone()));
+            }
+            let upto = if limited {
+                updates.last().expect("limited after rows").0
+            } else {
+                upto
+            };
+            Ok(CatchupPage {
+                updates,
+                upto,
+                limited,
+            })
+        })
+    }
+}
+
+struct Harness {
+    processor: Processor,
+    sink: Arc<CollectingSink>,
+    catchup: Arc<MemoryCatchup>,
+    drop_rx: watch::Receiver<ConnId>,
+    store: ReaderStore,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness(catchup: MemoryCatchup) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ReaderStore::open(&dir.path().join("reader.sqlite"))
+        .await
+        .unwrap();
+    let sink = Arc::new(CollectingSink::default());
+    let catchup = Arc::new(catchup);
+    let shared = Arc::new(Shared::new("test".into(), "nowhere".into()));
+    let (drop_tx, drop_rx) = watch::channel(0);
+    let processor = Processor::new(
+        store.clone(),
+        sink.clone(),
+        catchup.clone(),
+        shared,
+        drop_tx,
+        CancellationToken::new(),
+        Limits::new(Duration::from_millis(1), 100_000),
+    )
+    .await
+    .unwrap();
+    Harness {
+        processor,
+        sink,
+        catchup,
+        drop_rx,
+        store,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    /// Follows a Synapse: joins new streams at their announcement, `typing` resets.
+    fn synapse(mut self) -> Harness {
+        self.processor = self
+            .processor
+            .with_first_position(FirstPosition::Join)
+            .with_resettable_streams([stream("typing")]);
+        self
+    }
+
+    /// A new processor on the same database, sink and catch-up source (a reader restart),
+    /// following a Synapse.
+    async fn restart(mut self) -> Harness {
+        let (drop_tx, drop_rx) = watch::channel(0);
+        self.processor = Processor::new(
+            self.store.clone(),
+            self.sink.clone(),
+            self.catchup.clone(),
+            Arc::new(Shared::new("test".into(), "nowhere".into())),
+            drop_tx,
+            CancellationToken::new(),
+            Limits::new(Duration::from_millis(1), 100_000),
+        )
+        .await
+        .unwrap();
+        self.drop_rx = drop_rx;
+        self.synapse()
+    }
+
+    async fn runs(&self) -> Vec<(String, String, i64)> {
+        self.store
+            .runs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(s, i, r)| (s.to_string(), i.to_string(), r.0))
+            .collect()
+    }
+
+    async fn feed(&mut self, messages: Vec<Inbound>) {
+        for m in messages {
+            self.processor.handle(m).await;
+        }
+        assert!(self.processor.commit().await.is_ok());
+    }
+
+    /// (stream, instance, prev, token, rows) of every batch delivered so far.
+    fn delivered(&self) -> Vec<Delivered> {
+        self.sink
+            .batches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b.stream.to_string(),
+                    b.instance.to_string(),
+                    b.prev.0,
+                    b.token.0,
+                    b.rows.iter().map(|r| r.as_str().to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    async fn stored(&self) -> Vec<(String, String, i64)> {
+        self.store
+            .positions()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(s, i, t)| (s.to_string(), i.to_string(), t.0))
+            .collect()
+    }
+}
+
+/// A delivered batch: (stream, instance, prev, token, rows).
+type Delivered = (String, String, i64, i64, Vec<String>);
+
+fn b(s: &str, i: &str, prev: i64, token: i64, rows: &[&str]) -> Delivered {
+    (
+        s.into(),
+        i.into(),
+        prev,
+        token,
+        rows.iter().map(|r| r.to_string()).collect(),
+    )
+}
+
+#[tokio::test]
+async fn position_within_prev_and_new_only_advances() {
+    let mut h = harness(MemoryCatchup::new(&[(3, "[3]")], 100)).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 0, 5)),
+    ])
+    .await;
+    assert!(
+        h.catchup.requests.lock().unwrap().is_empty(),
+        "no fetch when prev <= cur <= new"
+    );
+    assert!(h.delivered().is_empty());
+    assert_eq!(
+        h.stored().await,
+        vec![("events".into(), "master".into(), 5)]
+    );
+    // RDATA above the position is delivered from the position.
+    h.feed(vec![Inbound::Rdata(
+        1,
+        rdata("events", "master", Some(6), "[6]"),
+    )])
+    .await;
+    assert_eq!(h.delivered(), vec![b("events", "master", 5, 6, &["[6]"])]);
+    assert_eq!(
+        h.stored().await,
+        vec![("events".into(), "master".into(), 6)]
+    );
+}
+
+#[tokio::test]
+async fn gap_is_fetched_following_limited_and_delivered_by_token() {
+    let rows = [
+        (2, "[2]"),
+        (3, "[3,0]"),
+        (3, "[3,1]"),
+        (4, "[4]"),
+        (6, "[6]"),
+        (7, "[7]"),
+    ];
+    let mut h = harness(MemoryCatchup::new(&rows, 2)).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 6, 8)),
+        Inbound::Rdata(1, rdata("events", "master", Some(9), "[9]")),
+    ])
+    .await;
+    assert_eq!(
+        *h.catchup.requests.lock().unwrap(),
+        vec![
+            (stream("events"), Token(0), Token(8)),
+            (stream("events"), Token(3), Token(8)),
+            (stream("events"), Token(6), Token(8)),
+        ]
+    );
+    assert_eq!(
+        h.delivered(),
+        vec![
+            b("events", "master", 0, 2, &["[2]"]),
+            b("events", "master", 2, 3, &["[3,0]", "[3,1]"]),
+            b("events", "master", 3, 4, &["[4]"]),
+            b("events", "master", 4, 6, &["[6]"]),
+            b("events", "master", 6, 7, &["[7]"]),
+            b("events", "master", 8, 9, &["[9]"]),
+        ]
+    );
+    assert_eq!(
+        h.stored().await,
+        vec![("events".into(), "master".into(), 9)]
+    );
+}
+
+#[tokio::test]
+async fn writer_behind_the_reader_never_moves_it_back_or_redelivers() {
+    let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 10, 10)),
+    ])
+    .await;
+    let fetched = h.catchup.requests.lock().unwrap().len();
+    assert_eq!(
+        h.stored().await,
+        vec![("events".into(), "master".into(), 10)]
+    );
+    h.feed(vec![
+        Inbound::Disconnected(1),
+        Inbound::Connected(2),
+        Inbound::Position(2, position("events", "master", 4, 4)),
+        Inbound::Rdata(2, rdata("events", "master", Some(5), "[5]")),
+        Inbound::Rdata(2, rdata("events", "master", Some(11), "[11]")),
+    ])
+    .await;
+    assert_eq!(
+        h.catchup.requests.lock().unwrap().len(),
+        fetched,
+        "no fetch when cur > new"
+    );
+    assert_eq!(
+        h.delivered(),
+        vec![b("events", "master", 10, 11, &["[11]"])]
+    );
+    assert_eq!(
+        h.stored().await,
+        vec![("events".into(), "master".into(), 11)]
+    );
+    let text = h.processor.shared.metrics.registry.render();
+    assert!(
+        text.contains("streamhost_reader_writer_behind_total{stream=\"events\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "streamhost_reader_rdata_dropped_total{stream=\"events\",reason=\"old_token\"} 1"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn rdata_before_the_streams_position_is_dropped_on_each_connection() {
+    let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Rdata(1, rdata("events", "master", Some(2), "[2]")),
+        Inbound::Position(1, position("typing", "master", 0, 0)),
+        Inbound::Rdata(1, rdata("events", "master", Some(3), "[3]")),
+        Inbound::Position(1, position("events", "master", 3, 3)),
+        Inbound::Rdata(1, rdata("events", "master", Some(4), "[4]")),
+        Inbound::Disconnected(1),
+        Inbound::Connected(2),
+        Inbound::Rdata(2, rdata("events", "master", Some(5), "[5]")),
+        Inbound::Position(2, position("events", "master", 5, 5)),
+        Inbound::Rdata(2, rdata("events", "master", Some(6), "[6]")),
+    ])
+    .await;
+    assert_eq!(
+        h.delivered(),
+        vec![
+            b("events", "master", 3, 4, &["[4]"]),
+            b("events", "master", 5, 6, &["[6]"])
+        ]
+    );
+    let text = h.processor.shared.metrics.registry.render();
+    assert!(
+        text.contains(
+            "streamhost_reader_rdata_dropped_total{stream=\"events\",reason=\"not_connected\"} 3"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn batch_runs_are_kept_per_instance_even_when_interleaved() {
+    let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "a", 0, 0)),
+        Inbound::Position(1, position("events", "b", 0, 0)),
+        Inbound::Rdata(1, rdata("events", "a", None, "[\"a1\"]")),
+        Inbound::Rdata(1, rdata("events", "b", None, "[\"b1\"]")),
+        Inbound::Rdata(1, rdata("events", "a", None, "[\"a2\"]")),
+        Inbound::Rdata(1, rdata("events", "b", Some(7), "[\"b2\"]")),
+        Inbound::Rdata(1, rdata("events", "a", Some(3), "[\"a3\"]")),
+        Inbound::Rdata(1, rdata("events", "a", Some(4), "[\"a4\"]")),
+    ])
+    .await;
+    assert_eq!(
+        h.delivered(),
+        vec![
+            b("events", "b", 0, 7, &["[\"b1\"]", "[\"b2\"]"]),
+            b("events", "a", 0, 3, &["[\"a1\"]", "[\"a2\"]", "[\"a3\"]"]),
+            b("events", "a", 3, 4, &["[\"a4\"]"]),
+        ]
+    );
+    assert_eq!(
+        h.stored().await,
+        vec![
+            ("events".into(), "a".into(), 4),
+            ("events".into(), "b".into(), 7)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_run_ending_at_an_old_token_is_dropped_whole() {
+    let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 5, 5)),
+        Inbound::Rdata(1, rdata("events", "master", None, "[1]")),
+        Inbound::Rdata(1, rdata("events", "master", None, "[2]")),
+        Inbound::Rdata(1, rdata("events", "master", Some(5), "[3]")),
+        Inbound::Rdata(1, rdata("events", "master", Some(4), "[4]")),
+        Inbound::Rdata(1, rdata("events", "master", None, "[6]")),
+        Inbound::Rdata(1, rdata("events", "master", Some(6), "[7]")),
+    ])
+    .await;
+    assert_eq!(
+        h.delivered(),
+        vec![b("events", "master", 5, 6, &["[6]", "[7]"])]
+    );
+    let text = h.processor.shared.metrics.registry.render();
+    assert!(
+        text.contains(
+            "streamhost_reader_rdata_dropped_total{stream=\"events\",reason=\"old_token\"} 4"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn position_clears_the_unfinished_run_and_catch_up_rereads_it() {
+    let mut h = harness(MemoryCatchup::new(&[(3, "[\"x\"]"), (3, "[\"y\"]")], 100)).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 1, 1)),
+        Inbound::Rdata(1, rdata("events", "master", None, "[\"x\"]")),
+        Inbound::Rdata(1, rdata("events", "other", None, "[\"o\"]")),
+        // A gap: the reader is at 1, the writer says it last published 3.
+        Inbound::Position(1, position("events", "master", 3, 3)),
+        Inbound::Rdata(1, rdata("events", "master", Some(4), "[\"z\"]")),
+        Inbound::Rdata(1, rdata("events", "other", Some(2), "[\"p\"]")),
+    ])
+    .await;
+    assert_eq!(
+        h.delivered(),
+        vec![
+            b("events", "master", 1, 3, &["[\"x\"]", "[\"y\"]"]),
+            b("events", "master", 3, 4, &["[\"z\"]"]),
+            // Only the named instance's run is cleared.
+            b("events", "other", 0, 2, &["[\"o\"]", "[\"p\"]"]),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_disconnect_forgets_pending_runs_but_queued_rows_still_apply() {
+    let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 0, 0)),
+        Inbound::Rdata(1, rdata("events", "master", Some(2), "[2]")),
+        Inbound::Rdata(1, rdata("events", "master", None, "[3]")),
+        Inbound::Disconnected(1),
+        Inbound::Connected(2),
+        Inbound::Position(2, position("events", "master", 2, 2)),
+        Inbound::Rdata(2, rdata("events", "master", Some(3), "[4]")),
+    ])
+    .await;
+    assert_eq!(
+        h.delivered(),
+        vec![
+            b("events", "master", 0, 2, &["[2]"]),
+            b("events", "master", 2, 3, &["[4]"])
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_commit_rolls_back_and_asks_for_a_new_connection() {
+    let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 0, 2)),
+    ])
+    .await;
+    h.sink.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    h.processor
+        .handle(Inbound::Rdata(1, rdata("events", "master", Some(3), "[3]")))
+        .await;
+    assert!(h.processor.commit().await.is_err());
+    assert_eq!(*h.drop_rx.borrow(), 1, "asked to drop connection 1");
+    assert_eq!(
+        h.stored().await,
+        vec![("events".into(), "master".into(), 2)]
+    );
+    assert_eq!(
+        h.processor
+            .position(&(stream("events"), instance("master"))),
+        Token(2)
+    );
+    // The stream is disconnected until the next POSITION, which catches up from 2.
+    h.sink
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    h.feed(vec![Inbound::Rdata(
+        1,
+        rdata("events", "master", Some(4), "[4]"),
+    )])
+    .await;
+    assert!(h.delivered().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_catch_up_leaves_the_stream_disconnected() {
+    let mut catchup = MemoryCatchup::new(&[], 100);
+    catchup.broken = true;
+    let mut h = harness(catchup).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 1, 1)),
+        Inbound::Rdata(1, rdata("events", "master", Some(2), "[2]")),
+    ])
+    .await;
+    assert_eq!(
+        h.catchup.requests.lock().unwrap().len(),
+        1,
+        "a 400 is not retried"
+    );
+    assert!(h.delivered().is_empty());
+    assert!(h.stored().await.is_empty());
+    assert_eq!(*h.drop_rx.borrow(), 1);
+}
+
+#[tokio::test]
+async fn a_gap_no_source_can_fill_is_reported_once_and_the_stream_follows_on() {
+    let mut catchup = MemoryCatchup::new(&[], 100);
+    catchup.unavailable = true;
+    let mut h = harness(catchup).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("receipts", "master", 0, 0)),
+        Inbound::Rdata(1, rdata("receipts", "master", Some(2), "[2]")),
+        // The reader is at 2; the writer last published 5: (2, 6] cannot be fetched.
+        Inbound::Position(1, position("receipts", "master", 5, 6)),
+        Inbound::Rdata(1, rdata("receipts", "master", Some(7), "[7]")),
+    ])
+    .await;
+    assert_eq!(
+        h.delivered(),
+        vec![
+            b("receipts", "master", 0, 2, &["[2]"]),
+            b("receipts", "master", 6, 7, &["[7]"]),
+        ]
+    );
+    assert_eq!(*h.drop_rx.borrow(), 0, "a gap does not drop the connection");
+    let status = h.processor.shared.snapshot();
+    let stream = status.stream("receipts", "master").unwrap();
+    assert_eq!(
+        (stream.gaps, stream.last_gap),
+        (1, Some(GapRange { from: 2, to: 6 }))
+    );
+    let text = h.processor.shared.metrics.registry.render();
+    assert!(
+        text.contains("streamhost_reader_gaps_total{stream=\"receipts\",instance=\"master\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn joining_a_live_synapse_starts_unknown_streams_at_their_announcement() {
+    let mut catchup = MemoryCatchup::new(&[], 100);
+    catchup.unavailable = true;
+    let mut h = harness(catchup).await;
+    h.processor = h.processor.with_first_position(FirstPosition::Join);
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 4533, 4533)),
+        Inbound::Rdata(1, rdata("events", "master", Some(4534), "[1]")),
+        Inbound::Position(1, position("typing", "master", 0, 0)),
+        Inbound::Position(1, position("typing", "master", 4, 5)),
+    ])
+    .await;
+    let status = h.processor.shared.snapshot();
+    let typing = status.stream("typing", "master").unwrap();
+    assert_eq!(
+        (typing.gaps, typing.last_gap),
+        (1, Some(GapRange { from: 0, to: 5 })),
+        "joined at 0, so (0, 5] was missed"
+    );
+    assert_eq!(
+        h.delivered(),
+        vec![b("events", "master", 4533, 4534, &["[1]"])]
+    );
+    assert_eq!(
+        *h.catchup.requests.lock().unwrap(),
+        vec![(stream("typing"), Token(0), Token(5))],
+        "joining fetches nothing; only the typing gap was asked for"
+    );
+    // Known from now on: a later jump is a gap.
+    h.feed(vec![Inbound::Position(
+        1,
+        position("events", "master", 4540, 4540),
+    )])
+    .await;
+    let status = h.processor.shared.snapshot();
+    let stream = status.stream("events", "master").unwrap();
+    assert_eq!(
+        (stream.gaps, stream.last_gap),
+        (
+            1,
+            Some(GapRange {
+                from: 4534,
+                to: 4540
+            })
+        )
+    );
+    assert_eq!(stream.position, Token(4540));
+}
+
+#[test]
+fn catch_up_answers_outside_the_request_are_rejected() {
+    let page = |updates: &[i64], upto: i64, limited: bool| CatchupPage {
+        updates: updates.iter().map(|t| (Token(*t), row("[]"))).collect(),
+        upto: Token(upto),
+        limited,
+    };
+    assert!(check_page(&page(&[2, 3, 3], 5, false), Token(1), Token(5)).is_ok());
+    assert!(check_page(&page(&[1], 5, false), Token(1), Token(5)).is_err());
+    assert!(check_page(&page(&[6], 6, false), Token(1), Token(5)).is_err());
+    assert!(check_page(&page(&[3, 2], 5, false), Token(1), Token(5)).is_err());
+    assert!(check_page(&page(&[2, 4], 3, true), Token(1), Token(5)).is_err());
+    assert!(
+        check_page(&page(&[], 1, true), Token(1), Token(5)).is_err(),
+        "no progress"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_typing_writer_is_followed_back_to_its_new_run() {
+    let mut h = harness(MemoryCatchup::new(&[], 100)).await.synapse();
+    let feed = Arc::new(Feed::new(1_000, ReaderPositions::default()));
+    h.processor = h.processor.with_feed(feed.clone());
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("typing", "master", 0, 0)),
+        Inbound::Rdata(1, rdata("typing", "master", Some(1), "[1]")),
+        Inbound::Rdata(1, rdata("typing", "master", Some(2), "[2]")),
+        Inbound::Rdata(1, rdata("typing", "master", Some(3), "[3]")),
+        // Synapse restarted: its first announcement, then its new run's rows.
+        Inbound::Position(1, position("typing", "master", 0, 0)),
+        Inbound::Rdata(1, rdata("typing", "master", Some(1), r#"["new1"]"#)),
+        Inbound::Rdata(1, rdata("typing", "master", Some(2), r#"["new2"]"#)),
+    ])
+    .await;
+    assert_eq!(
+        h.delivered(),
+        vec![
+            b("typing", "master", 0, 1, &["[1]"]),
+            b("typing", "master", 1, 2, &["[2]"]),
+            b("typing", "master", 2, 3, &["[3]"]),
+            b("typing", "master", 0, 1, &[r#"["new1"]"#]),
+            b("typing", "master", 1, 2, &[r#"["new2"]"#]),
+        ]
+    );
+    assert_eq!(
+        *h.sink.resets.lock().unwrap(),
+        vec![("typing".into(), "master".into(), 0, 3)],
+        "the sink hears of the reset after the earlier run's rows, before the new run's"
+    );
+    assert!(h.catchup.requests.lock().unwrap().is_empty());
+    assert_eq!(
+        h.stored().await,
+        vec![("typing".into(), "master".into(), 2)]
+    );
+    assert_eq!(h.runs().await, vec![("typing".into(), "master".into(), 1)]);
+    let status = h.processor.shared.snapshot();
+    let typing = status.stream("typing", "master").unwrap();
+    assert_eq!(
+        (typing.resets, typing.last_reset),
+        (1, Some(ResetRange { from: 3, to: 0 }))
+    );
+    assert_eq!(
+        (typing.position, typing.writer_position),
+        (Token(2), Token(2))
+    );
+    assert_eq!((typing.gaps, typing.lag), (0, 0));
+    let text = h.processor.shared.metrics.registry.render();
+    assert!(
+        text.contains(
+            "streamhost_reader_stream_resets_total{stream=\"typing\",instance=\"master\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("streamhost_reader_writer_behind_total{"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("reason=\"old_token\""))
+            .all(|l| l.ends_with(" 0")),
+        "no row dropped as old: {text}"
+    );
+    // The plugins' feed: the reset, then the new run's advance from its start.
+    let FeedRead::Commits(commits) = feed.read(0, 1_000) else {
+        panic!("expected commits")
+    };
+    let key = (stream("typing"), instance("master"));
+    let reset = commits.iter().find(|c| !c.resets.is_empty()).unwrap();
+    assert_eq!(
+        reset.resets,
+        vec![Reset {
+            key: key.clone(),
+            run: Run(1)
+        }]
+    );
+    assert_eq!(
+        reset.advances,
+        vec![Advance {
+            key,
+            before: Token(0),
+            after: Token(2),
+            run: Run(1)
+        }]
+    );
+    assert_eq!(reset.batches.len(), 2);
+}
+
+#[tokio::test]
+async fn a_database_stream_below_the_reader_is_not_a_reset() {
+    let mut h = harness(MemoryCatchup::new(&[], 100)).await.synapse();
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 10, 10)),
+        Inbound::Position(1, position("events", "master", 4, 4)),
+        Inbound::Rdata(1, rdata("events", "master", Some(5), "[5]")),
+    ])
+    .await;
+    assert!(h.delivered().is_empty());
+    assert!(h.sink.resets.lock().unwrap().is_empty());
+    assert_eq!(
+        h.stored().await,
+        vec![("events".into(), "master".into(), 10)]
+    );
+    assert!(h.runs().await.is_empty());
+    let status = h.processor.shared.snapshot();
+    let events = status.stream("events", "master").unwrap();
+    assert_eq!((events.resets, events.last_reset), (0, None));
+    let text = h.processor.shared.metrics.registry.render();
+    assert!(
+        text.contains("streamhost_reader_writer_behind_total{stream=\"events\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("streamhost_reader_stream_resets_total{"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_reset_is_persisted_and_one_found_after_a_reader_restart_fetches_the_new_run() {
+    let rows = [(1, "[\"n1\"]"), (2, "[\"n2\"]"), (3, "[\"n3\"]")];
+    let mut h = harness(MemoryCatchup::new(&rows, 100)).await.synapse();
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("typing", "master", 7, 7)),
+        Inbound::Rdata(1, rdata("typing", "master", Some(8), "[8]")),
+    ])
+    .await;
+    // The reader stops; Synapse restarts and writes three typing rows meanwhile.
+    let mut h = h.restart().await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("typing", "master", 3, 3)),
+        Inbound::Rdata(1, rdata("typing", "master", Some(4), "[\"n4\"]")),
+    ])
+    .await;
+    assert_eq!(
+        *h.catchup.requests.lock().unwrap(),
+        vec![(stream("typing"), Token(0), Token(3))],
+        "the new run's rows up to the announcement are fetched from its start"
+    );
+    assert_eq!(
+        h.delivered()[1..],
+        [
+            b("typing", "master", 0, 1, &["[\"n1\"]"]),
+            b("typing", "master", 1, 2, &["[\"n2\"]"]),
+            b("typing", "master", 2, 3, &["[\"n3\"]"]),
+            b("typing", "master", 3, 4, &["[\"n4\"]"]),
+        ]
+    );
+    let status = h.processor.shared.snapshot();
+    let typing = status.stream("typing", "master").unwrap();
+    assert_eq!(
+        (typing.resets, typing.last_reset, typing.gaps),
+        (1, Some(ResetRange { from: 8, to: 3 }), 0)
+    );
+    // Persisted: another restart keeps run 1 and position 4, and a POSITION of the same
+    // run is no reset.
+    let mut h = h.restart().await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("typing", "master", 4, 4)),
+        Inbound::Rdata(1, rdata("typing", "master", Some(5), "[\"n5\"]")),
+    ])
+    .await;
+    assert_eq!(
+        h.stored().await,
+        vec![("typing".into(), "master".into(), 5)]
+    );
+    assert_eq!(h.runs().await, vec![("typing".into(), "master".into(), 1)]);
+    assert_eq!(h.processor.shared.snapshot().streams[0].resets, 0);
+    assert_eq!(h.delivered().len(), 6);
+}
+
+#[tokio::test]
+async fn a_reset_whose_new_rows_cannot_be_fetched_reports_them_as_a_gap() {
+    let mut catchup = MemoryCatchup::new(&[], 100);
+    catchup.unavailable = true;
+    let mut h = harness(catchup).await.synapse();
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("typing", "master", 9, 9)),
+        Inbound::Position(1, position("typing", "master", 2, 2)),
+        Inbound::Rdata(1, rdata("typing", "master", Some(3), "[3]")),
+    ])
+    .await;
+    assert_eq!(h.delivered(), vec![b("typing", "master", 2, 3, &["[3]"])]);
+    let status = h.processor.shared.snapshot();
+    let typing = status.stream("typing", "master").unwrap();
+    assert_eq!(
+        (typing.resets, typing.last_reset),
+        (1, Some(ResetRange { from: 9, to: 2 }))
+    );
+    assert_eq!(
+        (typing.gaps, typing.last_gap),
+        (1, Some(GapRange { from: 0, to: 2 }))
+    );
+}
