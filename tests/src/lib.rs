@@ -18,11 +18,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use streamhost::client::ApiClient;
-use streamhost::config::{ReaderConfig, WriterConfig};
-use streamhost::reader::Reader;
-use streamhost::writer::Writer;
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
+use streamhost_server::client::ApiClient;
+use streamhost_server::config::{ReaderConfig, WriterConfig};
+use streamhost_server::reader::Reader;
+use streamhost_server::writer::Writer;
 use tokio_util::sync::CancellationToken;
 
 /// Polls `check` every 10 ms until it returns true, failing after `timeout` with `what`.
@@ -248,7 +248,7 @@ impl TestReader {
     pub async fn spawn_with(
         writer: &TestWriter,
         name: &str,
-        sink: Option<std::sync::Arc<dyn streamhost::reader::BatchSink>>,
+        sink: Option<std::sync::Arc<dyn streamhost_server::reader::BatchSink>>,
         adjust: impl FnOnce(&mut ReaderConfig),
     ) -> TestReader {
         TestReader::spawn_to(writer.replication_addr(), writer.url(), name, sink, adjust).await
@@ -259,7 +259,7 @@ impl TestReader {
         replication: SocketAddr,
         writer_url: String,
         name: &str,
-        sink: Option<std::sync::Arc<dyn streamhost::reader::BatchSink>>,
+        sink: Option<std::sync::Arc<dyn streamhost_server::reader::BatchSink>>,
         adjust: impl FnOnce(&mut ReaderConfig),
     ) -> TestReader {
         let dir = tempfile::tempdir().expect("temp dir");

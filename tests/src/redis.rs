@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use streamhost::config::RedisConfig;
+use streamhost_server::config::RedisConfig;
 
 pub use crate::proxy::TcpProxy;
 

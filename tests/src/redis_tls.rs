@@ -14,7 +14,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use streamhost::config::RedisConfig;
+use streamhost_server::config::RedisConfig;
 
 /// A test CA: its certificate file, and the means to sign more.
 pub struct TestCa {

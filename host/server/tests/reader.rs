@@ -11,10 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use streamhost::config::ReaderConfig;
-use streamhost::http::{ApiError, json, query_param};
-use streamhost::reader::{Batch, BatchSink, BoxFuture, ConnectionState, Reader, RecordingSink};
 use streamhost_proto::{RowJson, StreamName, Token};
+use streamhost_server::config::ReaderConfig;
+use streamhost_server::http::{ApiError, json, query_param};
+use streamhost_server::reader::{
+    Batch, BatchSink, BoxFuture, ConnectionState, Reader, RecordingSink,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -122,7 +124,7 @@ impl ScriptedCatchup {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let served = catchup.clone();
-        tokio::spawn(streamhost::http::serve(
+        tokio::spawn(streamhost_server::http::serve(
             listener,
             move |request, _| {
                 let catchup = served.clone();
@@ -138,7 +140,10 @@ impl ScriptedCatchup {
         self.rows.lock().unwrap().insert(stream.to_owned(), rows);
     }
 
-    fn answer(&self, request: hyper::Request<hyper::body::Incoming>) -> streamhost::http::Response {
+    fn answer(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> streamhost_server::http::Response {
         let path = request.uri().path().to_owned();
         let Some(rest) = path.strip_prefix("/_synapse/replication/get_repl_stream_updates/") else {
             return ApiError::not_found("no").into_response();
@@ -795,11 +800,11 @@ async fn a_real_synapse_redis_session_reaches_the_reader_exactly_once_without_it
     // Named as the capture's worker: worker1's POSITIONs are this reader's own echoes.
     config.name = "worker1".into();
     config.server_name = Some(channel.clone());
-    config.redis = Some(streamhost::config::RedisConfig {
+    config.redis = Some(streamhost_server::config::RedisConfig {
         url: url.clone(),
         ping_interval_ms: 2_000,
         reconnect_max_ms: 200,
-        ..streamhost::config::RedisConfig::default()
+        ..streamhost_server::config::RedisConfig::default()
     });
     let mut reader = TestReader::start(config, None).await;
     let first = tokio::time::timeout(WAIT, messages.next())

@@ -15,9 +15,6 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use serde_json::json;
-use streamhost::client::ApiClient;
-use streamhost::config::ConfigFile;
-use streamhost::reader::ReaderStore;
 use streamhost_integration_tests::plugins::PluginFolder;
 use streamhost_integration_tests::postgres::{self, Schema};
 use streamhost_integration_tests::process::Process;
@@ -26,6 +23,9 @@ use streamhost_integration_tests::redis::{redis_addr, redis_url, unique_server_n
 use streamhost_integration_tests::{metric, rows_body, stream, wait_until};
 use streamhost_log::{Log, ORIGIN};
 use streamhost_proto::{RowJson, Token};
+use streamhost_server::client::ApiClient;
+use streamhost_server::config::ConfigFile;
+use streamhost_server::reader::ReaderStore;
 
 use crate::replication::Written;
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::Method;
 use serde_json::json;
-use streamhost::reader::{Batch, BatchSink, BoxFuture, RecordingSink};
 use streamhost_integration_tests::raw::RawClient;
 use streamhost_integration_tests::{TestReader, TestWriter, rows_body, wait_until};
+use streamhost_server::reader::{Batch, BatchSink, BoxFuture, RecordingSink};
 use tokio::sync::watch;
 
 /// The recording sink behind a gate the test opens.

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use streamhost::client::ApiClient;
-use streamhost::reader::ReaderStore;
 use streamhost_integration_tests::process::Process;
 use streamhost_integration_tests::{TestReader, TestWriter, rows_body, stream, wait_until};
 use streamhost_proto::Token;
+use streamhost_server::client::ApiClient;
+use streamhost_server::reader::ReaderStore;
 use tokio::sync::Mutex;
 
 /// Appends 100-row requests until stopped or a request fails; returns the acknowledged

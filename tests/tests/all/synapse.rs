@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use streamhost::client::ApiClient;
-use streamhost::reader::ReaderStore;
 use streamhost_integration_tests::plugins::PluginFolder;
 use streamhost_integration_tests::process::Process;
 use streamhost_integration_tests::redis::{redis_addr, redis_url, unique_server_name};
 use streamhost_integration_tests::redis_tls::TestCa;
 use streamhost_integration_tests::synapse::{FakeSynapse, Script};
 use streamhost_integration_tests::{metric, stream, wait_until};
+use streamhost_server::client::ApiClient;
+use streamhost_server::reader::ReaderStore;
 
 const WAIT: Duration = Duration::from_secs(30);
 

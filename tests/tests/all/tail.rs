@@ -40,7 +40,7 @@ async fn tail(
 ) {
     let out = Shared::default();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(streamhost::tail::run(
+    let task = tokio::spawn(streamhost_cli::tools::tail::run(
         writer.replication_addr().to_string(),
         "tail-test".into(),
         json,

@@ -182,6 +182,16 @@ impl PluginSlot {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the plugin is running, and if not, why.
+    pub fn run_state(&self) -> PluginRunState {
+        self.status().state.clone()
+    }
+
+    /// The pauses of the last hot reloads' cut-overs, oldest first.
+    pub fn cutover_pauses(&self) -> Vec<Duration> {
+        self.status().cutover_pauses.iter().copied().collect()
+    }
+
     pub(crate) fn set_worker(&self, sender: Option<std::sync::mpsc::Sender<Control>>) {
         *self.control.lock().unwrap_or_else(|p| p.into_inner()) = sender;
     }
@@ -210,7 +220,7 @@ impl PluginSlot {
     }
 
     /// The plugin's cursor for `stream` (the highest over its instances).
-    pub(crate) fn cursor_of(&self, stream: &str) -> Token {
+    pub fn cursor_of(&self, stream: &str) -> Token {
         super::feed::highest_of(&self.status().cursors, stream)
     }
 

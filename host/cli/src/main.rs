@@ -1,4 +1,4 @@
-//! The `streamhost` binary; everything lives in the library (`streamhost::cli`).
+//! The `streamhost` binary; everything lives in the library (`streamhost_cli`).
 
 /// mimalloc: the reader's hot path allocates a little per row (batches, buffers), and
 /// glibc's allocator measured markedly slower there (BENCHMARKS.md).
@@ -6,5 +6,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    streamhost::cli::main()
+    streamhost_cli::main()
 }

@@ -1,14 +1,12 @@
-//! The `streamhost` command line: parse flags over the config file, set up logging and
-//! signals, run the chosen command.
+//! The `streamhost` commands and their flags; the writer's and reader's flags override the
+//! config file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigFile, ReaderConfig, WriterConfig};
+use streamhost_server::config::{ConfigFile, ReaderConfig, WriterConfig};
 
 /// Streamhost: an append-only log streamed over Synapse's replication protocol.
 #[derive(Debug, Parser)]
@@ -45,9 +43,9 @@ pub enum Command {
     /// Print a writer's replication traffic, decoded, one command per line.
     Tail(TailArgs),
     /// A writer, two readers and generated traffic in one process on a temporary SQLite file.
-    Demo(crate::demo::DemoArgs),
+    Demo(crate::tools::demo::DemoArgs),
     /// Measure throughput and latency (see BENCHMARKS.md).
-    Bench(crate::bench::BenchArgs),
+    Bench(streamhost_bench::BenchArgs),
     /// Work with reader plugins without a reader.
     Plugin(PluginArgs),
 }
@@ -283,94 +281,7 @@ pub struct PluginArgs {
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Replay recorded replication lines through one plugin and report every batch.
-    Run(crate::plugin_run::PluginRunArgs),
-}
-
-/// Parses the command line, runs the command, and maps failure to a non-zero exit.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(command: Command) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    match command {
-        Command::Writer(args) => crate::writer::run(args.resolve()?, shutdown).await,
-        Command::Reader(args) => crate::reader::run(args.resolve()?, shutdown).await,
-        Command::Tail(args) => {
-            crate::tail::run(
-                args.connect,
-                args.name,
-                args.json,
-                shutdown,
-                std::io::stdout(),
-            )
-            .await
-        }
-        Command::Demo(args) => crate::demo::run(args, shutdown).await,
-        Command::Bench(args) => crate::bench::run(args).await,
-        Command::Plugin(PluginArgs {
-            command: PluginCommand::Run(args),
-        }) => {
-            let stop = shutdown.clone();
-            tokio::task::spawn_blocking(move || {
-                crate::plugin_run::run(&args, &mut std::io::stdout().lock(), &stop)
-            })
-            .await??;
-            Ok(())
-        }
-    }
-}
-
-/// Cancels `shutdown` on Ctrl-C or SIGTERM; a second signal exits at once.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
-    for round in 0..2 {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        if round == 0 {
-            tracing::info!("shutting down (signal again to exit at once)");
-            shutdown.cancel();
-        } else {
-            std::process::exit(130);
-        }
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("streamhost=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    Run(crate::tools::plugin_run::PluginRunArgs),
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::ApiClient;
-use crate::config::{ReaderConfig, RedisConfig, WriterConfig};
-use crate::reader::Reader;
-use crate::writer::Writer;
+use streamhost_server::client::ApiClient;
+use streamhost_server::config::{ReaderConfig, RedisConfig, WriterConfig};
+use streamhost_server::reader::Reader;
+use streamhost_server::writer::Writer;
 
 /// Rows per append request in throughput runs.
 const REQUEST_ROWS: usize = 500;
@@ -29,7 +29,7 @@ enum Transport {
 
 /// Prints the suite's Markdown table: Redis against TCP, and with `tls` TLS Redis against
 /// plain Redis (`redis` should then be the same server's plain port).
-pub async fn run(
+pub(crate) async fn run(
     redis: RedisConfig,
     tls: Option<RedisConfig>,
     rows: usize,

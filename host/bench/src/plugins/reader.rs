@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::ApiClient;
-use crate::config::{PluginsConfig, ReaderConfig, WriterConfig};
-use crate::reader::Reader;
-use crate::writer::Writer;
+use streamhost_server::client::ApiClient;
+use streamhost_server::config::{PluginsConfig, ReaderConfig, WriterConfig};
+use streamhost_server::reader::Reader;
+use streamhost_server::writer::Writer;
 
 /// The plugins the reader runs.
 const PLUGINS: [&str; 3] = ["room-timeline", "notifier", "stream-stats"];
@@ -23,7 +23,7 @@ const REQUEST_ROWS: usize = 500;
 const RELOADS: usize = 200;
 
 /// Prints the reader figures as rows of the suite's Markdown table.
-pub async fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
+pub(super) async fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     let (config, _only) = plugin_config(plugins)?;
     let mut with = Vec::new();
     let mut without = Vec::new();
@@ -202,8 +202,7 @@ async fn reload_pauses(plugins: PluginsConfig) -> anyhow::Result<Vec<f64>> {
     writing.await?;
     let slot = host.slot("notifier").expect("notifier runs");
     let pauses: Vec<f64> = slot
-        .status()
-        .cutover_pauses
+        .cutover_pauses()
         .iter()
         .map(|p| p.as_secs_f64() * 1e6)
         .collect();

@@ -7,13 +7,14 @@
 //! `token` is `null` for `batch`). See `docs/reader.md`.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use streamhost_proto::{ClientCommand, LineFramer, MAX_LINE_LENGTH, ServerCommand};
+use streamhost_server::clock::unix_ms;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -53,7 +54,7 @@ pub async fn run(
     };
     tail.send(&[
         ClientCommand::Name(name),
-        ClientCommand::Ping(now_ms()),
+        ClientCommand::Ping(unix_ms().to_string()),
         ClientCommand::Replicate,
     ])
     .await?;
@@ -93,18 +94,10 @@ pub async fn run(
                 }
             }
             () = tokio::time::sleep_until(tail.last_sent + PING_INTERVAL) => {
-                tail.send(&[ClientCommand::Ping(now_ms())]).await?;
+                tail.send(&[ClientCommand::Ping(unix_ms().to_string())]).await?;
             }
         }
     }
-}
-
-fn now_ms() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
-        .to_string()
 }
 
 struct Tail<W> {

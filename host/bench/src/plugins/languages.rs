@@ -15,7 +15,7 @@ use streamhost_plugin_runtime::{
     Batch, Grant, Manifest, PluginFiles, PluginInstance, PluginVersion, Runtime, RuntimeConfig,
 };
 
-use crate::bench_plugins::{
+use super::wasm::{
     BATCH_SIZES, CHECKED_KEY, batches_of, generated_rows, median, micros, per_row_ns, services,
 };
 
@@ -40,8 +40,16 @@ struct Loaded {
     cached_load: Duration,
 }
 
+/// An instance kept alive for the memory figures, with its linear-memory peak after one
+/// 1,024-row batch.
+struct Live {
+    memory_peak: usize,
+    /// Held so its memory stays allocated while the others load and the RSS is read.
+    _instance: PluginInstance,
+}
+
 /// Prints the languages table, or says how to build the plugins it needs.
-pub fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
+pub(super) fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     let missing: Vec<&str> = IMPLEMENTATIONS
         .iter()
         .map(|(_, name)| *name)
@@ -62,27 +70,49 @@ pub fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
         ..RuntimeConfig::default()
     })?;
     let rss_before = rss_bytes();
-    let mut loaded = Vec::new();
-    let mut memory = Vec::new();
     let data = generated_rows(rows);
-    for (language, name) in IMPLEMENTATIONS {
-        let implementation = load(&uncached, &cached, &plugins.join(name), language)?;
-        // One live instance that has handled a 1,024-row batch, kept while the others load.
-        let mut instance = fresh(&implementation.version)?;
-        instance.on_batch(&batches_of(&data, 1024)[0])?;
-        memory.push((instance.memory_peak(), instance));
-        loaded.push(implementation);
-    }
+    let (loaded, live) = load_all(&uncached, &cached, plugins, &data)?;
     let loaded_rss = rss_bytes().saturating_sub(rss_before);
 
     println!("\n{rows} rows per pass, median of {runs} runs; ratios against the Rust component\n");
     println!("| measurement | Rust | Python | JavaScript | Python ÷ Rust | JavaScript ÷ Rust |");
     println!("|---|---|---|---|---|---|");
+    per_row_rows(&loaded, &data, runs)?;
+    startup_rows(&loaded, &data, runs)?;
+    memory_rows(&live, loaded_rss);
+    Ok(())
+}
+
+/// Every implementation loaded, each with one live instance that has handled a 1,024-row
+/// batch (kept while the others load, for the memory figures) and that batch's memory peak.
+fn load_all(
+    uncached: &Runtime,
+    cached: &Runtime,
+    plugins: &Path,
+    data: &[String],
+) -> anyhow::Result<(Vec<Loaded>, Vec<Live>)> {
+    let mut loaded = Vec::new();
+    let mut live = Vec::new();
+    for (language, name) in IMPLEMENTATIONS {
+        let implementation = load(uncached, cached, &plugins.join(name), language)?;
+        let mut instance = fresh(&implementation.version)?;
+        instance.on_batch(&batches_of(data, 1024)[0])?;
+        live.push(Live {
+            memory_peak: instance.memory_peak(),
+            _instance: instance,
+        });
+        loaded.push(implementation);
+    }
+    Ok((loaded, live))
+}
+
+/// The per-row cost at each batch size; every implementation must end with Rust's timeline.
+fn per_row_rows(loaded: &[Loaded], data: &[String], runs: usize) -> anyhow::Result<()> {
     for size in BATCH_SIZES {
-        let batches = batches_of(&data, size);
+        let batches = batches_of(data, size);
         let mut figures = Vec::new();
         let mut reference = None;
-        for implementation in &loaded {
+        for implementation in loaded {
             let mut times = Vec::with_capacity(runs);
             for _ in 0..runs {
                 let (elapsed, checked) = pass(&implementation.version, &batches)?;
@@ -96,7 +126,7 @@ pub fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
                 }
                 times.push(elapsed);
             }
-            figures.push(per_row_ns(median(times), rows));
+            figures.push(per_row_ns(median(times), data.len()));
         }
         row(
             &format!("room-timeline, {size} row(s) per batch (ns/row)"),
@@ -104,10 +134,15 @@ pub fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
             0,
         );
     }
+    Ok(())
+}
+
+/// Instantiation, the first call, component size, and loading with and without the cache.
+fn startup_rows(loaded: &[Loaded], data: &[String], runs: usize) -> anyhow::Result<()> {
     let mut instantiate = Vec::new();
     let mut first_call = Vec::new();
-    for implementation in &loaded {
-        let (alone, first) = instantiation(&implementation.version, &data, runs)?;
+    for implementation in loaded {
+        let (alone, first) = instantiation(&implementation.version, data, runs)?;
         instantiate.push(micros(alone));
         first_call.push(micros(first));
     }
@@ -136,8 +171,13 @@ pub fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
         .map(|l| l.cached_load.as_secs_f64() * 1e3)
         .collect();
     row("the same from the compile cache (ms, once)", &cached, 1);
+    Ok(())
+}
+
+/// The linear memory of each live instance, and what loading all three added to the process.
+fn memory_rows(live: &[Live], loaded_rss: usize) {
     let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
-    let linear: Vec<f64> = memory.iter().map(|(peak, _)| mib(*peak)).collect();
+    let linear: Vec<f64> = live.iter().map(|l| mib(l.memory_peak)).collect();
     row(
         "linear memory of a live instance after a 1,024-row batch (MiB)",
         &linear,
@@ -147,7 +187,6 @@ pub fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
         "\nAll three loaded (compiled code, one live instance each): the process grew by {:.0} MiB (RSS, including what compiling left in the allocator).",
         mib(loaded_rss)
     );
-    Ok(())
 }
 
 /// One table row: the three figures and the two ratios.

@@ -25,7 +25,7 @@ use streamhost_plugin_runtime::{
 const PLUGIN: &str = "room-timeline";
 
 /// Batch sizes measured, in rows.
-pub(crate) const BATCH_SIZES: [usize; 4] = [1, 16, 256, 1024];
+pub(super) const BATCH_SIZES: [usize; 4] = [1, 16, 256, 1024];
 
 /// Instantiations timed per run, after [`WARM_UPS`] untimed ones.
 const INSTANTIATIONS: usize = 1_000;
@@ -40,11 +40,11 @@ const KEEP: usize = 50;
 const ROOMS: usize = 100;
 
 /// A timeline both sides must end with the same bytes in.
-pub(crate) const CHECKED_KEY: &str = "room:!r7:bench";
+pub(super) const CHECKED_KEY: &str = "room:!r7:bench";
 
 /// Runs the suite on `rows` generated rows per run, `runs` runs per figure, and prints a
 /// Markdown table. Synchronous: call it from a blocking thread.
-pub fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
+pub(super) fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     let dir = plugins.join(PLUGIN);
     anyhow::ensure!(
         dir.join("plugin.toml").is_file(),
@@ -118,7 +118,7 @@ pub fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
 }
 
 /// Generated `messages` rows over [`ROOMS`] rooms and 50 senders.
-pub(crate) fn generated_rows(rows: usize) -> Vec<String> {
+pub(super) fn generated_rows(rows: usize) -> Vec<String> {
     (0..rows)
         .map(|i| {
             serde_json::json!({
@@ -134,7 +134,7 @@ pub(crate) fn generated_rows(rows: usize) -> Vec<String> {
 
 /// The rows as batches of `size`, one token per row (built before any timing: lowering them
 /// into the guest is part of the call, building them is not).
-pub(crate) fn batches_of(data: &[String], size: usize) -> Vec<Batch> {
+pub(super) fn batches_of(data: &[String], size: usize) -> Vec<Batch> {
     data.chunks(size)
         .enumerate()
         .map(|(n, chunk)| {
@@ -220,7 +220,7 @@ fn room_of(data: &str) -> Option<String> {
 
 /// `room-timeline`'s `on-batch` (plugins/room-timeline/src/lib.rs), line for line, with the
 /// key-value store called directly instead of through the `kv` import.
-pub fn native_on_batch(kv: &mut KvStore, quota: u64, batch: &Batch) -> Result<Vec<Effect>, String> {
+fn native_on_batch(kv: &mut KvStore, quota: u64, batch: &Batch) -> Result<Vec<Effect>, String> {
     let mut rooms: Vec<(String, Vec<String>)> = Vec::new();
     for row in &batch.rows {
         let Some(room) = room_of(&row.data) else {
@@ -299,7 +299,7 @@ fn instantiation(version: &PluginVersion) -> anyhow::Result<(Duration, Duration)
     Ok((median(alone), median(with_init)))
 }
 
-pub(crate) fn services(version: &PluginVersion) -> Arc<PluginServices> {
+pub(super) fn services(version: &PluginVersion) -> Arc<PluginServices> {
     PluginServices::new(
         version.name(),
         KvStore::default(),
@@ -308,16 +308,16 @@ pub(crate) fn services(version: &PluginVersion) -> Arc<PluginServices> {
     )
 }
 
-pub(crate) fn median(mut values: Vec<Duration>) -> Duration {
+pub(super) fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values[values.len() / 2]
 }
 
-pub(crate) fn per_row_ns(d: Duration, rows: usize) -> f64 {
+pub(super) fn per_row_ns(d: Duration, rows: usize) -> f64 {
     d.as_secs_f64() * 1e9 / rows as f64
 }
 
-pub(crate) fn micros(d: Duration) -> f64 {
+pub(super) fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 

@@ -1,0 +1,75 @@
+//! Delivery: rows/s from the first append to the last reader's position, to 1, 4 and 16
+//! readers, against the append rate alone.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use streamhost_server::config::ReaderConfig;
+use streamhost_server::reader::Reader;
+
+use super::append::bench_append;
+use super::fixtures::{BenchWriter, append_all, request_bodies, wait_for};
+use super::{REQUEST_ROWS, median_of};
+
+/// The delivery figures alone (the `delivery` suite), against a fresh append figure.
+pub(crate) async fn delivery_alone(rows: usize, runs: usize) -> anyhow::Result<()> {
+    let append = median_of(runs, || bench_append(rows)).await?;
+    delivery(rows, runs, append).await
+}
+
+/// Prints the delivery rows of the table, against `append` rows/s.
+pub(super) async fn delivery(rows: usize, runs: usize, append: f64) -> anyhow::Result<()> {
+    for readers in [1, 4, 16] {
+        let delivery = median_of(runs, || bench_delivery(rows, readers)).await?;
+        println!(
+            "| delivery to {readers} reader(s), append to last reader's position (rows/s) | {delivery:.0} | {append:.0} (append alone) | {:.2} |",
+            delivery / append
+        );
+    }
+
+    Ok(())
+}
+
+/// Rows/s from the first append until each of `readers` readers has the last row.
+async fn bench_delivery(rows: usize, readers: usize) -> anyhow::Result<f64> {
+    let writer = BenchWriter::start().await?;
+    let dir = tempfile::tempdir()?;
+    let mut running = Vec::new();
+    for n in 0..readers {
+        let config = ReaderConfig {
+            writer: writer.writer.replication_addr().to_string(),
+            writer_http: format!("http://{}", writer.writer.http_addr()),
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data: dir.path().join(format!("reader-{n}")),
+            name: format!("bench-{n}"),
+            ..ReaderConfig::default()
+        };
+        running.push(Reader::bind(config, None, writer.shutdown.clone()).await?);
+    }
+    // Wait until every reader is connected and has seen its first POSITION.
+    wait_for(Duration::from_secs(30), || {
+        running
+            .iter()
+            .all(|r| r.status().stream("events", "master").is_some())
+    })
+    .await?;
+    let bodies = request_bodies(rows);
+    let total = bodies.len() * REQUEST_ROWS;
+    let started = Instant::now();
+    let last = append_all(&writer.client(), bodies).await?;
+    wait_for(Duration::from_secs(300), || {
+        running.iter().all(|r| {
+            r.status()
+                .stream("events", "master")
+                .is_some_and(|s| s.position >= last)
+        })
+    })
+    .await?;
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    writer.shutdown.cancel();
+    for reader in running {
+        reader.join().await?;
+    }
+    writer.stop().await?;
+    Ok(rate)
+}

@@ -1,0 +1,109 @@
+//! The `streamhost` command line: parse flags over the config file, set up logging and
+//! signals, run the chosen command.
+//!
+//! File map:
+//! - `cli`: the commands and their flags (writer, reader, tail, demo, bench, plugin).
+//! - `tools/`: what runs beside the product: `tail` (decoded replication traffic), `demo` (a
+//!   writer, two readers and traffic in one process) and `plugin_run` (recorded traffic
+//!   replayed through one plugin).
+//!
+//! The writer and the reader are `streamhost_server`; `streamhost bench` is `streamhost_bench`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, LogFormat, PluginArgs, PluginCommand};
+
+pub mod cli;
+pub mod tools;
+
+/// Parses the command line, runs the command, and maps failure to a non-zero exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    match command {
+        Command::Writer(args) => streamhost_server::writer::run(args.resolve()?, shutdown).await,
+        Command::Reader(args) => streamhost_server::reader::run(args.resolve()?, shutdown).await,
+        Command::Tail(args) => {
+            tools::tail::run(
+                args.connect,
+                args.name,
+                args.json,
+                shutdown,
+                std::io::stdout(),
+            )
+            .await
+        }
+        Command::Demo(args) => tools::demo::run(args, shutdown).await,
+        Command::Bench(args) => streamhost_bench::run(args).await,
+        Command::Plugin(PluginArgs {
+            command: PluginCommand::Run(args),
+        }) => {
+            let stop = shutdown.clone();
+            tokio::task::spawn_blocking(move || {
+                tools::plugin_run::run(&args, &mut std::io::stdout().lock(), &stop)
+            })
+            .await??;
+            Ok(())
+        }
+    }
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM; a second signal exits at once.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+    for round in 0..2 {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        if round == 0 {
+            tracing::info!("shutting down (signal again to exit at once)");
+            shutdown.cancel();
+        } else {
+            std::process::exit(130);
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `streamhost=info`, which also covers the
+/// `streamhost_server`, `streamhost_cli` and other `streamhost_*` crates: a target prefix).
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("streamhost=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,123 @@
+//! One plugin's instance and the calls `plugin run` makes to it: key-value writes committed
+//! after a successful batch and discarded after a failure, a fresh instance (and `init` with
+//! the cursors so far) after a failure that poisons it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streamhost_plugin_runtime::{
+    Batch, Cursor, Effect, Failure, KvStore, PluginInstance, PluginServices, PluginVersion,
+};
+
+use super::RunSummary;
+
+/// What one plugin batch did.
+pub(super) struct CallReport {
+    /// What the plugin returned (none after a failure).
+    pub(super) effects: Vec<Effect>,
+    /// Time in `on-batch`.
+    pub(super) call_time: Duration,
+    /// The instance's linear-memory high-water.
+    pub(super) memory_peak: usize,
+    /// Why the batch failed, if it did.
+    pub(super) failure: Option<Failure>,
+}
+
+/// The plugin's services and its current instance (none after a poisoning failure).
+pub(super) struct Runner<'a> {
+    version: &'a PluginVersion,
+    services: Arc<PluginServices>,
+    instance: Option<PluginInstance>,
+    /// The last token handled per (stream, instance), handed to `init` of a fresh instance.
+    cursors: BTreeMap<(String, String), i64>,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner of `version` with fresh services and no instance yet.
+    pub(super) fn new(version: &'a PluginVersion) -> Runner<'a> {
+        let services = PluginServices::new(
+            version.name(),
+            KvStore::default(),
+            version.capabilities().limits.log_lines_per_second,
+            None,
+        );
+        Runner {
+            version,
+            services,
+            instance: None,
+            cursors: BTreeMap::new(),
+        }
+    }
+
+    /// The current instance, or a fresh one after `init` with the cursors so far.
+    fn instance(&mut self, summary: &mut RunSummary) -> Result<&mut PluginInstance, Failure> {
+        if self.instance.is_none() {
+            let mut instance = self.version.instantiate(self.services.clone())?;
+            summary.instances += 1;
+            let cursors: Vec<Cursor> = self
+                .cursors
+                .iter()
+                .map(|((stream, instance), token)| Cursor {
+                    stream: stream.clone(),
+                    instance: instance.clone(),
+                    token: *token,
+                })
+                .collect();
+            instance.init(&cursors)?;
+            self.services.kv().commit();
+            self.instance = Some(instance);
+        }
+        Ok(self
+            .instance
+            .as_mut()
+            .expect("an instance was just created"))
+    }
+
+    /// Hands `batch` to the plugin, commits or discards its key-value writes, and counts it.
+    pub(super) fn call(&mut self, batch: &Batch, summary: &mut RunSummary) -> CallReport {
+        summary.batches += 1;
+        summary.rows += batch.rows.len();
+        let (result, call_time, memory_peak) = match self.instance(summary) {
+            Ok(instance) => {
+                let started = Instant::now();
+                let result = instance.on_batch(batch);
+                let call_time = started.elapsed();
+                (result, call_time, instance.memory_peak())
+            }
+            // `instantiate` or `init` failed: the batch was never handed over.
+            Err(failure) => (Err(failure), Duration::ZERO, 0),
+        };
+        summary.call_time += call_time;
+        match result {
+            Ok(effects) => {
+                self.services.kv().commit();
+                summary.effects += effects.len();
+                self.cursors
+                    .insert((batch.stream.clone(), batch.instance.clone()), batch.token);
+                CallReport {
+                    effects,
+                    call_time,
+                    memory_peak,
+                    failure: None,
+                }
+            }
+            Err(failure) => {
+                self.services.kv().discard();
+                *summary
+                    .failures
+                    .entry(failure.reason.as_str().to_owned())
+                    .or_default() += 1;
+                if failure.reason.needs_fresh_instance() {
+                    self.instance = None;
+                }
+                CallReport {
+                    effects: Vec::new(),
+                    call_time,
+                    memory_peak,
+                    failure: Some(failure),
+                }
+            }
+        }
+    }
+}
