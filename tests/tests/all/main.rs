@@ -5,6 +5,7 @@
 mod conformance;
 mod deployment;
 mod faults;
+mod http_timeouts;
 mod plugin_artifacts;
 mod plugin_languages;
 mod plugin_limits;
