@@ -18,6 +18,11 @@ use streamhost_proto::Token;
 /// Longest wait for a TCP connection to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest a pooled connection is reused after its last answer: well under the servers'
+/// header-read timeout (`http::HEADER_READ_TIMEOUT`, 10 s), which also closes idle kept-alive
+/// connections, so a request is not sent on a connection the server is closing.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Largest answer body read, in bytes. The writer's answers are bounded pages (a catch-up
 /// page is at most `catchup_row_limit` rows of at most 16 KiB); 256 MiB leaves room many times
 /// over and still stops a runaway answer.
@@ -85,7 +90,9 @@ impl ApiClient {
         ApiClient {
             base: base.into().trim_end_matches('/').to_owned(),
             bearer: None,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .build(connector),
         }
     }
 

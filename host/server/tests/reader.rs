@@ -10,13 +10,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::response::IntoResponse;
 use hyper::StatusCode;
-use streamhost_proto::{RowJson, StreamName, Token};
 use streamhost_server::config::ReaderConfig;
-use streamhost_server::http::{ApiError, json, query_param};
-use streamhost_server::reader::{
-    Batch, BatchSink, BoxFuture, ConnectionState, Reader, RecordingSink,
-};
+use streamhost_server::http::{ApiError, Params, json};
+use streamhost_server::reader::{Batch, BatchSink, BoxFuture, ConnectionState, Reader, RecordingSink};
+use streamhost_proto::{RowJson, StreamName, Token};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -124,14 +123,11 @@ impl ScriptedCatchup {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let served = catchup.clone();
-        tokio::spawn(streamhost_server::http::serve(
-            listener,
-            move |request, _| {
-                let catchup = served.clone();
-                async move { catchup.answer(request) }
-            },
-            shutdown,
-        ));
+        let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let catchup = served.clone();
+            async move { catchup.answer(request) }
+        });
+        tokio::spawn(streamhost_server::http::serve(listener, router, shutdown));
         (catchup, url)
     }
 
@@ -140,24 +136,16 @@ impl ScriptedCatchup {
         self.rows.lock().unwrap().insert(stream.to_owned(), rows);
     }
 
-    fn answer(
-        &self,
-        request: hyper::Request<hyper::body::Incoming>,
-    ) -> streamhost_server::http::Response {
+    fn answer(&self, request: axum::extract::Request) -> streamhost_server::http::Response {
         let path = request.uri().path().to_owned();
         let Some(rest) = path.strip_prefix("/_synapse/replication/get_repl_stream_updates/") else {
             return ApiError::not_found("no").into_response();
         };
         let (name, txn) = rest.split_once('/').unwrap();
         assert_eq!(txn.len(), 10, "a 10-character transaction id");
-        let from: i64 = query_param(&request, "from_token")
-            .unwrap()
-            .parse()
-            .unwrap();
-        let upto: i64 = query_param(&request, "upto_token")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let params = Params::from_uri(request.uri()).unwrap();
+        let from: i64 = params.get("from_token").unwrap().parse().unwrap();
+        let upto: i64 = params.get("upto_token").unwrap().parse().unwrap();
         self.requests
             .lock()
             .unwrap()

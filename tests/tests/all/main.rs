@@ -6,6 +6,7 @@ mod conformance;
 mod deployment;
 mod docs_links;
 mod faults;
+mod http_timeouts;
 mod plugin_artifacts;
 mod plugin_languages;
 mod plugin_limits;

@@ -1,64 +1,59 @@
 //! The reader's HTTP API: `GET /v1/status` and `GET /metrics` (see `docs/reader.md`), and the
-//! plugin endpoints when plugins run (`plugins::api`).
+//! plugin endpoints (`plugins::api`: a 404 saying so when the reader runs no plugins).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
 
 use super::plugins::{self, PluginHost};
 use super::status::Shared;
-use crate::http::{ApiError, Response, json, metrics};
+use crate::http::{self, Limits, Response, json};
 
-/// Answers one request.
-pub(crate) async fn handle(
+/// Largest request body: no endpoint of the reader reads one.
+const MAX_BODY_BYTES: usize = 64 << 10;
+
+/// Longest `/v1/status` or `/metrics` may take; then 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+struct ReaderApi {
     shared: Arc<Shared>,
     plugins: Option<Arc<PluginHost>>,
-    request: Request<Incoming>,
-    _peer: SocketAddr,
-) -> Response {
-    let path = request.uri().path();
-    let plugin_path = [
-        "/v1/query/",
-        "/v1/notifications",
-        "/v1/plugins",
-        "/v1/admin/",
-    ]
-    .iter()
-    .any(|prefix| path.starts_with(prefix));
-    if plugin_path {
-        let Some(host) = plugins else {
-            return ApiError::not_found(
-                "this reader runs no plugins (start it with --plugins DIR)",
-            )
-            .into_response();
-        };
-        if let Some(response) = plugins::handle_api(&host, request).await {
-            return response;
+}
+
+/// The reader's router.
+pub(crate) fn router(shared: Arc<Shared>, plugins: Option<Arc<PluginHost>>) -> Router {
+    let own = Router::new()
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .layer(http::layers::timeout(REQUEST_TIMEOUT))
+        .with_state(ReaderApi {
+            shared,
+            plugins: plugins.clone(),
+        });
+    let limits = Limits {
+        body_bytes: MAX_BODY_BYTES,
+    };
+    http::finish(own.merge(plugins::api_router(plugins)), limits)
+}
+
+/// `GET /v1/status`: with plugins, each one's state and lag joins the reader's own status.
+async fn status(State(api): State<ReaderApi>) -> Response {
+    match api.plugins {
+        Some(host) => {
+            let mut status = serde_json::to_value(api.shared.snapshot()).unwrap_or_default();
+            status["plugins"] = plugins::summaries_json(&host);
+            json(StatusCode::OK, &status)
         }
-        return ApiError::not_found("no such plugin endpoint").into_response();
+        None => json(StatusCode::OK, &api.shared.snapshot()),
     }
-    let known = matches!(request.uri().path(), "/v1/status" | "/metrics");
-    if known && request.method() != Method::GET {
-        return ApiError {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            errcode: "M_UNRECOGNIZED",
-            message: format!("{} is not allowed here", request.method()),
-        }
-        .into_response();
-    }
-    match request.uri().path() {
-        "/v1/status" => match plugins {
-            // With plugins, each one's state and lag joins the reader's own status.
-            Some(host) => {
-                let mut status = serde_json::to_value(shared.snapshot()).unwrap_or_default();
-                status["plugins"] = plugins::summaries_json(&host);
-                json(StatusCode::OK, &status)
-            }
-            None => json(StatusCode::OK, &shared.snapshot()),
-        },
-        "/metrics" => metrics(&shared.metrics.registry),
-        path => ApiError::not_found(format!("no such endpoint: {path}")).into_response(),
-    }
+}
+
+/// `GET /metrics`.
+async fn metrics(State(api): State<ReaderApi>) -> Response {
+    http::metrics(&api.shared.metrics.registry)
 }

@@ -221,10 +221,7 @@ impl Reader {
             "http",
             tokio::spawn(async move {
                 let _guard = guard;
-                let handler = move |request, peer| {
-                    api::handle(api_shared.clone(), api_plugins.clone(), request, peer)
-                };
-                crate::http::serve(http, handler, task_stop).await;
+                crate::http::serve(http, api::router(api_shared, api_plugins), task_stop).await;
             }),
         ));
         tracing::info!(follows = %shared.snapshot().writer, name = %config.name, http = %http_addr, "reader started");

@@ -9,16 +9,24 @@
 
 use std::sync::Arc;
 
-use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use bytes::Bytes;
 use serde_json::value::RawValue;
 use streamhost_log::{AppendRequest, Log};
 use streamhost_proto::{InstanceName, MAX_LINE_LENGTH, RowJson, StreamName, Token};
 
 use super::appender::{AppendError, Appender};
 use super::streams::StreamSet;
-use crate::http::{self, ApiError, Response};
+use crate::http::{self, ApiError, Bearer, Limits, Params, Response};
 use crate::metrics::{CounterVec, Registry};
+
+/// Longest a request may take (a commit, a catch-up read); then 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Longest token as written in an `RDATA` line (`-9223372036854775808`).
 const MAX_TOKEN_DIGITS: usize = 20;
@@ -58,171 +66,184 @@ impl WriterApi {
             &["stream"],
         )
     }
+}
 
-    /// Answers one request.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response {
-        let path: Vec<String> = request
-            .uri()
-            .path()
-            .trim_matches('/')
-            .split('/')
-            .map(str::to_owned)
-            .collect();
-        let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        let answer = match (request.method(), path.as_slice()) {
-            (&Method::POST, ["v1", "streams", stream, "rows"]) => {
-                let stream = stream.to_string();
-                self.append(request, &stream).await
-            }
-            (&Method::GET, ["v1", "streams"]) => Ok(self.list_streams()),
-            (
-                &Method::GET,
-                [
-                    "_synapse",
-                    "replication",
-                    "get_repl_stream_updates",
-                    stream,
-                    _txn_id,
-                ],
-            ) => self.catch_up(&request, stream).await,
-            (&Method::GET, ["metrics"]) => Ok(http::metrics(&self.registry)),
-            (_, ["v1", "streams", _, "rows"] | ["v1", "streams"] | ["metrics"]) => Err(ApiError {
-                status: StatusCode::METHOD_NOT_ALLOWED,
-                errcode: "M_UNRECOGNIZED",
-                message: format!("{} is not allowed here", request.method()),
-            }),
-            _ => Err(ApiError::not_found(format!(
-                "no such endpoint: {}",
-                request.uri().path()
-            ))),
-        };
-        answer.unwrap_or_else(ApiError::into_response)
-    }
-
-    async fn append(&self, request: Request<Incoming>, stream: &str) -> Result<Response, ApiError> {
-        http::check_bearer(&request, self.write_token.as_deref())?;
-        let Some((stream, _)) = self.streams.find(stream) else {
-            return Err(ApiError::not_found(format!("unknown stream {stream:?}")));
-        };
-        let stream = stream.clone();
-        let shared_token = match http::query_param(&request, "shared_token").as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(ApiError::bad_request(
-                    "M_INVALID_PARAM",
-                    format!("shared_token must be true or false, got {other:?}"),
-                ));
-            }
-        };
-        let body = http::read_body(request, self.max_body_bytes).await?;
-        let rows = parse_rows(&body, &stream, &self.instance)?;
-        let tokens = self
-            .appender
-            .append(AppendRequest {
-                stream: stream.clone(),
-                rows,
-                shared_token,
-            })
-            .await
-            .map_err(|e| match e {
-                AppendError::ShuttingDown => ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    errcode: "M_UNAVAILABLE",
-                    message: e.to_string(),
-                },
-                // The appender logged the cause; the client learns whether to retry.
-                AppendError::Log(_) => ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    errcode: "M_UNAVAILABLE",
-                    message: "the log database failed; nothing of this request was committed \
-                              (retry)"
-                        .into(),
-                },
-                AppendError::Unknown(_) => ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    errcode: "M_UNAVAILABLE",
-                    message: "the log database connection was lost while committing: this \
-                              request may have been committed (check before retrying)"
-                        .into(),
-                },
-            })?;
-        let tokens: Vec<i64> = tokens.iter().map(|t| t.0).collect();
-        Ok(http::json(
-            StatusCode::OK,
-            &serde_json::json!({ "stream": stream.as_str(), "tokens": tokens }),
-        ))
-    }
-
-    fn list_streams(&self) -> Response {
-        let streams: Vec<_> = self
-            .streams
-            .iter()
-            .map(|(name, recent)| serde_json::json!({ "name": name.as_str(), "position": recent.position().0 }))
-            .collect();
-        http::json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "server_name": self.server_name,
-                "instance": self.instance.as_str(),
-                "streams": streams,
-            }),
+/// The writer's router: appends behind `write_token`, catch-up behind `replication_secret`,
+/// answers within [`REQUEST_TIMEOUT`], bodies up to `max_body_bytes`.
+pub fn router(api: Arc<WriterApi>) -> Router {
+    let write = Bearer::optional(api.write_token.as_deref());
+    let replication = Bearer::optional(api.replication_secret.as_deref());
+    let limits = Limits {
+        body_bytes: api.max_body_bytes,
+    };
+    let routes = Router::new()
+        .route(
+            "/v1/streams/{stream}/rows",
+            post(append).route_layer(write.layer()),
         )
-    }
+        .route("/v1/streams", get(list_streams))
+        .route(
+            "/_synapse/replication/get_repl_stream_updates/{stream}/{txn_id}",
+            get(catch_up).route_layer(replication.layer()),
+        )
+        .route("/metrics", get(metrics))
+        .layer(http::layers::timeout(REQUEST_TIMEOUT))
+        .with_state(api);
+    http::finish(routes, limits)
+}
 
-    async fn catch_up(
-        &self,
-        request: &Request<Incoming>,
-        stream: &str,
-    ) -> Result<Response, ApiError> {
-        http::check_bearer(request, self.replication_secret.as_deref())?;
-        let Some((stream, recent)) = self.streams.find(stream) else {
-            return Err(ApiError::bad_request("M_UNKNOWN", "Unknown stream"));
-        };
-        let from = token_param(request, "from_token")?;
-        let upto = token_param(request, "upto_token")?.min(recent.position());
-        self.catchup_requests.with(&[stream.as_str()]).inc();
-        let updates = match recent.read(from, upto, self.catchup_row_limit) {
-            Some(updates) => updates,
-            None => self
-                .log
-                .read_range(stream, from, upto, self.catchup_row_limit)
-                .await
-                .map_err(ApiError::internal)?,
-        };
-        // Rows are canonical JSON already: splice them in rather than re-serialising.
-        let mut body = String::with_capacity(
-            64 + updates
-                .rows
-                .iter()
-                .map(|(_, r)| r.len() + 24)
-                .sum::<usize>(),
-        );
-        body.push_str("{\"updates\":[");
-        for (i, (token, row)) in updates.rows.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            body.push('[');
-            body.push_str(&token.0.to_string());
-            body.push(',');
-            body.push_str(row.as_str());
-            body.push(']');
+/// `POST /v1/streams/{stream}/rows`. The body is read last, after the stream and the
+/// parameters are known good.
+async fn append(
+    State(api): State<Arc<WriterApi>>,
+    Path(stream): Path<String>,
+    params: Params,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let Some((stream, _)) = api.streams.find(&stream) else {
+        return Err(ApiError::not_found(format!("unknown stream {stream:?}")));
+    };
+    let stream = stream.clone();
+    let shared_token = match params.get("shared_token") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "M_INVALID_PARAM",
+                format!("shared_token must be true or false, got {other:?}"),
+            ));
         }
-        body.push_str(&format!(
-            "],\"upto_token\":{},\"limited\":{}}}",
-            updates.upto.0, updates.limited
-        ));
-        Ok(http::with_type(
-            StatusCode::OK,
-            body.into(),
-            "application/json",
-        ))
+    };
+    let body = read_body(request, api.max_body_bytes).await?;
+    let rows = parse_rows(&body, &stream, &api.instance)?;
+    let tokens = api
+        .appender
+        .append(AppendRequest {
+            stream: stream.clone(),
+            rows,
+            shared_token,
+        })
+        .await
+        .map_err(append_error)?;
+    let tokens: Vec<i64> = tokens.iter().map(|t| t.0).collect();
+    Ok(http::json(
+        StatusCode::OK,
+        &serde_json::json!({ "stream": stream.as_str(), "tokens": tokens }),
+    ))
+}
+
+/// The whole body, at most the router's limit (`max_body_bytes`, named in the 413).
+async fn read_body(request: Request, max_bytes: usize) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    errcode: "M_TOO_LARGE",
+                    message: format!("request body exceeds {max_bytes} bytes"),
+                }
+            } else {
+                ApiError::bad_request(
+                    "M_BAD_REQUEST",
+                    format!("reading request body: {}", rejection.body_text()),
+                )
+            }
+        })
+}
+
+/// What the client learns of a failed append: whether to retry.
+fn append_error(e: AppendError) -> ApiError {
+    match e {
+        AppendError::ShuttingDown => ApiError::unavailable("M_UNAVAILABLE", e.to_string()),
+        // The appender logged the cause; the client learns whether to retry.
+        AppendError::Log(_) => ApiError::unavailable(
+            "M_UNAVAILABLE",
+            "the log database failed; nothing of this request was committed (retry)",
+        ),
+        AppendError::Unknown(_) => ApiError::unavailable(
+            "M_UNAVAILABLE",
+            "the log database connection was lost while committing: this request may have \
+             been committed (check before retrying)",
+        ),
     }
 }
 
-fn token_param(request: &Request<Incoming>, name: &str) -> Result<Token, ApiError> {
-    let value = http::query_param(request, name)
+/// `GET /v1/streams`.
+async fn list_streams(State(api): State<Arc<WriterApi>>) -> Response {
+    let streams: Vec<_> = api
+        .streams
+        .iter()
+        .map(|(name, recent)| serde_json::json!({ "name": name.as_str(), "position": recent.position().0 }))
+        .collect();
+    http::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "server_name": api.server_name,
+            "instance": api.instance.as_str(),
+            "streams": streams,
+        }),
+    )
+}
+
+/// `GET /metrics`.
+async fn metrics(State(api): State<Arc<WriterApi>>) -> Response {
+    http::metrics(&api.registry)
+}
+
+/// Synapse's catch-up endpoint.
+async fn catch_up(
+    State(api): State<Arc<WriterApi>>,
+    Path((stream, _txn_id)): Path<(String, String)>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let Some((stream, recent)) = api.streams.find(&stream) else {
+        return Err(ApiError::bad_request("M_UNKNOWN", "Unknown stream"));
+    };
+    let from = token_param(&params, "from_token")?;
+    let upto = token_param(&params, "upto_token")?.min(recent.position());
+    api.catchup_requests.with(&[stream.as_str()]).inc();
+    let updates = match recent.read(from, upto, api.catchup_row_limit) {
+        Some(updates) => updates,
+        None => api
+            .log
+            .read_range(stream, from, upto, api.catchup_row_limit)
+            .await
+            .map_err(ApiError::internal)?,
+    };
+    // Rows are canonical JSON already: splice them in rather than re-serialising.
+    let mut body = String::with_capacity(
+        64 + updates
+            .rows
+            .iter()
+            .map(|(_, r)| r.len() + 24)
+            .sum::<usize>(),
+    );
+    body.push_str("{\"updates\":[");
+    for (i, (token, row)) in updates.rows.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push('[');
+        body.push_str(&token.0.to_string());
+        body.push(',');
+        body.push_str(row.as_str());
+        body.push(']');
+    }
+    body.push_str(&format!(
+        "],\"upto_token\":{},\"limited\":{}}}",
+        updates.upto.0, updates.limited
+    ));
+    Ok(http::with_type(
+        StatusCode::OK,
+        body.into(),
+        "application/json",
+    ))
+}
+
+fn token_param(params: &Params, name: &str) -> Result<Token, ApiError> {
+    let value = params
+        .get(name)
         .ok_or_else(|| ApiError::bad_request("M_MISSING_PARAM", format!("missing {name}")))?;
     match value.parse::<i64>() {
         Ok(n) if n >= 0 => Ok(Token(n)),

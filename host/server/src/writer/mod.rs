@@ -149,11 +149,7 @@ impl Writer {
             catchup_requests: WriterApi::catchup_metric(&registry),
             registry,
         });
-        let http_task = tokio::spawn(crate::http::serve(
-            http,
-            move |request, _peer| api.clone().handle(request),
-            shutdown.clone(),
-        ));
+        let http_task = tokio::spawn(crate::http::serve(http, api::router(api), shutdown.clone()));
         tracing::info!(%http_addr, %replication_addr, "writer listening");
         Ok(Writer {
             http_addr,

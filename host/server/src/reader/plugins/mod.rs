@@ -13,8 +13,9 @@
 //! gaps, the failure policy, commits, control, reloads; its cursors in a
 //! `Ledger`), `slot` (a plugin's version, channel and status), `store` (plugin tables),
 //! `loader` (finding, loading and reloading plugins; the folder watcher), [`query_cache`],
-//! [`notifications`], `api` (the HTTP endpoints).
+//! [`notifications`], `api` (the HTTP endpoints), `admin` (the admin endpoints).
 
+mod admin;
 mod api;
 mod feed;
 mod loader;
@@ -32,7 +33,7 @@ use std::time::Duration;
 use streamhost_plugin_runtime::{Runtime, RuntimeConfig};
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use self::api::{handle as handle_api, summaries_json};
+pub(crate) use self::api::{router as api_router, summaries_json};
 #[cfg(test)]
 pub(crate) use self::feed::FeedRead;
 pub(crate) use self::feed::{Advance, Feed, ReaderPositions, Reset};

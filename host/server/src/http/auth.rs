@@ -1,0 +1,106 @@
+//! [`Bearer`]: `Authorization: Bearer <secret>` checked by a tower layer (tower-http's
+//! `ValidateRequestHeaderLayer`) before the handler runs.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header::AUTHORIZATION};
+use axum::response::IntoResponse;
+use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
+
+use super::error::ApiError;
+use super::response::Response;
+
+/// Which requests a [`Bearer`] check lets through.
+#[derive(Clone, Debug)]
+pub struct Bearer {
+    secret: Option<Arc<str>>,
+    /// The answer when no secret is configured; `None` lets every request through.
+    unset: Option<ApiError>,
+}
+
+impl Bearer {
+    /// Requires `secret` when one is configured; without one the endpoint is open.
+    pub fn optional(secret: Option<&str>) -> Bearer {
+        Bearer {
+            secret: secret.map(Arc::from),
+            unset: None,
+        }
+    }
+
+    /// Requires `secret`; without one every request gets a 403 `M_FORBIDDEN` with `message`
+    /// (the endpoints are off).
+    pub fn required(secret: Option<&str>, message: &str) -> Bearer {
+        Bearer {
+            secret: secret.map(Arc::from),
+            unset: Some(ApiError {
+                status: StatusCode::FORBIDDEN,
+                errcode: "M_FORBIDDEN",
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// The layer checking this.
+    pub fn layer(self) -> ValidateRequestHeaderLayer<Bearer> {
+        ValidateRequestHeaderLayer::custom(self)
+    }
+
+    fn check(&self, given: Option<&str>) -> Result<(), ApiError> {
+        let Some(secret) = &self.secret else {
+            return self.unset.clone().map_or(Ok(()), Err);
+        };
+        match given.and_then(|v| v.strip_prefix("Bearer ")) {
+            Some(given) if constant_time_eq(given.as_bytes(), secret.as_bytes()) => Ok(()),
+            _ => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+impl<B> ValidateRequest<B> for Bearer {
+    type ResponseBody = Body;
+
+    fn validate(&mut self, request: &mut Request<B>) -> Result<(), Response> {
+        let given = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        self.check(given).map_err(IntoResponse::into_response)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_without_a_secret_unless_required() {
+        assert_eq!(Bearer::optional(None).check(None), Ok(()));
+        let off = Bearer::required(None, "off").check(Some("Bearer x"));
+        assert_eq!(off.unwrap_err().status, StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn the_secret_must_match_exactly() {
+        for bearer in [
+            Bearer::optional(Some("s3cret")),
+            Bearer::required(Some("s3cret"), "off"),
+        ] {
+            assert_eq!(bearer.check(Some("Bearer s3cret")), Ok(()));
+            for wrong in [
+                None,
+                Some("s3cret"),
+                Some("Bearer s3cre"),
+                Some("Bearer s3cret "),
+            ] {
+                let error = bearer.check(wrong).unwrap_err();
+                assert_eq!(error.status, StatusCode::UNAUTHORIZED, "{wrong:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The admin endpoints, a router nested at `/v1/admin` behind the admin bearer token (403
+//! when the reader has none): `GET /v1/admin/plugins`, `POST /v1/admin/plugins/{name}/reload`,
+//! `POST /v1/admin/plugins/{name}/resume`. Any other path under `/v1/admin`, or another
+//! method, is a 404.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{Method, StatusCode};
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use super::PluginHost;
+use super::api::{Summary, summary, unavailable};
+use super::slot::FailureReport;
+use crate::http::{self, ApiError, Bearer, Response, json};
+
+/// Longest an admin request may take (a reload compiles the plugin); then 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The admin router, for nesting at `/v1/admin`.
+pub(super) fn router(host: Arc<PluginHost>) -> Router {
+    let auth = Bearer::required(
+        host.config.admin_token.as_deref(),
+        "the admin API is off: start the reader with --admin-token",
+    );
+    Router::new()
+        .route("/plugins", get(details))
+        .route("/plugins/{name}/reload", post(reload))
+        .route("/plugins/{name}/resume", post(resume))
+        .fallback(no_such_admin_endpoint)
+        .method_not_allowed_fallback(no_such_admin_endpoint)
+        .layer(http::layers::timeout(REQUEST_TIMEOUT))
+        .layer(auth.layer())
+        .with_state(host)
+}
+
+async fn no_such_admin_endpoint(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::not_found(format!("no such admin endpoint: {method} {}", uri.path()))
+}
+
+/// Percentiles of the recent reload cut-over pauses, in microseconds.
+#[derive(Serialize)]
+struct PauseFigures {
+    count: usize,
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+}
+
+fn pause_figures(pauses: &std::collections::VecDeque<Duration>) -> PauseFigures {
+    let mut us: Vec<u64> = pauses.iter().map(|p| p.as_micros() as u64).collect();
+    us.sort_unstable();
+    let at = |q: f64| {
+        us.get(((us.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    PauseFigures {
+        count: us.len(),
+        p50_us: at(0.5),
+        p99_us: at(0.99),
+        max_us: us.last().copied().unwrap_or(0),
+    }
+}
+
+/// One plugin in `GET /v1/admin/plugins`: the summary plus grants, limits and reports.
+#[derive(Serialize)]
+struct Detail {
+    #[serde(flatten)]
+    summary: Summary,
+    folder: String,
+    requested: Option<streamhost_plugin_runtime::Manifest>,
+    granted: Option<serde_json::Value>,
+    limits: Option<streamhost_plugin_runtime::Limits>,
+    failures: std::collections::BTreeMap<&'static str, u64>,
+    reloads: u64,
+    reload_failures: u64,
+    /// The pause each recent reload made at its batch boundary.
+    cutover_pauses: PauseFigures,
+    log_lines_dropped: u64,
+    reports: Vec<FailureReport>,
+    dead_letters: Vec<super::store::DeadLetter>,
+}
+
+/// `GET /v1/admin/plugins`.
+async fn details(State(host): State<Arc<PluginHost>>) -> Result<Response, ApiError> {
+    let mut dead_letters = Vec::new();
+    for slot in host.slots() {
+        let letters = host
+            .ctx
+            .store
+            .dead_letters(slot.name(), 100)
+            .await
+            .map_err(ApiError::internal)?;
+        dead_letters.push(letters);
+    }
+    let details: Vec<Detail> = host
+        .slots()
+        .iter()
+        .zip(dead_letters)
+        .map(|(slot, dead_letters)| {
+            let summary = summary(&host, slot);
+            let status = slot.status();
+            let version = status.version.clone();
+            Detail {
+                summary,
+                folder: slot.dir().display().to_string(),
+                requested: version.as_ref().map(|v| v.manifest().clone()),
+                granted: host
+                    .config
+                    .grants
+                    .get(slot.name())
+                    .and_then(|g| serde_json::to_value(GrantView(g)).ok()),
+                limits: version.as_ref().map(|v| v.capabilities().limits.clone()),
+                failures: status.failures.clone(),
+                reloads: status.reloads,
+                reload_failures: status.reload_failures,
+                cutover_pauses: pause_figures(&status.cutover_pauses),
+                log_lines_dropped: slot.services().log().dropped(),
+                reports: status.reports.iter().cloned().collect(),
+                dead_letters,
+            }
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &details))
+}
+
+/// `POST /v1/admin/plugins/{name}/reload`.
+async fn reload(
+    State(host): State<Arc<PluginHost>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    match host.reload(&name).await {
+        Ok(sha256) => Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "sha256": sha256 }),
+        )),
+        Err(message) if host.slot(&name).is_none() => Err(ApiError::not_found(message)),
+        Err(message) => Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            errcode: "M_RELOAD_FAILED",
+            message,
+        }),
+    }
+}
+
+/// `POST /v1/admin/plugins/{name}/resume`.
+async fn resume(
+    State(host): State<Arc<PluginHost>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    match host.resume(&name).await {
+        Ok(true) => Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "resumed": true }),
+        )),
+        Ok(false) => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            errcode: "M_NOT_QUARANTINED",
+            message: format!("plugin {name} is not quarantined"),
+        }),
+        Err(message) if host.slot(&name).is_none() => Err(ApiError::not_found(message)),
+        Err(message) => Err(unavailable(message)),
+    }
+}
+
+/// A grant as the admin API shows it (without its configuration, which may hold secrets).
+struct GrantView<'a>(&'a streamhost_plugin_runtime::Grant);
+
+impl Serialize for GrantView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let g = self.0;
+        serde_json::json!({
+            "streams": g.streams,
+            "caches": g.caches,
+            "topics": g.topics,
+            "kv": g.kv,
+            "read_rows": g.read_rows,
+            "directory": g.directory,
+            "limits": g.limits,
+            "sha256": g.sha256,
+        })
+        .serialize(serializer)
+    }
+}
