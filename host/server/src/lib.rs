@@ -3,13 +3,14 @@
 //!
 //! File map:
 //! - `cli`: the `streamhost` command line (writer, reader, tail, demo, bench, plugin).
-//! - `config`: the TOML file and its defaults.
+//! - `config/`: the TOML file, its defaults and its validation (data only).
 //! - `writer/`: the HTTP API, the appender (group commit), the in-memory tail, the streamer
-//!   and the TCP replication server.
-//! - `reader/`: the replication client, the `POSITION` rule and catch-up, the reader's own
-//!   database, its HTTP API and its Wasm plugins (`reader/plugins/`).
-//! - `redis_mode/`: Redis pub/sub replication (the writer's publisher, the reader's subscriber).
-//! - `synapse/`: a reader following a live Synapse (`[reader.synapse]`): row objects, catch-up.
+//!   and its fan-outs (`writer/fanout/`: the TCP replication server, the Redis publisher).
+//! - `reader/`: its upstream (`reader/upstream/`: `tcp`, `redis` or a live `synapse`, one
+//!   follow loop), the `POSITION` rule and catch-up, the reader's own database, its HTTP API
+//!   and its Wasm plugins (`reader/plugins/`).
+//! - `redis/`: the Redis plumbing writer and reader share (connections, TLS, channel names,
+//!   metrics); it imports neither.
 //! - `tail`: `streamhost tail`, decoded replication traffic.
 //! - `plugin_run`: `streamhost plugin run`, recorded traffic replayed through one plugin.
 //! - `bench`, `bench_plugins`, `bench_plugin_host`, `bench_plugin_languages`, `bench_redis`:
@@ -34,7 +35,6 @@ pub mod http;
 pub mod metrics;
 pub mod plugin_run;
 pub mod reader;
-pub mod redis_mode;
-pub mod synapse;
+pub mod redis;
 pub mod tail;
 pub mod writer;
