@@ -59,7 +59,7 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 }
 
 /// Makes `ring` the process's rustls provider (HTTPS here, TLS to Redis in
-/// `redis_mode::tls`). The only one compiled in; a second call only reports it is installed.
+/// `redis::tls`). The only one compiled in; a second call only reports it is installed.
 pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -179,4 +179,18 @@ fn ok_json(status: StatusCode, body: &[u8]) -> anyhow::Result<serde_json::Value>
         .into());
     }
     Ok(serde_json::from_slice(body)?)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (a stream name as one path
+/// segment, a Redis password in a URL).
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

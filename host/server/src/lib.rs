@@ -2,13 +2,14 @@
 //! Synapse's replication protocol, and readers that follow it.
 //!
 //! File map:
-//! - `config`: the TOML file and its defaults.
+//! - `config/`: the TOML file, its defaults and its validation (data only).
 //! - `writer/`: the HTTP API, the appender (group commit), the in-memory tail, the streamer
-//!   and the TCP replication server.
-//! - `reader/`: the replication client, the `POSITION` rule and catch-up, the reader's own
-//!   database, its HTTP API and its Wasm plugins (`reader/plugins/`).
-//! - `redis_mode/`: Redis pub/sub replication (the writer's publisher, the reader's subscriber).
-//! - `synapse/`: a reader following a live Synapse (`[reader.synapse]`): row objects, catch-up.
+//!   and its fan-outs (`writer/fanout/`: the TCP replication server, the Redis publisher).
+//! - `reader/`: its upstream (`reader/upstream/`: `tcp`, `redis` or a live `synapse`, one
+//!   follow loop), the `POSITION` rule and catch-up, the reader's own database, its HTTP API
+//!   and its Wasm plugins (`reader/plugins/`).
+//! - `redis/`: the Redis plumbing writer and reader share (connections, TLS, channel names,
+//!   metrics); it imports neither.
 //! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
 //! - `backoff`, `clock`: the one retry schedule (exponential, capped, jittered) and the one
 //!   wall-clock reading.
@@ -24,6 +25,5 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod reader;
-pub mod redis_mode;
-pub mod synapse;
+pub mod redis;
 pub mod writer;

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use super::RedisConfig;
-use crate::reader::catchup::percent_encode;
+use crate::client::percent_encode;
 
 /// Following a Synapse (`[reader.synapse]`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -165,12 +165,13 @@ impl SynapseConfig {
             self.redis.ping_interval_ms > 0 && self.redis.reconnect_max_ms > 0,
             "reader.synapse.redis.ping_interval_ms and reconnect_max_ms must be > 0"
         );
-        // Builds the connection once: reads password_path and the TLS files now.
+        // Builds the connection once: reads password_path and checks the TLS files now.
         self.redis_config()?;
         Ok(())
     }
 
-    /// The Redis connection as Streamhost's Redis mode takes it (reads `password_path`).
+    /// The Redis connection as Streamhost's Redis mode takes it (reads `password_path`;
+    /// checks the TLS files as [`RedisConfig::validate`] does).
     pub fn redis_config(&self) -> anyhow::Result<RedisConfig> {
         let redis = &self.redis;
         let password = match (&redis.password, &redis.password_path) {

@@ -5,15 +5,16 @@
 //! `docs/replication.md` (from "The TCP session" to "Streams that reset").
 //!
 //! ```text
-//!  writer ──TCP──▶ connection ──bounded queue──▶ processor ──▶ sink + positions (one transaction)
+//!  writer ──TCP──▶ upstream ────bounded queue──▶ processor ──▶ sink + positions (one transaction)
 //!    ▲  (NAME, PING, REPLICATE;        (POSITION rule, batch runs,        │
 //!    │   reconnect with backoff)        group commit)                     ▼
 //!    └──────────── HTTP catch-up ◀──────────┘                          store (reader.sqlite)
 //! ```
 //!
 //! File map:
-//! - `connection`: TCP sessions, pings, reconnects, backpressure (or, with `[reader.redis]`
-//!   or `[reader.synapse]`, [`crate::redis_mode`]'s subscriber in its place).
+//! - [`upstream`]: the one upstream followed (`tcp`, `redis` or `synapse`), chosen once from
+//!   the configuration: the follow loop (sessions, pings, reconnects, backpressure), its
+//!   catch-up source and how the status names it.
 //! - `inbound`: [`inbound::Inbound`], what every transport feeds the processor.
 //! - `processor`: applying commands in order, one module per job (connections, the `RDATA`
 //!   rules, the `POSITION` rule, runs, catch-up paging, group commits, status, the plugins'
@@ -21,7 +22,8 @@
 //! - `ledger`: applied and committed positions per (stream, instance), kept by the processor
 //!   and by every plugin worker.
 //! - [`batches`]: assembling `batch` runs per (stream, instance).
-//! - [`catchup`]: fetching missed rows from the writer's catch-up endpoint (or its database).
+//! - [`catchup`]: the [`catchup::CatchupSource`] trait; fetching missed rows from the writer's
+//!   catch-up endpoint (or its database).
 //! - [`sink`]: [`Batch`], [`BatchSink`], the recording and discarding sinks.
 //! - [`store`]: the reader's SQLite database.
 //! - [`status`]: [`ReaderStatus`] and the metrics.
@@ -31,7 +33,6 @@
 mod api;
 pub mod batches;
 pub mod catchup;
-mod connection;
 pub(crate) mod inbound;
 pub(crate) mod ledger;
 pub mod plugins;
@@ -39,33 +40,31 @@ pub(crate) mod processor;
 pub mod sink;
 pub mod status;
 pub mod store;
+pub mod upstream;
 
+use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use streamhost_proto::StreamName;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use self::batches::BatchAssembler;
-use self::catchup::{CatchupSource, DbCatchup, HttpCatchup};
-use self::connection::ConnectionConfig;
 use self::plugins::PluginHost;
-use self::processor::{FirstPosition, Limits, Processor};
+use self::processor::{Limits, Processor};
 pub use self::sink::{Batch, BatchSink, BoxFuture, DiscardSink, RecordingSink};
 use self::status::Shared;
 pub use self::status::{
     ConnectionState, ConnectionStatus, GapRange, ReaderStatus, ResetRange, StreamStatus,
 };
 pub use self::store::{ReaderStore, Run};
+use self::upstream::{Inlet, Upstream};
 use crate::config::ReaderConfig;
-use crate::redis_mode::reader::{RedisReaderConfig, RowFormat};
-use crate::synapse::catchup::SynapseCatchup;
 
 /// A running reader: its connection, processor and HTTP API tasks.
 pub struct Reader {
@@ -77,8 +76,8 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Opens the reader's database, then starts following `config.writer` and serving the
-    /// HTTP API on `http`, until `shutdown` fires.
+    /// Opens the reader's database, then starts following `config`'s upstream and serving
+    /// the HTTP API on `http`, until `shutdown` fires.
     ///
     /// `sink` receives the batches; `None` means the recording sink when `config.record_rows`,
     /// else a sink that discards them (positions are still kept).
@@ -89,141 +88,50 @@ impl Reader {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Reader> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data).with_context(|| {
-            format!(
-                "creating the reader's data folder {}",
-                config.data.display()
-            )
-        })?;
-        let store = ReaderStore::open(&config.db_path()).await?;
+        let upstream = Upstream::choose(&config).await?;
+        let store = open_store(&config).await?;
         let http_addr = http
             .local_addr()
             .context("reading the HTTP listener's address")?;
-        let sink = sink.unwrap_or_else(|| {
-            if config.record_rows {
-                Arc::new(RecordingSink)
-            } else {
-                Arc::new(DiscardSink)
-            }
-        });
-        let followed = match (&config.synapse, &config.redis) {
-            (Some(synapse), _) => crate::synapse::describe(synapse),
-            (None, Some(redis)) => crate::redis_mode::describe(
-                redis,
-                &crate::redis_mode::channel(config.server_name.as_deref().unwrap_or_default()),
-            ),
-            (None, None) => config.writer.clone(),
-        };
-        let shared = Arc::new(Shared::new(config.name.clone(), followed));
-        let catchup: Arc<dyn CatchupSource> = match (&config.synapse, &config.log_database_url) {
-            (Some(synapse), _) => Arc::new(SynapseCatchup::new(synapse)),
-            (None, Some(url)) => Arc::new(DbCatchup::open(url).await?),
-            (None, None) => Arc::new(HttpCatchup::new(
-                &config.writer_http,
-                config.replication_secret.clone(),
-            )),
-        };
-        let reconnect_max = Duration::from_millis(config.reconnect_max_ms);
+        let shared = Arc::new(Shared::new(
+            config.name.clone(),
+            upstream.description().to_owned(),
+        ));
         // Any task ending (shutdown, or a panic) stops the others.
         let stop = shutdown.child_token();
         let (drop_tx, drop_rx) = watch::channel(0);
         let (tx, rx) = mpsc::channel(config.inbound_queue);
-        let mut processor = Processor::new(
+        let processor = Processor::new(
             store.clone(),
-            sink,
-            catchup.clone(),
+            sink.unwrap_or_else(|| default_sink(&config)),
+            upstream.catchup(),
             shared.clone(),
             drop_tx,
             stop.clone(),
-            Limits::new(reconnect_max, config.inbound_queue),
+            Limits::new(
+                Duration::from_millis(config.reconnect_max_ms),
+                config.inbound_queue,
+            ),
         )
         .await?;
-        if config.synapse.is_some() {
-            processor = processor
-                .with_first_position(FirstPosition::Join)
-                .with_resettable_streams(
-                    crate::synapse::RESETTABLE_STREAMS
-                        .iter()
-                        .map(|s| StreamName::new(*s).expect("a valid stream name")),
-                );
-        }
-        let plugins = match &config.plugins.dir {
-            Some(_) => {
-                let positions = processor.committed();
-                let host = PluginHost::start(
-                    config.plugins.clone(),
-                    config.data.clone(),
-                    store.pool().clone(),
-                    catchup,
-                    &shared.metrics.registry,
-                    positions,
-                    stop.clone(),
-                )
-                .await?;
-                processor = processor.with_feed(host.feed().clone());
-                Some(host)
-            }
-            None => None,
+        let processor = upstream.configure(processor);
+        let (processor, plugins) =
+            start_plugins(&config, processor, &upstream, &store, &shared, &stop).await?;
+        let inlet = Inlet {
+            tx,
+            drop_rx,
+            shared: shared.clone(),
+            shutdown: stop.clone(),
         };
-
-        let connection = ConnectionConfig {
-            writer: config.writer.clone(),
-            name: config.name.clone(),
-            server_name: config.server_name.clone(),
-            reconnect_max,
-            ping_interval: Duration::from_millis(config.ping_interval_ms.max(1)),
-            ping_timeout: Duration::from_millis(config.ping_timeout_ms.max(1)),
-        };
-        let mut tasks = Vec::new();
-        let guard = stop.clone().drop_guard();
-        tasks.push((
-            "processor",
-            tokio::spawn(async move {
-                let _guard = guard;
-                processor.run(rx).await;
-            }),
-        ));
-        let (guard, task_shared, task_stop) =
-            (stop.clone().drop_guard(), shared.clone(), stop.clone());
-        let redis = match &config.synapse {
-            Some(synapse) => Some(RedisReaderConfig {
-                redis: synapse.redis_config()?,
-                channel: crate::redis_mode::channel(&synapse.server_name),
-                name: config.name.clone(),
-                rows: RowFormat::SynapseObjects,
-            }),
-            None => config.redis.clone().map(|redis| RedisReaderConfig {
-                redis,
-                channel: crate::redis_mode::channel(
-                    config.server_name.as_deref().unwrap_or_default(),
-                ),
-                name: config.name.clone(),
-                rows: RowFormat::AsSent,
-            }),
-        };
-        tasks.push((
-            "connection",
-            tokio::spawn(async move {
-                let _guard = guard;
-                match redis {
-                    Some(redis) => {
-                        crate::redis_mode::reader::run(redis, tx, task_shared, drop_rx, task_stop)
-                            .await
-                    }
-                    None => connection::run(connection, tx, task_shared, drop_rx, task_stop).await,
-                }
-            }),
-        ));
-        let (guard, api_shared, task_stop) =
-            (stop.clone().drop_guard(), shared.clone(), stop.clone());
-        let api_plugins = plugins.clone();
-        tasks.push((
-            "http",
-            tokio::spawn(async move {
-                let _guard = guard;
-                crate::http::serve(http, api::router(api_shared, api_plugins), task_stop).await;
-            }),
-        ));
+        let tasks = vec![
+            spawn_guarded("processor", &stop, processor.run(rx)),
+            spawn_guarded("connection", &stop, upstream.follow(inlet)),
+            spawn_guarded(
+                "http",
+                &stop,
+                serve_api(http, shared.clone(), plugins.clone(), stop.clone()),
+            ),
+        ];
         tracing::info!(follows = %shared.snapshot().writer, name = %config.name, http = %http_addr, "reader started");
         Ok(Reader {
             http_addr,
@@ -298,4 +206,75 @@ pub async fn run(config: ReaderConfig, shutdown: CancellationToken) -> anyhow::R
     stdout.flush().context("writing to stdout")?;
     drop(stdout);
     reader.join().await
+}
+
+/// Creates the data folder and opens the reader's database in it.
+async fn open_store(config: &ReaderConfig) -> anyhow::Result<ReaderStore> {
+    std::fs::create_dir_all(&config.data).with_context(|| {
+        format!(
+            "creating the reader's data folder {}",
+            config.data.display()
+        )
+    })?;
+    ReaderStore::open(&config.db_path()).await
+}
+
+/// The sink when none is given: recording with `record_rows`, else discarding.
+fn default_sink(config: &ReaderConfig) -> Arc<dyn BatchSink> {
+    if config.record_rows {
+        Arc::new(RecordingSink)
+    } else {
+        Arc::new(DiscardSink)
+    }
+}
+
+/// Starts the plugins when `[reader.plugins] dir` is set, and has the processor feed them.
+async fn start_plugins(
+    config: &ReaderConfig,
+    processor: Processor,
+    upstream: &Upstream,
+    store: &ReaderStore,
+    shared: &Shared,
+    stop: &CancellationToken,
+) -> anyhow::Result<(Processor, Option<Arc<PluginHost>>)> {
+    if config.plugins.dir.is_none() {
+        return Ok((processor, None));
+    }
+    let positions = processor.committed();
+    let host = PluginHost::start(
+        config.plugins.clone(),
+        config.data.clone(),
+        store.pool().clone(),
+        upstream.catchup(),
+        &shared.metrics.registry,
+        positions,
+        stop.clone(),
+    )
+    .await?;
+    let processor = processor.with_feed(host.feed().clone());
+    Ok((processor, Some(host)))
+}
+
+/// Serves the reader's HTTP API on `http` until `stop`.
+async fn serve_api(
+    http: TcpListener,
+    shared: Arc<Shared>,
+    plugins: Option<Arc<PluginHost>>,
+    stop: CancellationToken,
+) {
+    crate::http::serve(http, api::router(shared, plugins), stop).await;
+}
+
+/// Spawns `task`; its end (shutdown, or a panic) stops the reader's other tasks.
+fn spawn_guarded(
+    name: &'static str,
+    stop: &CancellationToken,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> (&'static str, JoinHandle<()>) {
+    let guard = stop.clone().drop_guard();
+    let handle = tokio::spawn(async move {
+        let _guard = guard;
+        task.await;
+    });
+    (name, handle)
 }

@@ -1,18 +1,18 @@
-//! `streamhost writer`: the durable log, its HTTP API and the TCP replication server (and,
-//! when configured, Redis replication beside it: [`crate::redis_mode`]).
+//! `streamhost writer`: the durable log, its HTTP API and its fan-outs: the TCP replication
+//! server and, when configured, Redis replication beside it (`fanout`).
 //!
 //! ```text
 //! POST rows ─▶ api ─▶ appender (group commit) ─▶ log (SQLite or PostgreSQL, durable commit)
 //!                          │ after commit: rows into the tail, poke
 //!                          ▼
-//!                       streamer ─▶ broadcast of encoded lines ─▶ connection ─▶ reader
+//!                       streamer ─▶ ring of encoded lines ─▶ fanout (tcp, redis) ─▶ reader
 //!                          ▲  reads (last sent, position] from the tail, or the log
 //!              REPLICATE ──┘  (announce POSITIONs)
 //! ```
 
 mod api;
 mod appender;
-mod connection;
+mod fanout;
 mod recent;
 pub(crate) mod streamer;
 mod streams;
@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use streamhost_log::Log;
+use streamhost_proto::{InstanceName, StreamName, Token};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,11 +32,11 @@ pub use streamer::Frame;
 
 use crate::config::WriterConfig;
 use crate::metrics::Registry;
-use crate::redis_mode::RedisMetrics;
-use crate::redis_mode::writer::RedisWriter;
 use api::WriterApi;
-use connection::{ReplicationContext, ReplicationMetrics};
-use streamer::{Streamer, StreamerSignals};
+use fanout::Ring;
+use fanout::redis::RedisWriter;
+use fanout::tcp::ReplicationContext;
+use streamer::Streamer;
 use streams::StreamSet;
 
 /// A running writer.
@@ -61,94 +61,39 @@ impl Writer {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Writer> {
         config.validate()?;
+        fanout::redis::check(&config)?;
         let instance = config.instance()?;
         let declared = config.stream_names()?;
-        let log = match &config.database.url {
-            None => {
-                std::fs::create_dir_all(&config.data)
-                    .with_context(|| format!("creating data folder {}", config.data.display()))?;
-                Log::open(&config.log_path(), instance.clone())
-                    .await
-                    .with_context(|| format!("opening log {}", config.log_path().display()))?
-            }
-            Some(url) => Log::open_url(url, instance.clone())
-                .await
-                .with_context(|| format!("opening log {}", streamhost_log::redact_url(url)))?,
-        };
-        tracing::info!(backend = log.backend().as_str(), "log open");
-        log.declare_streams(&declared)
-            .await
-            .context("declaring streams")?;
-        let positions = log
-            .positions()
-            .await
-            .context("reading stream positions")?
-            .into_iter()
-            .filter(|(name, _)| declared.contains(name))
-            .collect();
+        let log = open_log(&config, &instance).await?;
+        let positions = declared_positions(&log, &declared).await?;
         let streams = Arc::new(StreamSet::new(positions, config.tail_rows));
         let registry = Arc::new(Registry::new());
-        let signals = Arc::new(StreamerSignals::default());
-        // The streamer pauses at twice the pending cap and a peer is closed past the cap, so
-        // the ring (four times the cap) never overwrites frames a connected peer has not read.
-        let high_water = config.max_pending_commands * 2;
-        let (frames, _) = broadcast::channel((high_water * 2).max(1024));
-
+        let ring = Ring::new(config.max_pending_commands);
         let (appender, appender_task) = Appender::spawn(
             log.clone(),
             streams.clone(),
-            signals.poke.clone(),
+            ring.signals.poke.clone(),
             &registry,
         );
         // With `[writer.redis]`, the ring is also published on Redis (beside TCP).
-        let redis = config.redis.clone().map(|redis| RedisWriter {
-            config: redis,
-            channel: crate::redis_mode::channel(&config.server_name),
-            instance: instance.clone(),
-            streams: declared.clone(),
-            frames: frames.clone(),
-            signals: signals.clone(),
-            metrics: RedisMetrics::register(&registry, ""),
-        });
+        let redis = RedisWriter::of(&config, &instance, &declared, &ring, &registry);
         let streamer = Streamer {
             log: log.clone(),
             streams: streams.clone(),
             instance: instance.clone(),
-            signals: signals.clone(),
-            frames: frames.clone(),
+            signals: ring.signals.clone(),
+            frames: ring.frames.clone(),
             batch_rows: config.stream_batch_rows,
-            high_water,
+            high_water: ring.high_water,
         };
         let streamer_task = tokio::spawn(streamer.run(shutdown.clone()));
-
-        let context = Arc::new(ReplicationContext {
-            server_name: config.server_name.clone(),
-            signals,
-            frames,
-            max_pending: config.max_pending_commands,
-            ping_interval: config.ping_interval(),
-            ping_timeout: config.ping_timeout(),
-            metrics: ReplicationMetrics::register(&registry),
-        });
+        let context = Arc::new(ReplicationContext::new(&config, &ring, &registry));
         let redis_task = redis.map(|redis| tokio::spawn(redis.run(shutdown.clone())));
         let http_addr = http.local_addr()?;
         let replication_addr = replication.local_addr()?;
         let replication_task =
-            tokio::spawn(connection::serve(replication, context, shutdown.clone()));
-
-        let api = Arc::new(WriterApi {
-            appender,
-            streams,
-            log: log.clone(),
-            instance,
-            server_name: config.server_name.clone(),
-            write_token: config.write_token.clone(),
-            replication_secret: config.replication_secret.clone(),
-            max_body_bytes: config.max_body_bytes,
-            catchup_row_limit: config.catchup_row_limit,
-            catchup_requests: WriterApi::catchup_metric(&registry),
-            registry,
-        });
+            tokio::spawn(fanout::tcp::serve(replication, context, shutdown.clone()));
+        let api = writer_api(&config, appender, streams, log.clone(), instance, registry);
         let http_task = tokio::spawn(crate::http::serve(http, api::router(api), shutdown.clone()));
         tracing::info!(%http_addr, %replication_addr, "writer listening");
         Ok(Writer {
@@ -212,4 +157,64 @@ pub async fn run(config: WriterConfig, shutdown: CancellationToken) -> anyhow::R
         writer.replication_addr()
     );
     writer.join().await
+}
+
+/// Opens the log `config` names (`[writer.database] url`, else the SQLite file in the data
+/// folder, created if need be).
+async fn open_log(config: &WriterConfig, instance: &InstanceName) -> anyhow::Result<Log> {
+    let log = match &config.database.url {
+        None => {
+            std::fs::create_dir_all(&config.data)
+                .with_context(|| format!("creating data folder {}", config.data.display()))?;
+            Log::open(&config.log_path(), instance.clone())
+                .await
+                .with_context(|| format!("opening log {}", config.log_path().display()))?
+        }
+        Some(url) => Log::open_url(url, instance.clone())
+            .await
+            .with_context(|| format!("opening log {}", streamhost_log::redact_url(url)))?,
+    };
+    tracing::info!(backend = log.backend().as_str(), "log open");
+    Ok(log)
+}
+
+/// Declares the streams in the log and reads their positions.
+async fn declared_positions(
+    log: &Log,
+    declared: &[StreamName],
+) -> anyhow::Result<Vec<(StreamName, Token)>> {
+    log.declare_streams(declared)
+        .await
+        .context("declaring streams")?;
+    Ok(log
+        .positions()
+        .await
+        .context("reading stream positions")?
+        .into_iter()
+        .filter(|(name, _)| declared.contains(name))
+        .collect())
+}
+
+/// The HTTP API over the appender, the tail and the log.
+fn writer_api(
+    config: &WriterConfig,
+    appender: Appender,
+    streams: Arc<StreamSet>,
+    log: Log,
+    instance: InstanceName,
+    registry: Arc<Registry>,
+) -> Arc<WriterApi> {
+    Arc::new(WriterApi {
+        appender,
+        streams,
+        log,
+        instance,
+        server_name: config.server_name.clone(),
+        write_token: config.write_token.clone(),
+        replication_secret: config.replication_secret.clone(),
+        max_body_bytes: config.max_body_bytes,
+        catchup_row_limit: config.catchup_row_limit,
+        catchup_requests: WriterApi::catchup_metric(&registry),
+        registry,
+    })
 }

@@ -1,7 +1,7 @@
-//! Redis replication mode: every instance holds two Redis connections, one
-//! subscribed to channel `<server_name>` and one that publishes to it; each command is one
-//! message, its bare line without `\n`. Protocol and behaviour: `docs/replication.md`
-//! ("Redis mode").
+//! Redis plumbing both sides share: every instance holds two Redis
+//! connections, one subscribed to channel `<server_name>` and one that publishes to it; each
+//! command is one message, its bare line without `\n`. Protocol and behaviour:
+//! `docs/replication.md` ("Redis mode").
 //!
 //! ```text
 //!  writer: streamer ─▶ ring ─▶ publisher ──PUBLISH <server_name>──▶ Redis ──▶ subscriber ─▶ processor
@@ -9,18 +9,15 @@
 //!             └──── REPLICATE (subscribed writer) ◀───────────────────┘       REPLICATE ────┘
 //! ```
 //!
-//! File map:
-//! - [`writer`]: the writer's side: publishes the streamer's ring, answers `REPLICATE`.
-//! - `reader`: the reader's side: feeds decoded `RDATA`/`POSITION` to the processor, one
-//!   processor "connection" per Redis subscription.
-//! - `tls`: the Redis client of a configuration, TLS (`rediss://`) included.
-//!
-//! Both sides share [`Link`] (the two connections, `PING` and reply timeouts) and the
-//! reconnect rule: 100 ms doubling up to `reconnect_max_ms` (Synapse: 5 s), forever.
+//! The writer's side is `writer::fanout::redis` (publishes the streamer's ring, answers
+//! `REPLICATE`); the reader's is `reader::upstream::redis` (feeds decoded `RDATA`/`POSITION`
+//! to the processor, one processor "connection" per Redis subscription). This module imports
+//! neither: it holds [`Link`] (the two connections, `PING` and reply timeouts), `tls` (the
+//! Redis client of a configuration, TLS (`rediss://`) included), the channel names, the
+//! metrics, and the writer's reconnect rule: windows from 100 ms doubling up to
+//! `reconnect_max_ms` (Synapse: 5 s), each wait drawn at random within its window, forever.
 
-pub(crate) mod reader;
 pub(crate) mod tls;
-pub mod writer;
 
 use std::time::Duration;
 
@@ -33,13 +30,15 @@ use tokio_util::sync::CancellationToken;
 
 use streamhost_proto::{Command, CommandName};
 
+use crate::backoff::Backoff;
 use crate::config::RedisConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, Registry};
 
-/// First wait before reconnecting; doubles up to `reconnect_max_ms`.
+/// The first reconnect window; it doubles up to `reconnect_max_ms`.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How a Redis session ended.
+/// How a Redis session of the writer's publisher ended (the reader's sessions end with
+/// `reader::upstream::Ended`, which its follow loop shares with TCP).
 pub(crate) enum Ended {
     /// Shutdown (or the other side of the process is gone): no reconnect.
     Stopped,
@@ -53,7 +52,7 @@ pub(crate) struct Lost {
     pub(crate) established: bool,
     /// The `reason` label of `*redis_errors_total`.
     pub(crate) reason: &'static str,
-    /// What happened, for the log (and the reader's status).
+    /// What happened, for the log.
     pub(crate) error: String,
 }
 
@@ -71,8 +70,22 @@ pub(crate) fn not_connected(error: &anyhow::Error) -> Lost {
     Lost {
         established: false,
         reason: "connect",
-        error: format!("connecting to Redis: {}", chain(error)),
+        error: connect_error(error),
     }
+}
+
+/// What a failed attempt to open a session reports.
+pub(crate) fn connect_error(error: &anyhow::Error) -> String {
+    format!("connecting to Redis: {}", chain(error))
+}
+
+/// Checks that `config`'s client can be built (its TLS files read and parsed), so a wrong
+/// file fails at start, not at the first connect; `what` names the table in errors.
+pub(crate) fn check_client(config: &RedisConfig, what: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    tls::client(config)
+        .map(drop)
+        .with_context(|| what.to_owned())
 }
 
 /// `error` and its causes, `: `-separated, leaving out a cause its parent already spells out
@@ -91,11 +104,10 @@ pub(crate) fn chain(error: &anyhow::Error) -> String {
     text
 }
 
-/// The reconnect rule both sides share: 100 ms doubling to `reconnect_max_ms`, forever, back
-/// to 100 ms once a session had been up.
+/// The writer's reconnect rule: [`Backoff`] from [`FIRST_BACKOFF`] to `reconnect_max_ms`,
+/// forever, from the first window again once a session had been up.
 pub(crate) struct Reconnect {
-    backoff: Duration,
-    max: Duration,
+    backoff: Backoff,
     attempts: u64,
 }
 
@@ -103,21 +115,20 @@ impl Reconnect {
     /// The rule with `config`'s cap.
     pub(crate) fn new(config: &RedisConfig) -> Reconnect {
         Reconnect {
-            backoff: FIRST_BACKOFF,
-            max: Duration::from_millis(config.reconnect_max_ms).max(FIRST_BACKOFF),
+            backoff: Backoff::new(
+                FIRST_BACKOFF,
+                Duration::from_millis(config.reconnect_max_ms),
+            ),
             attempts: 0,
         }
     }
 
-    /// Notes an attempt to connect; true (and counted in `reconnects`) for every one after
-    /// the first.
-    pub(crate) fn attempt(&mut self, metrics: &RedisMetrics) -> bool {
+    /// Notes an attempt to connect; every one after the first is counted in `reconnects`.
+    pub(crate) fn attempt(&mut self, metrics: &RedisMetrics) {
         self.attempts += 1;
-        let again = self.attempts > 1;
-        if again {
+        if self.attempts > 1 {
             metrics.reconnects.inc();
         }
-        again
     }
 
     /// Counts `lost` in `errors_total`, logs it with what comes `next`, and waits out the
@@ -131,17 +142,14 @@ impl Reconnect {
         shutdown: &CancellationToken,
     ) -> bool {
         if lost.established {
-            self.backoff = FIRST_BACKOFF;
+            self.backoff.reset();
         }
-        metrics.errors.with(&[lost.reason]).inc();
-        tracing::warn!(error = %lost.error, reason = lost.reason, %channel,
-            retry_in_ms = self.backoff.as_millis() as u64, "Redis replication lost; {next}");
-        let waited = tokio::select! {
+        let delay = self.backoff.next_delay();
+        metrics.report_loss(lost.reason, &lost.error, channel, delay, next);
+        tokio::select! {
             () = shutdown.cancelled() => false,
-            () = tokio::time::sleep(self.backoff) => true,
-        };
-        self.backoff = (self.backoff * 2).min(self.max);
-        waited
+            () = tokio::time::sleep(delay) => true,
+        }
     }
 }
 
@@ -312,6 +320,23 @@ impl RedisMetrics {
                 "Lines not published after a reconnect, before their stream's announcement.",
             ),
         }
+    }
+}
+
+impl RedisMetrics {
+    /// Counts a session (or an attempt) that ended for `reason` in `errors_total`, and logs
+    /// it with the wait before the next attempt and what comes `next`.
+    pub(crate) fn report_loss(
+        &self,
+        reason: &'static str,
+        error: &str,
+        channel: &str,
+        retry_in: Duration,
+        next: &str,
+    ) {
+        self.errors.with(&[reason]).inc();
+        tracing::warn!(%error, reason, %channel,
+            retry_in_ms = retry_in.as_millis() as u64, "Redis replication lost; {next}");
     }
 }
 

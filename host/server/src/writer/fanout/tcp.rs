@@ -1,4 +1,4 @@
-//! The TCP replication server: one task pair per connection.
+//! The `tcp` fan-out: the replication listener, one task pair per connection.
 //!
 //! The write half sends `SERVER` and `PING`, then every frame the streamer broadcasts, a
 //! `PING` whenever it has been idle for the ping interval, and closes with
@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use streamhost_proto::{
     ClientCommand, CommandName, DecodeError, LineFramer, MAX_LINE_LENGTH, ServerCommand, is_blank,
@@ -24,8 +24,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::streamer::{Frame, StreamerSignals};
+use super::Ring;
+use crate::clock::unix_ms;
+use crate::config::WriterConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
+use crate::writer::streamer::{Frame, StreamerSignals};
 
 /// Bytes gathered from the broadcast before one socket write.
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -49,6 +52,21 @@ pub struct ReplicationContext {
     pub ping_timeout: Duration,
     /// Counters and gauges.
     pub metrics: ReplicationMetrics,
+}
+
+impl ReplicationContext {
+    /// What `config`'s connections share, reading `ring`.
+    pub fn new(config: &WriterConfig, ring: &Ring, registry: &Registry) -> ReplicationContext {
+        ReplicationContext {
+            server_name: config.server_name.clone(),
+            signals: ring.signals.clone(),
+            frames: ring.frames.clone(),
+            max_pending: config.max_pending_commands,
+            ping_interval: config.ping_interval(),
+            ping_timeout: config.ping_timeout(),
+            metrics: ReplicationMetrics::register(registry),
+        }
+    }
 }
 
 /// The replication server's metrics.
@@ -244,6 +262,20 @@ enum Flow {
     Stop,
 }
 
+/// What happened while the write loop waited for something to send.
+enum Event {
+    /// Frames (or a `PING`) were added to the output.
+    Output,
+    /// The read half asked to close, with `ERROR <reason>` when there is one.
+    Close(Option<String>),
+    /// The connection is done (its other half ended, or shutdown).
+    Done,
+    /// The peer fell behind the ring: it failed to keep up.
+    Lagged,
+    /// The streamer is gone.
+    Closed,
+}
+
 async fn write_loop(
     mut socket: OwnedWriteHalf,
     frames: broadcast::Receiver<Frame>,
@@ -263,7 +295,11 @@ async fn write_loop(
         metrics,
         &ServerCommand::Server(context.server_name.clone()),
     );
-    push(&mut out, metrics, &ServerCommand::Ping(now_ms()));
+    push(
+        &mut out,
+        metrics,
+        &ServerCommand::Ping(unix_ms().to_string()),
+    );
     loop {
         if !out.is_empty() {
             match write_watching(&mut socket, &out, &mut frames, &context, &done).await {
@@ -278,51 +314,83 @@ async fn write_loop(
         let Some(receiver) = frames.as_mut() else {
             break;
         };
-        let idle = tokio::time::sleep(context.ping_interval);
-        tokio::select! {
-            biased;
-            reason = close_requests.recv() => {
+        match next_event(receiver, &mut close_requests, &mut out, &context, &done).await {
+            Event::Output => {}
+            Event::Close(reason) => {
                 if let Some(reason) = reason {
                     push(&mut out, metrics, &ServerCommand::Error(reason));
-                    let _ = tokio::time::timeout(context.ping_timeout, socket.write_all(&out)).await;
+                    let _ =
+                        tokio::time::timeout(context.ping_timeout, socket.write_all(&out)).await;
                 }
                 let _ = socket.shutdown().await;
                 done.cancel();
                 return;
             }
-            () = done.cancelled() => return,
-            received = receiver.recv() => match received {
-                Ok(frame) => {
-                    add_frame(&mut out, metrics, &frame);
-                    while out.len() < WRITE_CHUNK {
-                        match receiver.try_recv() {
-                            Ok(frame) => add_frame(&mut out, metrics, &frame),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    give_up(&mut frames, &context);
-                    out.clear();
-                    break;
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    let _ = socket.shutdown().await;
-                    done.cancel();
-                    return;
-                }
-            },
-            () = idle => push(&mut out, metrics, &ServerCommand::Ping(now_ms())),
+            Event::Done => return,
+            Event::Lagged => {
+                give_up(&mut frames, &context);
+                out.clear();
+                break;
+            }
+            Event::Closed => {
+                let _ = socket.shutdown().await;
+                done.cancel();
+                return;
+            }
         }
         if let Some(receiver) = &frames {
             depth.set(receiver.len() as i64);
         }
     }
-    // Failed to keep up: what was being written is finished; say why and close.
+    failed_to_keep_up(socket, &context, &done).await;
+}
+
+/// Waits for the next thing to do: frames from the ring (gathered up to [`WRITE_CHUNK`]), a
+/// `PING` after the idle interval, a close request, or the connection's end.
+async fn next_event(
+    receiver: &mut broadcast::Receiver<Frame>,
+    close_requests: &mut mpsc::Receiver<String>,
+    out: &mut Vec<u8>,
+    context: &ReplicationContext,
+    done: &CancellationToken,
+) -> Event {
+    let metrics = &context.metrics;
+    let idle = tokio::time::sleep(context.ping_interval);
+    tokio::select! {
+        biased;
+        reason = close_requests.recv() => Event::Close(reason),
+        () = done.cancelled() => Event::Done,
+        received = receiver.recv() => match received {
+            Ok(frame) => {
+                add_frame(out, metrics, &frame);
+                while out.len() < WRITE_CHUNK {
+                    match receiver.try_recv() {
+                        Ok(frame) => add_frame(out, metrics, &frame),
+                        Err(_) => break,
+                    }
+                }
+                Event::Output
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => Event::Lagged,
+            Err(broadcast::error::RecvError::Closed) => Event::Closed,
+        },
+        () = idle => {
+            push(out, metrics, &ServerCommand::Ping(unix_ms().to_string()));
+            Event::Output
+        }
+    }
+}
+
+/// Failed to keep up: what was being written is finished; says why and closes.
+async fn failed_to_keep_up(
+    mut socket: OwnedWriteHalf,
+    context: &ReplicationContext,
+    done: &CancellationToken,
+) {
     let mut tail = Vec::new();
     push(
         &mut tail,
-        metrics,
+        &context.metrics,
         &ServerCommand::Error("Failed to keep up".into()),
     );
     let _ = tokio::time::timeout(context.ping_timeout, async {
@@ -397,11 +465,4 @@ fn push(out: &mut Vec<u8>, metrics: &ReplicationMetrics, command: &ServerCommand
     if command.encode(out).is_ok() {
         metrics.commands_out[&command.name()].inc();
     }
-}
-
-fn now_ms() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-        .to_string()
 }

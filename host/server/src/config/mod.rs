@@ -135,8 +135,9 @@ impl Default for RedisConfig {
 }
 
 impl RedisConfig {
-    /// Checks the URL's scheme, the intervals and the TLS files (read and parsed now, so a
-    /// wrong path fails at start, not at the first connect); `what` names the table in errors.
+    /// Checks the URL's scheme, the intervals and the TLS keys (each TLS file or folder set
+    /// must open, so a wrong path fails at start, not at the first connect; its contents are
+    /// read where the connection is set up); `what` names the table in errors.
     pub fn validate(&self, what: &str) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.url.starts_with("redis://")
@@ -149,8 +150,54 @@ impl RedisConfig {
             self.ping_interval_ms > 0 && self.reconnect_max_ms > 0,
             "{what}.ping_interval_ms and {what}.reconnect_max_ms must be > 0"
         );
-        crate::redis_mode::tls::client(self).with_context(|| what.to_owned())?;
+        self.check_tls_keys()
+            .and_then(|()| self.check_tls_files())
+            .with_context(|| what.to_owned())
+    }
+
+    /// The TLS keys' rules: only with a `rediss://` URL, `ca_file` or `ca_path` (not both),
+    /// `certificate_file` with `private_key_file`.
+    pub fn check_tls_keys(&self) -> anyhow::Result<()> {
+        if !self.url.starts_with("rediss://")
+            && let Some((key, _)) = self.tls_files().into_iter().find(|(_, f)| f.is_some())
+        {
+            anyhow::bail!("{key} is for TLS: the url must start with rediss://");
+        }
+        anyhow::ensure!(
+            self.ca_file.is_none() || self.ca_path.is_none(),
+            "set ca_file or ca_path, not both"
+        );
+        anyhow::ensure!(
+            self.certificate_file.is_some() == self.private_key_file.is_some(),
+            "certificate_file and private_key_file go together"
+        );
         Ok(())
+    }
+
+    /// Each TLS file (and the `ca_path` folder) that is set opens.
+    fn check_tls_files(&self) -> anyhow::Result<()> {
+        for (key, path) in self.tls_files() {
+            let Some(path) = path else { continue };
+            let opened = if key == "ca_path" {
+                std::fs::read_dir(path).map(drop)
+            } else {
+                std::fs::File::open(path).map(drop)
+            };
+            opened
+                .with_context(|| format!("reading {}", path.display()))
+                .context(key)?;
+        }
+        Ok(())
+    }
+
+    /// The TLS keys and their values.
+    fn tls_files(&self) -> [(&'static str, &Option<PathBuf>); 4] {
+        [
+            ("ca_file", &self.ca_file),
+            ("ca_path", &self.ca_path),
+            ("certificate_file", &self.certificate_file),
+            ("private_key_file", &self.private_key_file),
+        ]
     }
 }
 

@@ -1,5 +1,6 @@
-//! The writer's Redis side: publishes every line of the streamer's ring to `<server_name>`,
-//! and answers `REPLICATE` (and its own every (re)connect) with a `POSITION` announcement.
+//! The `redis` fan-out (`[writer.redis]`): publishes every line of the streamer's ring to
+//! `<server_name>`, and answers `REPLICATE` (and its own every (re)connect) with a `POSITION`
+//! announcement.
 //!
 //! No row is lost across a Redis fault: a line that was not published is never followed by
 //! a later line of its stream without a `POSITION` in between. After each (re)connect the
@@ -20,31 +21,63 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Ended, Link, Reconnect, RedisMetrics, lost};
-use crate::config::RedisConfig;
+use super::Ring;
+use crate::config::{RedisConfig, WriterConfig};
+use crate::metrics::Registry;
+use crate::redis::{Ended, Link, Reconnect, RedisMetrics, lost};
 use crate::writer::Frame;
 use crate::writer::streamer::StreamerSignals;
 
 /// Lines published in one pipeline at most (one round trip to Redis).
 const PUBLISH_BATCH: usize = 1_000;
 
+/// Checks that `[writer.redis]`'s client can be built (its TLS files read and parsed), so a
+/// wrong file fails at start.
+pub(crate) fn check(config: &WriterConfig) -> anyhow::Result<()> {
+    match &config.redis {
+        Some(redis) => crate::redis::check_client(redis, "writer.redis"),
+        None => Ok(()),
+    }
+}
+
 /// The writer's Redis publisher and subscriber.
 pub(crate) struct RedisWriter {
-    pub(crate) config: RedisConfig,
+    config: RedisConfig,
     /// The channel (`<server_name>`).
-    pub(crate) channel: String,
+    channel: String,
     /// This writer's instance name: its own echoes are ignored by it.
-    pub(crate) instance: InstanceName,
+    instance: InstanceName,
     /// The writer's streams: each is held back after a (re)connect until announced.
-    pub(crate) streams: Vec<StreamName>,
-    pub(crate) frames: broadcast::Sender<Frame>,
-    pub(crate) signals: Arc<StreamerSignals>,
-    pub(crate) metrics: RedisMetrics,
+    streams: Vec<StreamName>,
+    frames: broadcast::Sender<Frame>,
+    signals: Arc<StreamerSignals>,
+    metrics: RedisMetrics,
 }
 
 impl RedisWriter {
-    /// Connects, publishes and reconnects (100 ms doubling to `reconnect_max_ms`) until
-    /// `shutdown`.
+    /// The publisher `[writer.redis]` asks for, if any, its `streamhost_redis_*` metrics
+    /// registered.
+    pub(crate) fn of(
+        config: &WriterConfig,
+        instance: &InstanceName,
+        streams: &[StreamName],
+        ring: &Ring,
+        registry: &Registry,
+    ) -> Option<RedisWriter> {
+        let redis = config.redis.as_ref()?;
+        Some(RedisWriter {
+            config: redis.clone(),
+            channel: crate::redis::channel(&config.server_name),
+            instance: instance.clone(),
+            streams: streams.to_vec(),
+            frames: ring.frames.clone(),
+            signals: ring.signals.clone(),
+            metrics: RedisMetrics::register(registry, ""),
+        })
+    }
+
+    /// Connects, publishes and reconnects (100 ms doubling to `reconnect_max_ms`, each wait
+    /// drawn at random within its window) until `shutdown`.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
         let mut reconnect = Reconnect::new(&self.config);
         loop {
@@ -63,7 +96,7 @@ impl RedisWriter {
                         Ended::Stopped => break,
                     }
                 }
-                Err(e) => super::not_connected(&e),
+                Err(e) => crate::redis::not_connected(&e),
             };
             let next = "will reconnect and announce positions";
             if !reconnect
@@ -110,12 +143,12 @@ impl RedisWriter {
                     if !batch.is_empty()
                         && let Err(e) = link.publish(&self.channel, batch.iter().map(|b| &b[..])).await
                     {
-                        return lost("publish", format!("publishing: {}", super::chain(&e)));
+                        return lost("publish", format!("publishing: {}", crate::redis::chain(&e)));
                     }
                 }
                 _ = ping.tick() => {
                     if let Err(e) = link.ping().await {
-                        return lost("ping", super::chain(&e));
+                        return lost("ping", crate::redis::chain(&e));
                     }
                 }
             }
@@ -147,12 +180,12 @@ impl RedisWriter {
     }
 
     fn on_message(&self, body: &Bytes) {
-        let command = match super::decode(body) {
+        let command = match crate::redis::decode(body) {
             Ok(Some(command)) => command,
             Ok(None) => return,
             Err(e) => {
                 self.metrics.malformed.inc();
-                tracing::warn!(error = %e, line = %super::excerpt(body), "failed to parse replication line from Redis; dropped");
+                tracing::warn!(error = %e, line = %crate::redis::excerpt(body), "failed to parse replication line from Redis; dropped");
                 return;
             }
         };

@@ -16,38 +16,25 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::RedisConfig;
 
-/// The client `config` describes, its TLS files read and checked. Errors name the key and
-/// the file at fault.
+/// The client `config` describes, its TLS files read and checked (after the key rules of
+/// [`RedisConfig::check_tls_keys`]). Errors name the key and the file at fault.
 pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<Client> {
-    let tls = config.url.starts_with("rediss://");
-    let files = [
-        ("ca_file", &config.ca_file),
-        ("ca_path", &config.ca_path),
-        ("certificate_file", &config.certificate_file),
-        ("private_key_file", &config.private_key_file),
-    ];
-    if !tls && let Some((key, _)) = files.iter().find(|(_, f)| f.is_some()) {
-        anyhow::bail!("{key} is for TLS: the url must start with rediss://");
-    }
-    if !tls {
+    config.check_tls_keys()?;
+    if !config.url.starts_with("rediss://") {
         return Client::open(config.url.as_str()).context("url");
     }
-    anyhow::ensure!(
-        config.ca_file.is_none() || config.ca_path.is_none(),
-        "set ca_file or ca_path, not both"
-    );
     let root_cert = match (&config.ca_file, &config.ca_path) {
         (Some(file), _) => Some(read_certificates(file).context("ca_file")?),
         (None, Some(folder)) => Some(read_certificate_folder(folder).context("ca_path")?),
         (None, None) => None,
     };
+    // `check_tls_keys` saw the certificate and its key set together or not at all.
     let client_tls = match (&config.certificate_file, &config.private_key_file) {
         (Some(cert), Some(key)) => Some(ClientTlsConfig {
             client_cert: read_certificates(cert).context("certificate_file")?,
             client_key: read_private_key(key).context("private_key_file")?,
         }),
-        (None, None) => None,
-        _ => anyhow::bail!("certificate_file and private_key_file go together"),
+        _ => None,
     };
     crate::client::install_crypto_provider();
     Client::build_with_tls(

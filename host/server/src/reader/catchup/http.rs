@@ -1,0 +1,152 @@
+//! [`HttpCatchup`]: the client of the writer's catch-up endpoint
+//! (`GET /_synapse/replication/get_repl_stream_updates/{stream}/{txn_id}`, docs/replication.md,
+//! "Catch-up endpoint").
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use streamhost_proto::{RowJson, StreamName, Token};
+
+use super::{CatchupError, CatchupPage, CatchupSource, REQUEST_TIMEOUT};
+use crate::client::{ApiClient, percent_encode};
+use crate::reader::sink::BoxFuture;
+
+/// The client of the writer's catch-up endpoint.
+#[derive(Clone, Debug)]
+pub struct HttpCatchup {
+    client: ApiClient,
+}
+
+impl HttpCatchup {
+    /// A client for the writer at `base` (`http://HOST:PORT`), sending
+    /// `Authorization: Bearer <secret>` when a secret is given.
+    pub fn new(base: &str, secret: Option<String>) -> HttpCatchup {
+        let client = ApiClient::new(base);
+        let client = match secret {
+            Some(secret) => client.with_bearer(secret),
+            None => client,
+        };
+        HttpCatchup { client }
+    }
+
+    /// The request path for one fetch, with a fresh random 10-character transaction id.
+    fn path(stream: &StreamName, from: Token, upto: Token) -> String {
+        let txn_id: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(10)
+            .map(char::from)
+            .collect();
+        format!(
+            "/_synapse/replication/get_repl_stream_updates/{}/{txn_id}?from_token={}&upto_token={}",
+            percent_encode(stream.as_str()),
+            from.0,
+            upto.0
+        )
+    }
+
+    async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), CatchupError> {
+        self.client
+            .send(Method::GET, path, Bytes::new())
+            .await
+            .map_err(|e| CatchupError::Transport(format!("{}{path}: {e:#}", self.client.base())))
+    }
+}
+
+impl CatchupSource for HttpCatchup {
+    fn fetch<'a>(
+        &'a self,
+        stream: &'a StreamName,
+        from: Token,
+        upto: Token,
+    ) -> BoxFuture<'a, Result<CatchupPage, CatchupError>> {
+        Box::pin(async move {
+            let path = HttpCatchup::path(stream, from, upto);
+            let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, self.get(&path))
+                .await
+                .map_err(|_| CatchupError::Transport("timed out".into()))??;
+            if !status.is_success() {
+                let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                return Err(CatchupError::Status { status, body: text });
+            }
+            parse_page(&body)
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct WirePage<'a> {
+    #[serde(borrow)]
+    updates: Vec<(i64, &'a RawValue)>,
+    upto_token: i64,
+    limited: bool,
+}
+
+/// Parses a 200 answer, keeping each row's JSON as canonical [`RowJson`].
+fn parse_page(body: &[u8]) -> Result<CatchupPage, CatchupError> {
+    let page: WirePage<'_> =
+        serde_json::from_slice(body).map_err(|e| CatchupError::Malformed(e.to_string()))?;
+    let updates = page
+        .updates
+        .into_iter()
+        .map(|(token, raw)| {
+            RowJson::parse(raw.get().as_bytes())
+                .map(|row| (Token(token), row))
+                .map_err(|e| CatchupError::Malformed(format!("row at token {token}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CatchupPage {
+        updates,
+        upto: Token(page.upto_token),
+        limited: page.limited,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_an_answer_and_keeps_rows_canonical() {
+        let page = parse_page(br#"{"updates":[[3,["a", 1]],[3,{"k":null}],[5,"\u00e9"]],"upto_token":5,"limited":true}"#)
+            .unwrap();
+        assert_eq!(page.upto, Token(5));
+        assert!(page.limited);
+        let rows: Vec<(i64, &str)> = page
+            .updates
+            .iter()
+            .map(|(t, r)| (t.0, r.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![(3, r#"["a",1]"#), (3, r#"{"k":null}"#), (5, r#""\u00e9""#)]
+        );
+    }
+
+    #[test]
+    fn rejects_answers_that_break_the_contract() {
+        assert!(matches!(parse_page(b"{}"), Err(CatchupError::Malformed(_))));
+        assert!(matches!(
+            parse_page(br#"{"updates":[[1,NaN]],"upto_token":1,"limited":false}"#),
+            Err(CatchupError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn path_escapes_the_stream_and_carries_a_fresh_txn_id() {
+        let url = HttpCatchup::path(&StreamName::new("a/b%").unwrap(), Token(3), Token(9));
+        let prefix = "/_synapse/replication/get_repl_stream_updates/a%2Fb%25/";
+        assert!(url.starts_with(prefix), "{url}");
+        let rest = &url[prefix.len()..];
+        let (txn, query) = rest.split_once('?').unwrap();
+        assert_eq!(txn.len(), 10);
+        assert!(txn.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(query, "from_token=3&upto_token=9");
+        assert_ne!(
+            url,
+            HttpCatchup::path(&StreamName::new("a/b%").unwrap(), Token(3), Token(9))
+        );
+    }
+}
