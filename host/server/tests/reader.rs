@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use axum::response::IntoResponse;
 use hyper::StatusCode;
+use streamhost_proto::{RowJson, StreamName, Token};
 use streamhost_server::config::ReaderConfig;
 use streamhost_server::http::{ApiError, Params, json};
-use streamhost_server::reader::{Batch, BatchSink, BoxFuture, ConnectionState, Reader, RecordingSink};
-use streamhost_proto::{RowJson, StreamName, Token};
+use streamhost_server::reader::{
+    Batch, BatchSink, BoxFuture, ConnectionState, Reader, RecordingSink,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use streamhost_server::http::HEADER_READ_TIMEOUT;
 use streamhost_integration_tests::{TestReader, TestWriter};
+use streamhost_server::http::HEADER_READ_TIMEOUT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
