@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use rand::Rng;
 
+/// The first reconnect window of every reconnecting loop (a reader's upstream, the writer's
+/// Redis publisher); it doubles up to `reconnect_max_ms`.
+pub const FIRST_RECONNECT: Duration = Duration::from_millis(100);
+
 /// An exponential, capped, jittered retry schedule.
 #[derive(Debug, Clone)]
 pub struct Backoff {

@@ -30,12 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use streamhost_proto::{Command, CommandName};
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, FIRST_RECONNECT};
 use crate::config::RedisConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, Registry};
-
-/// The first reconnect window; it doubles up to `reconnect_max_ms`.
-pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How a Redis session of the writer's publisher ended (the reader's sessions end with
 /// `reader::upstream::Ended`, which its follow loop shares with TCP).
@@ -48,7 +45,7 @@ pub(crate) enum Ended {
 
 /// Why a Redis session (or an attempt at one) was lost.
 pub(crate) struct Lost {
-    /// The session had been up: the backoff starts again from [`FIRST_BACKOFF`].
+    /// The session had been up: the backoff starts again from [`FIRST_RECONNECT`].
     pub(crate) established: bool,
     /// The `reason` label of `*redis_errors_total`.
     pub(crate) reason: &'static str,
@@ -104,7 +101,7 @@ pub(crate) fn chain(error: &anyhow::Error) -> String {
     text
 }
 
-/// The writer's reconnect rule: [`Backoff`] from [`FIRST_BACKOFF`] to `reconnect_max_ms`,
+/// The writer's reconnect rule: [`Backoff`] from [`FIRST_RECONNECT`] to `reconnect_max_ms`,
 /// forever, from the first window again once a session had been up.
 pub(crate) struct Reconnect {
     backoff: Backoff,
@@ -116,7 +113,7 @@ impl Reconnect {
     pub(crate) fn new(config: &RedisConfig) -> Reconnect {
         Reconnect {
             backoff: Backoff::new(
-                FIRST_BACKOFF,
+                FIRST_RECONNECT,
                 Duration::from_millis(config.reconnect_max_ms),
             ),
             attempts: 0,

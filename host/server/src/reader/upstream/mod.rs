@@ -30,11 +30,8 @@ use super::catchup::{CatchupSource, DbCatchup, HttpCatchup};
 use super::inbound::{ConnId, Inbound};
 use super::processor::Processor;
 use super::status::{ConnectionState, Shared};
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, FIRST_RECONNECT};
 use crate::config::ReaderConfig;
-
-/// The first reconnect window; it doubles up to `reconnect_max_ms`.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The upstream a reader follows, with its catch-up source and how its status names it.
 pub(crate) struct Upstream {
@@ -203,7 +200,7 @@ pub(crate) trait Transport: Send + Sync {
 async fn follow<T: Transport>(transport: T, mut inlet: Inlet) {
     let shared = inlet.shared.clone();
     let shutdown = inlet.shutdown.clone();
-    let mut backoff = Backoff::new(FIRST_BACKOFF, transport.reconnect_max());
+    let mut backoff = Backoff::new(FIRST_RECONNECT, transport.reconnect_max());
     let mut conn_id: ConnId = 0;
     let mut attempts: u64 = 0;
     while !shutdown.is_cancelled() {
