@@ -40,7 +40,7 @@ pub(crate) mod processor;
 pub mod sink;
 pub mod status;
 pub mod store;
-pub mod upstream;
+pub(crate) mod upstream;
 
 use std::future::Future;
 use std::io::Write as _;

@@ -16,7 +16,7 @@
 //! - [`synapse`]: what a Synapse upstream changes: row objects, catch-up, processor rules.
 
 pub(crate) mod redis;
-pub mod synapse;
+pub(crate) mod synapse;
 pub(crate) mod tcp;
 
 use std::future::Future;

@@ -47,6 +47,7 @@ impl SynapseCatchup {
     }
 
     /// Whether `stream` can be caught up at all.
+    #[cfg(test)]
     pub fn can_fetch(&self, stream: &str) -> bool {
         self.http.contains_key(stream)
     }
