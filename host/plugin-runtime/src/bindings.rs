@@ -6,4 +6,4 @@ wasmtime::component::bindgen!({
     world: "reader",
 });
 
-pub use streamhost::plugin::{clock, counters, kv, log, rows, types};
+pub use streamhost::plugin::{clock, kv, log, rows, types};

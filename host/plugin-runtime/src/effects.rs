@@ -15,6 +15,11 @@ fn effect_bytes(effect: &Effect) -> usize {
     }
 }
 
+/// Host bytes a batch's effects hold until they are applied: their strings and their entries.
+pub fn held_bytes(effects: &[Effect]) -> usize {
+    effects.iter().map(effect_bytes).sum::<usize>() + std::mem::size_of_val(effects)
+}
+
 /// Fails when `effects` are too many, too large, or any is outside `caps`.
 pub fn validate(effects: &[Effect], caps: &Capabilities) -> Result<(), Failure> {
     let limits = &caps.limits;

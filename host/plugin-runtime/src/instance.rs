@@ -1,16 +1,32 @@
 //! [`PluginInstance`]: one instantiated plugin in its own `Store`, and its calls, each under
-//! its CPU deadline, with failures classified by the limit that stopped them.
+//! its CPU deadline and its host memory budget, with failures classified by the limit that
+//! stopped them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wasmtime::{Store, Trap, WasmBacktrace};
+use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::bindings::types::{Batch, Cursor, Description, Effect, ErrorKind, PluginError};
 use crate::bindings::{Reader, ReaderPre};
+use crate::budget::Charge;
 use crate::effects;
 use crate::error::{Failure, FailureReason};
 use crate::limits::{EPOCH_TICK, LimitHit};
 use crate::state::PluginState;
+
+/// Part of wasmtime's message when a call passed the host more than its hostcall fuel allowed
+/// (the error type is private to wasmtime): such a call failed for want of host memory.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// What a successful `on-batch` returned: its effects, and the host memory they hold until
+/// they are applied (drop the charge then).
+#[derive(Debug)]
+pub struct BatchEffects {
+    /// The effects, checked against the grant and the effect limits.
+    pub effects: Vec<Effect>,
+    /// Their bytes, held against the plugin's host memory budget.
+    pub charge: Charge,
+}
 
 /// An instance and its store. After a failure that [`FailureReason::needs_fresh_instance`],
 /// drop it and instantiate again.
@@ -38,8 +54,17 @@ impl PluginInstance {
         f: impl FnOnce(&Reader, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<T, Failure> {
         set_deadline(&mut self.store, deadline);
-        self.store.data_mut().limiter.clear_hit();
-        self.store.data_mut().kv_quota_hit = false;
+        let state = self.store.data_mut();
+        state.limiter.clear_hit();
+        state.kv_quota_hit = false;
+        state.host_memory_hit = false;
+        // Whatever the call passes the host (its return value, each import's arguments) is
+        // copied only while it fits what is left of the budget.
+        let fuel = state
+            .services
+            .budget()
+            .available(state.caps.limits.host_memory_bytes());
+        self.store.set_hostcall_fuel(fuel);
         f(&self.bindings, &mut self.store).map_err(|error| classify(&self.store, error))
     }
 
@@ -82,9 +107,10 @@ impl PluginInstance {
         result.map_err(|e| self.plugin_failure(e))
     }
 
-    /// `on-batch`, its effects checked against the grant and the effect limits. The key-value
-    /// writes it made stay pending in the plugin's store: the caller commits or discards them.
-    pub fn on_batch(&mut self, batch: &Batch) -> Result<Vec<Effect>, Failure> {
+    /// `on-batch`, its effects checked against the grant and the effect limits and charged to
+    /// the host memory budget. The key-value writes it made stay pending in the plugin's
+    /// store: the caller commits or discards them.
+    pub fn on_batch(&mut self, batch: &Batch) -> Result<BatchEffects, Failure> {
         let deadline = self
             .store
             .data()
@@ -96,7 +122,13 @@ impl PluginInstance {
         })?;
         let effects = result.map_err(|e| self.plugin_failure(e))?;
         effects::validate(&effects, &self.store.data().caps)?;
-        Ok(effects)
+        let charge = self
+            .store
+            .data()
+            .services
+            .budget()
+            .charge(effects::held_bytes(&effects));
+        Ok(BatchEffects { effects, charge })
     }
 
     /// `query`.
@@ -137,11 +169,34 @@ impl PluginInstance {
     }
 }
 
-/// Sets the store's deadline to `deadline` from now, in whole epoch ticks plus one (a tick may
-/// be about to fire).
+/// Sets the store's deadline to `deadline` from now: the epoch check fires after about that
+/// many ticks, and [`epoch_reached`] traps only once the clock has really passed it.
 fn set_deadline(store: &mut Store<PluginState>, deadline: Duration) {
-    let ticks = deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
-    store.set_epoch_deadline(ticks);
+    store.data_mut().deadline = Instant::now() + deadline;
+    store.set_epoch_deadline(ticks_for(deadline));
+}
+
+/// Whole epoch ticks covering `time`, plus one (a tick may be about to fire).
+fn ticks_for(time: Duration) -> u64 {
+    time.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
+}
+
+/// Called by wasmtime when the epoch deadline is reached. The ticker may catch up several
+/// ticks at once after a late wake-up, so the epoch can run ahead of the clock: the call is
+/// only stopped once its deadline has really passed, and otherwise goes on for the rest.
+pub(crate) fn epoch_reached(
+    store: StoreContextMut<'_, PluginState>,
+) -> wasmtime::Result<UpdateDeadline> {
+    Ok(match ticks_left(store.data().deadline, Instant::now()) {
+        Some(ticks) => UpdateDeadline::Continue(ticks),
+        None => UpdateDeadline::Interrupt,
+    })
+}
+
+/// The epoch ticks to wait for before checking again, or `None` once `deadline` has passed.
+fn ticks_left(deadline: Instant, now: Instant) -> Option<u64> {
+    let left = deadline.saturating_duration_since(now);
+    (!left.is_zero()).then(|| ticks_for(left))
 }
 
 /// Names what stopped a call that returned a wasmtime error.
@@ -149,6 +204,8 @@ fn classify(store: &Store<PluginState>, error: wasmtime::Error) -> Failure {
     let state = store.data();
     let reason = if state.limiter.was_hit() {
         FailureReason::Limit(LimitHit::Memory)
+    } else if state.host_memory_hit || is_hostcall_fuel_exhausted(&error) {
+        FailureReason::Limit(LimitHit::HostMemory)
     } else {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => FailureReason::Limit(LimitHit::CpuDeadline),
@@ -163,6 +220,12 @@ fn classify(store: &Store<PluginState>, error: wasmtime::Error) -> Failure {
     // above it is the backtrace, reported separately.
     let message = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
+        None if is_hostcall_fuel_exhausted(&error) => format!(
+            "the call passed the host more than the {} bytes left of its host memory budget \
+             (limits.host_memory_mib = {})",
+            store.hostcall_fuel(),
+            state.caps.limits.host_memory_mib
+        ),
         None => error.root_cause().to_string(),
     };
     Failure {
@@ -170,5 +233,35 @@ fn classify(store: &Store<PluginState>, error: wasmtime::Error) -> Failure {
         message,
         backtrace,
         stderr: state.stderr_text(),
+    }
+}
+
+/// Whether `error` is wasmtime refusing to copy more than the call's hostcall fuel.
+fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_ahead_of_the_clock_never_ends_a_call_early() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_millis(5);
+        // Reached early (the ticker caught up in a burst): wait about the time really left.
+        assert_eq!(ticks_left(deadline, now), Some(6));
+        assert_eq!(
+            ticks_left(deadline, now + Duration::from_micros(4_500)),
+            Some(2)
+        );
+        // Reached at or after the deadline: stop.
+        assert_eq!(ticks_left(deadline, deadline), None);
+        assert_eq!(
+            ticks_left(deadline, deadline + Duration::from_millis(1)),
+            None
+        );
     }
 }

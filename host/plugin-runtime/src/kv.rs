@@ -84,11 +84,15 @@ impl KvStore {
         Ok(())
     }
 
-    /// Removes `key`.
-    pub fn delete(&mut self, key: String) {
-        let old = self.current_bytes(&key);
+    /// Removes `key`. Removing a key the store does not hold records nothing, so deletes
+    /// cost the host at most what the plugin's stored keys already take.
+    pub fn delete(&mut self, key: &str) {
+        if self.current(key).is_none() {
+            return;
+        }
+        let old = self.current_bytes(key);
         self.pending_bytes -= old as i64;
-        self.pending.insert(key, None);
+        self.pending.insert(key.to_owned(), None);
     }
 
     /// Keeps the current call's writes (it succeeded) until the group is persisted.
@@ -147,7 +151,7 @@ mod tests {
         let mut kv = KvStore::with_entries([("a".to_string(), b"1".to_vec())]);
         kv.set("b".into(), b"22".to_vec(), 100).unwrap();
         kv.stage();
-        kv.delete("a".into());
+        kv.delete("a");
         kv.set("b".into(), b"333".to_vec(), 100).unwrap();
         assert_eq!(kv.get("a"), None);
         assert_eq!(kv.bytes(), 4);
@@ -163,6 +167,22 @@ mod tests {
         kv.discard_all();
         assert_eq!(kv.get("c"), None);
         assert_eq!(kv.bytes(), 5);
+    }
+
+    #[test]
+    fn deleting_keys_the_store_does_not_hold_records_nothing() {
+        let mut kv = KvStore::with_entries([("a".to_string(), b"1".to_vec())]);
+        for n in 0..10_000 {
+            kv.delete(&format!("missing-{n}"));
+        }
+        assert!(kv.pending.is_empty());
+        kv.delete("a");
+        kv.delete("a");
+        assert_eq!(kv.pending.len(), 1);
+        kv.stage();
+        kv.delete("a");
+        assert!(kv.pending.is_empty(), "a staged delete is not repeated");
+        assert_eq!(kv.bytes(), 0);
     }
 
     #[test]

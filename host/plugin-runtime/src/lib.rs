@@ -14,10 +14,12 @@
 //! - [`PluginServices`] (`services`, `kv`, `host/`): what the imports act on — the key-value
 //!   store whose writes stay pending until the reader commits them with the cursor, the
 //!   rate-limited log, counters, and a [`RowSource`].
-//! - [`Limits`] and the [`BudgetLimiter`] (`limits`).
+//! - [`Limits`] and the [`BudgetLimiter`] (`limits`); the host memory a plugin causes,
+//!   [`HostBudget`] and its [`Charge`]s (`budget`).
 //! - `bindings`: the one `bindgen!`.
 
 mod bindings;
+mod budget;
 mod cache;
 mod effects;
 mod error;
@@ -36,9 +38,10 @@ pub use bindings::types::{
     Batch, Cursor, Description, Effect, ErrorKind, Invalidation, Notification, PluginError,
     QuerySpec, Row,
 };
+pub use budget::{Charge, HostBudget};
 pub use error::{Failure, FailureReason, LoadError};
 pub use grants::{Capabilities, Grant, pattern_matches};
-pub use instance::PluginInstance;
+pub use instance::{BatchEffects, PluginInstance};
 pub use kv::{KvChange, KvStore};
 pub use limits::{BudgetLimiter, EPOCH_TICK, LimitHit, Limits};
 pub use manifest::{Manifest, PluginFiles};

@@ -2,7 +2,8 @@
 //!
 //! Every limit here is enforced by the engine or the host interfaces, never by watching from
 //! outside: CPU by epoch deadlines, memory and tables by a `ResourceLimiter`, stack by the
-//! engine's `max_wasm_stack`, effects and key-value bytes by the host.
+//! engine's `max_wasm_stack`, host memory by wasmtime's hostcall fuel (`budget`), effects and
+//! key-value bytes by the host.
 
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ pub struct Limits {
     pub query_deadline_ms: u64,
     /// One budget over all the plugin's linear memories and tables together.
     pub memory_mib: u64,
+    /// Host memory the plugin may cause outside its sandbox: what one call passes the host
+    /// (effects, log lines, counter names, key-value writes, snapshots, query answers) plus
+    /// what the host still holds for it (effects not yet applied, counter names).
+    pub host_memory_mib: u64,
     /// Effects one batch may return.
     pub max_effects: usize,
     /// Bytes of effects (all strings together) one batch may return.
@@ -49,6 +54,7 @@ impl Default for Limits {
             init_deadline_ms: 3_000,
             query_deadline_ms: 100,
             memory_mib: 64,
+            host_memory_mib: 16,
             max_effects: 10_000,
             max_effect_bytes: 4 << 20,
             kv_quota_bytes: 16 << 20,
@@ -73,9 +79,14 @@ impl Limits {
         usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
+    /// The host memory budget in bytes.
+    pub fn host_memory_bytes(&self) -> usize {
+        usize::try_from(self.host_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
     /// The names and values of the limits in `self` that exceed those of `cap`.
     pub fn exceeding(&self, cap: &Limits) -> Vec<String> {
-        let pairs: [(&str, u64, u64); 11] = [
+        let pairs: [(&str, u64, u64); 12] = [
             (
                 "batch_deadline_ms",
                 self.batch_deadline_ms,
@@ -102,6 +113,7 @@ impl Limits {
                 cap.query_deadline_ms,
             ),
             ("memory_mib", self.memory_mib, cap.memory_mib),
+            ("host_memory_mib", self.host_memory_mib, cap.host_memory_mib),
             (
                 "max_effects",
                 self.max_effects as u64,
@@ -148,6 +160,8 @@ pub enum LimitHit {
     KvQuota,
     /// Log lines were dropped over the rate.
     LogRate,
+    /// The plugin would make the host hold more than its `host_memory_mib`.
+    HostMemory,
 }
 
 impl LimitHit {
@@ -160,6 +174,7 @@ impl LimitHit {
             LimitHit::Effects => "effects",
             LimitHit::KvQuota => "kv-quota",
             LimitHit::LogRate => "log-rate",
+            LimitHit::HostMemory => "host-memory",
         }
     }
 }

@@ -1,10 +1,11 @@
 //! What one plugin's host interfaces act on, shared by all its instances and versions: its
-//! key-value store, its log book, its counters and the row source.
+//! key-value store, its log book, its counters, its host memory budget and the row source.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use crate::budget::{Charge, HostBudget};
 use crate::kv::KvStore;
 
 /// Longest log line kept; longer ones are cut.
@@ -15,6 +16,12 @@ const RECENT_LOG_LINES: usize = 20;
 
 /// Distinct counter names per plugin; more are ignored.
 pub const MAX_COUNTERS: usize = 100;
+
+/// Longest counter name, in bytes; a longer one fails the call with reason `host-memory`.
+pub const MAX_COUNTER_NAME_BYTES: usize = 128;
+
+/// Bytes one counter costs the host besides its name (its value and map entry).
+const COUNTER_ENTRY_BYTES: usize = 64;
 
 /// Read access to the log's rows, for the `rows` import. Called on the plugin's thread, so it
 /// may block.
@@ -45,8 +52,9 @@ impl LogBook {
         }
     }
 
-    /// Takes one line if the rate allows (cut to [`MAX_LOG_LINE_BYTES`]); `None` if dropped.
-    pub fn admit(&mut self, line: &str) -> Option<String> {
+    /// Whether the rate allows one more line now (it is then counted); a line over the rate
+    /// is counted as dropped. Asked before the line is read from the guest.
+    pub fn admit(&mut self) -> bool {
         let now = Instant::now();
         let burst = self.per_second * 10.0;
         let refill = now.duration_since(self.refilled).as_secs_f64() * self.per_second;
@@ -54,9 +62,14 @@ impl LogBook {
         self.refilled = now;
         if self.tokens < 1.0 {
             self.dropped += 1;
-            return None;
+            return false;
         }
         self.tokens -= 1.0;
+        true
+    }
+
+    /// Keeps an admitted line, cut to [`MAX_LOG_LINE_BYTES`], among the recent ones.
+    pub fn keep(&mut self, line: &str) -> String {
         let mut end = line.len().min(MAX_LOG_LINE_BYTES);
         while !line.is_char_boundary(end) {
             end -= 1;
@@ -66,7 +79,7 @@ impl LogBook {
             self.recent.pop_front();
         }
         self.recent.push_back(line.clone());
-        Some(line)
+        line
     }
 
     /// Lines dropped over the rate since the plugin started.
@@ -85,8 +98,16 @@ pub struct PluginServices {
     name: String,
     kv: Mutex<KvStore>,
     log: Mutex<LogBook>,
-    counters: Mutex<BTreeMap<String, u64>>,
+    counters: Mutex<Counters>,
+    budget: Arc<HostBudget>,
     rows: Option<Arc<dyn RowSource>>,
+}
+
+/// The plugin's counters and the host memory their names hold.
+#[derive(Default)]
+struct Counters {
+    values: BTreeMap<String, u64>,
+    charge: Charge,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,7 +130,8 @@ impl PluginServices {
             name: name.to_string(),
             kv: Mutex::new(kv),
             log: Mutex::new(LogBook::new(log_lines_per_second)),
-            counters: Mutex::new(BTreeMap::new()),
+            counters: Mutex::new(Counters::default()),
+            budget: Arc::new(HostBudget::default()),
             rows,
         })
     }
@@ -131,19 +153,46 @@ impl PluginServices {
 
     /// The counters' current values.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        lock(&self.counters).clone()
+        lock(&self.counters).values.clone()
     }
 
-    pub(crate) fn add_counter(&self, name: String, delta: u64) {
-        let mut counters = lock(&self.counters);
-        let full = counters.len() >= MAX_COUNTERS;
-        match counters.get_mut(&name) {
-            Some(value) => *value = value.saturating_add(delta),
-            None if !full => {
-                counters.insert(name, delta);
-            }
-            None => {}
+    /// The host memory held for the plugin.
+    pub fn budget(&self) -> &Arc<HostBudget> {
+        &self.budget
+    }
+
+    /// Adds `delta` to the counter `name` (at most [`MAX_COUNTERS`] names; more are ignored).
+    /// A new name is charged to the budget, which must have room for it.
+    pub(crate) fn add_counter(
+        &self,
+        name: &str,
+        delta: u64,
+        budget_bytes: usize,
+    ) -> Result<(), String> {
+        if name.len() > MAX_COUNTER_NAME_BYTES {
+            return Err(format!(
+                "counter name of {} bytes; the limit is {MAX_COUNTER_NAME_BYTES}",
+                name.len()
+            ));
         }
+        let mut counters = lock(&self.counters);
+        if let Some(value) = counters.values.get_mut(name) {
+            *value = value.saturating_add(delta);
+            return Ok(());
+        }
+        if counters.values.len() >= MAX_COUNTERS {
+            return Ok(());
+        }
+        let cost = name.len() + COUNTER_ENTRY_BYTES;
+        if self.budget.available(budget_bytes) < cost {
+            return Err(format!(
+                "a new counter needs {cost} bytes of host memory and the budget of {budget_bytes} bytes is spent"
+            ));
+        }
+        let charge = self.budget.charge(cost);
+        counters.charge.absorb(charge);
+        counters.values.insert(name.to_owned(), delta);
+        Ok(())
     }
 
     pub(crate) fn rows(&self) -> Option<&Arc<dyn RowSource>> {
@@ -158,23 +207,42 @@ mod tests {
     #[test]
     fn the_log_rate_allows_a_burst_then_drops_and_lines_are_cut() {
         let mut book = LogBook::new(1);
-        let admitted = (0..100).filter(|_| book.admit("x").is_some()).count();
+        let admitted = (0..100).filter(|_| book.admit()).count();
         assert!((10..=11).contains(&admitted), "{admitted}");
         assert!(book.dropped() >= 89);
         let mut book = LogBook::new(100);
-        let line = book.admit(&"é".repeat(1000)).unwrap();
+        let line = book.keep(&"é".repeat(1000));
         assert!(line.len() <= MAX_LOG_LINE_BYTES && line.len() >= MAX_LOG_LINE_BYTES - 1);
+        assert_eq!(book.recent(), vec![line]);
     }
 
     #[test]
     fn counters_stop_taking_new_names_at_the_cap() {
         let services = PluginServices::new("p", KvStore::default(), 10, None);
         for n in 0..MAX_COUNTERS + 5 {
-            services.add_counter(format!("c{n}"), 1);
+            services.add_counter(&format!("c{n}"), 1, 1 << 20).unwrap();
         }
-        services.add_counter("c0".into(), 2);
+        services.add_counter("c0", 2, 1 << 20).unwrap();
         let counters = services.counters();
         assert_eq!(counters.len(), MAX_COUNTERS);
         assert_eq!(counters["c0"], 3);
+        let held = services.budget().held();
+        assert!(held >= MAX_COUNTERS * COUNTER_ENTRY_BYTES, "{held}");
+    }
+
+    #[test]
+    fn counter_names_are_bounded_and_charged_to_the_host_budget() {
+        let services = PluginServices::new("p", KvStore::default(), 10, None);
+        let long = "x".repeat(MAX_COUNTER_NAME_BYTES + 1);
+        assert!(
+            services
+                .add_counter(&long, 1, 1 << 20)
+                .unwrap_err()
+                .contains("limit is 128")
+        );
+        let error = services.add_counter("a", 1, 10).unwrap_err();
+        assert!(error.contains("budget of 10 bytes"), "{error}");
+        assert!(services.counters().is_empty());
+        assert_eq!(services.budget().held(), 0);
     }
 }

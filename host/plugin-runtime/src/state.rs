@@ -2,6 +2,7 @@
 //! random only, plus a granted read-only folder), its memory limiter and its services.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -24,6 +25,11 @@ pub struct PluginState {
     pub(crate) stderr: MemoryOutputPipe,
     /// Set when the key-value quota refused a write during the current call.
     pub(crate) kv_quota_hit: bool,
+    /// Set when a host interface refused what the current call passed it for want of host
+    /// memory (the call then fails with reason `host-memory`).
+    pub(crate) host_memory_hit: bool,
+    /// When the current call's CPU deadline passes; the epoch callback traps only after it.
+    pub(crate) deadline: Instant,
 }
 
 impl PluginState {
@@ -55,6 +61,8 @@ impl PluginState {
             caps,
             stderr,
             kv_quota_hit: false,
+            host_memory_hit: false,
+            deadline: Instant::now(),
         })
     }
 

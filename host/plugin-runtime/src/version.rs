@@ -9,7 +9,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::bindings::types::Description;
-use crate::bindings::{ReaderPre, clock, counters, kv, log, rows, types};
+use crate::bindings::{ReaderPre, clock, kv, rows, types};
 use crate::error::LoadError;
 use crate::grants::{Capabilities, Grant};
 use crate::instance::PluginInstance;
@@ -152,6 +152,7 @@ impl PluginVersion {
         })?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(crate::instance::epoch_reached);
         PluginInstance::new(store, &self.pre)
     }
 
@@ -276,8 +277,8 @@ fn linker(engine: &Engine, caps: &Capabilities) -> wasmtime::Result<Linker<Plugi
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    counters::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    crate::host::log::add_to_linker(&mut linker)?;
+    crate::host::counters::add_to_linker(&mut linker)?;
     clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     if caps.kv {
         kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;

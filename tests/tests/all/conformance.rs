@@ -393,7 +393,8 @@ impl Implementation {
             };
             prev_token = token;
             match instance.on_batch(&batch) {
-                Ok(effects) => {
+                Ok(returned) => {
+                    let effects = returned.effects;
                     services.kv().commit();
                     lines.push(format!("batch {n}: {} effects", effects.len()));
                     lines.extend(effects.iter().map(effect_text));

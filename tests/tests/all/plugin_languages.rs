@@ -164,7 +164,7 @@ fn template_effects(dir: &str) -> Vec<Effect> {
         token: 3,
         rows,
     };
-    instance.on_batch(&batch).unwrap()
+    instance.on_batch(&batch).unwrap().effects
 }
 
 fn assert_counts_three(effects: &[Effect]) {

@@ -175,7 +175,7 @@ fn wasm_run(version: &PluginVersion, batches: &[Batch]) -> anyhow::Result<Pass> 
     for batch in batches {
         let returned = instance.on_batch(batch)?;
         services.kv().commit();
-        effects += returned.len();
+        effects += returned.effects.len();
         black_box(returned);
     }
     let elapsed = started.elapsed();

@@ -22,6 +22,6 @@ impl Host for PluginState {
     }
 
     fn delete(&mut self, key: String) {
-        self.services.kv().delete(key);
+        self.services.kv().delete(&key);
     }
 }

@@ -2,9 +2,9 @@
 //! when granted ([`crate::version`] decides).
 
 mod clock;
-mod counters;
+pub(crate) mod counters;
 mod kv;
-mod log;
+pub(crate) mod log;
 mod rows;
 
 impl crate::bindings::types::Host for crate::state::PluginState {}

@@ -90,7 +90,8 @@ impl<'a> Runner<'a> {
         };
         summary.call_time += call_time;
         match result {
-            Ok(effects) => {
+            Ok(returned) => {
+                let effects = returned.effects;
                 self.services.kv().commit();
                 summary.effects += effects.len();
                 self.cursors

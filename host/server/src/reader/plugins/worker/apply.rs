@@ -124,6 +124,9 @@ impl Worker {
             self.cursors.set(key, Token(batch.token));
             group.dirty = true;
             start = end;
+            if self.group_is_heavy(group) {
+                self.flush(group);
+            }
         }
         Ok(())
     }

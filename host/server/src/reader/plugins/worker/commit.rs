@@ -8,6 +8,13 @@ use streamhost_plugin_runtime::{Effect, Invalidation, Notification};
 use super::{Group, Worker};
 
 impl Worker {
+    /// Whether the group's effects hold half the plugin's host memory budget: committed then,
+    /// so buffering never starves the next call of the budget.
+    pub(super) fn group_is_heavy(&self, group: &Group) -> bool {
+        let budget = self.version.capabilities().limits.host_memory_bytes();
+        group.charge.bytes() > budget / 2
+    }
+
     /// Commits the group's cursors, key-value writes and dead letters, then applies its
     /// effects and publishes the cursors. A failed commit forgets the group: the cursors go
     /// back and the rows are fetched again.

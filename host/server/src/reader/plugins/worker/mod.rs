@@ -33,7 +33,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use streamhost_plugin_runtime::{
-    Cursor, Effect, Failure, PluginInstance, PluginServices, PluginVersion,
+    Charge, Cursor, Effect, Failure, PluginInstance, PluginServices, PluginVersion,
 };
 use streamhost_proto::Token;
 
@@ -46,7 +46,8 @@ use crate::reader::ledger::Ledger;
 /// Most rows handed to one `on-batch` call; batches are cut only between tokens, so one
 /// token with more rows makes a larger batch.
 pub(crate) const MAX_BATCH_ROWS: usize = 1_024;
-/// Most rows taken from the feed into one group (one database commit).
+/// Most rows taken from the feed into one group (one database commit). A group is also
+/// committed early once its effects hold half the plugin's host memory budget.
 const GROUP_ROWS: usize = 4_096;
 /// Wait between attempts to fetch a gap from the writer.
 const CATCHUP_RETRY: Duration = Duration::from_secs(1);
@@ -63,6 +64,8 @@ enum Halt {
 #[derive(Default)]
 struct Group {
     effects: Vec<Effect>,
+    /// The host memory `effects` hold, given back when the group is flushed.
+    charge: Charge,
     dead: Vec<DeadLetter>,
     batches: u64,
     rows: u64,

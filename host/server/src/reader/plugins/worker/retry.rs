@@ -40,9 +40,10 @@ impl Worker {
             };
             let duration = started.elapsed();
             let failure = match result {
-                Ok(effects) => {
+                Ok(returned) => {
                     self.services.kv().stage();
-                    group.effects.extend(effects);
+                    group.effects.extend(returned.effects);
+                    group.charge.absorb(returned.charge);
                     group.batches += 1;
                     group.rows += batch.rows.len() as u64;
                     return Ok(());
