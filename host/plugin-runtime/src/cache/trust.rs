@@ -136,7 +136,9 @@ fn create_key(dir: &Dir) -> anyhow::Result<()> {
     let linked = dir.hard_link(&temporary, dir, KEY_FILE);
     dir.remove_file(&temporary)?;
     match linked {
-        Ok(()) => sync_dir(dir)?,
+        Ok(()) => sync_dir(dir).unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not sync the compile cache folder after creating its key");
+        }),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(error) => return Err(error.into()),
     }
@@ -150,9 +152,12 @@ pub(super) fn private_new_file() -> OpenOptions {
     options
 }
 
-/// Flushes `dir`'s entries (a rename or link in it) to disk.
+/// Flushes `dir`'s entries (a rename or link in it) to disk. The handle itself is opened
+/// `O_PATH`, which cannot be synced, so the folder is opened again for reading.
 pub(super) fn sync_dir(dir: &Dir) -> std::io::Result<()> {
-    dir.try_clone()?.into_std_file().sync_all()
+    let mut options = OpenOptions::new();
+    options.read(true);
+    dir.open_with(".", &options)?.sync_all()
 }
 
 #[cfg(test)]
