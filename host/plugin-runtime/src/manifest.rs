@@ -1,10 +1,19 @@
-//! `plugin.toml`, the manifest beside each `.wasm`: what the plugin asks for.
+//! `plugin.toml`, the manifest beside each `.wasm`: what the plugin asks for, and
+//! [`PluginFiles`], a plugin's folder, whose files are read through a `cap_std` handle on it
+//! (so a name inside it, or a symbolic link, cannot lead outside the folder).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::LoadError;
+
+/// The manifest's file name in a plugin folder.
+const MANIFEST: &str = "plugin.toml";
 
 /// Limits a plugin may ask for; a missing field means the default (see [`crate::Limits`]).
 pub type LimitRequest = toml::Table;
@@ -65,6 +74,31 @@ impl Manifest {
         })?;
         Manifest::parse(&text, path)
     }
+
+    /// Reads `plugin.toml` from the plugin folder `dir`, through a handle on the folder.
+    pub fn load_in(dir: &Path) -> Result<Manifest, LoadError> {
+        Manifest::read(&open_folder(dir)?, dir)
+    }
+
+    /// Reads `plugin.toml` through the handle `folder` on the plugin folder `dir`.
+    fn read(folder: &Dir, dir: &Path) -> Result<Manifest, LoadError> {
+        let path = dir.join(MANIFEST);
+        let text = folder
+            .read_to_string(MANIFEST)
+            .map_err(|e| LoadError::Manifest {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        Manifest::parse(&text, &path)
+    }
+}
+
+/// A handle on the plugin folder `dir`.
+fn open_folder(dir: &Path) -> Result<Dir, LoadError> {
+    Dir::open_ambient_dir(dir, ambient_authority()).map_err(|e| LoadError::Files {
+        dir: dir.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// A plugin on disk: a folder holding `plugin.toml` and exactly one `.wasm`.
@@ -81,36 +115,66 @@ pub struct PluginFiles {
 impl PluginFiles {
     /// Finds the manifest and the one `.wasm` in `dir`.
     pub fn in_dir(dir: &Path) -> Result<PluginFiles, LoadError> {
-        let manifest = dir.join("plugin.toml");
-        if !manifest.is_file() {
-            return Err(LoadError::Files {
-                dir: dir.to_path_buf(),
-                message: "no plugin.toml".into(),
-            });
-        }
-        let entries = std::fs::read_dir(dir).map_err(|e| LoadError::Files {
+        let files_error = |message: String| LoadError::Files {
             dir: dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let folder = open_folder(dir)?;
+        if !folder.is_file(MANIFEST) {
+            return Err(files_error("no plugin.toml".into()));
+        }
+        let entries = folder.entries().map_err(|e| files_error(e.to_string()))?;
         let mut wasm: Vec<PathBuf> = entries
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter_map(|entry| entry.ok().map(|e| dir.join(e.file_name())))
             .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
             .collect();
         match wasm.len() {
             1 => Ok(PluginFiles {
                 dir: dir.to_path_buf(),
-                manifest,
+                manifest: dir.join(MANIFEST),
                 wasm: wasm.remove(0),
             }),
-            0 => Err(LoadError::Files {
-                dir: dir.to_path_buf(),
-                message: "no .wasm file beside plugin.toml".into(),
-            }),
-            n => Err(LoadError::Files {
-                dir: dir.to_path_buf(),
-                message: format!("{n} .wasm files; a plugin folder holds exactly one"),
-            }),
+            0 => Err(files_error("no .wasm file beside plugin.toml".into())),
+            n => Err(files_error(format!(
+                "{n} .wasm files; a plugin folder holds exactly one"
+            ))),
         }
+    }
+
+    /// Reads the manifest and the component through one handle on the folder. `limits_of`
+    /// settles, from the manifest, a value handed back and the component's size limit: a
+    /// larger component is refused ([`LoadError::TooLarge`]) without being read.
+    pub fn read<T>(
+        &self,
+        limits_of: impl FnOnce(&Manifest) -> Result<(T, u64), LoadError>,
+    ) -> Result<(Manifest, T, Vec<u8>), LoadError> {
+        let folder = open_folder(&self.dir)?;
+        let manifest = Manifest::read(&folder, &self.dir)?;
+        let (settled, max_bytes) = limits_of(&manifest)?;
+        let read_error = |e: std::io::Error| LoadError::Compile {
+            plugin: manifest.name.clone(),
+            message: format!("{}: {e}", self.wasm.display()),
+        };
+        let name = self.wasm.file_name().unwrap_or_default();
+        let file = folder.open(name).map_err(read_error)?;
+        let too_large = |size: u64| LoadError::TooLarge {
+            plugin: manifest.name.clone(),
+            path: self.wasm.clone(),
+            size,
+            limit: max_bytes,
+        };
+        let size = file.metadata().map_err(read_error)?.len();
+        if size > max_bytes {
+            return Err(too_large(size));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.take(max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok((manifest, settled, bytes))
     }
 }
 

@@ -54,9 +54,12 @@ impl PluginVersion {
         files: &PluginFiles,
         grant: &Grant,
     ) -> Result<PluginVersion, LoadError> {
-        let manifest = Manifest::load(&files.manifest)?;
-        let caps = Capabilities::resolve(&manifest, grant)?;
-        let (bytes, size) = read_component(files, &manifest.name, &caps)?;
+        let (manifest, caps, bytes) = files.read(|manifest| {
+            let caps = Capabilities::resolve(manifest, grant)?;
+            let max = caps.limits.max_component_bytes;
+            Ok((caps, max))
+        })?;
+        let size = bytes.len() as u64;
         let sha256 = sha256_hex(&bytes);
         check_pins(&manifest, grant, &sha256)?;
         let name = manifest.name.clone();
@@ -200,32 +203,6 @@ impl PluginVersion {
     pub fn compile_time(&self) -> Duration {
         self.compile_time
     }
-}
-
-/// Reads the plugin's `.wasm` and its size, refusing one over the size limit before reading it.
-fn read_component(
-    files: &PluginFiles,
-    name: &str,
-    caps: &Capabilities,
-) -> Result<(Vec<u8>, u64), LoadError> {
-    let compile_error = |message: String| LoadError::Compile {
-        plugin: name.to_owned(),
-        message,
-    };
-    let size = std::fs::metadata(&files.wasm)
-        .map_err(|e| compile_error(format!("{}: {e}", files.wasm.display())))?
-        .len();
-    if size > caps.limits.max_component_bytes {
-        return Err(LoadError::TooLarge {
-            plugin: name.to_owned(),
-            path: files.wasm.clone(),
-            size,
-            limit: caps.limits.max_component_bytes,
-        });
-    }
-    let bytes = std::fs::read(&files.wasm)
-        .map_err(|e| compile_error(format!("{}: {e}", files.wasm.display())))?;
-    Ok((bytes, size))
 }
 
 /// Checks the component's `sha256` against the hashes plugin.toml and the grant pin, if any.

@@ -2,12 +2,14 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod compile_cache;
 mod conformance;
 mod deployment;
 mod docs_links;
 mod faults;
 mod http_timeouts;
 mod plugin_artifacts;
+mod plugin_files;
 mod plugin_languages;
 mod plugin_limits;
 mod plugin_reload;

@@ -44,13 +44,11 @@ pub(super) async fn load_all(host: &Arc<PluginHost>, dir: &Path) {
 
 /// The plugin name a folder declares (its manifest's), or the folder's name.
 fn declared_name(dir: &Path) -> String {
-    Manifest::load(&dir.join("plugin.toml"))
-        .map(|m| m.name)
-        .unwrap_or_else(|_| {
-            dir.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
+    Manifest::load_in(dir).map(|m| m.name).unwrap_or_else(|_| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
 }
 
 /// Loads (compiling off the async threads) the plugin in `dir` under its grant.
@@ -59,7 +57,7 @@ async fn load_version(host: &Arc<PluginHost>, dir: PathBuf) -> Result<Arc<Plugin
     let grants = host.config.grants.clone();
     tokio::task::spawn_blocking(move || {
         let files = PluginFiles::in_dir(&dir).map_err(|e| e.to_string())?;
-        let manifest = Manifest::load(&files.manifest).map_err(|e| e.to_string())?;
+        let manifest = Manifest::load_in(&dir).map_err(|e| e.to_string())?;
         let grant = grants.get(&manifest.name).cloned().unwrap_or_default();
         PluginVersion::load(&runtime, &files, &grant)
             .map(Arc::new)
@@ -118,7 +116,7 @@ async fn new_slot(
         .kv(name)
         .await
         .map_err(|e| format!("{e:#}"))?;
-    let limits = Manifest::load(&dir.join("plugin.toml"))
+    let limits = Manifest::load_in(dir)
         .ok()
         .and_then(|m| {
             host.config
@@ -291,10 +289,11 @@ fn unchanged(host: &PluginHost, folder: &Path) -> bool {
     let Ok(files) = PluginFiles::in_dir(folder) else {
         return false;
     };
-    let same_wasm = std::fs::read(&files.wasm)
-        .is_ok_and(|bytes| streamhost_plugin_runtime::sha256_hex(&bytes) == running.sha256());
-    let same_manifest = Manifest::load(&files.manifest).is_ok_and(|m| &m == running.manifest());
-    same_wasm && same_manifest
+    let Ok((manifest, (), bytes)) = files.read(|_| Ok(((), u64::MAX))) else {
+        return false;
+    };
+    streamhost_plugin_runtime::sha256_hex(&bytes) == running.sha256()
+        && &manifest == running.manifest()
 }
 
 /// The plugin folder (a direct child of `dir`) that `path` is in.

@@ -18,6 +18,7 @@
 mod admin;
 mod api;
 mod feed;
+mod files;
 mod loader;
 pub mod notifications;
 pub mod query_cache;
@@ -29,6 +30,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use streamhost_plugin_runtime::{Runtime, RuntimeConfig};
 use tokio_util::sync::CancellationToken;
@@ -121,7 +124,7 @@ pub(crate) struct HostContext {
     hub: Arc<NotificationHub>,
     feed: Arc<Feed>,
     handle: tokio::runtime::Handle,
-    failures_dir: PathBuf,
+    failures: files::FailureFiles,
     retries: u32,
     backoff: Duration,
     metrics: PluginMetrics,
@@ -170,7 +173,13 @@ impl PluginHost {
             hub: Arc::new(NotificationHub::new(config.notifications)),
             feed: Arc::new(Feed::new(config.feed_rows, positions)),
             handle: tokio::runtime::Handle::current(),
-            failures_dir: data.join("plugin-failures"),
+            failures: files::FailureFiles::open(&data).with_context(|| {
+                format!(
+                    "opening {} in the reader's data folder {}",
+                    files::FAILURES_FOLDER,
+                    data.display()
+                )
+            })?,
             retries: config.retries,
             backoff: Duration::from_millis(config.retry_backoff_ms),
             metrics: PluginMetrics::new(registry),

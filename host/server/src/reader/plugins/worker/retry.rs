@@ -147,13 +147,6 @@ impl Worker {
 
     /// Writes `batch` as RDATA lines for `streamhost plugin run --input`; returns the path.
     fn write_batch_file(&self, batch: &WasmBatch) -> Option<PathBuf> {
-        let path = self.ctx.failures_dir.join(format!(
-            "{}-{}-{}-{}.rdata",
-            self.slot.name(),
-            batch.stream,
-            batch.prev_token,
-            batch.token
-        ));
         let mut out = Vec::new();
         for (n, row) in batch.rows.iter().enumerate() {
             // Rows sharing a token go out as Synapse sends them: `batch` until the last.
@@ -166,12 +159,13 @@ impl Worker {
             });
             command.encode(&mut out).ok()?;
         }
-        let written = std::fs::create_dir_all(&self.ctx.failures_dir)
-            .and_then(|()| std::fs::write(&path, out));
+        let (from, to) = (batch.prev_token.to_string(), batch.token.to_string());
+        let parts = [self.slot.name(), &batch.stream, &batch.instance, &from, &to];
+        let written = self.ctx.failures.write(&parts, &out);
         match written {
-            Ok(()) => Some(path),
+            Ok(path) => Some(path),
             Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "could not keep the failing batch");
+                tracing::warn!(plugin = %self.slot.name(), stream = %batch.stream, %error, "could not keep the failing batch");
                 None
             }
         }
