@@ -91,6 +91,23 @@ async fn bad_requests_get_4xx_with_a_json_message() {
 }
 
 #[tokio::test]
+async fn too_many_rows_in_one_append_are_refused_with_413_naming_the_limit() {
+    let writer = TestWriter::spawn_with(&["events"], |c| c.max_append_rows = 3).await;
+    let (status, answer) = post(&writer, "/v1/streams/events/rows", "[1,2,3,4]").await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["errcode"], "M_TOO_LARGE");
+    let message = answer["error"].as_str().unwrap();
+    assert!(message.contains("at most 3"), "{message}");
+    assert!(message.contains("max_append_rows"), "{message}");
+    let (status, answer) = post(&writer, "/v1/streams/events/rows", "[1,2,3]").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["tokens"], json!([2, 3, 4]));
+    // Nothing of the refused request was committed.
+    let (_, streams) = get(&writer, "/v1/streams").await;
+    assert_eq!(streams["streams"][0]["position"], 4);
+}
+
+#[tokio::test]
 async fn writes_need_the_bearer_token_when_one_is_configured() {
     let writer =
         TestWriter::spawn_with(&["events"], |c| c.write_token = Some("s3cret".into())).await;

@@ -1,8 +1,10 @@
 //! The one TOML configuration file (`--config`), its defaults and validation.
 //!
 //! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
-//! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`].
+//! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`]; the
+//! memory bounds' checks and conversions are in `bounds`.
 
+mod bounds;
 mod synapse;
 
 use std::net::SocketAddr;
@@ -78,6 +80,11 @@ pub struct WriterConfig {
     pub stream_batch_rows: usize,
     /// Rows kept in memory per stream so the live path rarely reads SQL.
     pub tail_rows: usize,
+    /// Bytes of rows kept in memory per stream, in MiB (with `tail_rows`, whichever is hit
+    /// first).
+    pub tail_mib: usize,
+    /// Most rows one append request may carry; more is answered 413.
+    pub max_append_rows: usize,
     /// Commands a connection may have pending before `ERROR Failed to keep up` (Synapse: 10,000).
     pub max_pending_commands: usize,
     /// Send `PING` after this long without sending (Synapse: 5,000 ms).
@@ -217,6 +224,8 @@ impl Default for WriterConfig {
             catchup_row_limit: 1_000,
             stream_batch_rows: 1_000,
             tail_rows: 100_000,
+            tail_mib: 64,
+            max_append_rows: 10_000,
             max_pending_commands: 10_000,
             ping_interval_ms: 5_000,
             ping_timeout_ms: 25_000,
@@ -277,6 +286,7 @@ impl WriterConfig {
             self.stream_batch_rows > 0,
             "writer.stream_batch_rows must be > 0"
         );
+        self.validate_bounds()?;
         anyhow::ensure!(
             self.max_pending_commands > 0,
             "writer.max_pending_commands must be > 0"
@@ -319,6 +329,9 @@ pub struct ReaderConfig {
     /// Decoded commands buffered between the socket and processing; when full the reader
     /// stops reading, and a writer that cannot send closes the connection.
     pub inbound_queue: usize,
+    /// Bytes of decoded commands buffered, in MiB (with `inbound_queue`, whichever is hit
+    /// first).
+    pub inbound_queue_mib: usize,
     /// Longest wait between reconnection attempts, in milliseconds (Synapse: 5,000).
     pub reconnect_max_ms: u64,
     /// Send `PING` after this long without sending.
@@ -360,11 +373,18 @@ pub struct PluginsConfig {
     pub query_cache_mib: usize,
     /// Notifications kept for long-polls and event streams to resume from.
     pub notifications: usize,
+    /// Bytes of notifications kept, in MiB, over all plugins.
+    pub notifications_mib: usize,
+    /// Bytes of one plugin's notifications kept, in MiB: past it the plugin's own oldest go.
+    pub notifications_plugin_mib: usize,
     /// Longest a query with `min_token` waits for the plugin to get there.
     pub min_token_timeout_ms: u64,
     /// Rows of committed batches kept in memory for plugins that are behind; further behind,
     /// they catch up from the writer.
     pub feed_rows: usize,
+    /// Bytes of committed batches kept in memory for plugins that are behind, in MiB (with
+    /// `feed_rows`, whichever is hit first).
+    pub feed_mib: usize,
     /// Wasm stack per call, in KiB (one value for all plugins: wasmtime sets it per engine).
     pub max_wasm_stack_kib: usize,
     /// Folder of compiled components, by content hash [default: `<data>/compiled`].
@@ -384,8 +404,11 @@ impl Default for PluginsConfig {
             query_cache_entries: 10_000,
             query_cache_mib: 64,
             notifications: 10_000,
+            notifications_mib: 32,
+            notifications_plugin_mib: 8,
             min_token_timeout_ms: 5_000,
             feed_rows: 100_000,
+            feed_mib: 32,
             max_wasm_stack_kib: 512,
             compile_cache: None,
             grants: Default::default(),
@@ -405,6 +428,7 @@ impl Default for ReaderConfig {
             replication_secret: None,
             record_rows: false,
             inbound_queue: 100_000,
+            inbound_queue_mib: 16,
             reconnect_max_ms: 5_000,
             ping_interval_ms: 5_000,
             ping_timeout_ms: 25_000,
@@ -436,11 +460,7 @@ impl ReaderConfig {
         if let Some(url) = &self.log_database_url {
             streamhost_log::Backend::of_url(url).context("reader.log_database_url")?;
         }
-        anyhow::ensure!(self.inbound_queue > 0, "reader.inbound_queue must be > 0");
-        anyhow::ensure!(
-            self.plugins.feed_rows > 0 && self.plugins.notifications > 0,
-            "reader.plugins.feed_rows and reader.plugins.notifications must be > 0"
-        );
+        self.validate_bounds()?;
         if let Some(synapse) = &self.synapse {
             anyhow::ensure!(
                 self.redis.is_none() && self.log_database_url.is_none(),

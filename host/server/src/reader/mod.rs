@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -100,7 +100,10 @@ impl Reader {
         // Any task ending (shutdown, or a panic) stops the others.
         let stop = shutdown.child_token();
         let (drop_tx, drop_rx) = watch::channel(0);
-        let (tx, rx) = mpsc::channel(config.inbound_queue);
+        let (tx, rx) = inbound::queue(
+            config.inbound_queue,
+            config.inbound_queue_mib.saturating_mul(1 << 20),
+        );
         let processor = Processor::new(
             store.clone(),
             sink.unwrap_or_else(|| default_sink(&config)),
@@ -111,6 +114,7 @@ impl Reader {
             Limits::new(
                 Duration::from_millis(config.reconnect_max_ms),
                 config.inbound_queue,
+                config.inbound_queue_mib.saturating_mul(1 << 20),
             ),
         )
         .await?;

@@ -49,6 +49,8 @@ pub struct WriterApi {
     pub replication_secret: Option<String>,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// Most rows one append request may carry (more: 413).
+    pub max_append_rows: usize,
     /// Most rows per catch-up answer.
     pub catchup_row_limit: usize,
     /// Every metric of the writer.
@@ -115,7 +117,7 @@ async fn append(
         }
     };
     let body = read_body(request, api.max_body_bytes).await?;
-    let rows = parse_rows(&body, &stream, &api.instance)?;
+    let rows = parse_rows(&body, &stream, &api.instance, api.max_append_rows)?;
     let tokens = api
         .appender
         .append(AppendRequest {
@@ -254,11 +256,13 @@ fn token_param(params: &Params, name: &str) -> Result<Token, ApiError> {
     }
 }
 
-/// Parses a JSON array body into canonical rows, each small enough for one `RDATA` line.
+/// Parses a JSON array body of at most `max_rows` rows (more: 413 naming the limit) into
+/// canonical rows, each small enough for one `RDATA` line.
 fn parse_rows(
     body: &[u8],
     stream: &StreamName,
     instance: &InstanceName,
+    max_rows: usize,
 ) -> Result<Vec<RowJson>, ApiError> {
     let raw: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
@@ -266,6 +270,16 @@ fn parse_rows(
             format!("body must be a JSON array of rows: {e}"),
         )
     })?;
+    if raw.len() > max_rows {
+        return Err(ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            errcode: "M_TOO_LARGE",
+            message: format!(
+                "{} rows in one request; at most {max_rows} (writer.max_append_rows)",
+                raw.len()
+            ),
+        });
+    }
     // "RDATA " + stream + " " + instance + " " + token + " " + row
     let overhead =
         6 + stream.as_str().len() + 1 + instance.as_str().len() + 1 + MAX_TOKEN_DIGITS + 1;

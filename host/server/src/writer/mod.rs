@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use appender::{AppendError, Appender};
+pub(crate) use recent::TailBounds;
 pub use streamer::Frame;
 
 use crate::config::WriterConfig;
@@ -66,7 +67,7 @@ impl Writer {
         let declared = config.stream_names()?;
         let log = open_log(&config, &instance).await?;
         let positions = declared_positions(&log, &declared).await?;
-        let streams = Arc::new(StreamSet::new(positions, config.tail_rows));
+        let streams = Arc::new(StreamSet::new(positions, config.tail_bounds()));
         let registry = Arc::new(Registry::new());
         let ring = Ring::new(config.max_pending_commands);
         let (appender, appender_task) = Appender::spawn(
@@ -213,6 +214,7 @@ fn writer_api(
         write_token: config.write_token.clone(),
         replication_secret: config.replication_secret.clone(),
         max_body_bytes: config.max_body_bytes,
+        max_append_rows: config.max_append_rows,
         catchup_row_limit: config.catchup_row_limit,
         catchup_requests: WriterApi::catchup_metric(&registry),
         registry,

@@ -1,5 +1,6 @@
 //! The bounded in-memory tail of each stream: the newest committed rows and the stream's
-//! position, so the streamer and catch-up rarely read SQL.
+//! position, so the streamer and catch-up rarely read SQL. Bounded by rows and by bytes
+//! ([`TailBounds`]); past either, the oldest tokens go and reads of them go to the log.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -7,31 +8,50 @@ use std::sync::Mutex;
 use streamhost_log::Updates;
 use streamhost_proto::{RowJson, Token};
 
+/// Bytes counted for each row besides its JSON text (its token, `Bytes` handle and slot).
+const ROW_OVERHEAD: usize = 48;
+
+/// How much of a stream the tail keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailBounds {
+    /// Most rows (0: keep none, every read goes to the log).
+    pub rows: usize,
+    /// Most bytes of rows, counting [`ROW_OVERHEAD`] for each.
+    pub bytes: usize,
+}
+
+fn weight(row: &RowJson) -> usize {
+    row.len() + ROW_OVERHEAD
+}
+
 /// One stream's committed position and its most recent rows.
 #[derive(Debug)]
 pub struct RecentRows {
     inner: Mutex<Inner>,
-    capacity: usize,
+    bounds: TailBounds,
 }
 
 #[derive(Debug)]
 struct Inner {
     rows: VecDeque<(Token, RowJson)>,
+    /// The bytes `rows` count for.
+    bytes: usize,
     /// Every row with a token above this is in `rows`.
     complete_after: Token,
     position: Token,
 }
 
 impl RecentRows {
-    /// A tail at `position` holding nothing yet, keeping at most `capacity` rows.
-    pub fn new(position: Token, capacity: usize) -> RecentRows {
+    /// A tail at `position` holding nothing yet, keeping what `bounds` allow.
+    pub fn new(position: Token, bounds: TailBounds) -> RecentRows {
         RecentRows {
             inner: Mutex::new(Inner {
                 rows: VecDeque::new(),
+                bytes: 0,
                 complete_after: position,
                 position,
             }),
-            capacity,
+            bounds,
         }
     }
 
@@ -44,18 +64,25 @@ impl RecentRows {
     /// the current position.
     pub fn push(&self, rows: impl IntoIterator<Item = (Token, RowJson)>, position: Token) {
         let mut inner = self.inner.lock().expect("tail lock");
-        inner.rows.extend(rows);
+        for (token, row) in rows {
+            inner.bytes += weight(&row);
+            inner.rows.push_back((token, row));
+        }
         inner.position = inner.position.max(position);
-        if self.capacity == 0 {
+        if self.bounds.rows == 0 {
             inner.rows.clear();
+            inner.bytes = 0;
             inner.complete_after = inner.position;
             return;
         }
-        while inner.rows.len() > self.capacity {
-            let (evicted, _) = inner.rows.pop_front().expect("len > capacity > 0");
+        while inner.rows.len() > self.bounds.rows || inner.bytes > self.bounds.bytes {
+            let Some((evicted, row)) = inner.rows.pop_front() else {
+                break;
+            };
+            inner.bytes -= weight(&row);
             // Drop the rest of a shared token too, so the tail never holds half a token.
-            while inner.rows.front().is_some_and(|(t, _)| *t == evicted) {
-                inner.rows.pop_front();
+            while let Some((_, row)) = inner.rows.pop_front_if(|(t, _)| *t == evicted) {
+                inner.bytes -= weight(&row);
             }
             inner.complete_after = evicted;
         }
@@ -70,6 +97,7 @@ impl RecentRows {
             return;
         }
         inner.rows.clear();
+        inner.bytes = 0;
         inner.position = position;
         inner.complete_after = position;
     }
@@ -119,9 +147,16 @@ mod tests {
         )
     }
 
+    fn rows(rows: usize) -> TailBounds {
+        TailBounds {
+            rows,
+            bytes: usize::MAX,
+        }
+    }
+
     #[test]
     fn reads_within_limit_without_cutting_a_token() {
-        let tail = RecentRows::new(Token(1), 100);
+        let tail = RecentRows::new(Token(1), rows(100));
         tail.push([row(2), row(3), row(3), row(4)], Token(4));
         let first = tail.read(Token(1), Token(4), 2).unwrap();
         assert_eq!(
@@ -138,15 +173,45 @@ mod tests {
 
     #[test]
     fn evicted_range_is_not_served() {
-        let tail = RecentRows::new(Token(1), 2);
+        let tail = RecentRows::new(Token(1), rows(2));
         tail.push([row(2), row(3), row(4)], Token(4));
         assert!(tail.read(Token(1), Token(4), 10).is_none());
         assert_eq!(tail.read(Token(2), Token(4), 10).unwrap().rows.len(), 2);
     }
 
     #[test]
+    fn bytes_bound_the_tail_without_cutting_a_token() {
+        // Each row `[n]` (one digit) counts 3 + 48 = 51 bytes: 120 bytes hold two rows.
+        let bounds = TailBounds {
+            rows: 100,
+            bytes: 120,
+        };
+        let tail = RecentRows::new(Token(1), bounds);
+        tail.push([row(2), row(3), row(3), row(4)], Token(4));
+        assert!(tail.read(Token(2), Token(4), 10).is_none(), "both 3s went");
+        let updates = tail.read(Token(3), Token(4), 10).unwrap();
+        assert_eq!(updates.rows, vec![row(4)]);
+        tail.push([row(5), row(6)], Token(6));
+        assert!(tail.read(Token(3), Token(6), 10).is_none());
+        assert_eq!(tail.read(Token(4), Token(6), 10).unwrap().rows.len(), 2);
+    }
+
+    #[test]
+    fn a_row_larger_than_the_bytes_is_left_to_the_log() {
+        let bounds = TailBounds {
+            rows: 100,
+            bytes: 10,
+        };
+        let tail = RecentRows::new(Token(1), bounds);
+        tail.push([row(2)], Token(2));
+        assert!(tail.read(Token(1), Token(2), 10).is_none());
+        assert_eq!(tail.read(Token(2), Token(2), 10).unwrap().rows, vec![]);
+        assert_eq!(tail.position(), Token(2));
+    }
+
+    #[test]
     fn rows_committed_elsewhere_are_left_to_the_log() {
-        let tail = RecentRows::new(Token(1), 10);
+        let tail = RecentRows::new(Token(1), rows(10));
         tail.push([row(2)], Token(2));
         tail.skip_to(Token(4));
         tail.push([row(5)], Token(5));
@@ -163,7 +228,7 @@ mod tests {
 
     #[test]
     fn upto_is_clamped_to_the_position() {
-        let tail = RecentRows::new(Token(1), 10);
+        let tail = RecentRows::new(Token(1), rows(10));
         tail.push([row(2)], Token(2));
         let updates = tail.read(Token(1), Token(99), 10).unwrap();
         assert_eq!(updates.upto, Token(2));

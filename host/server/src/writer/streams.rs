@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use streamhost_proto::{StreamName, Token};
 
-use super::recent::RecentRows;
+use super::recent::{RecentRows, TailBounds};
 
 /// The declared streams, in a stable order, each with its recent rows and position.
 #[derive(Debug)]
@@ -16,11 +16,11 @@ pub struct StreamSet {
 
 impl StreamSet {
     /// Builds the set from each stream's committed position.
-    pub fn new(positions: Vec<(StreamName, Token)>, tail_rows: usize) -> StreamSet {
+    pub fn new(positions: Vec<(StreamName, Token)>, tail: TailBounds) -> StreamSet {
         let order = positions.iter().map(|(name, _)| name.clone()).collect();
         let by_name = positions
             .into_iter()
-            .map(|(name, position)| (name, Arc::new(RecentRows::new(position, tail_rows))))
+            .map(|(name, position)| (name, Arc::new(RecentRows::new(position, tail))))
             .collect();
         StreamSet { order, by_name }
     }

@@ -1,5 +1,7 @@
-//! The feed: batches the reader has committed, kept in memory (bounded by rows) for the plugin
-//! workers, each of which follows it at its own pace with its own cursors.
+//! The feed: batches the reader has committed, kept in memory (bounded by rows and by bytes,
+//! [`FeedBounds`]) for the plugin workers, each of which follows it at its own pace with its
+//! own cursors. Past either bound the oldest commits go (the newest is always kept), and a
+//! worker that needed them is lapped: it catches up from the writer, as below.
 //!
 //! Each [`Commit`] lists, per (stream, instance), the reader's position before and after it
 //! ([`Advance`]); the rows in between are exactly the commit's batches of that key. A worker
@@ -92,9 +94,34 @@ pub(crate) fn highest_of(tokens: &HashMap<Key, Token>, stream: &str) -> Token {
         .unwrap_or(Token(0))
 }
 
+/// Bytes counted for each row besides its JSON text (its `Bytes` handle and slot).
+const ROW_OVERHEAD: usize = 48;
+/// Bytes counted for each commit besides its rows.
+const COMMIT_OVERHEAD: usize = 256;
+
+/// How much the feed keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FeedBounds {
+    /// Most rows, over all commits.
+    pub(crate) rows: usize,
+    /// Most bytes, over all commits.
+    pub(crate) bytes: usize,
+}
+
+/// The rows and bytes a commit's batches count for.
+fn size_of(batches: &[Batch]) -> (usize, usize) {
+    batches
+        .iter()
+        .fold((0, COMMIT_OVERHEAD), |(rows, bytes), batch| {
+            let text: usize = batch.rows.iter().map(|r| r.len() + ROW_OVERHEAD).sum();
+            (rows + batch.rows.len(), bytes + text)
+        })
+}
+
 struct Inner {
     commits: VecDeque<Arc<Commit>>,
     rows: usize,
+    bytes: usize,
     last_seq: u64,
     positions: ReaderPositions,
     wakers: HashMap<u64, Waker>,
@@ -104,22 +131,23 @@ struct Inner {
 /// The feed. Shared by the processor (which publishes) and the workers (which read).
 pub(crate) struct Feed {
     inner: Mutex<Inner>,
-    max_rows: usize,
+    bounds: FeedBounds,
 }
 
 impl Feed {
-    /// A feed keeping about `max_rows` rows, starting from the reader's committed `positions`.
-    pub(crate) fn new(max_rows: usize, positions: ReaderPositions) -> Feed {
+    /// A feed keeping what `bounds` allow, starting from the reader's committed `positions`.
+    pub(crate) fn new(bounds: FeedBounds, positions: ReaderPositions) -> Feed {
         Feed {
             inner: Mutex::new(Inner {
                 commits: VecDeque::new(),
                 rows: 0,
+                bytes: 0,
                 last_seq: 0,
                 positions,
                 wakers: HashMap::new(),
                 next_waker: 0,
             }),
-            max_rows,
+            bounds,
         }
     }
 
@@ -135,7 +163,7 @@ impl Feed {
         let wakers: Vec<Waker> = {
             let mut inner = self.lock();
             inner.last_seq += 1;
-            let rows: usize = batches.iter().map(|b| b.rows.len()).sum();
+            let (rows, bytes) = size_of(&batches);
             for reset in &resets {
                 inner.positions.tokens.insert(reset.key.clone(), RUN_START);
                 inner.positions.runs.insert(reset.key.clone(), reset.run);
@@ -154,10 +182,15 @@ impl Feed {
                 resets,
             }));
             inner.rows += rows;
+            inner.bytes += bytes;
             // Keep at least the newest commit, however large.
-            while inner.rows > self.max_rows && inner.commits.len() > 1 {
+            while (inner.rows > self.bounds.rows || inner.bytes > self.bounds.bytes)
+                && inner.commits.len() > 1
+            {
                 if let Some(old) = inner.commits.pop_front() {
-                    inner.rows -= old.batches.iter().map(|b| b.rows.len()).sum::<usize>();
+                    let (rows, bytes) = size_of(&old.batches);
+                    inner.rows -= rows;
+                    inner.bytes -= bytes;
                 }
             }
             inner.wakers.values().cloned().collect()
@@ -234,6 +267,14 @@ mod tests {
         )
     }
 
+    /// Bounds of `rows` rows and no byte bound to speak of.
+    fn rows(rows: usize) -> FeedBounds {
+        FeedBounds {
+            rows,
+            bytes: usize::MAX,
+        }
+    }
+
     fn commit(feed: &Feed, before: i64, after: i64, rows: usize) {
         let batch = Batch {
             stream: key().0,
@@ -256,7 +297,7 @@ mod tests {
 
     #[test]
     fn readers_get_commits_in_order_bounded_by_rows() {
-        let feed = Feed::new(100, ReaderPositions::default());
+        let feed = Feed::new(rows(100), ReaderPositions::default());
         let woken = Arc::new(AtomicUsize::new(0));
         let counter = woken.clone();
         let id = feed.subscribe(Arc::new(move || {
@@ -282,7 +323,7 @@ mod tests {
 
     #[test]
     fn a_reader_the_feed_dropped_is_told_to_catch_up_to_the_positions() {
-        let feed = Feed::new(15, ReaderPositions::default());
+        let feed = Feed::new(rows(15), ReaderPositions::default());
         for n in 0..3 {
             commit(&feed, n, n + 1, 10);
         }
@@ -298,8 +339,30 @@ mod tests {
     }
 
     #[test]
+    fn bytes_bound_the_feed_as_rows_do() {
+        // Each 10-row commit of `{}` rows counts 10 * (2 + 48) + 256 = 756 bytes.
+        let bounds = FeedBounds {
+            rows: 1_000,
+            bytes: 1_600,
+        };
+        let feed = Feed::new(bounds, ReaderPositions::default());
+        for n in 0..4 {
+            commit(&feed, n, n + 1, 10);
+        }
+        assert!(matches!(feed.read(1, 100), FeedRead::Lapped { seq: 4, .. }));
+        let FeedRead::Commits(commits) = feed.read(2, 100) else {
+            panic!("the newest two commits fit")
+        };
+        assert_eq!(commits.iter().map(|c| c.seq).collect::<Vec<_>>(), [3, 4]);
+        // One commit larger than the whole bound is still kept, alone.
+        commit(&feed, 4, 5, 100);
+        assert!(matches!(feed.read(4, 100), FeedRead::Commits(c) if c.len() == 1));
+        assert!(matches!(feed.read(3, 100), FeedRead::Lapped { .. }));
+    }
+
+    #[test]
     fn a_reset_moves_the_position_back_and_starts_a_new_run() {
-        let feed = Feed::new(15, ReaderPositions::default());
+        let feed = Feed::new(rows(15), ReaderPositions::default());
         commit(&feed, 0, 8, 10);
         feed.publish(
             Vec::new(),

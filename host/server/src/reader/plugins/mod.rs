@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use self::api::{router as api_router, summaries_json};
 #[cfg(test)]
 pub(crate) use self::feed::FeedRead;
-pub(crate) use self::feed::{Advance, Feed, ReaderPositions, Reset};
+pub(crate) use self::feed::{Advance, Feed, FeedBounds, ReaderPositions, Reset};
 use self::notifications::NotificationHub;
 use self::query_cache::QueryCache;
 pub use self::slot::{FailureReport, PluginRunState, PluginSlot};
@@ -59,6 +59,7 @@ pub(crate) struct PluginMetrics {
     counters: CounterVec,
     gaps: CounterVec,
     resets: CounterVec,
+    notifications_dropped: CounterVec,
 }
 
 impl PluginMetrics {
@@ -112,6 +113,13 @@ impl PluginMetrics {
                  gets the new run's rows from its start.",
                 &["plugin", "stream"],
             ),
+            notifications_dropped: registry.counter_vec(
+                "plugin_notifications_dropped_total",
+                "Notifications a plugin published that the ring dropped, by the bound that \
+                 dropped them: entries or bytes (the whole ring), plugin_bytes (the plugin's \
+                 own share).",
+                &["plugin", "bound"],
+            ),
         }
     }
 }
@@ -163,6 +171,7 @@ impl PluginHost {
             ..RuntimeConfig::default()
         };
         let runtime = tokio::task::spawn_blocking(move || Runtime::new(runtime_config)).await??;
+        let metrics = PluginMetrics::new(registry);
         let ctx = Arc::new(HostContext {
             store: PluginStore::new(pool),
             catchup,
@@ -170,8 +179,11 @@ impl PluginHost {
                 config.query_cache_entries,
                 config.query_cache_mib.saturating_mul(1 << 20),
             )),
-            hub: Arc::new(NotificationHub::new(config.notifications)),
-            feed: Arc::new(Feed::new(config.feed_rows, positions)),
+            hub: Arc::new(NotificationHub::new(
+                config.ring_bounds(),
+                Some(metrics.notifications_dropped.clone()),
+            )),
+            feed: Arc::new(Feed::new(config.feed_bounds(), positions)),
             handle: tokio::runtime::Handle::current(),
             failures: files::FailureFiles::open(&data).with_context(|| {
                 format!(
@@ -182,7 +194,7 @@ impl PluginHost {
             })?,
             retries: config.retries,
             backoff: Duration::from_millis(config.retry_backoff_ms),
-            metrics: PluginMetrics::new(registry),
+            metrics,
         });
         let host = Arc::new(PluginHost {
             ctx,

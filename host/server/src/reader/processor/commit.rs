@@ -71,6 +71,7 @@ impl Processor {
         self.pause.reset();
         let batches = std::mem::take(&mut self.ready);
         self.ready_rows = 0;
+        self.ready_bytes = 0;
         let applied = self.count_applied(&batches);
         let resets = self.report_resets();
         let committed = self.ledger.commit();
@@ -101,6 +102,7 @@ impl Processor {
     fn rollback(&mut self) {
         self.ready.clear();
         self.ready_rows = 0;
+        self.ready_bytes = 0;
         self.resets.clear();
         self.ledger.rollback();
         self.forget_connection();

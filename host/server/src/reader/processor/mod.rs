@@ -49,7 +49,7 @@ use anyhow::Context;
 // per row; SipHash's DoS resistance buys nothing for names the writer chose.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use streamhost_proto::{StreamName, Token};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::failure::ProcessorError;
@@ -58,7 +58,7 @@ use self::runs::PendingReset;
 use self::stats::StreamCounters;
 use super::batches::BatchAssembler;
 use super::catchup::CatchupSource;
-use super::inbound::{ConnId, Inbound};
+use super::inbound::{ConnId, Inbound, InboundRx};
 use super::ledger::{Key, Ledger};
 use super::plugins::{Feed, ReaderPositions};
 use super::sink::{Batch, BatchSink};
@@ -70,8 +70,8 @@ use crate::backoff::Backoff;
 
 /// Rows after which a group is committed even if more commands are waiting. Bounds the
 /// transaction and the memory of ready batches; 10,000 rows of a few hundred bytes each is a
-/// few MiB. A smaller `inbound_queue` lowers it (see [`Limits::new`]), so that ready batches
-/// never hold much more than the queue would.
+/// few MiB. A smaller `inbound_queue` lowers it, and `inbound_queue_mib` bounds its bytes
+/// (see [`Limits::new`]), so that ready batches never hold much more than the queue would.
 pub(crate) const MAX_GROUP_ROWS: usize = 10_000;
 
 /// The processor's bounds.
@@ -81,15 +81,19 @@ pub(crate) struct Limits {
     pub(crate) max_pause: Duration,
     /// Rows per group commit at most.
     pub(crate) group_rows: usize,
+    /// Bytes of rows per group commit at most (the row text; one batch may pass it).
+    pub(crate) group_bytes: usize,
 }
 
 impl Limits {
-    /// Groups of at most `min(MAX_GROUP_ROWS, inbound_queue)` rows: the queue size is the
-    /// operator's bound on what the reader holds before it stops reading the socket.
-    pub(crate) fn new(max_pause: Duration, inbound_queue: usize) -> Limits {
+    /// Groups of at most `min(MAX_GROUP_ROWS, inbound_queue)` rows and `inbound_bytes` bytes:
+    /// the queue's bounds are the operator's bound on what the reader holds before it stops
+    /// reading the socket.
+    pub(crate) fn new(max_pause: Duration, inbound_queue: usize, inbound_bytes: usize) -> Limits {
         Limits {
             max_pause,
             group_rows: MAX_GROUP_ROWS.min(inbound_queue).max(1),
+            group_bytes: inbound_bytes.max(1),
         }
     }
 }
@@ -130,6 +134,8 @@ pub(crate) struct Processor {
     /// Completed batches waiting for the next commit, in application order.
     ready: Vec<Batch>,
     ready_rows: usize,
+    /// The bytes of row text in `ready`.
+    ready_bytes: usize,
     /// Unfinished `batch` runs, per (stream, instance).
     assembler: BatchAssembler,
     /// The connection whose commands are being applied.
@@ -186,6 +192,7 @@ impl Processor {
             touched: HashSet::default(),
             ready: Vec::new(),
             ready_rows: 0,
+            ready_bytes: 0,
             assembler: BatchAssembler::default(),
             conn: None,
             connected: HashSet::default(),
@@ -237,7 +244,7 @@ impl Processor {
 
     /// Applies commands until shutdown or until the connection task is gone, committing after
     /// each group; commits what is ready before returning.
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Inbound>) {
+    pub(crate) async fn run(mut self, mut rx: InboundRx) {
         loop {
             let message = tokio::select! {
                 biased;
@@ -249,13 +256,13 @@ impl Processor {
             };
             self.handle(message).await;
             let mut handled = 1;
-            while self.ready_rows < self.limits.group_rows
+            while !self.group_full()
                 && handled < MAX_GROUP_COMMANDS
                 && !self.shutdown.is_cancelled()
             {
                 match rx.try_recv() {
-                    Ok(message) => self.handle(message).await,
-                    Err(_) => break,
+                    Some(message) => self.handle(message).await,
+                    None => break,
                 }
                 handled += 1;
             }
@@ -263,6 +270,11 @@ impl Processor {
             let _ = self.commit().await;
         }
         let _ = self.commit().await;
+    }
+
+    /// The ready batches have reached a group's rows or bytes: commit before taking more.
+    fn group_full(&self) -> bool {
+        self.ready_rows >= self.limits.group_rows || self.ready_bytes >= self.limits.group_bytes
     }
 
     /// Applies one message (batches become ready; nothing is committed unless a catch-up fills

@@ -59,7 +59,7 @@ impl Processor {
             if from >= new {
                 return Ok(());
             }
-            if self.ready_rows >= self.limits.group_rows {
+            if self.group_full() {
                 self.commit().await?;
             }
         }

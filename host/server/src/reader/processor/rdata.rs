@@ -52,6 +52,7 @@ impl Processor {
         batch.prev = self.position(key);
         debug_assert!(batch.token > batch.prev, "batches only move forwards");
         self.ready_rows += batch.rows.len();
+        self.ready_bytes += batch.rows.iter().map(RowJson::len).sum::<usize>();
         self.ledger.advance(key, batch.token);
         self.ready.push(batch);
     }

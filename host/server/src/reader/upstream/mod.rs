@@ -23,11 +23,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::catchup::{CatchupSource, DbCatchup, HttpCatchup};
-use super::inbound::{ConnId, Inbound};
+use super::inbound::{ConnId, Inbound, InboundTx};
 use super::processor::Processor;
 use super::status::{ConnectionState, Shared};
 use crate::backoff::{Backoff, FIRST_RECONNECT};
@@ -120,7 +120,7 @@ async fn writer_catchup(config: &ReaderConfig) -> anyhow::Result<Arc<dyn Catchup
 /// The processor's inlet: where sessions send what they receive, and what ends them.
 pub(crate) struct Inlet {
     /// The processor's bounded queue.
-    pub(crate) tx: mpsc::Sender<Inbound>,
+    pub(crate) tx: InboundTx,
     /// The connection the processor wants replaced (its id).
     pub(crate) drop_rx: watch::Receiver<ConnId>,
     /// The reader's status and metrics.

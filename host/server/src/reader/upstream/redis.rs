@@ -187,7 +187,7 @@ impl Subscription<'_> {
             tokio::select! {
                 biased;
                 ended = until_dropped(&inlet.shutdown, &mut inlet.drop_rx, self.id, true) => return ended,
-                permit = inlet.tx.reserve(), if waiting.is_some() => {
+                permit = inlet.tx.reserve_for(waiting.as_ref()), if waiting.is_some() => {
                     let Ok(permit) = permit else { return Ended::Stopped };
                     permit.send(waiting.take().expect("guarded by the branch condition"));
                 }

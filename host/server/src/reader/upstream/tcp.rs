@@ -236,7 +236,7 @@ impl<'a> Connection<'a> {
             let ended = tokio::select! {
                 biased;
                 ended = until_dropped(&inlet.shutdown, &mut inlet.drop_rx, self.id, self.established) => Err(ended),
-                permit = inlet.tx.reserve(), if waiting => match permit {
+                permit = inlet.tx.reserve_for(self.waiting.as_ref()), if waiting => match permit {
                     Ok(permit) => {
                         permit.send(self.waiting.take().expect("guarded by the branch condition"));
                         // Time spent waiting for the processor is not the writer's silence.

@@ -1,16 +1,23 @@
 //! The notification hub: plugins' `notify(topic, payload)` effects land in an in-memory ring
-//! of the last N notifications, numbered from 1, which waiters read after a sequence number.
+//! (bounded by count and bytes, and by bytes per plugin: [`Ring`]), numbered from 1, which
+//! waiters read after a sequence number.
 //!
 //! Plugin workers are plain threads, so [`NotificationHub::publish`] is synchronous: it takes
 //! a std mutex for a moment and bumps a `tokio::sync::watch` of the latest sequence number,
 //! which wakes every waiter and stream.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
+
+use super::ring::{Ring, RingBounds, weight};
+use crate::metrics::CounterVec;
+
+/// Bytes of notifications one read copies out of the ring at most (one larger notification
+/// goes alone), so a page answered to a client never costs more.
+pub const PAGE_BYTES: usize = 4 << 20;
 
 /// One notification published by a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,42 +40,31 @@ pub struct NotificationPage {
     pub next: u64,
     /// Matching notifications with seq > since, in seq order.
     pub notifications: Vec<Notification>,
-    /// `since` was older than the ring holds: notifications after it were dropped, and some
-    /// of them may have matched.
+    /// Notifications after `since` on one of the requested topics were dropped from the ring
+    /// (or `since` is from a previous run of the reader).
     pub missed: bool,
 }
 
-struct Ring {
-    items: VecDeque<Arc<Notification>>,
-    /// The seq of the newest notification (0 before any).
-    latest: u64,
-    /// The seq of the newest notification dropped from the ring (0 before any).
-    dropped_through: u64,
-}
-
-/// An in-memory ring of the last notifications, with waiters.
+/// An in-memory ring of the last notifications ([`Ring`]), with waiters.
 pub struct NotificationHub {
     ring: Mutex<Ring>,
-    capacity: usize,
     latest: watch::Sender<u64>,
+    /// `plugin_notifications_dropped_total{plugin, bound}`, when the hub reports drops.
+    dropped: Option<CounterVec>,
 }
 
 impl NotificationHub {
-    /// A hub keeping the last `capacity` notifications (at least one).
-    pub fn new(capacity: usize) -> NotificationHub {
-        let capacity = capacity.max(1);
+    /// A hub keeping the notifications `bounds` allow, counting drops in `dropped` (labels
+    /// `plugin`, `bound`) if given.
+    pub fn new(bounds: RingBounds, dropped: Option<CounterVec>) -> NotificationHub {
         NotificationHub {
-            ring: Mutex::new(Ring {
-                items: VecDeque::with_capacity(capacity.min(4096)),
-                latest: 0,
-                dropped_through: 0,
-            }),
-            capacity,
+            ring: Mutex::new(Ring::new(bounds)),
             latest: watch::Sender::new(0),
+            dropped,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Ring> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Ring> {
         // The ring is consistent between statements, so a poisoned lock is still usable.
         self.ring.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -79,26 +75,21 @@ impl NotificationHub {
         if items.is_empty() {
             return;
         }
+        let mut evicted = Vec::new();
         let latest = {
             let mut ring = self.lock();
             for (topic, payload) in items {
-                ring.latest += 1;
-                let seq = ring.latest;
-                ring.items.push_back(Arc::new(Notification {
-                    seq,
-                    plugin: plugin.to_owned(),
-                    topic,
-                    payload,
-                }));
-                if ring.items.len() > self.capacity
-                    && let Some(old) = ring.items.pop_front()
-                {
-                    ring.dropped_through = old.seq;
-                }
+                evicted.extend(ring.push(plugin, topic, payload));
             }
-            ring.latest
+            ring.latest()
         };
         self.latest.send_replace(latest);
+        if let Some(dropped) = &self.dropped {
+            for (item, bound) in &evicted {
+                dropped.with(&[&item.plugin, bound.label()]).inc();
+            }
+        }
+        // The dropped notifications are freed here, outside the lock.
     }
 
     /// The seq of the newest notification (0 before any).
@@ -112,8 +103,8 @@ impl NotificationHub {
         self.latest.subscribe()
     }
 
-    /// The notifications after `since` matching `topics`, at most `max` (at least one), without
-    /// waiting.
+    /// The notifications after `since` matching `topics`, at most `max` and about
+    /// [`PAGE_BYTES`] (at least one), without waiting.
     ///
     /// A `since` beyond the latest seq (from a previous run of the reader) counts as 0 with
     /// `missed` set.
@@ -121,8 +112,9 @@ impl NotificationHub {
         self.read_with_gap(topics, since, max).0
     }
 
-    /// [`NotificationHub::read`], plus the seq of the newest notification dropped from the
-    /// ring, read under the same lock.
+    /// [`NotificationHub::read`], plus the seq of the newest notification dropped after
+    /// `since` that may have matched `topics` (0 if none; for a `since` from a previous run,
+    /// the newest dropped at all), read under the same lock.
     pub(super) fn read_with_gap(
         &self,
         topics: &[String],
@@ -131,21 +123,25 @@ impl NotificationHub {
     ) -> (NotificationPage, u64) {
         let max = max.max(1);
         let ring = self.lock();
-        let (since, stale) = if since > ring.latest {
+        let latest = ring.latest();
+        let (since, stale) = if since > latest {
             (0, true)
         } else {
             (since, false)
         };
-        let missed = stale || since < ring.dropped_through;
-        // Items are in seq order without gaps: skip straight to the first one after `since`.
-        let first = ring.items.front().map_or(0, |n| n.seq);
-        let skip = usize::try_from(since.saturating_add(1).saturating_sub(first)).unwrap_or(0);
+        let gap = if stale {
+            ring.dropped_through()
+        } else {
+            ring.gap_after(topics, since)
+        };
         let mut notifications = Vec::new();
-        let mut next = ring.latest.max(since);
-        for item in ring.items.iter().skip(skip) {
+        let mut bytes = 0;
+        let mut next = latest.max(since);
+        for item in ring.after(since) {
             if topics.iter().any(|t| *t == item.topic) {
                 notifications.push(Notification::clone(item));
-                if notifications.len() == max {
+                bytes += weight(&item.plugin, &item.topic, &item.payload);
+                if notifications.len() == max || bytes >= PAGE_BYTES {
                     next = item.seq;
                     break;
                 }
@@ -154,9 +150,9 @@ impl NotificationHub {
         let page = NotificationPage {
             next,
             notifications,
-            missed,
+            missed: stale || gap > 0,
         };
-        (page, ring.dropped_through)
+        (page, gap)
     }
 
     /// Waits until a notification after `since` matches one of `topics` (exact match), or

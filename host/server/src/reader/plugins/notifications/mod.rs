@@ -4,6 +4,7 @@
 
 mod hub;
 mod long_poll;
+mod ring;
 mod stream;
 
 use std::sync::Arc;
@@ -14,9 +15,11 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 pub use self::hub::{Notification, NotificationHub, NotificationPage};
+pub use self::ring::RingBounds;
 use crate::http::{self, ApiError, Params};
 
-/// Most notifications in one long-poll answer or one event-stream read of the ring.
+/// Most notifications in one long-poll answer or one event-stream read of the ring (which
+/// also stops at about `hub::PAGE_BYTES`).
 const PAGE_MAX: usize = 1000;
 /// Interval of the event stream's keep-alive comments.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

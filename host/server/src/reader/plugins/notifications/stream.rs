@@ -6,7 +6,8 @@
 //! client so far behind that the ring lapped it gets an `event: missed` with
 //! `data: {"next": seq}` (the stream continues after `seq`). A `: keep-alive` comment goes
 //! out after 15 s without an event. The stream ends when the client disconnects or shutdown
-//! begins.
+//! begins. A slow client holds at most [`STREAM_BUFFER`] events and [`STREAM_BUFFER_BYTES`]
+//! (one larger event goes alone) besides the page being sent.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Notification, NotificationHub, Notifications, PAGE_MAX, bad_param};
@@ -24,6 +25,14 @@ use crate::http::{ApiError, Params};
 
 /// Events buffered between an event stream's task and its connection.
 pub(super) const STREAM_BUFFER: usize = 64;
+/// Bytes of events buffered between an event stream's task and its connection.
+pub(super) const STREAM_BUFFER_BYTES: usize = 1 << 20;
+
+/// An event stream's buffer: events with the bytes they hold of it.
+struct Buffer {
+    events: mpsc::Sender<(Event, u32)>,
+    room: Arc<Semaphore>,
+}
 
 /// Starts a stream's task and answers its events.
 pub(super) async fn answer(
@@ -44,16 +53,25 @@ pub(super) async fn answer(
         None => u64_param(&params, "since")?.unwrap_or_else(|| notifications.hub.latest_seq()),
     };
     let (sender, events) = mpsc::channel(STREAM_BUFFER);
+    let room = Arc::new(Semaphore::new(STREAM_BUFFER_BYTES));
+    let buffer = Buffer {
+        events: sender,
+        room: room.clone(),
+    };
     tokio::spawn(run_stream(
         notifications.hub,
         topics,
         since,
-        sender,
+        buffer,
         notifications.shutdown,
     ));
-    let events = futures_util::stream::unfold(events, |mut events| async move {
-        let event = events.recv().await?;
-        Some((Ok(event), events))
+    let events = futures_util::stream::unfold(events, move |mut events| {
+        let room = room.clone();
+        async move {
+            let (event, bytes) = events.recv().await?;
+            room.add_permits(bytes as usize);
+            Some((Ok(event), events))
+        }
     });
     let keep_alive = KeepAlive::new()
         .interval(notifications.keep_alive)
@@ -61,13 +79,15 @@ pub(super) async fn answer(
     Ok(Sse::new(events).keep_alive(keep_alive))
 }
 
-/// The event of one notification.
-fn notify_event(notification: &Notification) -> Event {
+/// The event of one notification, with the bytes it holds.
+fn notify_event(notification: &Notification) -> (Event, usize) {
     let data = serde_json::to_string(notification).expect("serialising a notification");
-    Event::default()
+    let bytes = data.len();
+    let event = Event::default()
         .id(notification.seq.to_string())
         .event("notify")
-        .data(data)
+        .data(data);
+    (event, bytes)
 }
 
 /// The event telling the client that notifications after its position were dropped; the
@@ -79,10 +99,25 @@ fn missed_event(next: u64) -> Event {
         .data(format!("{{\"next\":{next}}}"))
 }
 
-/// Sends an event unless the client has gone or shutdown began; false means stop.
-async fn send(events: &mpsc::Sender<Event>, shutdown: &CancellationToken, event: Event) -> bool {
+/// Sends an event of `bytes` once the buffer has room for it, unless the client has gone or
+/// shutdown began; false means stop.
+async fn send(
+    buffer: &Buffer,
+    shutdown: &CancellationToken,
+    (event, bytes): (Event, usize),
+) -> bool {
+    let bytes = u32::try_from(bytes.min(STREAM_BUFFER_BYTES)).unwrap_or(u32::MAX);
+    let room = async {
+        let permit = buffer.room.acquire_many(bytes).await.ok()?;
+        let slot = buffer.events.reserve().await.ok()?;
+        // The connection's side gives the bytes back when it takes the event.
+        permit.forget();
+        slot.send((event, bytes));
+        Some(())
+    };
     tokio::select! {
-        sent = events.send(event) => sent.is_ok(),
+        sent = room => sent.is_some(),
+        () = buffer.events.closed() => false,
         () = shutdown.cancelled() => false,
     }
 }
@@ -92,7 +127,7 @@ async fn run_stream(
     hub: Arc<NotificationHub>,
     topics: Vec<String>,
     mut since: u64,
-    events: mpsc::Sender<Event>,
+    buffer: Buffer,
     shutdown: CancellationToken,
 ) {
     let mut changes = hub.subscribe();
@@ -101,12 +136,13 @@ async fn run_stream(
         let (page, dropped_through) = hub.read_with_gap(&topics, since, PAGE_MAX);
         // The client's position fell out of the ring (or is from a previous run): the stream
         // continues with the oldest notification still held.
-        if page.missed && !send(&events, &shutdown, missed_event(dropped_through)).await {
+        if page.missed && !send(&buffer, &shutdown, (missed_event(dropped_through), 0)).await {
             return;
         }
-        let full = page.notifications.len() == PAGE_MAX;
+        // A page cut by its count or bytes: more may be waiting.
+        let full = page.next < hub.latest_seq();
         for notification in &page.notifications {
-            if !send(&events, &shutdown, notify_event(notification)).await {
+            if !send(&buffer, &shutdown, notify_event(notification)).await {
                 return;
             }
         }
@@ -121,7 +157,7 @@ async fn run_stream(
                     return;
                 }
             }
-            () = events.closed() => return,
+            () = buffer.events.closed() => return,
             () = shutdown.cancelled() => return,
         }
     }

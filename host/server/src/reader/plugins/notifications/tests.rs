@@ -15,6 +15,16 @@ use super::stream::STREAM_BUFFER;
 use super::*;
 use crate::http::Response;
 
+/// A hub bounded by count only.
+fn hub_of(entries: usize) -> NotificationHub {
+    let bounds = RingBounds {
+        entries,
+        bytes: usize::MAX,
+        plugin_bytes: usize::MAX,
+    };
+    NotificationHub::new(bounds, None)
+}
+
 fn topics(names: &[&str]) -> Vec<String> {
     names.iter().map(|t| (*t).to_owned()).collect()
 }
@@ -108,7 +118,7 @@ fn notify_text(seq: u64, plugin: &str, topic: &str, payload: &str) -> String {
 
 #[tokio::test]
 async fn publish_then_wait_returns_in_order() {
-    let hub = NotificationHub::new(16);
+    let hub = hub_of(16);
     assert_eq!(hub.latest_seq(), 0);
     hub.publish("p", items(&[("a", "1"), ("a", "2")]));
     hub.publish("q", items(&[("a", "3")]));
@@ -129,7 +139,7 @@ async fn publish_then_wait_returns_in_order() {
 
 #[tokio::test]
 async fn wait_respects_max() {
-    let hub = NotificationHub::new(16);
+    let hub = hub_of(16);
     hub.publish("p", items(&[("a", "1"), ("a", "2"), ("a", "3")]));
     let page = hub
         .wait(&topics(&["a"]), 0, Duration::from_secs(5), 2)
@@ -145,7 +155,7 @@ async fn wait_respects_max() {
 
 #[tokio::test]
 async fn wait_filters_by_exact_topic() {
-    let hub = NotificationHub::new(16);
+    let hub = hub_of(16);
     hub.publish(
         "p",
         items(&[("a", "1"), ("b", "2"), ("ab", "3"), ("c", "4"), ("a", "5")]),
@@ -163,7 +173,7 @@ async fn wait_filters_by_exact_topic() {
 
 #[tokio::test]
 async fn wait_times_out_empty_with_next_unchanged() {
-    let hub = NotificationHub::new(16);
+    let hub = hub_of(16);
     let page = hub
         .wait(&topics(&["a"]), 0, Duration::from_millis(100), 100)
         .await;
@@ -184,7 +194,7 @@ async fn wait_times_out_empty_with_next_unchanged() {
 
 #[tokio::test]
 async fn missed_after_ring_overflow() {
-    let hub = NotificationHub::new(3);
+    let hub = hub_of(3);
     hub.publish(
         "p",
         items(&[("a", "1"), ("a", "2"), ("a", "3"), ("a", "4"), ("a", "5")]),
@@ -210,7 +220,7 @@ async fn missed_after_ring_overflow() {
 
 #[tokio::test]
 async fn since_from_a_previous_run_is_missed() {
-    let hub = NotificationHub::new(8);
+    let hub = hub_of(8);
     hub.publish("p", items(&[("a", "1")]));
     let page = hub
         .wait(&topics(&["a"]), 50, Duration::from_secs(5), 100)
@@ -222,7 +232,7 @@ async fn since_from_a_previous_run_is_missed() {
 
 #[tokio::test]
 async fn waiter_woken_by_publish_from_std_thread() {
-    let hub = Arc::new(NotificationHub::new(16));
+    let hub = Arc::new(hub_of(16));
     hub.publish("p", items(&[("other", "0")]));
     let publisher = {
         let hub = Arc::clone(&hub);
@@ -245,7 +255,7 @@ async fn waiter_woken_by_publish_from_std_thread() {
 
 #[tokio::test]
 async fn long_poll_answers_json() {
-    let hub = Arc::new(NotificationHub::new(16));
+    let hub = Arc::new(hub_of(16));
     hub.publish("p", items(&[("a", "{\"n\":1}"), ("b", "2")]));
     let response = long_poll(&hub, &get("/v1/notifications?topics=a,b&since=1")).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -264,7 +274,7 @@ async fn long_poll_answers_json() {
 
 #[tokio::test]
 async fn long_poll_times_out() {
-    let hub = Arc::new(NotificationHub::new(16));
+    let hub = Arc::new(hub_of(16));
     let started = tokio::time::Instant::now();
     let response = long_poll(
         &hub,
@@ -295,7 +305,7 @@ fn long_poll_parameters_default_and_cap() {
 
 #[tokio::test]
 async fn long_poll_rejects_bad_parameters() {
-    let hub = Arc::new(NotificationHub::new(16));
+    let hub = Arc::new(hub_of(16));
     for (uri, needle) in [
         ("/v1/notifications", "topics"),
         ("/v1/notifications?topics=", "topics"),
@@ -316,7 +326,7 @@ async fn long_poll_rejects_bad_parameters() {
 
 #[tokio::test]
 async fn event_stream_sends_new_matching_notifications() {
-    let hub = Arc::new(NotificationHub::new(16));
+    let hub = Arc::new(hub_of(16));
     hub.publish("p", items(&[("a", "old")]));
     let shutdown = CancellationToken::new();
     let response = event_stream(&hub, &get("/v1/notifications/stream?topics=a"), &shutdown);
@@ -340,7 +350,7 @@ async fn event_stream_sends_new_matching_notifications() {
 
 #[tokio::test]
 async fn event_stream_resumes_after_last_event_id() {
-    let hub = Arc::new(NotificationHub::new(16));
+    let hub = Arc::new(hub_of(16));
     hub.publish(
         "p",
         items(&[("a", "1"), ("b", "2"), ("a", "3"), ("a", "4")]),
@@ -370,7 +380,7 @@ async fn event_stream_resumes_after_last_event_id() {
 
 #[tokio::test]
 async fn event_stream_resumes_after_since() {
-    let hub = Arc::new(NotificationHub::new(16));
+    let hub = Arc::new(hub_of(16));
     hub.publish("p", items(&[("a", "1"), ("a", "2")]));
     let shutdown = CancellationToken::new();
     let mut body = event_stream(
@@ -393,7 +403,7 @@ async fn event_stream_resumes_after_since() {
 
 #[tokio::test]
 async fn event_stream_reports_missed_then_continues() {
-    let hub = Arc::new(NotificationHub::new(2));
+    let hub = Arc::new(hub_of(2));
     hub.publish(
         "p",
         items(&[("a", "1"), ("a", "2"), ("a", "3"), ("a", "4")]),
@@ -422,7 +432,7 @@ async fn event_stream_reports_missed_then_continues() {
 
 #[tokio::test]
 async fn event_stream_lapped_while_client_is_slow() {
-    let hub = Arc::new(NotificationHub::new(4));
+    let hub = Arc::new(hub_of(4));
     let shutdown = CancellationToken::new();
     let mut body =
         event_stream(&hub, &get("/v1/notifications/stream?topics=a"), &shutdown).into_body();
@@ -462,7 +472,7 @@ async fn event_stream_lapped_while_client_is_slow() {
 
 #[tokio::test]
 async fn event_stream_keep_alive() {
-    let hub = Arc::new(NotificationHub::new(4));
+    let hub = Arc::new(hub_of(4));
     let shutdown = CancellationToken::new();
     let every = Duration::from_millis(100);
     let mut body = event_stream_with(
@@ -487,7 +497,7 @@ async fn event_stream_keep_alive() {
 
 #[tokio::test]
 async fn event_stream_task_stops_when_client_goes() {
-    let hub = Arc::new(NotificationHub::new(4));
+    let hub = Arc::new(hub_of(4));
     let shutdown = CancellationToken::new();
     let body = event_stream(&hub, &get("/v1/notifications/stream?topics=a"), &shutdown).into_body();
     tokio::task::yield_now().await;
@@ -503,7 +513,7 @@ async fn event_stream_task_stops_when_client_goes() {
 
 #[tokio::test]
 async fn event_stream_rejects_bad_parameters() {
-    let hub = Arc::new(NotificationHub::new(4));
+    let hub = Arc::new(hub_of(4));
     let shutdown = CancellationToken::new();
     let response = event_stream(&hub, &get("/v1/notifications/stream"), &shutdown);
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);

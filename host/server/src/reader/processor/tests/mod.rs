@@ -186,7 +186,7 @@ async fn harness(catchup: MemoryCatchup) -> Harness {
         shared,
         drop_tx,
         CancellationToken::new(),
-        Limits::new(Duration::from_millis(1), 100_000),
+        Limits::new(Duration::from_millis(1), 100_000, usize::MAX),
     )
     .await
     .unwrap();
@@ -221,7 +221,7 @@ impl Harness {
             Arc::new(Shared::new("test".into(), "nowhere".into())),
             drop_tx,
             CancellationToken::new(),
-            Limits::new(Duration::from_millis(1), 100_000),
+            Limits::new(Duration::from_millis(1), 100_000, usize::MAX),
         )
         .await
         .unwrap();

@@ -6,7 +6,11 @@ use super::*;
 #[tokio::test]
 async fn a_restarted_typing_writer_is_followed_back_to_its_new_run() {
     let mut h = harness(MemoryCatchup::new(&[], 100)).await.synapse();
-    let feed = Arc::new(Feed::new(1_000, ReaderPositions::default()));
+    let bounds = crate::reader::plugins::FeedBounds {
+        rows: 1_000,
+        bytes: usize::MAX,
+    };
+    let feed = Arc::new(Feed::new(bounds, ReaderPositions::default()));
     h.processor = h.processor.with_feed(feed.clone());
     h.feed(vec![
         Inbound::Connected(1),
