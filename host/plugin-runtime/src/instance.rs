@@ -33,6 +33,8 @@ pub struct BatchEffects {
 pub struct PluginInstance {
     store: Store<PluginState>,
     bindings: Reader,
+    /// Whether calls are held to the host memory budget (always, except to measure its cost).
+    accounting: bool,
 }
 
 impl PluginInstance {
@@ -43,7 +45,11 @@ impl PluginInstance {
         let init_deadline = Duration::from_millis(store.data().caps.limits.init_deadline_ms);
         set_deadline(&mut store, init_deadline);
         match pre.instantiate(&mut store) {
-            Ok(bindings) => Ok(PluginInstance { store, bindings }),
+            Ok(bindings) => Ok(PluginInstance {
+                store,
+                bindings,
+                accounting: true,
+            }),
             Err(error) => Err(classify(&store, error)),
         }
     }
@@ -60,10 +66,13 @@ impl PluginInstance {
         state.host_memory_hit = false;
         // Whatever the call passes the host (its return value, each import's arguments) is
         // copied only while it fits what is left of the budget.
-        let fuel = state
-            .services
-            .budget()
-            .available(state.caps.limits.host_memory_bytes());
+        let fuel = match self.accounting {
+            true => state
+                .services
+                .budget()
+                .available(state.caps.limits.host_memory_bytes()),
+            false => usize::MAX,
+        };
         self.store.set_hostcall_fuel(fuel);
         f(&self.bindings, &mut self.store).map_err(|error| classify(&self.store, error))
     }
@@ -122,13 +131,23 @@ impl PluginInstance {
         })?;
         let effects = result.map_err(|e| self.plugin_failure(e))?;
         effects::validate(&effects, &self.store.data().caps)?;
-        let charge = self
-            .store
-            .data()
-            .services
-            .budget()
-            .charge(effects::held_bytes(&effects));
+        let charge = match self.accounting {
+            true => self
+                .store
+                .data()
+                .services
+                .budget()
+                .charge(effects::held_bytes(&effects)),
+            false => Charge::default(),
+        };
         Ok(BatchEffects { effects, charge })
+    }
+
+    /// Turns the host memory accounting off (`false`) or back on. Off, nothing holds the
+    /// plugin to `host_memory_mib`: only for measuring what the accounting costs
+    /// (`streamhost bench plugins`).
+    pub fn set_host_accounting(&mut self, on: bool) {
+        self.accounting = on;
     }
 
     /// `query`.

@@ -4,6 +4,8 @@
 //! - per-row cost of the `room-timeline` plugin at 1, 16, 256 and 1,024 rows per batch, against
 //!   the same logic compiled natively into this benchmark ([`native_on_batch`]), both keeping
 //!   their timelines in a [`KvStore`] committed after every batch as the reader does;
+//! - the cost of holding plugins to their host memory budget (`host_memory_mib`): the same
+//!   plugin with the accounting on and off, at 1 and 1,024 rows per batch;
 //! - instantiation with the pooling allocator and the pre-linked `InstancePre`
 //!   ([`PluginVersion::instantiate`]), alone and followed by `init`.
 //!
@@ -76,7 +78,7 @@ pub(super) fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()
         let mut wasm = Vec::with_capacity(runs);
         let mut native = Vec::with_capacity(runs);
         for _ in 0..runs {
-            let w = wasm_run(&version, &batches)?;
+            let w = wasm_run(&version, &batches, true)?;
             let n = native_run(&batches, quota)?;
             anyhow::ensure!(
                 w.effects == n.effects && w.checked == n.checked && w.checked.is_some(),
@@ -92,6 +94,16 @@ pub(super) fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()
         println!(
             "| {PLUGIN}, {size} row(s) per batch (ns/row) | {wasm:.0} | {native:.0} (same logic in native Rust, same KvStore) | {:.2} |",
             wasm / native
+        );
+    }
+
+    for size in [1, 1024] {
+        let (on, off) = accounting_cost(&version, &batches_of(&data, size), runs)?;
+        println!(
+            "| {PLUGIN}, host memory accounting, {size} row(s) per batch (ns/row) | {:.0} | {:.0} (accounting off) | {:.3} |",
+            per_row_ns(on, rows),
+            per_row_ns(off, rows),
+            on.as_secs_f64() / off.as_secs_f64()
         );
     }
 
@@ -165,10 +177,28 @@ struct Pass {
     checked: Option<Vec<u8>>,
 }
 
-/// The plugin on a fresh instance and store, committing its writes after every batch.
-fn wasm_run(version: &PluginVersion, batches: &[Batch]) -> anyhow::Result<Pass> {
+/// Median pass times of the plugin with the host memory accounting on and off, the runs
+/// interleaved so that a noisy machine weighs on both alike.
+fn accounting_cost(
+    version: &PluginVersion,
+    batches: &[Batch],
+    runs: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let mut on = Vec::with_capacity(runs);
+    let mut off = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        on.push(wasm_run(version, batches, true)?.elapsed);
+        off.push(wasm_run(version, batches, false)?.elapsed);
+    }
+    Ok((median(on), median(off)))
+}
+
+/// The plugin on a fresh instance and store, committing its writes after every batch, held
+/// to its host memory budget when `accounting`.
+fn wasm_run(version: &PluginVersion, batches: &[Batch], accounting: bool) -> anyhow::Result<Pass> {
     let services = services(version);
     let mut instance = version.instantiate(services.clone())?;
+    instance.set_host_accounting(accounting);
     instance.init(&[])?;
     let mut effects = 0;
     let started = Instant::now();
