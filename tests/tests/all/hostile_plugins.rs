@@ -100,7 +100,8 @@ impl Scene {
             .wait_for_cursor(BYSTANDER, TRAFFIC, last, WAIT)
             .await;
         let lag = self.lag.finish().await;
-        assert!(lag.samples > 10, "too few lag samples: {lag:?}");
+        // Samples are taken every 20 ms from the start; a short case still has a few.
+        assert!(lag.samples >= 3, "too few lag samples: {lag:?}");
         assert!(
             lag.age < MAX_LAG,
             "the bystander lagged {:?} ({} tokens) behind the writer",
