@@ -5,8 +5,9 @@
 //! and `$OUT_DIR/plugins.rs` with their paths as constants (see `src/plugins.rs`).
 //!
 //! A plugin folder holding `component.wat` instead of a crate (`evil-table`, which needs an
-//! instruction Rust cannot emit) is a hand-written core module: it is assembled with `wat` and
-//! made a component of the `reader` world with `wit-component`.
+//! instruction Rust cannot emit; `evil-alias`, whose strings share their bytes) is a
+//! hand-written core module: it is assembled with `wat` and made a component of the `reader`
+//! world with `wit-component`.
 //!
 //! The Python and JavaScript plugins (`plugins/python/*`, `plugins/javascript/*`) are built by
 //! the same commands a user runs, `scripts/build-python-plugin` and `scripts/build-js-plugin`,

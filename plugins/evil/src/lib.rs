@@ -1,8 +1,9 @@
 //! `evil`: a plugin that misbehaves on purpose, to test the host's sandbox and error handling.
 //!
 //! The misbehaviour is chosen by the configuration passed to `init`, `{"mode": "…"}`; `{}` or
-//! `"none"` behaves. `{"mode": "effects", "count": N}` and `{"mode": "log", "count": N}` change
-//! how many effects or log lines those modes produce. Unless said otherwise each mode acts inside `on_batch`:
+//! `"none"` behaves. `"count": N` changes how many effects, log lines, counters or keys a mode
+//! produces, and `"bytes": N` how big each payload, line, snapshot or answer is (see the
+//! table). Unless said otherwise each mode acts inside `on_batch`:
 //!
 //! | mode | what it does |
 //! |---|---|
@@ -18,6 +19,16 @@
 //! | `read-file` | reads `/etc/passwd`: on success returns `notify("evil", <content>)`, on failure a fatal error `read failed: <io error>` |
 //! | `skip` | answers every batch with a `skip` error (the host records a dead letter and moves on) |
 //! | `flaky` | asks the host to retry (`retry`) on the first `on_batch` of each instance, then behaves like `none` |
+//! | `counter-names` | adds 1 to 10,000 (`count`) distinct counters, each name 64 KiB (`bytes`) long |
+//! | `kv-tombstones` | deletes 100,000 (`count`) distinct keys of 1,000 bytes (`bytes`) |
+//! | `giant-log` | logs 1,000 (`count`) lines of 16 MiB (`bytes`) each (one line, made in `init`) |
+//! | `notify-flood` | returns 400 (`count`) `notify("evil", …)` effects of 10,000-byte (`bytes`) payloads |
+//! | `snapshot-bomb` | behaves like `none`; its `snapshot` returns 48 MiB (`bytes`) |
+//!
+//! In every mode the query `big` (cache `big`, no arguments) answers a JSON string of 32 MiB
+//! (`bytes`, when the mode is not one of the above), and `describe` says `snapshots`:
+//! `snapshot` returns nothing (but in `snapshot-bomb`) and `restore` starts afresh from the
+//! configuration, like `init`.
 //!
 //! There is no mode that grows a Wasm table: stable Rust on `wasm32-wasip2` has no way to emit
 //! `table.grow` (no intrinsic, and inline assembly for wasm is unstable).
@@ -27,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use streamhost_guest_sdk::{
-    Batch, Cursor, Description, Effect, Plugin, PluginError, export_plugin, log,
+    Batch, Cursor, Description, Effect, Plugin, PluginError, counters, export_plugin, kv, log,
 };
 
 /// The configuration `init` receives.
@@ -35,9 +46,13 @@ use streamhost_guest_sdk::{
 struct Config {
     #[serde(default)]
     mode: Option<String>,
-    /// How many effects (`effects`) or log lines (`log`) to produce, instead of the default.
+    /// How many effects, log lines, counters or keys to produce, instead of the mode's default.
     #[serde(default)]
     count: Option<u64>,
+    /// How big each payload, line, counter name, key, snapshot or query answer is, instead of
+    /// the mode's default.
+    #[serde(default)]
+    bytes: Option<usize>,
 }
 
 /// The ways to misbehave.
@@ -54,13 +69,71 @@ enum Mode {
     ReadFile,
     Flaky,
     Skip,
+    CounterNames,
+    KvTombstones,
+    GiantLog,
+    NotifyFlood,
+    SnapshotBomb,
 }
 
-/// The plugin: its mode and, for `flaky`, whether this instance already failed once.
+impl Mode {
+    /// The mode's default `count`, for the modes that have one.
+    fn default_count(self) -> u64 {
+        match self {
+            Mode::Effects => 20_000,
+            Mode::Log => 1_000_000,
+            Mode::CounterNames => 10_000,
+            Mode::KvTombstones => 100_000,
+            Mode::GiantLog => 1_000,
+            Mode::NotifyFlood => 400,
+            _ => 0,
+        }
+    }
+
+    /// The mode's default `bytes`: of a counter name, a key, a log line, a payload, the
+    /// snapshot; for the other modes, of the answer to the query `big`.
+    fn default_bytes(self) -> usize {
+        match self {
+            Mode::CounterNames => 64 << 10,
+            Mode::KvTombstones => 1_000,
+            Mode::GiantLog => 16 << 20,
+            Mode::NotifyFlood => 10_000,
+            Mode::SnapshotBomb => 48 << 20,
+            _ => 32 << 20,
+        }
+    }
+}
+
+/// The plugin: its mode, sizes and, for `flaky`, whether this instance already failed once.
 struct Evil {
     mode: Mode,
-    count: Option<u64>,
+    count: u64,
+    bytes: usize,
     failed_once: bool,
+    /// The line `giant-log` logs over and over (made once, in `init`).
+    giant_line: String,
+}
+
+/// Width of the number [`numbered`] writes at the start of a name.
+const NUMBER_WIDTH: usize = 11;
+
+/// Calls `use_name` with `count` distinct names of `len` bytes (`x`s after a number), all
+/// made in one buffer.
+fn numbered(count: u64, len: usize, mut use_name: impl FnMut(&str)) {
+    let mut name = "x".repeat(len.max(NUMBER_WIDTH));
+    for n in 0..count {
+        // Same length in, same length out: the buffer is rewritten in place.
+        name.replace_range(..NUMBER_WIDTH, &format!("{n:010}-"));
+        use_name(&name);
+    }
+}
+
+/// A JSON string of `len` `x`s, made with one allocation (the query `big`).
+fn big_answer(len: usize) -> Result<String, PluginError> {
+    let mut text = vec![b'x'; len + 2];
+    text[0] = b'"';
+    text[len + 1] = b'"';
+    String::from_utf8(text).map_err(|e| PluginError::fatal(e.to_string()))
 }
 
 /// Where recursion would stop: never, but the compiler cannot know (it is read from memory).
@@ -78,7 +151,10 @@ fn recurse(depth: u64) -> u64 {
 
 impl Plugin for Evil {
     fn describe() -> Description {
-        Description::new("evil", env!("CARGO_PKG_VERSION")).stream("messages")
+        Description::new("evil", env!("CARGO_PKG_VERSION"))
+            .stream("messages")
+            .query("big", "big", "big")
+            .snapshots(true)
     }
 
     fn init(config: &str, _resume_after: &[Cursor]) -> Result<Self, PluginError> {
@@ -97,13 +173,43 @@ impl Plugin for Evil {
             "read-file" => Mode::ReadFile,
             "flaky" => Mode::Flaky,
             "skip" => Mode::Skip,
+            "counter-names" => Mode::CounterNames,
+            "kv-tombstones" => Mode::KvTombstones,
+            "giant-log" => Mode::GiantLog,
+            "notify-flood" => Mode::NotifyFlood,
+            "snapshot-bomb" => Mode::SnapshotBomb,
             other => return Err(PluginError::fatal(format!("unknown mode `{other}`"))),
         };
+        let bytes = config.bytes.unwrap_or(mode.default_bytes());
         Ok(Evil {
             mode,
-            count: config.count,
+            count: config.count.unwrap_or(mode.default_count()),
+            bytes,
             failed_once: false,
+            giant_line: if mode == Mode::GiantLog {
+                "x".repeat(bytes)
+            } else {
+                String::new()
+            },
         })
+    }
+
+    fn restore(config: &str, _state: &[u8], resume_after: &[Cursor]) -> Result<Self, PluginError> {
+        Self::init(config, resume_after)
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, PluginError> {
+        Ok(match self.mode {
+            Mode::SnapshotBomb => vec![0u8; self.bytes],
+            _ => Vec::new(),
+        })
+    }
+
+    fn query(&mut self, name: &str, _args: &[(String, String)]) -> Result<String, PluginError> {
+        match name {
+            "big" => big_answer(self.bytes),
+            other => Err(PluginError::fatal(format!("no query {other}"))),
+        }
     }
 
     fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
@@ -126,12 +232,12 @@ impl Plugin for Evil {
                 black_box(recurse(0));
             }
             Mode::Effects => {
-                return Ok((0..self.count.unwrap_or(20_000))
+                return Ok((0..self.count)
                     .map(|i| Effect::notify("evil", i.to_string()))
                     .collect());
             }
             Mode::Log => {
-                for i in 0..self.count.unwrap_or(1_000_000) {
+                for i in 0..self.count {
                     log::info(format!("evil line {i}"));
                 }
             }
@@ -155,6 +261,20 @@ impl Plugin for Evil {
                     return Err(PluginError::retry("flaky: first call of this instance"));
                 }
             }
+            Mode::CounterNames => numbered(self.count, self.bytes, |name| counters::add(name, 1)),
+            Mode::KvTombstones => numbered(self.count, self.bytes, kv::delete),
+            Mode::GiantLog => {
+                for _ in 0..self.count {
+                    log::info(&self.giant_line);
+                }
+            }
+            Mode::NotifyFlood => {
+                let payload = "x".repeat(self.bytes);
+                return Ok((0..self.count)
+                    .map(|_| Effect::notify("evil", payload.clone()))
+                    .collect());
+            }
+            Mode::SnapshotBomb => {}
         }
         Ok(vec![Effect::notify("evil", batch.token.to_string())])
     }

@@ -1,5 +1,6 @@
 """evil-py: a Python plugin that misbehaves on purpose, to test that the host contains Python
-plugins exactly as it contains Rust ones. The configuration `{"mode": …}` picks how:
+plugins exactly as it contains Rust ones. The configuration `{"mode": …}` picks how; `count`
+and `bytes` change how many of a mode's things it makes and how big each is:
 
 | mode | what `on_batch` does |
 |---|---|
@@ -7,12 +8,33 @@ plugins exactly as it contains Rust ones. The configuration `{"mode": …}` pick
 | `raise` | raises an uncaught ZeroDivisionError |
 | `loop` | loops forever |
 | `memory` | grows a list of 32 MiB buffers without bound |
+| `counter-names` | adds 1 to 10,000 (`count`) distinct counters, each name 64 KiB (`bytes`) long |
+| `kv-tombstones` | deletes 100,000 (`count`) distinct keys of 1,000 bytes (`bytes`) |
+| `giant-log` | logs 1,000 (`count`) lines of 16 MiB (`bytes`) each (one line, made in `__init__`) |
+| `notify-flood` | returns 400 (`count`) `Notify("evil", …)` of 10,000-byte (`bytes`) payloads |
 """
 
 import streamhost
 from streamhost import Notify
 
-MODES = ("none", "raise", "loop", "memory")
+# Each mode and its default (count, bytes).
+MODES = {
+    "none": (0, 0),
+    "raise": (0, 0),
+    "loop": (0, 0),
+    "memory": (0, 0),
+    "counter-names": (10_000, 64 << 10),
+    "kv-tombstones": (100_000, 1_000),
+    "giant-log": (1_000, 16 << 20),
+    "notify-flood": (400, 10_000),
+}
+
+
+def numbered(count, size):
+    """`count` distinct names of `size` characters: a number, then `x`s."""
+    tail = "x" * max(size - 11, 0)
+    for n in range(count):
+        yield f"{n:010}-" + tail
 
 
 class Evil(streamhost.Plugin):
@@ -21,9 +43,14 @@ class Evil(streamhost.Plugin):
     streams = ["messages"]
 
     def __init__(self, config, resume_after):
-        self.mode = (config or {}).get("mode", "none")
+        config = config or {}
+        self.mode = config.get("mode", "none")
         if self.mode not in MODES:
             raise streamhost.Fatal(f"unknown mode {self.mode!r}; one of {', '.join(MODES)}")
+        count, size = MODES[self.mode]
+        self.count = config.get("count", count)
+        self.bytes = config.get("bytes", size)
+        self.giant_line = "x" * self.bytes if self.mode == "giant-log" else ""
 
     def on_batch(self, batch):
         if self.mode == "raise":
@@ -36,6 +63,18 @@ class Evil(streamhost.Plugin):
             hoard = []
             while True:
                 hoard.append(bytearray(32 << 20))
+        if self.mode == "counter-names":
+            for name in numbered(self.count, self.bytes):
+                streamhost.counters.add(name)
+        if self.mode == "kv-tombstones":
+            for key in numbered(self.count, self.bytes):
+                streamhost.kv.delete(key)
+        if self.mode == "giant-log":
+            for _ in range(self.count):
+                streamhost.log.info(self.giant_line)
+        if self.mode == "notify-flood":
+            payload = "x" * self.bytes
+            return [Notify("evil", payload) for _ in range(self.count)]
         return [Notify("evil", str(batch.token))]
 
 

@@ -7,6 +7,8 @@ mod conformance;
 mod deployment;
 mod docs_links;
 mod faults;
+mod hostile_languages;
+mod hostile_plugins;
 mod http_timeouts;
 mod plugin_artifacts;
 mod plugin_files;
