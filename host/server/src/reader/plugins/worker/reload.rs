@@ -24,7 +24,9 @@ impl Worker {
                     if failure.reason.needs_fresh_instance() {
                         self.instance = None;
                     }
-                    tracing::warn!(plugin = %self.slot.name(), %failure, "snapshot failed; the new version starts with init");
+                    // Reported like any failed call (an over-large snapshot is `host-memory`).
+                    self.report("snapshot", None, (1, started.elapsed()), &failure, None);
+                    tracing::warn!(plugin = %self.slot.name(), "snapshot failed; the new version starts with init");
                     None
                 }
             },
