@@ -19,6 +19,8 @@
 //! | `skip` | answers every batch with a `skip` error (the host records a dead letter and moves on) |
 //! | `flaky` | asks the host to retry (`retry`) on the first `on_batch` of each instance, then behaves like `none` |
 //!
+//! Whatever the mode, its query `loop` (cache `evil`) loops forever, for the query deadline.
+//!
 //! There is no mode that grows a Wasm table: stable Rust on `wasm32-wasip2` has no way to emit
 //! `table.grow` (no intrinsic, and inline assembly for wasm is unstable).
 
@@ -78,7 +80,9 @@ fn recurse(depth: u64) -> u64 {
 
 impl Plugin for Evil {
     fn describe() -> Description {
-        Description::new("evil", env!("CARGO_PKG_VERSION")).stream("messages")
+        Description::new("evil", env!("CARGO_PKG_VERSION"))
+            .stream("messages")
+            .query("loop", "evil", "loop")
     }
 
     fn init(config: &str, _resume_after: &[Cursor]) -> Result<Self, PluginError> {
@@ -157,6 +161,13 @@ impl Plugin for Evil {
             }
         }
         Ok(vec![Effect::notify("evil", batch.token.to_string())])
+    }
+
+    fn query(&mut self, _name: &str, _args: &[(String, String)]) -> Result<String, PluginError> {
+        let mut i = 0u64;
+        loop {
+            i = black_box(i.wrapping_add(1));
+        }
     }
 }
 

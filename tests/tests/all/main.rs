@@ -6,6 +6,7 @@ mod conformance;
 mod deployment;
 mod docs_links;
 mod faults;
+mod hostile_queries;
 mod http_timeouts;
 mod plugin_artifacts;
 mod plugin_languages;

@@ -1,8 +1,10 @@
 //! The one TOML configuration file (`--config`), its defaults and validation.
 //!
 //! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
-//! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`].
+//! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`];
+//! `[reader.plugins.queries]` and `[reader.plugins.rate_limit]` are in [`queries`].
 
+mod queries;
 mod synapse;
 
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use streamhost_proto::{InstanceName, StreamName};
 
+pub use self::queries::{QueriesConfig, RateLimitConfig};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
 
 /// The whole file: a `[writer]` and a `[reader]` table, both optional.
@@ -371,6 +374,11 @@ pub struct PluginsConfig {
     pub compile_cache: Option<PathBuf>,
     /// What each plugin is granted, by plugin name (deny by default).
     pub grants: std::collections::BTreeMap<String, streamhost_plugin_runtime::Grant>,
+    /// Each plugin's query queue and share of the query cache (`[reader.plugins.queries]`).
+    pub queries: QueriesConfig,
+    /// Requests per client address on the query and notification endpoints
+    /// (`[reader.plugins.rate_limit]`).
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for PluginsConfig {
@@ -389,6 +397,8 @@ impl Default for PluginsConfig {
             max_wasm_stack_kib: 512,
             compile_cache: None,
             grants: Default::default(),
+            queries: QueriesConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -441,6 +451,8 @@ impl ReaderConfig {
             self.plugins.feed_rows > 0 && self.plugins.notifications > 0,
             "reader.plugins.feed_rows and reader.plugins.notifications must be > 0"
         );
+        self.plugins.queries.validate()?;
+        self.plugins.rate_limit.validate()?;
         if let Some(synapse) = &self.synapse {
             anyhow::ensure!(
                 self.redis.is_none() && self.log_database_url.is_none(),
