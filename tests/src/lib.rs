@@ -1,8 +1,9 @@
 //! The integration-test harness: writers and readers on loopback port 0 with temporary
 //! SQLite files (or a fresh PostgreSQL schema for the writer's log), raw replication clients,
-//! polling helpers, the real binary as a process, a scripted fake Synapse on Redis, and a
-//! Redis of a test's own with TLS.
+//! polling helpers, the real binary as a process, a scripted fake Synapse on Redis, a Redis
+//! of a test's own with TLS, and a reader process for hostile plugins (`hostile`).
 
+pub mod hostile;
 pub mod plugins;
 pub mod postgres;
 pub mod process;

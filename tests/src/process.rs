@@ -1,5 +1,5 @@
-//! The real `streamhost` binary as a child process, for tests that kill it with SIGKILL or
-//! read what it logged.
+//! The real `streamhost` binary as a child process, for tests that kill it with SIGKILL, read
+//! what it logged or measure its memory (`/proc/<pid>`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -82,6 +82,11 @@ impl Process {
             .find(|(k, _)| k == key)
             .map(|(_, a)| *a)
             .unwrap_or_else(|| panic!("no {key} address"))
+    }
+
+    /// The child's process id, or `None` once it has exited and been waited for.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown code runs.
