@@ -183,7 +183,8 @@ async fn watchdog(pid: u32, watch: Arc<Watch>) {
 
 /// A reader process running hostile plugins, with its folder, config and log.
 pub struct HostileReader {
-    process: Process,
+    /// The child, killed when this is dropped.
+    _process: Process,
     pid: u32,
     http: SocketAddr,
     log: PathBuf,
@@ -213,7 +214,7 @@ impl HostileReader {
         tokio::spawn(watchdog(pid, watch.clone()));
         let reader = HostileReader {
             http: process.addr("http"),
-            process,
+            _process: process,
             pid,
             log,
             watch,
@@ -509,7 +510,7 @@ async fn sample_lag(
 /// work while an offender misbehaves; [`Traffic::finish`] stops it and returns the last token.
 pub struct Traffic {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<i64>,
+    task: tokio::task::JoinHandle<Result<i64, String>>,
 }
 
 impl Traffic {
@@ -523,22 +524,26 @@ impl Traffic {
             let mut n = 0u64;
             while !done.load(Ordering::Relaxed) {
                 let row = serde_json::json!({"room": "!a:x", "sender": "@a:x", "body": format!("traffic {n}")});
+                // An error ends the traffic (a failing test drops the writer first).
                 let tokens = client
                     .append(&stream, crate::rows_body(&[row]), false)
                     .await
-                    .expect("append traffic");
+                    .map_err(|e| format!("appending traffic: {e:#}"))?;
                 last = tokens.last().map_or(last, |t| t.0);
                 n += 1;
                 tokio::time::sleep(period).await;
             }
-            last
+            Ok(last)
         });
         Traffic { stop, task }
     }
 
-    /// Stops appending; the token of the last row appended.
+    /// Stops appending; the token of the last row appended (panics if an append failed).
     pub async fn finish(self) -> i64 {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.expect("traffic ran")
+        self.task
+            .await
+            .expect("traffic ran")
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
