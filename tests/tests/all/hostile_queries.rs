@@ -5,7 +5,9 @@
 //! with `Retry-After`); both plugins' batches keep flowing (each one's lag, the time since the
 //! oldest write its cursor has not reached, sampled through `GET /v1/plugins` throughout, stays
 //! under a second); and the cache's working set (a key asked for twice before the flood) is
-//! still cached after it. And a query that loops is stopped at its CPU deadline
+//! still cached after it. Once with tight settings in this process (so the flood meets the
+//! full queue and the rate limit), once against a reader process on the defaults, whose peak
+//! resident memory is read from `/proc`. And a query that loops is stopped at its CPU deadline
 //! (`query_deadline_ms`) with a 502, its plugin's batches unharmed.
 
 use std::collections::BTreeMap;
@@ -15,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use streamhost_integration_tests::hostile::{HostileReader, Traffic};
 use streamhost_integration_tests::plugins::{PluginFolder, grants_for};
 use streamhost_integration_tests::{
     ADMIN_TOKEN, TestReader, TestWriter, spawn_plugin_reader, wait_until,
@@ -32,6 +35,10 @@ const QUERIES_PER_CLIENT: usize = 100;
 const MAX_LAG: Duration = Duration::from_secs(1);
 /// Time between two appends of the writer, and between two lag samples.
 const TICK: Duration = Duration::from_millis(20);
+
+/// Held by each flood test, so two floods never share the machine's cores: each measures
+/// lag under its own load.
+static ONE_FLOOD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A status and error code as a client sees them, e.g. `503 M_QUEUE_FULL`.
 type Outcome = (u16, String);
@@ -209,9 +216,8 @@ async fn sample_lag(
     worst
 }
 
-/// One flooding client: its queries, each with arguments no one asked for before.
-async fn flood(client_no: u8, server: SocketAddr) -> BTreeMap<Outcome, usize> {
-    let local = IpAddr::V4(Ipv4Addr::new(127, 1, 0, client_no + 1));
+/// One flooding client from `local`: its queries, each with arguments no one asked for before.
+async fn flood(client_no: u8, local: IpAddr, server: SocketAddr) -> BTreeMap<Outcome, usize> {
     let mut client = Client::new(local, server);
     let mut outcomes = BTreeMap::new();
     for n in 0..QUERIES_PER_CLIENT {
@@ -233,18 +239,42 @@ async fn flood(client_no: u8, server: SocketAddr) -> BTreeMap<Outcome, usize> {
     outcomes
 }
 
-/// The process's peak resident memory (`VmHWM`), in KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
+/// [`CLIENTS`] concurrent flooding clients spread over `addresses` loopback addresses; every
+/// answer's outcome, counted.
+async fn flood_from(addresses: u8, server: SocketAddr) -> BTreeMap<Outcome, usize> {
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|n| {
+            let local = IpAddr::V4(Ipv4Addr::new(127, 1, 0, n % addresses + 1));
+            tokio::spawn(flood(n, local, server))
+        })
+        .collect();
+    let mut outcomes = BTreeMap::new();
+    for client in clients {
+        for (outcome, count) in client.await.unwrap() {
+            *outcomes.entry(outcome).or_default() += count;
+        }
+    }
+    eprintln!(
+        "flood of 10,000 queries from {addresses} addresses took {:?}: {outcomes:?}",
+        started.elapsed()
+    );
+    assert_eq!(outcomes.values().sum::<usize>(), 10_000);
+    outcomes
+}
+
+/// How many answers had `status`.
+fn count(outcomes: &BTreeMap<Outcome, usize>, status: u16) -> usize {
+    outcomes
+        .iter()
+        .filter(|((s, _), _)| *s == status)
+        .map(|(_, n)| n)
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_flood_gets_named_refusals_and_starves_neither_batches_nor_the_working_set() {
+    let _alone = ONE_FLOOD_AT_A_TIME.lock().await;
     let writer = TestWriter::spawn(&["messages"]).await;
     let folder = PluginFolder::with(&["room-timeline", "stream-stats"]);
     let reader = reader(&writer, &folder).await;
@@ -263,41 +293,28 @@ async fn a_query_flood_gets_named_refusals_and_starves_neither_batches_nor_the_w
         own.get(&hot).await.header("x-streamhost-cache"),
         Some("hit")
     );
-    let rss_before = peak_rss_kib();
 
     let stop = CancellationToken::new();
     let written = Written::default();
     let writing = keep_writing(&writer, written.clone(), stop.clone());
     let sampling = sample_lag(&reader, written.clone(), stop.clone());
     let flooding = async {
-        let started = Instant::now();
-        let clients: Vec<_> = (0..CLIENTS)
-            .map(|n| tokio::spawn(flood(n, server)))
-            .collect();
-        let mut outcomes = BTreeMap::new();
-        for client in clients {
-            for (outcome, count) in client.await.unwrap() {
-                *outcomes.entry(outcome).or_default() += count;
-            }
-        }
-        eprintln!("flood of 10,000 queries took {:?}", started.elapsed());
+        let outcomes = flood_from(CLIENTS, server).await;
         stop.cancel();
         outcomes
     };
     let ((), worst_lag, outcomes) = tokio::join!(writing, sampling, flooding);
 
-    eprintln!("outcomes: {outcomes:?}; worst lag: {worst_lag:?}");
-    assert_eq!(outcomes.values().sum::<usize>(), 10_000);
-    let count = |status: u16| -> usize {
-        outcomes
-            .iter()
-            .filter(|((s, _), _)| *s == status)
-            .map(|(_, n)| n)
-            .sum()
-    };
-    assert!(count(200) > 0, "{outcomes:?}");
-    assert!(count(429) > 0, "the rate limit refused some: {outcomes:?}");
-    assert!(count(503) > 0, "the full queue refused some: {outcomes:?}");
+    eprintln!("worst lag: {worst_lag:?}");
+    assert!(count(&outcomes, 200) > 0, "{outcomes:?}");
+    assert!(
+        count(&outcomes, 429) > 0,
+        "the rate limit refused some: {outcomes:?}"
+    );
+    assert!(
+        count(&outcomes, 503) > 0,
+        "the full queue refused some: {outcomes:?}"
+    );
     for plugin in ["room-timeline", "stream-stats"] {
         let lag = worst_lag.get(plugin).copied().expect("sampled");
         assert!(lag < MAX_LAG, "{plugin} lagged {lag:?} behind the writer");
@@ -327,11 +344,6 @@ async fn a_query_flood_gets_named_refusals_and_starves_neither_batches_nor_the_w
         "{metrics}"
     );
     assert!(metrics.contains("streamhost_reader_requests_rate_limited_total{endpoint=\"query\"}"));
-    let rss_after = peak_rss_kib();
-    eprintln!(
-        "peak resident memory (VmHWM of the test process, reader in process): {rss_before} KiB \
-         before the flood, {rss_after} KiB after"
-    );
     wait_until(WAIT, "the reader to stay connected", || async {
         reader.client().get_json("/v1/status").await.unwrap()["connection"]["state"] == "connected"
     })
@@ -369,4 +381,71 @@ async fn a_query_that_loops_is_stopped_at_its_cpu_deadline_and_batches_go_on() {
                 .any(|c| c["stream"] == "messages" && c["token"].as_i64() >= Some(tokens[0].0))
     })
     .await;
+}
+
+/// The same flood against a reader process with the default settings: 100 clients over 10
+/// addresses, so the default rate limit (burst 100, 50/s per address) is met; the reader's
+/// peak resident memory (`VmHWM`, from `/proc`) stays under the harness's ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_flood_on_the_defaults_keeps_the_reader_under_its_memory_ceiling() {
+    let _alone = ONE_FLOOD_AT_A_TIME.lock().await;
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let folder = PluginFolder::with(&["room-timeline", "stream-stats"]);
+    let grants = grants_for(&["room-timeline", "stream-stats"]);
+    let program = env!("CARGO_BIN_EXE_streamhost-under-test");
+    let reader = HostileReader::start(program, &writer, &folder, &grants).await;
+    let server = reader
+        .client()
+        .base()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let tokens = writer.append("messages", &[message("hot", 0)]).await;
+    let hot = format!(
+        "/v1/query/room-timeline/timeline?room=hot&min_token=messages:{}",
+        tokens[0].0
+    );
+    let mut own = Client::new(IpAddr::V4(Ipv4Addr::LOCALHOST), server);
+    let first = own.get(&hot).await;
+    assert_eq!(
+        first.header("x-streamhost-cache"),
+        Some("miss"),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        own.get(&hot).await.header("x-streamhost-cache"),
+        Some("hit")
+    );
+
+    let traffic = Traffic::start(&writer, "messages", TICK);
+    let timeline_lag = reader.watch_lag(&writer, "room-timeline", "messages");
+    let stats_lag = reader.watch_lag(&writer, "stream-stats", "messages");
+    let outcomes = flood_from(10, server).await;
+    let (timeline_lag, stats_lag) = (timeline_lag.finish().await, stats_lag.finish().await);
+    traffic.finish().await;
+
+    eprintln!("lag: room-timeline {timeline_lag:?}, stream-stats {stats_lag:?}");
+    assert!(count(&outcomes, 200) > 0, "{outcomes:?}");
+    assert!(
+        count(&outcomes, 429) > 0,
+        "the rate limit refused some: {outcomes:?}"
+    );
+    assert!(
+        timeline_lag.age < MAX_LAG,
+        "room-timeline lagged {timeline_lag:?}"
+    );
+    assert!(stats_lag.age < MAX_LAG, "stream-stats lagged {stats_lag:?}");
+    let after = own.get(&hot).await;
+    assert_eq!(
+        after.header("x-streamhost-cache"),
+        Some("hit"),
+        "{}",
+        after.body
+    );
+    eprintln!(
+        "the reader's peak resident memory: {} MiB",
+        reader.peak_resident() >> 20
+    );
+    reader.assert_under_ceiling();
 }

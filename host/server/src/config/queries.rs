@@ -29,7 +29,7 @@ impl Default for QueriesConfig {
         QueriesConfig {
             queue_depth: 64,
             queue_timeout_ms: 1_000,
-            per_batch: 4,
+            per_batch: 1,
             cache_keys: 1_000,
             cache_window: 100,
         }
