@@ -30,6 +30,8 @@
 //! `snapshot` returns nothing (but in `snapshot-bomb`) and `restore` starts afresh from the
 //! configuration, like `init`.
 //!
+//! Whatever the mode, its query `loop` (cache `evil`) loops forever, for the query deadline.
+//!
 //! There is no mode that grows a Wasm table: stable Rust on `wasm32-wasip2` has no way to emit
 //! `table.grow` (no intrinsic, and inline assembly for wasm is unstable).
 
@@ -154,6 +156,7 @@ impl Plugin for Evil {
         Description::new("evil", env!("CARGO_PKG_VERSION"))
             .stream("messages")
             .query("big", "big", "big")
+            .query("loop", "evil", "loop")
             .snapshots(true)
     }
 
@@ -208,6 +211,12 @@ impl Plugin for Evil {
     fn query(&mut self, name: &str, _args: &[(String, String)]) -> Result<String, PluginError> {
         match name {
             "big" => big_answer(self.bytes),
+            "loop" => {
+                let mut i = 0u64;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
             other => Err(PluginError::fatal(format!("no query {other}"))),
         }
     }

@@ -9,6 +9,7 @@ mod docs_links;
 mod faults;
 mod hostile_languages;
 mod hostile_plugins;
+mod hostile_queries;
 mod http_timeouts;
 mod plugin_artifacts;
 mod plugin_files;

@@ -2,9 +2,11 @@
 //!
 //! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
 //! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`]; the
-//! memory bounds' checks and conversions are in `bounds`.
+//! memory bounds' checks and conversions are in `bounds`; `[reader.plugins.queries]` and
+//! `[reader.plugins.rate_limit]` are in [`queries`].
 
 mod bounds;
+mod queries;
 mod synapse;
 
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use streamhost_proto::{InstanceName, StreamName};
 
+pub use self::queries::{QueriesConfig, RateLimitConfig};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
 
 /// The whole file: a `[writer]` and a `[reader]` table, both optional.
@@ -391,6 +394,11 @@ pub struct PluginsConfig {
     pub compile_cache: Option<PathBuf>,
     /// What each plugin is granted, by plugin name (deny by default).
     pub grants: std::collections::BTreeMap<String, streamhost_plugin_runtime::Grant>,
+    /// Each plugin's query queue and share of the query cache (`[reader.plugins.queries]`).
+    pub queries: QueriesConfig,
+    /// Requests per client address on the query and notification endpoints
+    /// (`[reader.plugins.rate_limit]`).
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for PluginsConfig {
@@ -412,6 +420,8 @@ impl Default for PluginsConfig {
             max_wasm_stack_kib: 512,
             compile_cache: None,
             grants: Default::default(),
+            queries: QueriesConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -461,6 +471,8 @@ impl ReaderConfig {
             streamhost_log::Backend::of_url(url).context("reader.log_database_url")?;
         }
         self.validate_bounds()?;
+        self.plugins.queries.validate()?;
+        self.plugins.rate_limit.validate()?;
         if let Some(synapse) = &self.synapse {
             anyhow::ensure!(
                 self.redis.is_none() && self.log_database_url.is_none(),

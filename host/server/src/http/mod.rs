@@ -4,7 +4,8 @@
 //!
 //! - `serve`: accepts connections and serves each with hyper's HTTP/1.1 connection builder,
 //!   with a timer so a client that sends no (or half a) request head is closed after
-//!   [`HEADER_READ_TIMEOUT`]; graceful shutdown on a cancellation token.
+//!   [`HEADER_READ_TIMEOUT`]; graceful shutdown on a cancellation token. Each request carries
+//!   its connection's [`PeerAddr`] as an extension.
 //! - [`layers`]: the fallbacks (404, 405) and the tower layers (tracing, JSON errors,
 //!   concurrency limit, body limit, body and request timeouts) in their order.
 //! - [`error`]: [`ApiError`], the `{"errcode", "error"}` answer of every 4xx and 5xx.
@@ -18,13 +19,14 @@ pub mod layers;
 pub mod params;
 pub mod response;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::Layer;
+use tower::{Layer, ServiceExt};
 use tower_http::normalize_path::NormalizePathLayer;
 
 pub use self::auth::Bearer;
@@ -37,6 +39,10 @@ pub use self::response::{Response, json, metrics, with_type};
 /// reading one (on a new connection, or after the previous answer on a kept-alive one); a
 /// client still silent or mid-head then is disconnected.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client address of a request's connection (a request extension set by [`serve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Longest shutdown waits for requests in flight before closing their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -63,10 +69,14 @@ pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: Cancel
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = builder.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service.clone()),
+        let with_peer = service.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(PeerAddr(peer));
+                request
+            },
         );
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_peer));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

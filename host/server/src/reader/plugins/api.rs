@@ -1,15 +1,18 @@
 //! The plugin endpoints of the reader's HTTP API (`docs/reader.md`, `docs/plugins.md`):
 //!
-//! - `GET /v1/query/{plugin}/{name}?args…[&min_token=STREAM:TOKEN]`: a cached read.
+//! - `GET /v1/query/{plugin}/{name}?args…[&min_token=STREAM:TOKEN]`: a cached read; a miss
+//!   waits in the plugin's bounded query queue (`query_queue`).
 //! - `GET /v1/notifications?topics=…&since=…&timeout_ms=…` (long-poll) and
 //!   `GET /v1/notifications/stream?topics=…` (server-sent events): [`notifications`].
 //! - `GET /v1/plugins`: each plugin's state, version, cursors and lag.
 //! - Admin, with the admin bearer token, a router of its own nested at `/v1/admin`
 //!   (`admin`): `GET /v1/admin/plugins`, `POST /v1/admin/plugins/{name}/reload`,
 //!   `POST /v1/admin/plugins/{name}/resume`.
+//!
+//! The query and notification endpoints are rate-limited per client address (`rate_limit`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -19,9 +22,12 @@ use axum::routing::{any, get};
 use bytes::Bytes;
 use serde::Serialize;
 use streamhost_proto::Token;
+use tokio::sync::oneshot;
 
 use super::query_cache::cache_key;
-use super::slot::{Control, PluginRunState, PluginSlot, QueryError};
+use super::query_queue::QueuedQuery;
+use super::rate_limit::{Limited, RateLimiter, limit};
+use super::slot::{Enqueue, PluginRunState, PluginSlot, QueryError};
 use super::{PluginHost, admin, notifications};
 use crate::http::{self, ApiError, Params, Response, json, with_type};
 
@@ -38,16 +44,42 @@ pub(crate) fn router(host: Option<Arc<PluginHost>>) -> Router {
     };
     // A query waits for `min_token`, then for the worker's answer.
     let longest_query = Duration::from_millis(host.config.min_token_timeout_ms) + QUERY_TIMEOUT;
-    Router::new()
+    let limiter = RateLimiter::new(&host.config.rate_limit).map(Arc::new);
+    let queries = Router::new()
         .route("/v1/query/{plugin}/{name}", get(query))
+        .with_state(Arc::clone(&host));
+    let notifications = notifications::router(Arc::clone(&host.ctx.hub), host.shutdown.clone());
+    Router::new()
         .route("/v1/plugins", get(list))
-        .layer(http::layers::timeout(longest_query + TIMEOUT_MARGIN))
         .with_state(Arc::clone(&host))
-        .merge(notifications::router(
-            Arc::clone(&host.ctx.hub),
-            host.shutdown.clone(),
+        .merge(rate_limited(queries, &limiter, &host, "query"))
+        .layer(http::layers::timeout(longest_query + TIMEOUT_MARGIN))
+        .merge(rate_limited(
+            notifications,
+            &limiter,
+            &host,
+            "notifications",
         ))
         .nest("/v1/admin", admin::router(host))
+}
+
+/// `router` behind the per-address rate limit, if there is one; `endpoint` labels its 429s in
+/// the metrics.
+fn rate_limited(
+    router: Router,
+    limiter: &Option<Arc<RateLimiter>>,
+    host: &Arc<PluginHost>,
+    endpoint: &'static str,
+) -> Router {
+    let Some(limiter) = limiter else {
+        return router;
+    };
+    let limited = Limited {
+        limiter: Arc::clone(limiter),
+        host: Arc::clone(host),
+        endpoint,
+    };
+    router.layer(axum::middleware::from_fn_with_state(limited, limit))
 }
 
 /// Every plugin path answering that this reader runs none.
@@ -126,14 +158,9 @@ async fn query(
     if let Some(answer) = host.ctx.cache.get(plugin, &spec.cache, &key) {
         return Ok(answer_response(&answer, "hit"));
     }
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    if !slot.send(Control::Query {
-        name: name.to_string(),
-        args,
-        reply,
-    }) {
-        return Err(unavailable(format!("plugin {plugin} is not running")));
-    }
+    let answer = enqueue(&host, &slot, name, args)?;
+    // Dropping `answer` (the client left, or the timeout below) tells the worker not to run
+    // the query.
     let answer = tokio::time::timeout(QUERY_TIMEOUT, answer)
         .await
         .map_err(|_| unavailable(format!("plugin {plugin} did not answer in time")))?
@@ -149,6 +176,42 @@ async fn query(
             errcode: "M_PLUGIN_FAILED",
             message: format!("plugin {plugin} failed to answer: {failure}"),
         }),
+    }
+}
+
+/// Queues a cache miss for `slot`'s worker; where its answer will come.
+fn enqueue(
+    host: &PluginHost,
+    slot: &PluginSlot,
+    name: &str,
+    args: Vec<(String, String)>,
+) -> Result<oneshot::Receiver<Result<Arc<str>, QueryError>>, ApiError> {
+    let plugin = slot.name();
+    let (reply, answer) = oneshot::channel();
+    let queued = QueuedQuery {
+        name: name.to_string(),
+        args,
+        reply,
+        deadline: Instant::now() + host.ctx.queue_timeout,
+    };
+    match slot.enqueue(queued) {
+        Ok(()) => Ok(answer),
+        Err(Enqueue::NotRunning) => Err(unavailable(format!("plugin {plugin} is not running"))),
+        Err(Enqueue::Full(full)) => {
+            host.ctx
+                .metrics
+                .queries_dropped
+                .with(&[plugin, "queue-full"])
+                .inc();
+            Err(ApiError::unavailable(
+                "M_QUEUE_FULL",
+                format!(
+                    "plugin {plugin} has {} queries waiting, its limit \
+                     (reader.plugins.queries.queue_depth); retry later",
+                    full.depth
+                ),
+            ))
+        }
     }
 }
 

@@ -140,6 +140,7 @@ async fn new_slot(
         name.to_string(),
         dir.to_path_buf(),
         services,
+        host.config.queries.queue_depth,
     ));
     host.slots
         .write()

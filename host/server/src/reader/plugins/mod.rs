@@ -13,7 +13,9 @@
 //! gaps, the failure policy, commits, control, reloads; its cursors in a
 //! `Ledger`), `slot` (a plugin's version, channel and status), `store` (plugin tables),
 //! `loader` (finding, loading and reloading plugins; the folder watcher), [`query_cache`],
-//! [`notifications`], `api` (the HTTP endpoints), `admin` (the admin endpoints).
+//! `query_queue` (each plugin's bounded queue of cache misses), [`notifications`], `api` (the
+//! HTTP endpoints), `rate_limit` (requests per client address on them), `admin` (the admin
+//! endpoints).
 
 mod admin;
 mod api;
@@ -22,6 +24,8 @@ mod files;
 mod loader;
 pub mod notifications;
 pub mod query_cache;
+mod query_queue;
+mod rate_limit;
 mod slot;
 mod store;
 mod worker;
@@ -60,6 +64,8 @@ pub(crate) struct PluginMetrics {
     gaps: CounterVec,
     resets: CounterVec,
     notifications_dropped: CounterVec,
+    queries_dropped: CounterVec,
+    rate_limited: CounterVec,
 }
 
 impl PluginMetrics {
@@ -120,6 +126,19 @@ impl PluginMetrics {
                  own share).",
                 &["plugin", "bound"],
             ),
+            queries_dropped: registry.counter_vec(
+                "plugin_queries_dropped_total",
+                "Queries not run, by reason: queue-full (answered 503 at once), client-gone \
+                 (the client left before the worker got to it), expired (waited longer than \
+                 queue_timeout_ms; answered 503).",
+                &["plugin", "reason"],
+            ),
+            rate_limited: registry.counter_vec(
+                "reader_requests_rate_limited_total",
+                "Requests to the query and notification endpoints answered 429 because their \
+                 client address was over [reader.plugins.rate_limit].",
+                &["endpoint"],
+            ),
         }
     }
 }
@@ -135,6 +154,10 @@ pub(crate) struct HostContext {
     failures: files::FailureFiles,
     retries: u32,
     backoff: Duration,
+    /// Queued queries answered at most between two groups.
+    queries_per_batch: usize,
+    /// Longest a query waits in its plugin's queue.
+    queue_timeout: Duration,
     metrics: PluginMetrics,
 }
 
@@ -175,10 +198,13 @@ impl PluginHost {
         let ctx = Arc::new(HostContext {
             store: PluginStore::new(pool),
             catchup,
-            cache: Arc::new(QueryCache::new(
-                config.query_cache_entries,
-                config.query_cache_mib.saturating_mul(1 << 20),
-            )),
+            cache: Arc::new(
+                QueryCache::new(
+                    config.query_cache_entries,
+                    config.query_cache_mib.saturating_mul(1 << 20),
+                )
+                .per_plugin(config.queries.cache_keys, config.queries.cache_window),
+            ),
             hub: Arc::new(NotificationHub::new(
                 config.ring_bounds(),
                 Some(metrics.notifications_dropped.clone()),
@@ -194,6 +220,8 @@ impl PluginHost {
             })?,
             retries: config.retries,
             backoff: Duration::from_millis(config.retry_backoff_ms),
+            queries_per_batch: config.queries.per_batch,
+            queue_timeout: Duration::from_millis(config.queries.queue_timeout_ms),
             metrics,
         });
         let host = Arc::new(PluginHost {

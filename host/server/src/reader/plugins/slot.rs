@@ -13,6 +13,7 @@ use streamhost_proto::Token;
 use tokio::sync::{oneshot, watch};
 
 use super::feed::Key;
+use super::query_queue::{QueryQueue, QueueFull, QueuedQuery};
 
 /// Failure reports kept per plugin for the admin API.
 const KEPT_REPORTS: usize = 20;
@@ -100,12 +101,6 @@ impl SlotStatus {
 pub(crate) enum Control {
     /// The feed has news.
     Wake,
-    /// Answer a read (the cache missed).
-    Query {
-        name: String,
-        args: Vec<(String, String)>,
-        reply: oneshot::Sender<Result<Arc<str>, QueryError>>,
-    },
     /// Swap in a loaded version at the next batch boundary.
     Reload {
         version: Arc<PluginVersion>,
@@ -122,10 +117,19 @@ pub(crate) enum Control {
 pub(crate) enum QueryError {
     /// No such query, or a bad argument: the client's fault.
     BadRequest(String),
-    /// The plugin is quarantined or failed.
+    /// The plugin is quarantined or failed, or the query waited past its queue deadline.
     Unavailable(String),
     /// The plugin failed to answer.
     Failed(Failure),
+}
+
+/// Why a read could not be queued.
+#[derive(Debug)]
+pub(crate) enum Enqueue {
+    /// No worker runs.
+    NotRunning,
+    /// The queue is full.
+    Full(QueueFull),
 }
 
 /// One plugin.
@@ -134,18 +138,26 @@ pub struct PluginSlot {
     dir: PathBuf,
     services: Arc<PluginServices>,
     control: Mutex<Option<std::sync::mpsc::Sender<Control>>>,
+    queries: QueryQueue,
     wake_pending: AtomicBool,
     status: Mutex<SlotStatus>,
     cursor_moves: watch::Sender<u64>,
 }
 
 impl PluginSlot {
-    pub(crate) fn new(name: String, dir: PathBuf, services: Arc<PluginServices>) -> PluginSlot {
+    /// A slot with no worker yet, queueing at most `queue_depth` queries.
+    pub(crate) fn new(
+        name: String,
+        dir: PathBuf,
+        services: Arc<PluginServices>,
+        queue_depth: usize,
+    ) -> PluginSlot {
         PluginSlot {
             name,
             dir,
             services,
             control: Mutex::new(None),
+            queries: QueryQueue::new(queue_depth),
             wake_pending: AtomicBool::new(false),
             status: Mutex::new(SlotStatus {
                 state: PluginRunState::Failed("not started".into()),
@@ -202,7 +214,28 @@ impl PluginSlot {
         sender.as_ref().is_some_and(|s| s.send(control).is_ok())
     }
 
-    /// Wakes the worker, once until it reads the feed again.
+    /// Queues a read for the worker and wakes it; the query's reply is dropped unanswered when
+    /// no worker runs.
+    pub(crate) fn enqueue(&self, query: QueuedQuery) -> Result<(), Enqueue> {
+        if self
+            .control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            return Err(Enqueue::NotRunning);
+        }
+        self.queries.push(query).map_err(Enqueue::Full)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// The queries waiting for the worker.
+    pub(crate) fn queries(&self) -> &QueryQueue {
+        &self.queries
+    }
+
+    /// Wakes the worker, once until its loop comes round again.
     pub(crate) fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
             self.send(Control::Wake);

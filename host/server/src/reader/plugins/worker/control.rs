@@ -1,9 +1,10 @@
 //! Control between batches: wake, stop, resume after a quarantine, reload (see `reload`) and
-//! queries, answered on the plugin's instance so an answer reflects exactly the applied
-//! cursors.
+//! the queued queries, answered on the plugin's instance so an answer reflects exactly the
+//! applied cursors: at most `per_batch` of them between two groups; one whose client has gone
+//! is dropped unrun, one that waited past its deadline is answered 503 unrun.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::super::query_cache::cache_key;
 use super::super::slot::{Control, PluginRunState, QueryError};
@@ -15,9 +16,6 @@ impl Worker {
         match control {
             Control::Wake => {}
             Control::Stop => return Err(Halt::Stop),
-            Control::Query { name, args, reply } => {
-                let _ = reply.send(self.query(&name, &args));
-            }
             Control::Reload { version, reply } => {
                 let _ = reply.send(self.swap(version));
             }
@@ -34,6 +32,37 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Answers queued queries until `per_batch` have run or none waits; those whose client
+    /// has gone or whose deadline has passed are dropped without running (and not counted).
+    pub(super) fn answer_queries(&mut self) {
+        let mut ran = 0;
+        while ran < self.ctx.queries_per_batch {
+            let Some(queued) = self.slot.queries().pop() else {
+                return;
+            };
+            let dropped = if queued.reply.is_closed() {
+                "client-gone"
+            } else if Instant::now() > queued.deadline {
+                let _ = queued.reply.send(Err(QueryError::Unavailable(format!(
+                    "the query waited longer than {} ms in plugin {}'s queue \
+                     (reader.plugins.queries.queue_timeout_ms)",
+                    self.ctx.queue_timeout.as_millis(),
+                    self.slot.name()
+                ))));
+                "expired"
+            } else {
+                ran += 1;
+                let _ = queued.reply.send(self.query(&queued.name, &queued.args));
+                continue;
+            };
+            self.ctx
+                .metrics
+                .queries_dropped
+                .with(&[self.slot.name(), dropped])
+                .inc();
+        }
     }
 
     /// Answers a query on the plugin's instance (between batches, so its answer reflects
@@ -58,9 +87,13 @@ impl Worker {
             return Ok(answer);
         }
         let cache = spec.cache.clone();
-        let result = match self.ensure_instance() {
-            Ok(instance) => instance.query(name, args),
-            Err(failure) => Err(failure),
+        // The report's duration is the `query` call's own, not a fresh instance's `init`.
+        let (result, duration) = match self.ensure_instance() {
+            Ok(instance) => {
+                let started = Instant::now();
+                (instance.query(name, args), started.elapsed())
+            }
+            Err(failure) => (Err(failure), Duration::ZERO),
         };
         // Queries read state; whatever they wrote is not part of any batch.
         self.services.kv().discard();
@@ -74,7 +107,7 @@ impl Worker {
                 if failure.reason.needs_fresh_instance() {
                     self.instance = None;
                 }
-                self.report("query", None, (1, Duration::ZERO), &failure, None);
+                self.report("query", None, (1, duration), &failure, None);
                 Err(QueryError::Failed(failure))
             }
         }

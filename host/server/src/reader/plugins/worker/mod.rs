@@ -4,8 +4,9 @@
 //!
 //! Wasm calls are synchronous and may run for their whole deadline, so they never run on the
 //! async threads; the few async steps (the database, catch-up fetches) are driven with the
-//! runtime's handle. Between batches the worker answers queries, swaps versions and obeys
-//! stop requests, so a reload never interrupts a call.
+//! runtime's handle. Between batches the worker answers queries (at most
+//! `[reader.plugins.queries] per_batch` between two groups, so queries never hold batches back
+//! for long), swaps versions and obeys stop requests, so a reload never interrupts a call.
 //!
 //! Each cursor carries the writer's [`Run`] it belongs to. When the writer of a stream restarts
 //! its tokens (a [`Reset`](super::feed::Reset) in a commit, or a higher run in the reader's
@@ -17,7 +18,7 @@
 //! One module per job: `apply` (commits and catch-ups turned into batches for the plugin),
 //! `gaps` (fetching what the feed no longer holds, or reporting it missed), `retry` (the
 //! failure policy: retries, reports, quarantine), `commit` (a group's transaction and its
-//! effects), `control` (stop, query, resume), `reload` (swapping versions: snapshot and
+//! effects), `control` (stop, resume, and the queued queries), `reload` (swapping versions: snapshot and
 //! restore). Cursors, applied and committed, are kept in a [`Ledger`].
 
 mod apply;
@@ -126,27 +127,36 @@ impl Worker {
         if self.resync().is_ok() {
             let _ = self.follow();
         }
+        // Their clients hear that the plugin stopped.
+        self.slot.queries().clear();
         self.ctx.feed.unsubscribe(waker);
         tracing::info!(plugin = %name, "plugin worker stopped");
     }
 
-    /// Follows the feed, between groups obeying the requests on `rx`, until stopped.
+    /// Follows the feed, between groups obeying the requests on `rx` and answering at most
+    /// `per_batch` queued queries, until stopped.
     fn follow(&mut self) -> Result<(), Halt> {
         loop {
+            // Before looking at the queue and the feed, so news after this wakes the loop.
+            self.slot.woken();
             for control in std::mem::take(&mut self.deferred) {
                 self.handle(control)?;
             }
             while let Ok(control) = self.rx.try_recv() {
                 self.handle(control)?;
             }
+            self.answer_queries();
+            let queries_wait = !self.slot.queries().is_empty();
             if self.quarantined {
+                if queries_wait {
+                    continue;
+                }
                 match self.rx.recv() {
                     Ok(control) => self.handle(control)?,
                     Err(_) => return Err(Halt::Stop),
                 }
                 continue;
             }
-            self.slot.woken();
             match self.ctx.feed.read(self.seq, GROUP_ROWS) {
                 FeedRead::Commits(commits) => {
                     let last = commits.last().map_or(self.seq, |c| c.seq);
@@ -160,6 +170,7 @@ impl Worker {
                     Ok(()) | Err(Halt::Quarantined) => self.seq = seq,
                     Err(Halt::Stop) => return Err(Halt::Stop),
                 },
+                FeedRead::Empty if queries_wait => {}
                 FeedRead::Empty => match self.rx.recv_timeout(Duration::from_secs(1)) {
                     Ok(control) => self.handle(control)?,
                     Err(RecvTimeoutError::Timeout) => {}
