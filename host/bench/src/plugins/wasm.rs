@@ -178,7 +178,8 @@ struct Pass {
 }
 
 /// Median pass times of the plugin with the host memory accounting on and off, the runs
-/// interleaved so that a noisy machine weighs on both alike.
+/// interleaved (and which goes first alternating) so that a noisy machine weighs on both
+/// alike.
 fn accounting_cost(
     version: &PluginVersion,
     batches: &[Batch],
@@ -186,9 +187,14 @@ fn accounting_cost(
 ) -> anyhow::Result<(Duration, Duration)> {
     let mut on = Vec::with_capacity(runs);
     let mut off = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        on.push(wasm_run(version, batches, true)?.elapsed);
-        off.push(wasm_run(version, batches, false)?.elapsed);
+    for run in 0..runs {
+        for accounting in [run % 2 == 0, run % 2 == 1] {
+            let elapsed = wasm_run(version, batches, accounting)?.elapsed;
+            match accounting {
+                true => on.push(elapsed),
+                false => off.push(elapsed),
+            }
+        }
     }
     Ok((median(on), median(off)))
 }
