@@ -26,8 +26,9 @@ use crate::plugins::PluginFolder;
 use crate::process::Process;
 use crate::{ADMIN_TOKEN, TestWriter};
 
-/// The documented resident-memory ceiling of a reader with default settings
-/// (`docs/configuration.md`): whatever its plugins do, its `VmHWM` stays below this.
+/// The resident-memory ceiling of a reader with default settings and two Rust plugins, as
+/// `docs/configuration.md` derives it (400 MiB, rounded up): whatever its plugins do, its
+/// `VmHWM` stays below this.
 pub const RESIDENT_CEILING: u64 = 512 << 20;
 
 /// What a Python or JavaScript plugin adds to [`RESIDENT_CEILING`] (`docs/configuration.md`):
