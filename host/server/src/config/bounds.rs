@@ -1,25 +1,10 @@
-//! The memory bounds of the configuration: their checks, and the bounds each part of the
-//! writer and the reader is built with (`docs/configuration.md`, "Memory bounds").
+//! The checks of the configuration's memory bounds (`docs/configuration.md`, "Memory
+//! bounds"). The parts they bound build their own bounds from these settings
+//! (`TailBounds::of`, `FeedBounds::of`, `RingBounds::of`), so `config` stays data.
 
-use super::{PluginsConfig, ReaderConfig, WriterConfig};
-use crate::reader::plugins::FeedBounds;
-use crate::reader::plugins::notifications::RingBounds;
-use crate::writer::TailBounds;
-
-/// `mib` MiB in bytes.
-fn mib(mib: usize) -> usize {
-    mib.saturating_mul(1 << 20)
-}
+use super::{ReaderConfig, WriterConfig};
 
 impl WriterConfig {
-    /// The bounds of each stream's in-memory tail.
-    pub(crate) fn tail_bounds(&self) -> TailBounds {
-        TailBounds {
-            rows: self.tail_rows,
-            bytes: mib(self.tail_mib),
-        }
-    }
-
     /// Checks the writer's bounds.
     pub(super) fn validate_bounds(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -27,25 +12,6 @@ impl WriterConfig {
             "writer.max_append_rows must be > 0"
         );
         Ok(())
-    }
-}
-
-impl PluginsConfig {
-    /// The bounds of the notification ring.
-    pub(crate) fn ring_bounds(&self) -> RingBounds {
-        RingBounds {
-            entries: self.notifications,
-            bytes: mib(self.notifications_mib),
-            plugin_bytes: mib(self.notifications_plugin_mib),
-        }
-    }
-
-    /// The bounds of the plugins' feed.
-    pub(crate) fn feed_bounds(&self) -> FeedBounds {
-        FeedBounds {
-            rows: self.feed_rows,
-            bytes: mib(self.feed_mib),
-        }
     }
 }
 
@@ -86,7 +52,7 @@ mod tests {
     use crate::config::ConfigFile;
 
     #[test]
-    fn bounds_default_parse_and_convert() {
+    fn bounds_default_and_parse() {
         let config = ConfigFile::parse(
             "[writer]\ntail_mib = 2\nmax_append_rows = 5\n\
              [reader]\ninbound_queue_mib = 3\n\
@@ -95,14 +61,17 @@ mod tests {
         .unwrap();
         config.writer.validate().unwrap();
         config.reader.validate().unwrap();
-        assert_eq!(config.writer.tail_bounds().bytes, 2 << 20);
+        assert_eq!(config.writer.tail_mib, 2);
         assert_eq!(config.writer.max_append_rows, 5);
         assert_eq!(config.reader.inbound_queue_mib, 3);
-        let ring = config.reader.plugins.ring_bounds();
-        assert_eq!((ring.bytes, ring.plugin_bytes), (4 << 20, 1 << 20));
-        assert_eq!(config.reader.plugins.feed_bounds().bytes, 6 << 20);
+        let plugins = &config.reader.plugins;
+        assert_eq!(
+            (plugins.notifications_mib, plugins.notifications_plugin_mib),
+            (4, 1)
+        );
+        assert_eq!(plugins.feed_mib, 6);
         let defaults = ConfigFile::parse("").unwrap();
-        assert_eq!(defaults.reader.plugins.ring_bounds().bytes, 32 << 20);
+        assert_eq!(defaults.reader.plugins.notifications_mib, 32);
         assert_eq!(defaults.writer.max_append_rows, 10_000);
     }
 

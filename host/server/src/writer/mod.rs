@@ -67,7 +67,7 @@ impl Writer {
         let declared = config.stream_names()?;
         let log = open_log(&config, &instance).await?;
         let positions = declared_positions(&log, &declared).await?;
-        let streams = Arc::new(StreamSet::new(positions, config.tail_bounds()));
+        let streams = Arc::new(StreamSet::new(positions, TailBounds::of(&config)));
         let registry = Arc::new(Registry::new());
         let ring = Ring::new(config.max_pending_commands);
         let (appender, appender_task) = Appender::spawn(

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use streamhost_log::Updates;
 use streamhost_proto::{RowJson, Token};
 
+use crate::config::WriterConfig;
+
 /// Bytes counted for each row besides its JSON text (its token, `Bytes` handle and slot).
 const ROW_OVERHEAD: usize = 48;
 
@@ -18,6 +20,16 @@ pub struct TailBounds {
     pub rows: usize,
     /// Most bytes of rows, counting [`ROW_OVERHEAD`] for each.
     pub bytes: usize,
+}
+
+impl TailBounds {
+    /// The bounds `tail_rows` and `tail_mib` set.
+    pub(crate) fn of(config: &WriterConfig) -> TailBounds {
+        TailBounds {
+            rows: config.tail_rows,
+            bytes: config.tail_mib.saturating_mul(1 << 20),
+        }
+    }
 }
 
 fn weight(row: &RowJson) -> usize {
@@ -139,6 +151,15 @@ impl RecentRows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_bounds_come_from_tail_rows_and_tail_mib() {
+        let config = crate::config::ConfigFile::parse("[writer]\ntail_rows = 7\ntail_mib = 2\n")
+            .unwrap()
+            .writer;
+        let bounds = TailBounds::of(&config);
+        assert_eq!((bounds.rows, bounds.bytes), (7, 2 << 20));
+    }
 
     fn row(n: i64) -> (Token, RowJson) {
         (

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use streamhost_proto::{InstanceName, StreamName, Token};
 
+use crate::config::PluginsConfig;
 use crate::reader::Batch;
 pub(crate) use crate::reader::store::{RUN_START, Run};
 
@@ -106,6 +107,16 @@ pub(crate) struct FeedBounds {
     pub(crate) rows: usize,
     /// Most bytes, over all commits.
     pub(crate) bytes: usize,
+}
+
+impl FeedBounds {
+    /// The bounds `feed_rows` and `feed_mib` set.
+    pub(crate) fn of(config: &PluginsConfig) -> FeedBounds {
+        FeedBounds {
+            rows: config.feed_rows,
+            bytes: config.feed_mib.saturating_mul(1 << 20),
+        }
+    }
 }
 
 /// The rows and bytes a commit's batches count for.

@@ -44,7 +44,7 @@ pub(crate) use self::api::{router as api_router, summaries_json};
 #[cfg(test)]
 pub(crate) use self::feed::FeedRead;
 pub(crate) use self::feed::{Advance, Feed, FeedBounds, ReaderPositions, Reset};
-use self::notifications::NotificationHub;
+use self::notifications::{NotificationHub, RingBounds};
 use self::query_cache::QueryCache;
 pub use self::slot::{FailureReport, PluginRunState, PluginSlot};
 use self::store::PluginStore;
@@ -206,10 +206,10 @@ impl PluginHost {
                 .per_plugin(config.queries.cache_keys, config.queries.cache_window),
             ),
             hub: Arc::new(NotificationHub::new(
-                config.ring_bounds(),
+                RingBounds::of(&config),
                 Some(metrics.notifications_dropped.clone()),
             )),
-            feed: Arc::new(Feed::new(config.feed_bounds(), positions)),
+            feed: Arc::new(Feed::new(FeedBounds::of(&config), positions)),
             handle: tokio::runtime::Handle::current(),
             failures: files::FailureFiles::open(&data).with_context(|| {
                 format!(

@@ -20,6 +20,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use super::hub::Notification;
+use crate::config::PluginsConfig;
 
 /// Bytes counted for each notification besides its strings: the `Arc`, the struct, its slots
 /// in the ring and in its plugin's share.
@@ -36,6 +37,17 @@ pub struct RingBounds {
     pub bytes: usize,
     /// Most bytes one plugin's notifications hold.
     pub plugin_bytes: usize,
+}
+
+impl RingBounds {
+    /// The bounds `notifications`, `notifications_mib` and `notifications_plugin_mib` set.
+    pub(crate) fn of(config: &PluginsConfig) -> RingBounds {
+        RingBounds {
+            entries: config.notifications,
+            bytes: config.notifications_mib.saturating_mul(1 << 20),
+            plugin_bytes: config.notifications_plugin_mib.saturating_mul(1 << 20),
+        }
+    }
 }
 
 /// Which bound dropped a notification (the `bound` label of

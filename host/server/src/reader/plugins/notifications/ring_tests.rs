@@ -165,3 +165,23 @@ fn a_page_copies_about_page_bytes_at_most() {
     assert_eq!(rest.notifications.len(), 1);
     assert_eq!(rest.next, 3);
 }
+
+#[test]
+fn ring_and_feed_bounds_come_from_the_plugins_settings() {
+    let config = crate::config::ConfigFile::parse(
+        "[reader.plugins]\nnotifications = 9\nnotifications_mib = 4\n\
+         notifications_plugin_mib = 1\nfeed_rows = 5\nfeed_mib = 6\n",
+    )
+    .unwrap()
+    .reader
+    .plugins;
+    let ring = RingBounds::of(&config);
+    assert_eq!(
+        (ring.entries, ring.bytes, ring.plugin_bytes),
+        (9, 4 << 20, 1 << 20)
+    );
+    let feed = crate::reader::plugins::FeedBounds::of(&config);
+    assert_eq!((feed.rows, feed.bytes), (5, 6 << 20));
+    let defaults = crate::config::ConfigFile::parse("").unwrap().reader.plugins;
+    assert_eq!(RingBounds::of(&defaults).bytes, 32 << 20);
+}
