@@ -272,14 +272,9 @@ fn count(outcomes: &BTreeMap<Outcome, usize>, status: u16) -> usize {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_query_flood_gets_named_refusals_and_starves_neither_batches_nor_the_working_set() {
-    let _alone = ONE_FLOOD_AT_A_TIME.lock().await;
-    let writer = TestWriter::spawn(&["messages"]).await;
-    let folder = PluginFolder::with(&["room-timeline", "stream-stats"]);
-    let reader = reader(&writer, &folder).await;
-    let server = reader.reader().http_addr();
-    // The working set: a room's timeline, asked for twice.
+/// Makes a room's timeline part of room-timeline's working set (asked for twice: a miss, then
+/// a hit) and returns the client that asked, the query's path and its first answer.
+async fn warm_working_set(writer: &TestWriter, server: SocketAddr) -> (Client, String, Answer) {
     let tokens = writer.append("messages", &[message("hot", 0)]).await;
     let hot = format!(
         "/v1/query/room-timeline/timeline?room=hot&min_token=messages:{}",
@@ -288,11 +283,28 @@ async fn a_query_flood_gets_named_refusals_and_starves_neither_batches_nor_the_w
     let mut own = Client::new(IpAddr::V4(Ipv4Addr::LOCALHOST), server);
     let first = own.get(&hot).await;
     assert_eq!(first.status, 200, "{}", first.body);
-    assert_eq!(first.header("x-streamhost-cache"), Some("miss"));
+    assert_eq!(
+        first.header("x-streamhost-cache"),
+        Some("miss"),
+        "{}",
+        first.body
+    );
     assert_eq!(
         own.get(&hot).await.header("x-streamhost-cache"),
         Some("hit")
     );
+    (own, hot, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_flood_gets_named_refusals_and_starves_neither_batches_nor_the_working_set() {
+    let _alone = ONE_FLOOD_AT_A_TIME.lock().await;
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let folder = PluginFolder::with(&["room-timeline", "stream-stats"]);
+    let reader = reader(&writer, &folder).await;
+    let server = reader.reader().http_addr();
+    // The working set: a room's timeline, asked for twice.
+    let (mut own, hot, first) = warm_working_set(&writer, server).await;
 
     let stop = CancellationToken::new();
     let written = Written::default();
@@ -400,23 +412,7 @@ async fn a_query_flood_on_the_defaults_keeps_the_reader_under_its_memory_ceiling
         .trim_start_matches("http://")
         .parse()
         .unwrap();
-    let tokens = writer.append("messages", &[message("hot", 0)]).await;
-    let hot = format!(
-        "/v1/query/room-timeline/timeline?room=hot&min_token=messages:{}",
-        tokens[0].0
-    );
-    let mut own = Client::new(IpAddr::V4(Ipv4Addr::LOCALHOST), server);
-    let first = own.get(&hot).await;
-    assert_eq!(
-        first.header("x-streamhost-cache"),
-        Some("miss"),
-        "{}",
-        first.body
-    );
-    assert_eq!(
-        own.get(&hot).await.header("x-streamhost-cache"),
-        Some("hit")
-    );
+    let (mut own, hot, _) = warm_working_set(&writer, server).await;
 
     let traffic = Traffic::start(&writer, "messages", TICK);
     let timeline_lag = reader.watch_lag(&writer, "room-timeline", "messages");
