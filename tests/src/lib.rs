@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
 use streamhost_server::client::ApiClient;
-use streamhost_server::config::{ReaderConfig, WriterConfig};
+use streamhost_server::config::{ListenerConfig, ReaderConfig, WriterConfig};
 use streamhost_server::reader::Reader;
 use streamhost_server::writer::Writer;
 use tokio_util::sync::CancellationToken;
@@ -168,8 +168,8 @@ impl TestWriter {
 
     async fn start(&mut self, http: SocketAddr, replication: SocketAddr) {
         self.shutdown = CancellationToken::new();
-        self.config.http = http;
-        self.config.replication = replication;
+        self.config.http.address = http;
+        self.config.replication.address = replication;
         let writer = Writer::bind(self.config.clone(), self.shutdown.clone())
             .await
             .expect("writer starts");
@@ -267,7 +267,7 @@ impl TestReader {
         let mut config = ReaderConfig {
             writer: replication.to_string(),
             writer_http: writer_url,
-            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 0))),
             data: dir.path().join(name),
             name: name.to_owned(),
             record_rows: true,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use streamhost_server::client::ApiClient;
-use streamhost_server::config::{ReaderConfig, RedisConfig, WriterConfig};
+use streamhost_server::config::{ListenerConfig, ReaderConfig, RedisConfig, WriterConfig};
 use streamhost_server::reader::Reader;
 use streamhost_server::writer::Writer;
 
@@ -120,8 +120,8 @@ async fn start(transport: &Transport, readers: usize) -> anyhow::Result<Setup> {
     };
     let writer = Writer::bind(
         WriterConfig {
-            http: loopback,
-            replication: loopback,
+            http: ListenerConfig::on(loopback),
+            replication: ListenerConfig::on(loopback),
             data: dir.path().join("writer"),
             server_name: server_name.clone(),
             redis: redis.clone(),
@@ -135,7 +135,7 @@ async fn start(transport: &Transport, readers: usize) -> anyhow::Result<Setup> {
         let config = ReaderConfig {
             writer: writer.replication_addr().to_string(),
             writer_http: format!("http://{}", writer.http_addr()),
-            http: loopback,
+            http: ListenerConfig::on(loopback),
             data: dir.path().join(format!("reader-{n}")),
             name: format!("bench-{n}"),
             server_name: Some(server_name.clone()),

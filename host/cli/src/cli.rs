@@ -112,10 +112,10 @@ impl WriterArgs {
             None => WriterConfig::default(),
         };
         if let Some(v) = self.http {
-            config.http = v;
+            config.http.address = v;
         }
         if let Some(v) = self.replication {
-            config.replication = v;
+            config.replication.address = v;
         }
         if let Some(v) = &self.data {
             config.data = v.clone();
@@ -221,7 +221,7 @@ impl ReaderArgs {
             config.writer_http = v.clone();
         }
         if let Some(v) = self.http {
-            config.http = v;
+            config.http.address = v;
         }
         if let Some(v) = &self.data {
             config.data = v.clone();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::response::IntoResponse;
 use hyper::StatusCode;
 use streamhost_proto::{RowJson, StreamName, Token};
-use streamhost_server::config::ReaderConfig;
+use streamhost_server::config::{ListenerConfig, ReaderConfig};
 use streamhost_server::http::{ApiError, Params, json};
 use streamhost_server::reader::{
     Batch, BatchSink, BoxFuture, ConnectionState, Reader, RecordingSink,
@@ -200,7 +200,7 @@ impl TestReader {
         ReaderConfig {
             writer: writer.addr.to_string(),
             writer_http: catchup_url.to_owned(),
-            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 0))),
             data: data.to_owned(),
             name: "test-reader".into(),
             record_rows: true,

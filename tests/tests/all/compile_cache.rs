@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use streamhost_integration_tests::plugins::{PluginFolder, grants_for};
 use streamhost_integration_tests::{ADMIN_TOKEN, TestReader, TestWriter, wait_until};
-use streamhost_server::config::ReaderConfig;
+use streamhost_server::config::{ListenerConfig, ReaderConfig};
 use streamhost_server::reader::Reader;
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +111,7 @@ async fn a_reader_refuses_a_cache_folder_others_can_write() {
     let mut config = ReaderConfig {
         writer: writer.replication_addr().to_string(),
         writer_http: writer.url(),
-        http: ([127, 0, 0, 1], 0).into(),
+        http: ListenerConfig::on(([127, 0, 0, 1], 0).into()),
         data: dir.path().join("data"),
         name: "refused".into(),
         ..ReaderConfig::default()

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use streamhost_server::client::ApiClient;
-use streamhost_server::config::{PluginsConfig, ReaderConfig, WriterConfig};
+use streamhost_server::config::{ListenerConfig, PluginsConfig, ReaderConfig, WriterConfig};
 use streamhost_server::reader::Reader;
 use streamhost_server::writer::Writer;
 
@@ -85,8 +85,8 @@ async fn start(plugins: Option<PluginsConfig>) -> anyhow::Result<Setup> {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let writer = Writer::bind(
         WriterConfig {
-            http: loopback,
-            replication: loopback,
+            http: ListenerConfig::on(loopback),
+            replication: ListenerConfig::on(loopback),
             data: dir.path().join("writer"),
             streams: vec!["messages".into()],
             ..WriterConfig::default()
@@ -97,7 +97,7 @@ async fn start(plugins: Option<PluginsConfig>) -> anyhow::Result<Setup> {
     let mut config = ReaderConfig {
         writer: writer.replication_addr().to_string(),
         writer_http: format!("http://{}", writer.http_addr()),
-        http: loopback,
+        http: ListenerConfig::on(loopback),
         data: dir.path().join("reader"),
         name: "bench".into(),
         ..ReaderConfig::default()

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use streamhost_server::config::ReaderConfig;
+use streamhost_server::config::{ListenerConfig, ReaderConfig};
 use streamhost_server::reader::Reader;
 
 use super::append::bench_append;
@@ -39,7 +39,7 @@ async fn bench_delivery(rows: usize, readers: usize) -> anyhow::Result<f64> {
         let config = ReaderConfig {
             writer: writer.writer.replication_addr().to_string(),
             writer_http: format!("http://{}", writer.writer.http_addr()),
-            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 0))),
             data: dir.path().join(format!("reader-{n}")),
             name: format!("bench-{n}"),
             ..ReaderConfig::default()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use streamhost_proto::Token;
 use streamhost_server::client::ApiClient;
-use streamhost_server::config::{DatabaseConfig, WriterConfig};
+use streamhost_server::config::{DatabaseConfig, ListenerConfig, WriterConfig};
 use streamhost_server::writer::Writer;
 use tokio_util::sync::CancellationToken;
 
@@ -63,8 +63,8 @@ impl BenchWriter {
         let shutdown = CancellationToken::new();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = WriterConfig {
-            http: loopback,
-            replication: loopback,
+            http: ListenerConfig::on(loopback),
+            replication: ListenerConfig::on(loopback),
             data: dir.path().join("writer"),
             database: DatabaseConfig { url: database_url },
             ..WriterConfig::default()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use streamhost_proto::Token;
-use streamhost_server::config::ReaderConfig;
+use streamhost_server::config::{ListenerConfig, ReaderConfig};
 use streamhost_server::reader::{Batch, BatchSink, BoxFuture, Reader};
 
 use super::fixtures::{BenchWriter, durable_sqlite, event_row, wait_for};
@@ -79,7 +79,7 @@ async fn bench_latency(samples: usize) -> anyhow::Result<Latency> {
     let config = ReaderConfig {
         writer: writer.writer.replication_addr().to_string(),
         writer_http: format!("http://{}", writer.writer.http_addr()),
-        http: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 0))),
         data: dir.path().join("reader"),
         name: "latency".into(),
         ..ReaderConfig::default()

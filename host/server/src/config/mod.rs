@@ -6,6 +6,7 @@
 //! `[reader.plugins.rate_limit]` are in [`queries`].
 
 mod bounds;
+mod listener;
 mod queries;
 mod synapse;
 
@@ -17,6 +18,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use streamhost_proto::{InstanceName, StreamName};
 
+pub use self::listener::{ListenerConfig, ServerTlsConfig};
 pub use self::queries::{QueriesConfig, RateLimitConfig};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
 
@@ -57,10 +59,10 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WriterConfig {
-    /// Address of the HTTP API (appends, catch-up, status, metrics).
-    pub http: SocketAddr,
-    /// Address of the TCP replication listener.
-    pub replication: SocketAddr,
+    /// The HTTP API's listener (appends, catch-up, status, metrics).
+    pub http: ListenerConfig,
+    /// The TCP replication listener.
+    pub replication: ListenerConfig,
     /// Folder of the SQLite log (`log.sqlite`), unless `[writer.database] url` names another.
     pub data: PathBuf,
     /// Where the log lives (`[writer.database]`).
@@ -214,8 +216,8 @@ impl RedisConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
-            http: SocketAddr::from(([127, 0, 0, 1], 8480)),
-            replication: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            http: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 8480))),
+            replication: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 9092))),
             data: PathBuf::from("streamhost-data/writer"),
             database: DatabaseConfig::default(),
             streams: vec!["events".into()],
@@ -272,6 +274,8 @@ impl WriterConfig {
 
     /// Checks values that serde cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.http.validate("writer.http")?;
+        self.replication.validate("writer.replication")?;
         self.stream_names()?;
         if let Some(url) = &self.database.url {
             streamhost_log::Backend::of_url(url).context("writer.database.url")?;
@@ -317,8 +321,8 @@ pub struct ReaderConfig {
     pub writer: String,
     /// The writer's HTTP base URL, for catch-up (`http://HOST:PORT`).
     pub writer_http: String,
-    /// Address of the reader's HTTP API (status, metrics).
-    pub http: SocketAddr,
+    /// The reader's HTTP API listener (status, metrics, plugin queries and notifications).
+    pub http: ListenerConfig,
     /// Folder of the reader's own SQLite file (`reader.sqlite`: positions, recorded rows).
     pub data: PathBuf,
     /// Sent in `NAME`.
@@ -431,7 +435,7 @@ impl Default for ReaderConfig {
         ReaderConfig {
             writer: "127.0.0.1:9092".into(),
             writer_http: "http://127.0.0.1:8480".into(),
-            http: SocketAddr::from(([127, 0, 0, 1], 8481)),
+            http: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 8481))),
             data: PathBuf::from("streamhost-data/reader"),
             name: "reader".into(),
             server_name: None,
@@ -462,6 +466,7 @@ impl ReaderConfig {
             !self.name.is_empty() && !self.name.contains(['\n', '\r']),
             "reader.name: non-empty, no newlines"
         );
+        self.http.validate("reader.http")?;
         anyhow::ensure!(
             self.writer_http.starts_with("http://"),
             "reader.writer_http must be an http:// URL, got {:?}",

@@ -186,20 +186,25 @@ impl Reader {
 }
 
 impl Reader {
-    /// Binds `config.http` (port 0 picks a free port), then [`Reader::start`]s.
+    /// Binds `config.http.address` (port 0 picks a free port), then [`Reader::start`]s.
     pub async fn bind(
         config: ReaderConfig,
         sink: Option<Arc<dyn BatchSink>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Reader> {
-        let listener = TcpListener::bind(config.http)
+        let listener = TcpListener::bind(config.http.address)
             .await
-            .with_context(|| format!("binding the reader's HTTP listener on {}", config.http))?;
+            .with_context(|| {
+                format!(
+                    "binding the reader's HTTP listener on {}",
+                    config.http.address
+                )
+            })?;
         Reader::start(config, listener, sink, shutdown).await
     }
 }
 
-/// `streamhost reader`: binds `config.http`, announces the address on stdout
+/// `streamhost reader`: binds `config.http.address`, announces the address on stdout
 /// (`streamhost reader listening http=<addr>`) and runs until `shutdown`.
 pub async fn run(config: ReaderConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let reader = Reader::bind(config, None, shutdown).await?;

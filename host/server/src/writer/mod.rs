@@ -136,15 +136,15 @@ impl Writer {
 }
 
 impl Writer {
-    /// Binds `config.http` and `config.replication` (port 0 picks a free port), then
+    /// Binds `config.http.address` and `config.replication.address` (port 0 picks a free port), then
     /// [`Writer::start`]s.
     pub async fn bind(config: WriterConfig, shutdown: CancellationToken) -> anyhow::Result<Writer> {
-        let http = TcpListener::bind(config.http)
+        let http = TcpListener::bind(config.http.address)
             .await
-            .with_context(|| format!("binding HTTP on {}", config.http))?;
-        let replication = TcpListener::bind(config.replication)
+            .with_context(|| format!("binding HTTP on {}", config.http.address))?;
+        let replication = TcpListener::bind(config.replication.address)
             .await
-            .with_context(|| format!("binding replication on {}", config.replication))?;
+            .with_context(|| format!("binding replication on {}", config.replication.address))?;
         Writer::start(config, http, replication, shutdown).await
     }
 }

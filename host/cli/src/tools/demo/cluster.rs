@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use streamhost_server::config::{PluginsConfig, ReaderConfig, WriterConfig};
+use streamhost_server::config::{ListenerConfig, PluginsConfig, ReaderConfig, WriterConfig};
 use streamhost_server::reader::Reader;
 use streamhost_server::reader::plugins::PluginRunState;
 use streamhost_server::writer::Writer;
@@ -35,8 +35,8 @@ impl Cluster {
         let services = CancellationToken::new();
 
         let writer_config = WriterConfig {
-            http: loopback,
-            replication: loopback,
+            http: ListenerConfig::on(loopback),
+            replication: ListenerConfig::on(loopback),
             data: dir.join("writer"),
             streams: STREAMS.iter().map(|s| s.to_string()).collect(),
             server_name: "demo.streamhost".into(),
@@ -54,7 +54,7 @@ impl Cluster {
             let mut config = ReaderConfig {
                 writer: writer.replication_addr().to_string(),
                 writer_http: writer_url.clone(),
-                http: loopback,
+                http: ListenerConfig::on(loopback),
                 data: dir.join(format!("reader-{n}")),
                 name: format!("reader-{n}"),
                 server_name: Some("demo.streamhost".into()),
