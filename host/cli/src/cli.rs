@@ -102,6 +102,14 @@ pub struct WriterArgs {
         hide_env_values = true
     )]
     pub replication_secret: Option<String>,
+    /// Bearer token required by /v1/streams and /metrics (the write token also passes).
+    #[arg(
+        long,
+        env = "STREAMHOST_READ_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub read_token: Option<String>,
 }
 
 impl WriterArgs {
@@ -140,6 +148,9 @@ impl WriterArgs {
         }
         if let Some(v) = &self.replication_secret {
             config.replication_secret = Some(v.clone());
+        }
+        if let Some(v) = &self.read_token {
+            config.read_token = Some(v.clone());
         }
         config.validate()?;
         Ok(config)
@@ -205,6 +216,14 @@ pub struct ReaderArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// Bearer token required by /v1/status and /metrics (the admin token also passes).
+    #[arg(
+        long,
+        env = "STREAMHOST_READ_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub read_token: Option<String>,
 }
 
 impl ReaderArgs {
@@ -249,6 +268,9 @@ impl ReaderArgs {
         }
         if let Some(v) = &self.admin_token {
             config.plugins.admin_token = Some(v.clone());
+        }
+        if let Some(v) = &self.read_token {
+            config.read_token = Some(v.clone());
         }
         config.validate()?;
         Ok(config)

@@ -19,8 +19,9 @@ use streamhost_proto::Token;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest a pooled connection is reused after its last answer: well under the servers'
-/// header-read timeout (`http::HEADER_READ_TIMEOUT`, 10 s), which also closes idle kept-alive
-/// connections, so a request is not sent on a connection the server is closing.
+/// default header-read timeout (a listener's `handshake_timeout_ms`, 10 s), which also closes
+/// idle kept-alive connections, so a request is not sent on a connection the server is
+/// closing.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest answer body read, in bytes. The writer's answers are bounded pages (a catch-up

@@ -15,6 +15,8 @@ use hyper::StatusCode;
 use streamhost_proto::{RowJson, StreamName, Token};
 use streamhost_server::config::{ListenerConfig, ReaderConfig};
 use streamhost_server::http::{ApiError, Params, json};
+use streamhost_server::metrics::Registry;
+use streamhost_server::net::accept::{Acceptor, ConnectionMetrics};
 use streamhost_server::reader::{
     Batch, BatchSink, BoxFuture, ConnectionState, Reader, RecordingSink,
 };
@@ -123,13 +125,20 @@ impl ScriptedCatchup {
             ..ScriptedCatchup::default()
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let url = format!("http://{addr}");
         let served = catchup.clone();
         let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
             let catchup = served.clone();
             async move { catchup.answer(request) }
         });
-        tokio::spawn(streamhost_server::http::serve(listener, router, shutdown));
+        let acceptor = Acceptor::new(
+            listener,
+            "catchup",
+            &ListenerConfig::on(addr),
+            &ConnectionMetrics::register(&Registry::new()),
+        );
+        tokio::spawn(streamhost_server::http::serve(acceptor, router, shutdown));
         (catchup, url)
     }
 

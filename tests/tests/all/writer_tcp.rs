@@ -171,8 +171,10 @@ async fn idle_connections_get_pings_and_silent_pinging_peers_time_out() {
         c.ping_timeout_ms = 600;
     })
     .await;
-    // A peer that never PINGs is never timed out (Synapse: a human with netcat), but is pinged.
+    // A peer that never PINGs is never ping-timed-out (Synapse: a human with netcat), but is
+    // pinged.
     let mut quiet = RawClient::connect(writer.replication_addr()).await;
+    quiet.send("NAME quiet").await;
     for _ in 0..8 {
         assert!(quiet.next_line(WAIT).await.unwrap().starts_with(['S', 'P']));
     }
@@ -184,6 +186,69 @@ async fn idle_connections_get_pings_and_silent_pinging_peers_time_out() {
     assert!(
         lines.iter().filter(|l| l.starts_with("PING ")).count() >= 3,
         "{lines:?}"
+    );
+}
+
+/// A peer must send `NAME` or `REPLICATE` within the listener's handshake timeout; what it
+/// sends before (a `PING`, as Synapse's workers send after `NAME`) is fine but does not count.
+#[tokio::test]
+async fn a_peer_that_sends_no_name_or_replicate_in_time_is_closed_with_error() {
+    let timeout = Duration::from_millis(500);
+    let writer = TestWriter::spawn_with(&["events"], |c| {
+        c.replication.handshake_timeout_ms = timeout.as_millis() as u64;
+        c.ping_interval_ms = 100;
+    })
+    .await;
+    let addr = writer.replication_addr();
+    let expected = "ERROR handshake timeout: no NAME or REPLICATE within 500 ms";
+    for before in [None, Some("PING 1"), Some("USER_SYNC w1 @u:x DEV start 1")] {
+        let mut peer = RawClient::connect(addr).await;
+        let started = tokio::time::Instant::now();
+        if let Some(line) = before {
+            peer.send(line).await;
+        }
+        let lines = peer.read_to_close(WAIT).await;
+        let took = started.elapsed();
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some(expected),
+            "{before:?}: {lines:?}"
+        );
+        assert!(took >= timeout * 4 / 5, "{before:?}: closed after {took:?}");
+    }
+    // NAME or REPLICATE in time (after other commands, too): the connection stays, pinged.
+    for introduction in [
+        &["NAME w1"][..],
+        &["PING 1", "REPLICATE "],
+        &["PING 1", "NAME w2"],
+    ] {
+        let mut peer = RawClient::connect(addr).await;
+        for line in introduction {
+            peer.send(line).await;
+        }
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < timeout * 3 {
+            let line = peer.next_line(WAIT).await;
+            assert!(
+                line.as_deref()
+                    .is_some_and(|l| ["SERVER ", "PING ", "POSITION "]
+                        .iter()
+                        .any(|p| l.starts_with(p))),
+                "{introduction:?}: {line:?}"
+            );
+            // PING back, as a client does, so the ping timeout is not what is tested.
+            peer.send("PING 2").await;
+        }
+    }
+    let (_, body) = writer
+        .client()
+        .send(Method::GET, "/metrics", Bytes::new())
+        .await
+        .unwrap();
+    let metrics = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        metrics.contains("streamhost_replication_errors_total{reason=\"handshake_timeout\"} 3"),
+        "{metrics}"
     );
 }
 

@@ -3,9 +3,11 @@
 //! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
 //! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`]; the
 //! memory bounds' checks and conversions are in `bounds`; `[reader.plugins.queries]` and
-//! `[reader.plugins.rate_limit]` are in [`queries`].
+//! `[reader.plugins.rate_limit]` are in [`queries`]; listeners' settings are in `listener`,
+//! and the secure-defaults check of their exposure (run at start) in [`exposure`].
 
 mod bounds;
+pub mod exposure;
 mod listener;
 mod queries;
 mod synapse;
@@ -77,6 +79,9 @@ pub struct WriterConfig {
     pub write_token: Option<String>,
     /// Bearer token required by the catch-up endpoint (Synapse's `worker_replication_secret`).
     pub replication_secret: Option<String>,
+    /// Bearer token required by `GET /v1/streams` and `GET /metrics` (the write token is
+    /// accepted there too); none means open.
+    pub read_token: Option<String>,
     /// Largest accepted request body, in bytes (default 16 MiB).
     pub max_body_bytes: usize,
     /// Most rows one catch-up answer carries before it says `limited`.
@@ -225,6 +230,7 @@ impl Default for WriterConfig {
             instance_name: "master".into(),
             write_token: None,
             replication_secret: None,
+            read_token: None,
             max_body_bytes: 16 << 20,
             catchup_row_limit: 1_000,
             stream_batch_rows: 1_000,
@@ -331,6 +337,9 @@ pub struct ReaderConfig {
     pub server_name: Option<String>,
     /// Bearer token for the writer's catch-up endpoint.
     pub replication_secret: Option<String>,
+    /// Bearer token required by `GET /v1/status` and `GET /metrics` (the admin token is
+    /// accepted there too); none means open.
+    pub read_token: Option<String>,
     /// Keep every delivered row in the reader's database (the recording sink).
     pub record_rows: bool,
     /// Decoded commands buffered between the socket and processing; when full the reader
@@ -440,6 +449,7 @@ impl Default for ReaderConfig {
             name: "reader".into(),
             server_name: None,
             replication_secret: None,
+            read_token: None,
             record_rows: false,
             inbound_queue: 100_000,
             inbound_queue_mib: 16,

@@ -15,6 +15,8 @@ use super::response::Response;
 #[derive(Clone, Debug)]
 pub struct Bearer {
     secret: Option<Arc<str>>,
+    /// Further secrets accepted in place of `secret` (when it is set).
+    also: Vec<Arc<str>>,
     /// The answer when no secret is configured; `None` lets every request through.
     unset: Option<ApiError>,
 }
@@ -24,6 +26,7 @@ impl Bearer {
     pub fn optional(secret: Option<&str>) -> Bearer {
         Bearer {
             secret: secret.map(Arc::from),
+            also: Vec::new(),
             unset: None,
         }
     }
@@ -33,12 +36,21 @@ impl Bearer {
     pub fn required(secret: Option<&str>, message: &str) -> Bearer {
         Bearer {
             secret: secret.map(Arc::from),
+            also: Vec::new(),
             unset: Some(ApiError {
                 status: StatusCode::FORBIDDEN,
                 errcode: "M_FORBIDDEN",
                 message: message.into(),
             }),
         }
+    }
+
+    /// Also accepts `other` (when set) wherever this check's own secret is required: a
+    /// stronger token (the write or admin token) opening the read endpoints. Without a secret
+    /// of its own the check stays as it was (open, or off).
+    pub fn or(mut self, other: Option<&str>) -> Bearer {
+        self.also.extend(other.map(Arc::from));
+        self
     }
 
     /// The layer checking this.
@@ -50,9 +62,19 @@ impl Bearer {
         let Some(secret) = &self.secret else {
             return self.unset.clone().map_or(Ok(()), Err);
         };
-        match given.and_then(|v| v.strip_prefix("Bearer ")) {
-            Some(given) if constant_time_eq(given.as_bytes(), secret.as_bytes()) => Ok(()),
-            _ => Err(ApiError::unauthorized()),
+        let Some(given) = given.and_then(|v| v.strip_prefix("Bearer ")) else {
+            return Err(ApiError::unauthorized());
+        };
+        // Every secret is compared, so the time taken does not say which one matched.
+        let matched = std::iter::once(secret)
+            .chain(&self.also)
+            .fold(false, |matched, s| {
+                constant_time_eq(given.as_bytes(), s.as_bytes()) | matched
+            });
+        if matched {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized())
         }
     }
 }
@@ -83,6 +105,23 @@ mod tests {
         assert_eq!(Bearer::optional(None).check(None), Ok(()));
         let off = Bearer::required(None, "off").check(Some("Bearer x"));
         assert_eq!(off.unwrap_err().status, StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn another_secret_opens_what_the_first_guards_but_not_what_is_open_or_off() {
+        let read = Bearer::optional(Some("read")).or(Some("write")).or(None);
+        assert_eq!(read.check(Some("Bearer read")), Ok(()));
+        assert_eq!(read.check(Some("Bearer write")), Ok(()));
+        for wrong in [None, Some("Bearer"), Some("Bearer other"), Some("write")] {
+            let error = read.check(wrong).unwrap_err();
+            assert_eq!(error.status, StatusCode::UNAUTHORIZED, "{wrong:?}");
+        }
+        assert_eq!(Bearer::optional(None).or(Some("write")).check(None), Ok(()));
+        let off = Bearer::required(None, "off").or(Some("write"));
+        assert_eq!(
+            off.check(Some("Bearer write")).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! 3. a concurrency limit shared by all routes ([`MAX_IN_FLIGHT`]; further requests wait);
 //! 4. the body limit (`DefaultBodyLimit`: a body extracted by a handler is cut at the
 //!    router's limit, a 413);
-//! 5. a body-read timeout ([`BODY_READ_TIMEOUT`] without a byte of body fails the read);
+//! 5. a body-read timeout (the router's `body_read_timeout`, [`BODY_READ_TIMEOUT`] for the
+//!    writer and the reader, without a byte of body fails the read, and the connection is
+//!    closed after the error answer);
 //!
-//! and, per router, a request timeout around its handlers ([`timeout`]). Request heads have
-//! their own timeout in the connection (`HEADER_READ_TIMEOUT`).
+//! and, per router, a request timeout around its handlers ([`timeout`]), which also bounds a
+//! body read by a handler as a whole. Request heads have their own timeout in the connection
+//! (the listener's `handshake_timeout_ms`, see `serve`).
 
 use std::time::Duration;
 
@@ -30,7 +33,7 @@ use super::response::Response;
 /// holds a turn only until its headers are sent.
 pub const MAX_IN_FLIGHT: usize = 4096;
 
-/// Longest a request body may pause between two pieces.
+/// Longest a request body of the writer's or the reader's API may pause between two pieces.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Longest error body of a layer or rejection kept as the error's message.
@@ -41,6 +44,8 @@ const MAX_ERROR_TEXT: usize = 4096;
 pub struct Limits {
     /// Largest request body a handler may extract (413 above).
     pub body_bytes: usize,
+    /// Longest a request body may pause between two pieces.
+    pub body_read_timeout: Duration,
 }
 
 /// `router` with the fallbacks and the shared layers (see the module documentation).
@@ -48,7 +53,7 @@ pub fn finish(router: Router, limits: Limits) -> Router {
     router
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(not_allowed)
-        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
         .layer(axum::middleware::map_response(json_errors))
@@ -121,7 +126,13 @@ mod tests {
                 get(|| tokio::time::sleep(Duration::from_secs(60)))
                     .layer(timeout(Duration::from_millis(10))),
             );
-        finish(routes, Limits { body_bytes: 4 })
+        finish(
+            routes,
+            Limits {
+                body_bytes: 4,
+                body_read_timeout: BODY_READ_TIMEOUT,
+            },
+        )
     }
 
     async fn call(request: Request<Body>) -> (StatusCode, Option<String>, serde_json::Value) {

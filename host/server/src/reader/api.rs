@@ -1,5 +1,6 @@
-//! The reader's HTTP API: `GET /v1/status` and `GET /metrics` (see `docs/reader.md`), and the
-//! plugin endpoints (`plugins::api`: a 404 saying so when the reader runs no plugins).
+//! The reader's HTTP API: `GET /v1/status` and `GET /metrics` (see `docs/reader.md`; behind
+//! `read_token` when it is set, which the admin token also passes), and the plugin endpoints
+//! (`plugins::api`: a 404 saying so when the reader runs no plugins).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use axum::routing::get;
 
 use super::plugins::{self, PluginHost};
 use super::status::Shared;
-use crate::http::{self, Limits, Response, json};
+use crate::http::{self, Bearer, Limits, Response, json};
 
 /// Largest request body: no endpoint of the reader reads one.
 const MAX_BODY_BYTES: usize = 64 << 10;
@@ -25,11 +26,16 @@ struct ReaderApi {
     plugins: Option<Arc<PluginHost>>,
 }
 
-/// The reader's router.
-pub(crate) fn router(shared: Arc<Shared>, plugins: Option<Arc<PluginHost>>) -> Router {
+/// The reader's router; `read` guards its own endpoints.
+pub(crate) fn router(
+    shared: Arc<Shared>,
+    plugins: Option<Arc<PluginHost>>,
+    read: Bearer,
+) -> Router {
     let own = Router::new()
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .route_layer(read.layer())
         .layer(http::layers::timeout(REQUEST_TIMEOUT))
         .with_state(ReaderApi {
             shared,
@@ -37,6 +43,7 @@ pub(crate) fn router(shared: Arc<Shared>, plugins: Option<Arc<PluginHost>>) -> R
         });
     let limits = Limits {
         body_bytes: MAX_BODY_BYTES,
+        body_read_timeout: http::layers::BODY_READ_TIMEOUT,
     };
     http::finish(own.merge(plugins::api_router(plugins)), limits)
 }

@@ -65,6 +65,8 @@ pub use self::status::{
 pub use self::store::{ReaderStore, Run};
 use self::upstream::{Inlet, Upstream};
 use crate::config::ReaderConfig;
+use crate::http::Bearer;
+use crate::net::accept::{Acceptor, ConnectionMetrics};
 
 /// A running reader: its connection, processor and HTTP API tasks.
 pub struct Reader {
@@ -88,11 +90,12 @@ impl Reader {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Reader> {
         config.validate()?;
-        let upstream = Upstream::choose(&config).await?;
-        let store = open_store(&config).await?;
         let http_addr = http
             .local_addr()
             .context("reading the HTTP listener's address")?;
+        config.check_exposure(http_addr)?;
+        let upstream = Upstream::choose(&config).await?;
+        let store = open_store(&config).await?;
         let shared = Arc::new(Shared::new(
             config.name.clone(),
             upstream.description().to_owned(),
@@ -127,13 +130,18 @@ impl Reader {
             shared: shared.clone(),
             shutdown: stop.clone(),
         };
+        let connections = ConnectionMetrics::register(&shared.metrics.registry);
+        let http = Acceptor::new(http, "reader.http", &config.http, &connections);
+        let read = Bearer::optional(config.read_token.as_deref())
+            .or(config.plugins.admin_token.as_deref());
+        let router = api::router(shared.clone(), plugins.clone(), read);
         let tasks = vec![
             spawn_guarded("processor", &stop, processor.run(rx)),
             spawn_guarded("connection", &stop, upstream.follow(inlet)),
             spawn_guarded(
                 "http",
                 &stop,
-                serve_api(http, shared.clone(), plugins.clone(), stop.clone()),
+                crate::http::serve(http, router, stop.clone()),
             ),
         ];
         tracing::info!(follows = %shared.snapshot().writer, name = %config.name, http = %http_addr, "reader started");
@@ -262,16 +270,6 @@ async fn start_plugins(
     .await?;
     let processor = processor.with_feed(host.feed().clone());
     Ok((processor, Some(host)))
-}
-
-/// Serves the reader's HTTP API on `http` until `stop`.
-async fn serve_api(
-    http: TcpListener,
-    shared: Arc<Shared>,
-    plugins: Option<Arc<PluginHost>>,
-    stop: CancellationToken,
-) {
-    crate::http::serve(http, api::router(shared, plugins), stop).await;
 }
 
 /// Spawns `task`; its end (shutdown, or a panic) stops the reader's other tasks.

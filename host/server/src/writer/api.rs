@@ -2,10 +2,12 @@
 //!
 //! - `POST /v1/streams/{stream}/rows[?shared_token=true]`: a JSON array of rows, committed
 //!   atomically; answers `{"stream": s, "tokens": [...]}` after the commit.
-//! - `GET /v1/streams`: every stream and its position.
+//! - `GET /v1/streams`: every stream and its position (behind `read_token`).
 //! - `GET /_synapse/replication/get_repl_stream_updates/{stream}/{txn_id}?from_token=&upto_token=`:
 //!   `{"updates": [[token, row], ...], "upto_token": n, "limited": bool}` (Synapse's shape).
-//! - `GET /metrics`: Prometheus text.
+//! - `GET /metrics`: Prometheus text (behind `read_token`).
+//!
+//! With `read_token` set, the read endpoints take it or the write token as their bearer.
 
 use std::sync::Arc;
 
@@ -47,6 +49,8 @@ pub struct WriterApi {
     pub write_token: Option<String>,
     /// Bearer token for catch-up.
     pub replication_secret: Option<String>,
+    /// Bearer token for `/v1/streams` and `/metrics` (the write token also opens them).
+    pub read_token: Option<String>,
     /// Largest accepted body.
     pub max_body_bytes: usize,
     /// Most rows one append request may carry (more: 413).
@@ -71,24 +75,30 @@ impl WriterApi {
 }
 
 /// The writer's router: appends behind `write_token`, catch-up behind `replication_secret`,
-/// answers within [`REQUEST_TIMEOUT`], bodies up to `max_body_bytes`.
+/// the stream list and metrics behind `read_token` (or `write_token`), answers within
+/// [`REQUEST_TIMEOUT`], bodies up to `max_body_bytes`.
 pub fn router(api: Arc<WriterApi>) -> Router {
     let write = Bearer::optional(api.write_token.as_deref());
     let replication = Bearer::optional(api.replication_secret.as_deref());
+    let read = Bearer::optional(api.read_token.as_deref()).or(api.write_token.as_deref());
     let limits = Limits {
         body_bytes: api.max_body_bytes,
+        body_read_timeout: http::layers::BODY_READ_TIMEOUT,
     };
     let routes = Router::new()
         .route(
             "/v1/streams/{stream}/rows",
             post(append).route_layer(write.layer()),
         )
-        .route("/v1/streams", get(list_streams))
+        .route(
+            "/v1/streams",
+            get(list_streams).route_layer(read.clone().layer()),
+        )
         .route(
             "/_synapse/replication/get_repl_stream_updates/{stream}/{txn_id}",
             get(catch_up).route_layer(replication.layer()),
         )
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics).route_layer(read.layer()))
         .layer(http::layers::timeout(REQUEST_TIMEOUT))
         .with_state(api);
     http::finish(routes, limits)

@@ -33,6 +33,7 @@ pub use streamer::Frame;
 
 use crate::config::WriterConfig;
 use crate::metrics::Registry;
+use crate::net::accept::{Acceptor, ConnectionMetrics};
 use api::WriterApi;
 use fanout::Ring;
 use fanout::redis::RedisWriter;
@@ -54,7 +55,8 @@ pub struct Writer {
 
 impl Writer {
     /// Opens the log and serves HTTP and replication on the given (already bound) listeners
-    /// until `shutdown` fires.
+    /// until `shutdown` fires. A listener bound to a non-loopback address without
+    /// authentication is refused first (`config::exposure`).
     pub async fn start(
         config: WriterConfig,
         http: TcpListener,
@@ -62,6 +64,9 @@ impl Writer {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Writer> {
         config.validate()?;
+        let http_addr = http.local_addr()?;
+        let replication_addr = replication.local_addr()?;
+        config.check_exposure(http_addr, replication_addr)?;
         fanout::redis::check(&config)?;
         let instance = config.instance()?;
         let declared = config.stream_names()?;
@@ -90,8 +95,14 @@ impl Writer {
         let streamer_task = tokio::spawn(streamer.run(shutdown.clone()));
         let context = Arc::new(ReplicationContext::new(&config, &ring, &registry));
         let redis_task = redis.map(|redis| tokio::spawn(redis.run(shutdown.clone())));
-        let http_addr = http.local_addr()?;
-        let replication_addr = replication.local_addr()?;
+        let connections = ConnectionMetrics::register(&registry);
+        let replication = Acceptor::new(
+            replication,
+            "writer.replication",
+            &config.replication,
+            &connections,
+        );
+        let http = Acceptor::new(http, "writer.http", &config.http, &connections);
         let replication_task =
             tokio::spawn(fanout::tcp::serve(replication, context, shutdown.clone()));
         let api = writer_api(&config, appender, streams, log.clone(), instance, registry);
@@ -213,6 +224,7 @@ fn writer_api(
         server_name: config.server_name.clone(),
         write_token: config.write_token.clone(),
         replication_secret: config.replication_secret.clone(),
+        read_token: config.read_token.clone(),
         max_body_bytes: config.max_body_bytes,
         max_append_rows: config.max_append_rows,
         catchup_row_limit: config.catchup_row_limit,

@@ -5,8 +5,12 @@
 //! `ERROR Failed to keep up` when more than `max_pending` commands wait for a peer that does
 //! not read. The read half decodes `ClientCommand`s: `REPLICATE` asks the streamer to
 //! announce positions, the rest are counted; a bad line, a command a client may not send, a
-//! line over the cap, or silence past the ping timeout (once the peer has PINGed) ends the
-//! connection with `ERROR <reason>`. Only that connection is affected.
+//! line over the cap, no `NAME` or `REPLICATE` within the listener's handshake timeout (other
+//! commands before them are fine), or silence past the ping timeout (once the peer has
+//! PINGed) ends the connection with `ERROR <reason>`. Only that connection is affected.
+//!
+//! Connections are accepted within the listener's `max_connections` (`crate::net::accept`);
+//! each holds its slot until both halves end.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,8 +21,8 @@ use streamhost_proto::{
     ClientCommand, CommandName, DecodeError, LineFramer, MAX_LINE_LENGTH, ServerCommand, is_blank,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +32,7 @@ use super::Ring;
 use crate::clock::unix_ms;
 use crate::config::WriterConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
+use crate::net::accept::{Acceptor, ConnectionPermit};
 use crate::writer::streamer::{Frame, StreamerSignals};
 
 /// Bytes gathered from the broadcast before one socket write.
@@ -50,6 +55,8 @@ pub struct ReplicationContext {
     pub ping_interval: Duration,
     /// Silence allowed once the peer has PINGed; also the longest wait for a closing write.
     pub ping_timeout: Duration,
+    /// Longest a new connection may take to send `NAME` or `REPLICATE`.
+    pub handshake_timeout: Duration,
     /// Counters and gauges.
     pub metrics: ReplicationMetrics,
 }
@@ -64,6 +71,7 @@ impl ReplicationContext {
             max_pending: config.max_pending_commands,
             ping_interval: config.ping_interval(),
             ping_timeout: config.ping_timeout(),
+            handshake_timeout: config.replication.handshake_timeout(),
             metrics: ReplicationMetrics::register(registry),
         }
     }
@@ -117,25 +125,16 @@ impl ReplicationMetrics {
 
 /// Accepts replication connections until `shutdown`, then waits for them to close.
 pub async fn serve(
-    listener: TcpListener,
+    mut acceptor: Acceptor,
     context: Arc<ReplicationContext>,
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a replication connection");
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
+    while let Some((stream, peer, permit)) = acceptor.accept(&shutdown).await {
         tracker.spawn(handle(
             stream,
             peer,
+            permit,
             context.clone(),
             shutdown.child_token(),
         ));
@@ -148,9 +147,11 @@ pub async fn serve(
 async fn handle(
     stream: TcpStream,
     peer: SocketAddr,
+    _permit: ConnectionPermit,
     context: Arc<ReplicationContext>,
     done: CancellationToken,
 ) {
+    let handshake_deadline = Instant::now() + context.handshake_timeout;
     let _ = stream.set_nodelay(true);
     // Subscribe before anything is sent, so no frame after SERVER is missed.
     let frames = context.frames.subscribe();
@@ -167,7 +168,7 @@ async fn handle(
         done.clone(),
         peer_label.clone(),
     ));
-    read_loop(read_half, &context, close, done.clone()).await;
+    read_loop(read_half, &context, close, handshake_deadline, done.clone()).await;
     let _ = writer.await;
     done.cancel();
     context.metrics.send_buffer.remove(&[&peer_label]);
@@ -175,14 +176,19 @@ async fn handle(
     tracing::info!("replication connection closed");
 }
 
+/// Reads the peer's commands until the connection ends. Until `NAME` or `REPLICATE` arrives,
+/// `handshake_deadline` bounds the wait (a peer that connects and says nothing, or only
+/// `PING`s, is closed then); Synapse's workers and this crate's reader send `NAME` first.
 async fn read_loop(
     mut socket: OwnedReadHalf,
     context: &ReplicationContext,
     close: mpsc::Sender<String>,
+    handshake_deadline: Instant,
     done: CancellationToken,
 ) {
     let mut framer = LineFramer::new(MAX_LINE_LENGTH);
     let mut ping_seen = false;
+    let mut introduced = false;
     let mut last_command = Instant::now();
     loop {
         loop {
@@ -215,8 +221,14 @@ async fn read_loop(
             context.metrics.commands_in[&command.name()].inc();
             match command {
                 ClientCommand::Ping(_) => ping_seen = true,
-                ClientCommand::Replicate => context.signals.request_announce(),
-                ClientCommand::Name(name) => tracing::info!(client = %name, "client named itself"),
+                ClientCommand::Replicate => {
+                    introduced = true;
+                    context.signals.request_announce();
+                }
+                ClientCommand::Name(name) => {
+                    introduced = true;
+                    tracing::info!(client = %name, "client named itself");
+                }
                 ClientCommand::Error(text) => tracing::warn!(error = %text, "client sent ERROR"),
                 // Accepted and counted; this writer has no presence, federation or lock state.
                 ClientCommand::UserSync(_)
@@ -228,6 +240,7 @@ async fn read_loop(
             }
         }
         let timeout = tokio::time::sleep_until(last_command + context.ping_timeout);
+        let handshake = tokio::time::sleep_until(handshake_deadline);
         tokio::select! {
             () = done.cancelled() => return,
             read = socket.read_buf(framer.buffer_mut()) => match read {
@@ -241,6 +254,20 @@ async fn read_loop(
                 context.metrics.errors.with(&["ping_timeout"]).inc();
                 tracing::warn!("no command within the ping timeout; closing");
                 let _ = close.send("ping timeout".into()).await;
+                return;
+            }
+            () = handshake, if !introduced => {
+                context.metrics.errors.with(&["handshake_timeout"]).inc();
+                tracing::warn!(
+                    timeout_ms = context.handshake_timeout.as_millis() as u64,
+                    "no NAME or REPLICATE within the handshake timeout; closing"
+                );
+                let _ = close
+                    .send(format!(
+                        "handshake timeout: no NAME or REPLICATE within {} ms",
+                        context.handshake_timeout.as_millis()
+                    ))
+                    .await;
                 return;
             }
         }
