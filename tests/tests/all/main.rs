@@ -23,6 +23,7 @@ mod process;
 mod redis;
 mod redis_tls;
 mod replication;
+mod secure_defaults;
 mod synapse;
 mod tail;
 mod writer_http;
