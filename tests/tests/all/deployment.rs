@@ -660,15 +660,27 @@ fn without_header(text: &str) -> &str {
     rest
 }
 
-fn parses_and_validates(what: &str, text: &str) {
-    let config = ConfigFile::parse(text).unwrap_or_else(|e| panic!("{what}: {e:#}"));
-    config
-        .writer
+/// Parses and validates `text`, then runs the secure-defaults check on the addresses it
+/// binds; `from_environment` first sets the tokens the file leaves to environment variables
+/// (compose.yaml's), as the command line would.
+fn parses_and_validates(what: &str, text: &str, from_environment: bool) {
+    let mut config = ConfigFile::parse(text).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    if from_environment {
+        let (writer, reader) = (&mut config.writer, &mut config.reader);
+        writer.write_token = Some("STREAMHOST_WRITE_TOKEN".into());
+        writer.replication_secret = Some("STREAMHOST_REPLICATION_SECRET".into());
+        writer.read_token = Some("STREAMHOST_READ_TOKEN".into());
+        reader.read_token = Some("STREAMHOST_READ_TOKEN".into());
+        reader.plugins.admin_token = Some("STREAMHOST_ADMIN_TOKEN".into());
+    }
+    let (writer, reader) = (&config.writer, &config.reader);
+    writer
         .validate()
+        .and_then(|()| writer.check_exposure(writer.http.address, writer.replication.address))
         .unwrap_or_else(|e| panic!("{what} [writer]: {e:#}"));
-    config
-        .reader
+    reader
         .validate()
+        .and_then(|()| reader.check_exposure(reader.http.address))
         .unwrap_or_else(|e| panic!("{what} [reader]: {e:#}"));
 }
 
@@ -686,7 +698,17 @@ fn the_guides_config_files_parse_and_appear_in_it_as_they_are() {
         "the guide shows writer.toml and reader-1.toml"
     );
     for (i, block) in blocks.iter().enumerate() {
-        parses_and_validates(&format!("docs/deployment.md TOML block {i}"), block);
+        parses_and_validates(&format!("docs/deployment.md TOML block {i}"), block, false);
+    }
+    // The container files leave their tokens to compose.yaml's environment.
+    let (_, compose) = repo_file("deploy/container/compose.yaml");
+    for variable in [
+        "STREAMHOST_WRITE_TOKEN",
+        "STREAMHOST_REPLICATION_SECRET",
+        "STREAMHOST_READ_TOKEN",
+        "STREAMHOST_ADMIN_TOKEN",
+    ] {
+        assert!(compose.contains(variable), "compose.yaml sets {variable}");
     }
     for path in [
         "deploy/config/writer.toml",
@@ -695,7 +717,7 @@ fn the_guides_config_files_parse_and_appear_in_it_as_they_are() {
         "deploy/container/reader.toml",
     ] {
         let (_, text) = repo_file(path);
-        parses_and_validates(path, &text);
+        parses_and_validates(path, &text, path.starts_with("deploy/container/"));
         if path.starts_with("deploy/config/") {
             assert!(
                 blocks.contains(&without_header(&text)),
@@ -774,7 +796,8 @@ async fn the_guides_config_files_run_against_postgres_redis_and_the_example_plug
             ],
         )
         .await;
-        wait_subscribed(&http_client(&reader)).await;
+        // reader-1.toml sets a read token; the admin token passes the read endpoints too.
+        wait_subscribed(&http_client(&reader).with_bearer("CHANGE-ME-admin")).await;
         readers.push(reader);
     }
 
