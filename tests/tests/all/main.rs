@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod accept_errors;
 mod compile_cache;
 mod conformance;
 mod deployment;
@@ -11,6 +12,7 @@ mod hostile_languages;
 mod hostile_plugins;
 mod hostile_queries;
 mod http_timeouts;
+mod idle_connections;
 mod plugin_artifacts;
 mod plugin_files;
 mod plugin_languages;

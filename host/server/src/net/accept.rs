@@ -12,6 +12,8 @@
 //!   doubling up to 1 s (the crate's [`Backoff`]), and starts again from 10 ms after the next
 //!   success; the errors are counted and logged at most once a second.
 //!
+//! Listeners are bound by [`bind`], with an accept queue deeper than the usual 128.
+//!
 //! Used by `crate::http::serve` (the writer's and the reader's HTTP) and the writer's TCP
 //! replication server; both keep their per-connection timeouts (the listener's
 //! `handshake_timeout_ms`) themselves.
@@ -21,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +41,24 @@ pub const MAX_ACCEPT_RETRY: Duration = Duration::from_secs(1);
 /// Shortest time between two log lines about refusals, or about accept errors, of one
 /// listener.
 pub const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Connections the kernel completes and queues for a listener before it accepts them. The
+/// standard library's (and tokio's) 128 overflows under a burst of connections, and a
+/// connection the queue has no room for waits for its client's second SYN, a second later;
+/// the kernel caps it at `net.core.somaxconn` (4,096 on current Linux).
+pub const BACKLOG: u32 = 1_024;
+
+/// Binds a listener on `address` with a [`BACKLOG`]-deep accept queue (and `SO_REUSEADDR`,
+/// as `TcpListener::bind` sets).
+pub fn bind(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(BACKLOG)
+}
 
 /// The accepting side's metrics, registered once per process and labelled by listener.
 #[derive(Clone, Debug)]

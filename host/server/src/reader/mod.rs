@@ -66,7 +66,7 @@ pub use self::store::{ReaderStore, Run};
 use self::upstream::{Inlet, Upstream};
 use crate::config::ReaderConfig;
 use crate::http::Bearer;
-use crate::net::accept::{Acceptor, ConnectionMetrics};
+use crate::net::accept::{self, Acceptor, ConnectionMetrics};
 
 /// A running reader: its connection, processor and HTTP API tasks.
 pub struct Reader {
@@ -200,14 +200,12 @@ impl Reader {
         sink: Option<Arc<dyn BatchSink>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Reader> {
-        let listener = TcpListener::bind(config.http.address)
-            .await
-            .with_context(|| {
-                format!(
-                    "binding the reader's HTTP listener on {}",
-                    config.http.address
-                )
-            })?;
+        let listener = accept::bind(config.http.address).with_context(|| {
+            format!(
+                "binding the reader's HTTP listener on {}",
+                config.http.address
+            )
+        })?;
         Reader::start(config, listener, sink, shutdown).await
     }
 }

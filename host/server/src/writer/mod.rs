@@ -33,7 +33,7 @@ pub use streamer::Frame;
 
 use crate::config::WriterConfig;
 use crate::metrics::Registry;
-use crate::net::accept::{Acceptor, ConnectionMetrics};
+use crate::net::accept::{self, Acceptor, ConnectionMetrics};
 use api::WriterApi;
 use fanout::Ring;
 use fanout::redis::RedisWriter;
@@ -150,11 +150,9 @@ impl Writer {
     /// Binds `config.http.address` and `config.replication.address` (port 0 picks a free port), then
     /// [`Writer::start`]s.
     pub async fn bind(config: WriterConfig, shutdown: CancellationToken) -> anyhow::Result<Writer> {
-        let http = TcpListener::bind(config.http.address)
-            .await
+        let http = accept::bind(config.http.address)
             .with_context(|| format!("binding HTTP on {}", config.http.address))?;
-        let replication = TcpListener::bind(config.replication.address)
-            .await
+        let replication = accept::bind(config.replication.address)
             .with_context(|| format!("binding replication on {}", config.replication.address))?;
         Writer::start(config, http, replication, shutdown).await
     }
