@@ -343,4 +343,18 @@ mod tests {
         assert_eq!(config.server_name, "file.example");
         assert_eq!(config.streams, vec!["b".to_string(), "c".to_string()]);
     }
+
+    #[test]
+    fn the_read_token_is_a_flag_of_both() {
+        let cli = Cli::try_parse_from(["streamhost", "writer", "--read-token", "w"]).unwrap();
+        let Command::Writer(args) = cli.command else {
+            panic!("writer")
+        };
+        assert_eq!(args.resolve().unwrap().read_token.as_deref(), Some("w"));
+        let cli = Cli::try_parse_from(["streamhost", "reader", "--read-token", "r"]).unwrap();
+        let Command::Reader(args) = cli.command else {
+            panic!("reader")
+        };
+        assert_eq!(args.resolve().unwrap().read_token.as_deref(), Some("r"));
+    }
 }

@@ -174,7 +174,7 @@ impl Acceptor {
                         Err(_) => self.refuse(stream, peer),
                     }
                 }
-                Err(e) if is_one_connections(&e) => {
+                Err(e) if is_about_one_connection(&e) => {
                     tracing::debug!(listener = self.name, error = %e, "a connection failed before it was accepted");
                 }
                 Err(e) => {
@@ -207,7 +207,7 @@ impl Acceptor {
 
 /// Whether an accept error is about the one connection being accepted (it went away first),
 /// so accepting the next one at once is right.
-fn is_one_connections(error: &io::Error) -> bool {
+fn is_about_one_connection(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionAborted
@@ -330,12 +330,14 @@ mod tests {
 
     #[test]
     fn only_a_vanished_connection_is_retried_at_once() {
-        assert!(is_one_connections(&io::Error::from(
+        assert!(is_about_one_connection(&io::Error::from(
             io::ErrorKind::ConnectionAborted
         )));
         for errno in [24, 23, 105, 12] {
             // EMFILE, ENFILE, ENOBUFS, ENOMEM
-            assert!(!is_one_connections(&io::Error::from_raw_os_error(errno)));
+            assert!(!is_about_one_connection(&io::Error::from_raw_os_error(
+                errno
+            )));
         }
     }
 
