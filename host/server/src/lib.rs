@@ -11,6 +11,7 @@
 //! - `redis/`: the Redis plumbing writer and reader share (connections, TLS, channel names,
 //!   metrics); it imports neither.
 //! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
+//! - `net`: below the protocols: TLS on every listener and towards the writer.
 //! - `backoff`, `clock`: the one retry schedule (exponential, capped, jittered) and the one
 //!   wall-clock reading.
 //!
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod reader;
 pub mod redis;
 pub mod writer;

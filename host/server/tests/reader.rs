@@ -129,7 +129,9 @@ impl ScriptedCatchup {
             let catchup = served.clone();
             async move { catchup.answer(request) }
         });
-        tokio::spawn(streamhost_server::http::serve(listener, router, shutdown));
+        tokio::spawn(streamhost_server::http::serve(
+            listener, None, router, shutdown,
+        ));
         (catchup, url)
     }
 

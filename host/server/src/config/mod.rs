@@ -3,9 +3,11 @@
 //! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
 //! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`]; the
 //! memory bounds' checks and conversions are in `bounds`; `[reader.plugins.queries]` and
-//! `[reader.plugins.rate_limit]` are in [`queries`].
+//! `[reader.plugins.rate_limit]` are in [`queries`]; `[reader.writer_tls]` is in
+//! `client_tls`.
 
 mod bounds;
+mod client_tls;
 mod listener;
 mod queries;
 mod synapse;
@@ -18,6 +20,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use streamhost_proto::{InstanceName, StreamName};
 
+pub use self::client_tls::ClientTlsConfig;
 pub use self::listener::{ListenerConfig, ServerTlsConfig};
 pub use self::queries::{QueriesConfig, RateLimitConfig};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
@@ -319,8 +322,12 @@ impl WriterConfig {
 pub struct ReaderConfig {
     /// The writer's replication address (`HOST:PORT`).
     pub writer: String,
-    /// The writer's HTTP base URL, for catch-up (`http://HOST:PORT`).
+    /// The writer's HTTP base URL, for catch-up (`http://HOST:PORT` or `https://HOST:PORT`).
     pub writer_http: String,
+    /// TLS towards the writer (`[reader.writer_tls]`): when set, the TCP replication
+    /// connection is TLS, and an `https://` `writer_http` uses the same CA and client
+    /// certificate.
+    pub writer_tls: Option<ClientTlsConfig>,
     /// The reader's HTTP API listener (status, metrics, plugin queries and notifications).
     pub http: ListenerConfig,
     /// Folder of the reader's own SQLite file (`reader.sqlite`: positions, recorded rows).
@@ -435,6 +442,7 @@ impl Default for ReaderConfig {
         ReaderConfig {
             writer: "127.0.0.1:9092".into(),
             writer_http: "http://127.0.0.1:8480".into(),
+            writer_tls: None,
             http: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 8481))),
             data: PathBuf::from("streamhost-data/reader"),
             name: "reader".into(),
@@ -468,10 +476,13 @@ impl ReaderConfig {
         );
         self.http.validate("reader.http")?;
         anyhow::ensure!(
-            self.writer_http.starts_with("http://"),
-            "reader.writer_http must be an http:// URL, got {:?}",
+            self.writer_http.starts_with("http://") || self.writer_http.starts_with("https://"),
+            "reader.writer_http must be an http:// or https:// URL, got {:?}",
             self.writer_http
         );
+        if let Some(tls) = &self.writer_tls {
+            tls.validate("reader.writer_tls")?;
+        }
         if let Some(url) = &self.log_database_url {
             streamhost_log::Backend::of_url(url).context("reader.log_database_url")?;
         }

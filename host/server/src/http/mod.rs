@@ -5,7 +5,9 @@
 //! - `serve`: accepts connections and serves each with hyper's HTTP/1.1 connection builder,
 //!   with a timer so a client that sends no (or half a) request head is closed after
 //!   [`HEADER_READ_TIMEOUT`]; graceful shutdown on a cancellation token. Each request carries
-//!   its connection's [`PeerAddr`] as an extension.
+//!   its connection's [`PeerAddr`] as an extension. With the listener's TLS, each connection
+//!   runs its handshake in its own task first; a client certificate not in
+//!   `allowed_clients` is answered 403 on every request of its connection.
 //! - [`layers`]: the fallbacks (404, 405) and the tower layers (tracing, JSON errors,
 //!   concurrency limit, body limit, body and request timeouts) in their order.
 //! - [`error`]: [`ApiError`], the `{"errcode", "error"}` answer of every 4xx and 5xx.
@@ -22,6 +24,9 @@ pub mod response;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -34,6 +39,7 @@ pub use self::error::ApiError;
 pub use self::layers::{Limits, finish};
 pub use self::params::Params;
 pub use self::response::{Response, json, metrics, with_type};
+use crate::net::tls::{Admission, ServerTls};
 
 /// Longest a connection may take to send a request head, counted from when the server starts
 /// reading one (on a new connection, or after the previous answer on a kept-alive one); a
@@ -47,10 +53,15 @@ pub struct PeerAddr(pub SocketAddr);
 /// Longest shutdown waits for requests in flight before closing their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves HTTP/1.1 on `listener` with `router` until `shutdown` fires, then lets in-flight
-/// requests finish (at most [`SHUTDOWN_GRACE`]). A trailing slash is ignored (`/v1/streams/`
-/// is `/v1/streams`).
-pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {
+/// Serves HTTP/1.1 (over `tls` when given) on `listener` with `router` until `shutdown`
+/// fires, then lets in-flight requests finish (at most [`SHUTDOWN_GRACE`]). A trailing slash
+/// is ignored (`/v1/streams/` is `/v1/streams`).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) {
     let service = NormalizePathLayer::trim_trailing_slash().layer(router);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -75,11 +86,46 @@ pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: Cancel
                 request
             },
         );
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_peer));
-        let connection = graceful.watch(connection);
+        let Some(tls) = tls.clone() else {
+            let connection =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_peer));
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, %peer, "HTTP connection ended with an error");
+                }
+            });
+            continue;
+        };
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let Some((stream, admission)) = tls.accept(stream, peer).await else {
+                return;
+            };
+            let served = match admission {
+                Admission::Allowed => {
+                    let connection = builder.serve_connection(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(with_peer),
+                    );
+                    watcher.watch(connection).await
+                }
+                Admission::Refused => {
+                    let mut builder = builder;
+                    builder.keep_alive(false);
+                    let refuse = hyper::service::service_fn(|_| async {
+                        Ok::<_, std::convert::Infallible>(
+                            ApiError::from_status(
+                                axum::http::StatusCode::FORBIDDEN,
+                                "client certificate not allowed",
+                            )
+                            .into_response(),
+                        )
+                    });
+                    builder.serve_connection(TokioIo::new(stream), refuse).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, %peer, "HTTP connection ended with an error");
             }
         });

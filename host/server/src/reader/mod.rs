@@ -65,6 +65,7 @@ pub use self::status::{
 pub use self::store::{ReaderStore, Run};
 use self::upstream::{Inlet, Upstream};
 use crate::config::ReaderConfig;
+use crate::net::tls::ServerTls;
 
 /// A running reader: its connection, processor and HTTP API tasks.
 pub struct Reader {
@@ -88,6 +89,7 @@ impl Reader {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Reader> {
         config.validate()?;
+        let http_tls = ServerTls::of(&config.http, "reader.http", crate::net::tls::ALPN_HTTP1)?;
         let upstream = Upstream::choose(&config).await?;
         let store = open_store(&config).await?;
         let http_addr = http
@@ -133,7 +135,13 @@ impl Reader {
             spawn_guarded(
                 "http",
                 &stop,
-                serve_api(http, shared.clone(), plugins.clone(), stop.clone()),
+                serve_api(
+                    http,
+                    http_tls,
+                    shared.clone(),
+                    plugins.clone(),
+                    stop.clone(),
+                ),
             ),
         ];
         tracing::info!(follows = %shared.snapshot().writer, name = %config.name, http = %http_addr, "reader started");
@@ -267,11 +275,12 @@ async fn start_plugins(
 /// Serves the reader's HTTP API on `http` until `stop`.
 async fn serve_api(
     http: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     shared: Arc<Shared>,
     plugins: Option<Arc<PluginHost>>,
     stop: CancellationToken,
 ) {
-    crate::http::serve(http, api::router(shared, plugins), stop).await;
+    crate::http::serve(http, tls, api::router(shared, plugins), stop).await;
 }
 
 /// Spawns `task`; its end (shutdown, or a panic) stops the reader's other tasks.

@@ -7,6 +7,11 @@
 //! announce positions, the rest are counted; a bad line, a command a client may not send, a
 //! line over the cap, or silence past the ping timeout (once the peer has PINGed) ends the
 //! connection with `ERROR <reason>`. Only that connection is affected.
+//!
+//! With `[writer.replication.tls]` each connection first runs its TLS handshake (within the
+//! listener's handshake timeout, in its own task); a client whose certificate names none of
+//! `allowed_clients` gets `ERROR client certificate not allowed` and nothing else. The lines
+//! are the same over TLS; a plain listener sends exactly what it did without TLS support.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,8 +21,7 @@ use std::time::Duration;
 use streamhost_proto::{
     ClientCommand, CommandName, DecodeError, LineFramer, MAX_LINE_LENGTH, ServerCommand, is_blank,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -28,6 +32,7 @@ use super::Ring;
 use crate::clock::unix_ms;
 use crate::config::WriterConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
+use crate::net::tls::{Admission, ServerTls};
 use crate::writer::streamer::{Frame, StreamerSignals};
 
 /// Bytes gathered from the broadcast before one socket write.
@@ -52,11 +57,21 @@ pub struct ReplicationContext {
     pub ping_timeout: Duration,
     /// Counters and gauges.
     pub metrics: ReplicationMetrics,
+    /// The listener's TLS, if it has one.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
+/// What a refused client certificate is told before the connection closes.
+const NOT_ALLOWED: &str = "client certificate not allowed";
+
 impl ReplicationContext {
-    /// What `config`'s connections share, reading `ring`.
-    pub fn new(config: &WriterConfig, ring: &Ring, registry: &Registry) -> ReplicationContext {
+    /// What `config`'s connections share, reading `ring`, with the listener's `tls`.
+    pub fn new(
+        config: &WriterConfig,
+        ring: &Ring,
+        registry: &Registry,
+        tls: Option<Arc<ServerTls>>,
+    ) -> ReplicationContext {
         ReplicationContext {
             server_name: config.server_name.clone(),
             signals: ring.signals.clone(),
@@ -65,6 +80,7 @@ impl ReplicationContext {
             ping_interval: config.ping_interval(),
             ping_timeout: config.ping_timeout(),
             metrics: ReplicationMetrics::register(registry),
+            tls,
         }
     }
 }
@@ -152,11 +168,53 @@ async fn handle(
     done: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let Some(tls) = context.tls.clone() else {
+        // The plain path keeps tokio's owned halves (no lock between them).
+        let (read_half, write_half) = stream.into_split();
+        return serve_connection(read_half, write_half, peer, context, done).await;
+    };
+    let accepted = tokio::select! {
+        accepted = tls.accept(stream, peer) => accepted,
+        () = done.cancelled() => return,
+    };
+    let Some((stream, admission)) = accepted else {
+        return;
+    };
+    let (read_half, mut write_half) = tokio::io::split(stream);
+    match admission {
+        Admission::Allowed => serve_connection(read_half, write_half, peer, context, done).await,
+        Admission::Refused => {
+            context.metrics.errors.with(&["client_not_allowed"]).inc();
+            let mut out = Vec::new();
+            push(
+                &mut out,
+                &context.metrics,
+                &ServerCommand::Error(NOT_ALLOWED.into()),
+            );
+            let _ = tokio::time::timeout(context.ping_timeout, async {
+                write_half.write_all(&out).await?;
+                write_half.shutdown().await
+            })
+            .await;
+        }
+    }
+}
+
+/// Runs one connection on its two halves until it ends.
+async fn serve_connection<R, W>(
+    read_half: R,
+    write_half: W,
+    peer: SocketAddr,
+    context: Arc<ReplicationContext>,
+    done: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     // Subscribe before anything is sent, so no frame after SERVER is missed.
     let frames = context.frames.subscribe();
     context.metrics.connections.add(1);
     tracing::info!("replication connection opened");
-    let (read_half, write_half) = stream.into_split();
     let (close, close_requests) = mpsc::channel(1);
     let peer_label = peer.to_string();
     let writer = tokio::spawn(write_loop(
@@ -176,7 +234,7 @@ async fn handle(
 }
 
 async fn read_loop(
-    mut socket: OwnedReadHalf,
+    mut socket: impl AsyncRead + Unpin,
     context: &ReplicationContext,
     close: mpsc::Sender<String>,
     done: CancellationToken,
@@ -277,7 +335,7 @@ enum Event {
 }
 
 async fn write_loop(
-    mut socket: OwnedWriteHalf,
+    mut socket: impl AsyncWrite + Unpin,
     frames: broadcast::Receiver<Frame>,
     mut close_requests: mpsc::Receiver<String>,
     context: Arc<ReplicationContext>,
@@ -383,7 +441,7 @@ async fn next_event(
 
 /// Failed to keep up: what was being written is finished; says why and closes.
 async fn failed_to_keep_up(
-    mut socket: OwnedWriteHalf,
+    mut socket: impl AsyncWrite + Unpin,
     context: &ReplicationContext,
     done: &CancellationToken,
 ) {
@@ -417,7 +475,7 @@ fn give_up(frames: &mut Option<broadcast::Receiver<Frame>>, context: &Replicatio
 /// given up at once (its frames dropped), but this write is still finished, within the ping
 /// timeout, so the peer never sees half a line before the `ERROR`.
 async fn write_watching(
-    socket: &mut OwnedWriteHalf,
+    socket: &mut (impl AsyncWrite + Unpin),
     out: &[u8],
     frames: &mut Option<broadcast::Receiver<Frame>>,
     context: &ReplicationContext,
