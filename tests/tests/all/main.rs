@@ -25,5 +25,6 @@ mod redis_tls;
 mod replication;
 mod synapse;
 mod tail;
+mod tls;
 mod writer_http;
 mod writer_tcp;
