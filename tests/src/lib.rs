@@ -1,8 +1,10 @@
 //! The integration-test harness: writers and readers on loopback port 0 with temporary
 //! SQLite files (or a fresh PostgreSQL schema for the writer's log), raw replication clients,
 //! polling helpers, the real binary as a process, a scripted fake Synapse on Redis, a Redis
-//! of a test's own with TLS, and a reader process for hostile plugins (`hostile`).
+//! of a test's own with TLS, test certificates (`certs`), and a reader process for hostile
+//! plugins (`hostile`).
 
+pub mod certs;
 pub mod hostile;
 pub mod plugins;
 pub mod postgres;
@@ -190,9 +192,14 @@ impl TestWriter {
         self.running().replication_addr()
     }
 
-    /// The HTTP base URL.
+    /// The HTTP base URL (`https://` when the HTTP listener has TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.http_addr())
+        let scheme = if self.config.http.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.http_addr())
     }
 
     /// A client for the writer's API.

@@ -1,5 +1,5 @@
-//! A Redis server with TLS, started for one test (and the test CA, [`TestCa`], which also
-//! serves HTTPS stand-ins): the machine's `redis-server` (the binary
+//! A Redis server with TLS, started for one test, with certificates from a
+//! [`TestCa`](crate::certs::TestCa): the machine's `redis-server` (the binary
 //! the shared Redis runs) on two loopback ports of its own, one TLS and one plain (for the
 //! test's own publishing), with certificates from a fresh test CA made by `rcgen`. The server
 //! is killed when the value is dropped. `redis-server` cannot take a listening socket, so its
@@ -10,83 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use rcgen::ExtendedKeyUsagePurpose;
 use streamhost_server::config::RedisConfig;
 
-/// A test CA: its certificate file, and the means to sign more.
-pub struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-    /// PEM of the CA's certificate.
-    pub cert_file: PathBuf,
-}
-
-impl TestCa {
-    /// A fresh CA named `name`, its certificate written to `dir/<name>.pem`.
-    pub fn new(dir: &Path, name: &str) -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key"))
-            .expect("self-signed CA");
-        let cert_file = dir.join(format!("{name}.pem"));
-        std::fs::write(&cert_file, issuer.pem()).expect("write the CA");
-        TestCa { issuer, cert_file }
-    }
-
-    /// A certificate for `names` (DNS names or IP addresses) used for `purpose`, written to
-    /// `dir/<file>.pem` and `dir/<file>.key`; returns both paths.
-    pub fn sign(
-        &self,
-        dir: &Path,
-        file: &str,
-        names: &[&str],
-        purpose: ExtendedKeyUsagePurpose,
-    ) -> (PathBuf, PathBuf) {
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = CertificateParams::new(names).expect("certificate params");
-        params.distinguished_name.push(DnType::CommonName, file);
-        params.extended_key_usages = vec![purpose];
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        let (cert_file, key_file) = (
-            dir.join(format!("{file}.pem")),
-            dir.join(format!("{file}.key")),
-        );
-        std::fs::write(&cert_file, cert.pem()).expect("write the certificate");
-        std::fs::write(&key_file, key.serialize_pem()).expect("write the key");
-        (cert_file, key_file)
-    }
-}
-
-impl TestCa {
-    /// A TLS acceptor presenting a certificate for `names` signed by this CA (for HTTPS
-    /// stand-ins), its files written to `dir`.
-    pub fn tls_acceptor(&self, dir: &Path, names: &[&str]) -> tokio_rustls::TlsAcceptor {
-        use tokio_rustls::rustls;
-        use tokio_rustls::rustls::pki_types::pem::PemObject;
-        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let (cert, key) = self.sign(dir, "https", names, ExtendedKeyUsagePurpose::ServerAuth);
-        let certs = CertificateDer::pem_file_iter(&cert)
-            .expect("certificate file")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("PEM certificate");
-        let key = PrivateKeyDer::from_pem_file(&key).expect("PEM key");
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .expect("server TLS configuration");
-        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
-    }
-}
+use crate::certs::TestCa;
 
 /// A running TLS Redis, its CA and a client certificate the CA signed.
 pub struct TlsRedis {

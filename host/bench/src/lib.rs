@@ -66,7 +66,7 @@ pub enum BenchSuite {
     Parse,
     /// Only the latency figures.
     Latency,
-    /// Only the delivery figures (1, 4 and 16 readers).
+    /// Only the delivery figures (1, 4 and 16 readers; TLS vs plain replication to 1).
     Delivery,
     /// Durable append with the log on PostgreSQL (`--postgres URL`) vs raw PostgreSQL inserts
     /// and vs the SQLite log.

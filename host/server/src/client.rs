@@ -1,7 +1,8 @@
 //! A small HTTP/1.1 client for the writer's API, used by the demo, the benchmarks, tests and
 //! catch-up. `https://` bases work too (a writer behind a TLS proxy, Synapse's
-//! `instance_map.*.tls`): rustls, verifying against the system's roots as Synapse does (which
-//! `SSL_CERT_FILE`/`SSL_CERT_DIR` can replace).
+//! `instance_map.*.tls`, a writer's TLS listener): rustls, verifying against the system's
+//! roots as Synapse does (which `SSL_CERT_FILE`/`SSL_CERT_DIR` can replace), or against
+//! `[reader.writer_tls]`'s CA with its client certificate ([`ApiClient::with_tls`]).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -9,11 +10,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::ServerName;
 use streamhost_proto::Token;
+
+use crate::net::tls::ClientTls;
 
 /// Longest wait for a TCP connection to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,22 +41,17 @@ pub struct ApiClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
-/// The TLS client configuration of every `ApiClient`: the system's root certificates (read
-/// once; `SSL_CERT_FILE` and `SSL_CERT_DIR` replace them), no client certificate.
+/// The TLS client configuration of an `ApiClient` without its own: the system's root
+/// certificates (read once; `SSL_CERT_FILE` and `SSL_CERT_DIR` replace them), no client
+/// certificate.
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
             install_crypto_provider();
-            let mut roots = rustls::RootCertStore::empty();
-            let native = rustls_native_certs::load_native_certs();
-            for error in &native.errors {
-                tracing::warn!(%error, "reading the system's root certificates for HTTPS");
-            }
-            roots.add_parsable_certificates(native.certs);
             Arc::new(
                 rustls::ClientConfig::builder()
-                    .with_root_certificates(roots)
+                    .with_root_certificates(crate::net::tls::system_roots())
                     .with_no_client_auth(),
             )
         })
@@ -77,19 +76,42 @@ pub struct HttpError {
 
 impl ApiClient {
     /// A client for `base` (`http://HOST:PORT` or `https://HOST:PORT`, no trailing slash
-    /// needed).
+    /// needed); `https://` verifies against the system's roots.
     pub fn new(base: impl Into<String>) -> ApiClient {
+        ApiClient::build(base.into(), tls_config().as_ref().clone(), None)
+    }
+
+    /// A client for `base` whose `https://` connections use `tls` (its CA, its client
+    /// certificate and its `server_name`), as configured now: a client made after a reload
+    /// of `tls` uses the new files.
+    pub fn with_tls(base: impl Into<String>, tls: &ClientTls) -> ApiClient {
+        let (_, config) = tls.current();
+        ApiClient::build(
+            base.into(),
+            config.as_ref().clone(),
+            tls.server_name().cloned(),
+        )
+    }
+
+    fn build(
+        base: String,
+        tls: rustls::ClientConfig,
+        server_name: Option<ServerName<'static>>,
+    ) -> ApiClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config().as_ref().clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
+        let builder = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let builder = match server_name {
+            Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
+            None => builder,
+        };
+        let connector = builder.enable_http1().wrap_connector(connector);
         ApiClient {
-            base: base.into().trim_end_matches('/').to_owned(),
+            base: base.trim_end_matches('/').to_owned(),
             bearer: None,
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(POOL_IDLE_TIMEOUT)

@@ -11,7 +11,8 @@
 //! - `redis/`: the Redis plumbing writer and reader share (connections, TLS, channel names,
 //!   metrics); it imports neither.
 //! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
-//! - `net/`: what every listener shares: the accepting loop with its connection cap.
+//! - `net/`: what every listener shares below the protocols: the accepting loop with its
+//!   connection cap, and TLS on every listener and towards the writer.
 //! - `backoff`, `clock`: the one retry schedule (exponential, capped, jittered) and the one
 //!   wall-clock reading.
 //!

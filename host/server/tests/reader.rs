@@ -138,7 +138,9 @@ impl ScriptedCatchup {
             &ListenerConfig::on(addr),
             &ConnectionMetrics::register(&Registry::new()),
         );
-        tokio::spawn(streamhost_server::http::serve(acceptor, router, shutdown));
+        tokio::spawn(streamhost_server::http::serve(
+            acceptor, None, router, shutdown,
+        ));
         (catchup, url)
     }
 

@@ -28,5 +28,6 @@ mod replication;
 mod secure_defaults;
 mod synapse;
 mod tail;
+mod tls;
 mod writer_http;
 mod writer_tcp;

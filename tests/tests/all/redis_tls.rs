@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use streamhost_integration_tests::certs::TestCa;
 use streamhost_integration_tests::plugins::PluginFolder;
 use streamhost_integration_tests::redis::unique_server_name;
-use streamhost_integration_tests::redis_tls::{TestCa, TlsRedis};
+use streamhost_integration_tests::redis_tls::TlsRedis;
 use streamhost_integration_tests::synapse::{FakeSynapse, Script};
 use streamhost_integration_tests::{TestReader, TestWriter, metric, wait_until};
 use streamhost_server::config::RedisConfig;

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use streamhost_integration_tests::certs::TestCa;
 use streamhost_integration_tests::plugins::PluginFolder;
 use streamhost_integration_tests::process::Process;
 use streamhost_integration_tests::redis::{redis_addr, redis_url, unique_server_name};
-use streamhost_integration_tests::redis_tls::TestCa;
 use streamhost_integration_tests::synapse::{FakeSynapse, Script};
 use streamhost_integration_tests::{metric, stream, wait_until};
 use streamhost_server::client::ApiClient;

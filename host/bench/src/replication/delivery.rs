@@ -1,13 +1,15 @@
 //! Delivery: rows/s from the first append to the last reader's position, to 1, 4 and 16
-//! readers, against the append rate alone.
+//! readers, against the append rate alone; and to 1 reader over TLS (mTLS) against the same
+//! run in plain TCP, the two alternating run by run.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use streamhost_server::config::{ListenerConfig, ReaderConfig};
+use streamhost_server::config::{ClientTlsConfig, ListenerConfig, ReaderConfig};
 use streamhost_server::reader::Reader;
 
 use super::append::bench_append;
+use super::certs::BenchCerts;
 use super::fixtures::{BenchWriter, append_all, request_bodies, wait_for};
 use super::{REQUEST_ROWS, median_of};
 
@@ -20,19 +22,44 @@ pub(crate) async fn delivery_alone(rows: usize, runs: usize) -> anyhow::Result<(
 /// Prints the delivery rows of the table, against `append` rows/s.
 pub(super) async fn delivery(rows: usize, runs: usize, append: f64) -> anyhow::Result<()> {
     for readers in [1, 4, 16] {
-        let delivery = median_of(runs, || bench_delivery(rows, readers)).await?;
+        let delivery = median_of(runs, || bench_delivery(rows, readers, None)).await?;
         println!(
             "| delivery to {readers} reader(s), append to last reader's position (rows/s) | {delivery:.0} | {append:.0} (append alone) | {:.2} |",
             delivery / append
         );
     }
-
+    let (tls, plain) = tls_against_plain(rows, runs).await?;
+    println!(
+        "| delivery to 1 reader over TLS replication (mTLS), append to reader's position (rows/s) | {tls:.0} | {plain:.0} (plain TCP, alternating runs) | {:.2} |",
+        tls / plain
+    );
     Ok(())
 }
 
-/// Rows/s from the first append until each of `readers` readers has the last row.
-async fn bench_delivery(rows: usize, readers: usize) -> anyhow::Result<f64> {
-    let writer = BenchWriter::start().await?;
+/// Medians of delivery to one reader over TLS and over plain TCP, the runs alternating so
+/// both see the same machine.
+async fn tls_against_plain(rows: usize, runs: usize) -> anyhow::Result<(f64, f64)> {
+    let certs = BenchCerts::make()?;
+    let (mut tls, mut plain) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        plain.push(bench_delivery(rows, 1, None).await?);
+        tls.push(bench_delivery(rows, 1, Some(&certs)).await?);
+    }
+    for rates in [&mut tls, &mut plain] {
+        rates.sort_by(f64::total_cmp);
+    }
+    Ok((tls[runs / 2], plain[runs / 2]))
+}
+
+/// Rows/s from the first append until each of `readers` readers has the last row; with
+/// `certs`, over TLS replication with client certificates.
+async fn bench_delivery(
+    rows: usize,
+    readers: usize,
+    certs: Option<&BenchCerts>,
+) -> anyhow::Result<f64> {
+    let writer = BenchWriter::start_with(None, certs.map(|c| c.server.clone())).await?;
+    let writer_tls: Option<ClientTlsConfig> = certs.map(|c| c.client.clone());
     let dir = tempfile::tempdir()?;
     let mut running = Vec::new();
     for n in 0..readers {
@@ -42,6 +69,7 @@ async fn bench_delivery(rows: usize, readers: usize) -> anyhow::Result<f64> {
             http: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 0))),
             data: dir.path().join(format!("reader-{n}")),
             name: format!("bench-{n}"),
+            writer_tls: writer_tls.clone(),
             ..ReaderConfig::default()
         };
         running.push(Reader::bind(config, None, writer.shutdown.clone()).await?);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use streamhost_proto::Token;
 use streamhost_server::client::ApiClient;
-use streamhost_server::config::{DatabaseConfig, ListenerConfig, WriterConfig};
+use streamhost_server::config::{DatabaseConfig, ListenerConfig, ServerTlsConfig, WriterConfig};
 use streamhost_server::writer::Writer;
 use tokio_util::sync::CancellationToken;
 
@@ -59,12 +59,24 @@ impl BenchWriter {
 
     /// A writer with its log at `database_url` (none: SQLite in a temporary folder).
     pub(super) async fn start_on(database_url: Option<String>) -> anyhow::Result<BenchWriter> {
+        BenchWriter::start_with(database_url, None).await
+    }
+
+    /// A writer with its log at `database_url` and, with `replication_tls`, TLS on its
+    /// replication listener.
+    pub(super) async fn start_with(
+        database_url: Option<String>,
+        replication_tls: Option<ServerTlsConfig>,
+    ) -> anyhow::Result<BenchWriter> {
         let dir = tempfile::tempdir()?;
         let shutdown = CancellationToken::new();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = WriterConfig {
             http: ListenerConfig::on(loopback),
-            replication: ListenerConfig::on(loopback),
+            replication: ListenerConfig {
+                tls: replication_tls,
+                ..ListenerConfig::on(loopback)
+            },
             data: dir.path().join("writer"),
             database: DatabaseConfig { url: database_url },
             ..WriterConfig::default()

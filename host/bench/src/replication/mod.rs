@@ -3,7 +3,8 @@
 //!
 //! - append: durable rows/s through the writer's HTTP API vs the same rows inserted straight
 //!   into SQLite with the same durability (one transaction per request).
-//! - delivery: rows/s from first append to the last reader's position, to 1, 4 and 16 readers.
+//! - delivery: rows/s from first append to the last reader's position, to 1, 4 and 16 readers;
+//!   to 1 reader over TLS replication (mTLS) vs plain TCP.
 //! - latency: one-row append to the reader's sink, p50/p99, vs one fsync of a small file.
 //! - parse: reader-side decode + batch assembly of RDATA lines on one core vs splitting the
 //!   same lines and parsing each row with serde_json.
@@ -11,12 +12,14 @@
 //!   `--postgres URL`) vs the same rows inserted straight into PostgreSQL, and vs the SQLite
 //!   append run.
 //!
-//! Files: `fixtures` (rows, a writer, appending clients), `append`, `delivery`, `latency`,
+//! Files: `fixtures` (rows, a writer, appending clients), `certs` (TLS files), `append`,
+//! `delivery`, `latency`,
 //! `parse` and `postgres` (one measurement each, with its baseline).
 
 use std::time::Duration;
 
 mod append;
+mod certs;
 mod delivery;
 mod fixtures;
 mod latency;

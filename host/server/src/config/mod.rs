@@ -4,9 +4,11 @@
 //! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`]; the
 //! memory bounds' checks and conversions are in `bounds`; `[reader.plugins.queries]` and
 //! `[reader.plugins.rate_limit]` are in [`queries`]; listeners' settings are in `listener`,
-//! and the secure-defaults check of their exposure (run at start) in [`exposure`].
+//! and the secure-defaults check of their exposure (run at start) in [`exposure`];
+//! `[reader.writer_tls]` is in `client_tls`.
 
 mod bounds;
+mod client_tls;
 pub mod exposure;
 mod listener;
 mod queries;
@@ -20,6 +22,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use streamhost_proto::{InstanceName, StreamName};
 
+pub use self::client_tls::ClientTlsConfig;
 pub use self::listener::{ListenerConfig, ServerTlsConfig};
 pub use self::queries::{QueriesConfig, RateLimitConfig};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
@@ -325,8 +328,12 @@ impl WriterConfig {
 pub struct ReaderConfig {
     /// The writer's replication address (`HOST:PORT`).
     pub writer: String,
-    /// The writer's HTTP base URL, for catch-up (`http://HOST:PORT`).
+    /// The writer's HTTP base URL, for catch-up (`http://HOST:PORT` or `https://HOST:PORT`).
     pub writer_http: String,
+    /// TLS towards the writer (`[reader.writer_tls]`): when set, the TCP replication
+    /// connection is TLS, and an `https://` `writer_http` uses the same CA and client
+    /// certificate.
+    pub writer_tls: Option<ClientTlsConfig>,
     /// The reader's HTTP API listener (status, metrics, plugin queries and notifications).
     pub http: ListenerConfig,
     /// Folder of the reader's own SQLite file (`reader.sqlite`: positions, recorded rows).
@@ -444,6 +451,7 @@ impl Default for ReaderConfig {
         ReaderConfig {
             writer: "127.0.0.1:9092".into(),
             writer_http: "http://127.0.0.1:8480".into(),
+            writer_tls: None,
             http: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 8481))),
             data: PathBuf::from("streamhost-data/reader"),
             name: "reader".into(),
@@ -478,10 +486,13 @@ impl ReaderConfig {
         );
         self.http.validate("reader.http")?;
         anyhow::ensure!(
-            self.writer_http.starts_with("http://"),
-            "reader.writer_http must be an http:// URL, got {:?}",
+            self.writer_http.starts_with("http://") || self.writer_http.starts_with("https://"),
+            "reader.writer_http must be an http:// or https:// URL, got {:?}",
             self.writer_http
         );
+        if let Some(tls) = &self.writer_tls {
+            tls.validate("reader.writer_tls")?;
+        }
         if let Some(url) = &self.log_database_url {
             streamhost_log::Backend::of_url(url).context("reader.log_database_url")?;
         }

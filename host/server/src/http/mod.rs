@@ -6,7 +6,9 @@
 //!   each with hyper's HTTP/1.1 connection builder, with a timer so a client that sends no (or
 //!   half a) request head within the listener's `handshake_timeout_ms` is closed, a kept-alive
 //!   connection idle that long included; graceful shutdown on a cancellation token. Each
-//!   request carries its connection's [`PeerAddr`] as an extension.
+//!   request carries its connection's [`PeerAddr`] as an extension. With the listener's TLS,
+//!   each connection runs its handshake in its own task first; a client certificate not in
+//!   `allowed_clients` is answered 403 on every request of its connection.
 //! - [`layers`]: the fallbacks (404, 405) and the tower layers (tracing, JSON errors,
 //!   concurrency limit, body limit, body and request timeouts) in their order.
 //! - [`error`]: [`ApiError`], the `{"errcode", "error"}` answer of every 4xx and 5xx.
@@ -21,21 +23,23 @@ pub mod params;
 pub mod response;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, ServiceExt};
 use tower_http::normalize_path::NormalizePathLayer;
 
-use crate::net::accept::Acceptor;
-
 pub use self::auth::Bearer;
 pub use self::error::ApiError;
 pub use self::layers::{Limits, finish};
 pub use self::params::Params;
 pub use self::response::{Response, json, metrics, with_type};
+use crate::net::accept::Acceptor;
+use crate::net::tls::{Admission, ServerTls};
 
 /// The client address of a request's connection (a request extension set by [`serve`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,15 +48,20 @@ pub struct PeerAddr(pub SocketAddr);
 /// Longest shutdown waits for requests in flight before closing their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves HTTP/1.1 on `acceptor`'s connections with `router` until `shutdown` fires, then lets
-/// in-flight requests finish (at most [`SHUTDOWN_GRACE`]). A trailing slash is ignored
-/// (`/v1/streams/` is `/v1/streams`).
+/// Serves HTTP/1.1 (over `tls` when given) on `acceptor`'s connections with `router` until
+/// `shutdown` fires, then lets in-flight requests finish (at most [`SHUTDOWN_GRACE`]). A
+/// trailing slash is ignored (`/v1/streams/` is `/v1/streams`).
 ///
 /// A connection must send each request head within the listener's handshake timeout, counted
-/// from when the server starts reading one: on a new connection, from its accept; on a
-/// kept-alive one, from the previous answer (so an idle kept-alive connection is closed after
-/// it too). A client still silent or mid-head then is disconnected.
-pub async fn serve(mut acceptor: Acceptor, router: axum::Router, shutdown: CancellationToken) {
+/// from when the server starts reading one: on a new connection, from its accept (or the end
+/// of its TLS handshake); on a kept-alive one, from the previous answer (so an idle kept-alive
+/// connection is closed after it too). A client still silent or mid-head then is disconnected.
+pub async fn serve(
+    mut acceptor: Acceptor,
+    tls: Option<Arc<ServerTls>>,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) {
     let service = NormalizePathLayer::trim_trailing_slash().layer(router);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -67,13 +76,49 @@ pub async fn serve(mut acceptor: Acceptor, router: axum::Router, shutdown: Cance
                 request
             },
         );
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_peer));
-        let connection = graceful.watch(connection);
+        let Some(tls) = tls.clone() else {
+            let connection =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_peer));
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                // The connection's slot against `max_connections`, freed when it ends.
+                let _permit = permit;
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, %peer, "HTTP connection ended with an error");
+                }
+            });
+            continue;
+        };
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            // The connection's slot against `max_connections`, freed when it ends.
             let _permit = permit;
-            if let Err(e) = connection.await {
+            let Some((stream, admission)) = tls.accept(stream, peer).await else {
+                return;
+            };
+            let served = match admission {
+                Admission::Allowed => {
+                    let connection = builder.serve_connection(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(with_peer),
+                    );
+                    watcher.watch(connection).await
+                }
+                Admission::Refused => {
+                    let mut builder = builder;
+                    builder.keep_alive(false);
+                    let refuse = hyper::service::service_fn(|_| async {
+                        Ok::<_, std::convert::Infallible>(
+                            ApiError::from_status(
+                                axum::http::StatusCode::FORBIDDEN,
+                                "client certificate not allowed",
+                            )
+                            .into_response(),
+                        )
+                    });
+                    builder.serve_connection(TokioIo::new(stream), refuse).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, %peer, "HTTP connection ended with an error");
             }
         });
@@ -129,7 +174,7 @@ mod tests {
             },
         );
         let shutdown = CancellationToken::new();
-        tokio::spawn(serve(acceptor, router, shutdown.clone()));
+        tokio::spawn(serve(acceptor, None, router, shutdown.clone()));
         let mut socket = TcpStream::connect(addr).await.unwrap();
         let started = Instant::now();
         socket

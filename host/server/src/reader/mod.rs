@@ -67,6 +67,7 @@ use self::upstream::{Inlet, Upstream};
 use crate::config::ReaderConfig;
 use crate::http::Bearer;
 use crate::net::accept::{self, Acceptor, ConnectionMetrics};
+use crate::net::tls::{self, ServerTls};
 
 /// A running reader: its connection, processor and HTTP API tasks.
 pub struct Reader {
@@ -90,6 +91,7 @@ impl Reader {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Reader> {
         config.validate()?;
+        let http_tls = ServerTls::of(&config.http, "reader.http", tls::ALPN_HTTP1)?;
         let http_addr = http
             .local_addr()
             .context("reading the HTTP listener's address")?;
@@ -141,7 +143,7 @@ impl Reader {
             spawn_guarded(
                 "http",
                 &stop,
-                crate::http::serve(http, router, stop.clone()),
+                crate::http::serve(http, http_tls, router, stop.clone()),
             ),
         ];
         tracing::info!(follows = %shared.snapshot().writer, name = %config.name, http = %http_addr, "reader started");

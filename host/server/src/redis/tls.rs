@@ -11,10 +11,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use redis::{Client, ClientTlsConfig, TlsCertificates};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::RedisConfig;
+use crate::net::tls::{read_certificates, read_private_key};
 
 /// The client `config` describes, its TLS files read and checked (after the key rules of
 /// [`RedisConfig::check_tls_keys`]). Errors name the key and the file at fault.
@@ -47,20 +46,6 @@ pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<Client> {
     .context("url")
 }
 
-/// A PEM file that holds at least one certificate, as read.
-fn read_certificates(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let count = CertificateDer::pem_slice_iter(&pem)
-        .try_fold(0usize, |n, cert| cert.map(|_| n + 1))
-        .with_context(|| format!("{}: not PEM", path.display()))?;
-    anyhow::ensure!(
-        count > 0,
-        "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
-        path.display()
-    );
-    Ok(pem)
-}
-
 /// Every certificate in the files of `folder` (OpenSSL's `capath`: hashed links or plain
 /// `.pem` files; files without a certificate, such as CRLs, are passed over).
 fn read_certificate_folder(folder: &Path) -> anyhow::Result<Vec<u8>> {
@@ -83,14 +68,6 @@ fn read_certificate_folder(folder: &Path) -> anyhow::Result<Vec<u8>> {
         "{}: no file in it holds a PEM certificate",
         folder.display()
     );
-    Ok(pem)
-}
-
-/// A PEM file holding a private key (PKCS#8, PKCS#1 or SEC1), as read.
-fn read_private_key(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    PrivateKeyDer::from_pem_slice(&pem)
-        .with_context(|| format!("{}: no PEM private key in it", path.display()))?;
     Ok(pem)
 }
 

@@ -34,6 +34,7 @@ pub use streamer::Frame;
 use crate::config::WriterConfig;
 use crate::metrics::Registry;
 use crate::net::accept::{self, Acceptor, ConnectionMetrics};
+use crate::net::tls::{self, ServerTls};
 use api::WriterApi;
 use fanout::Ring;
 use fanout::redis::RedisWriter;
@@ -93,7 +94,15 @@ impl Writer {
             high_water: ring.high_water,
         };
         let streamer_task = tokio::spawn(streamer.run(shutdown.clone()));
-        let context = Arc::new(ReplicationContext::new(&config, &ring, &registry));
+        let replication_tls =
+            ServerTls::of(&config.replication, "writer.replication", tls::ALPN_NONE)?;
+        let http_tls = ServerTls::of(&config.http, "writer.http", tls::ALPN_HTTP1)?;
+        let context = Arc::new(ReplicationContext::new(
+            &config,
+            &ring,
+            &registry,
+            replication_tls,
+        ));
         let redis_task = redis.map(|redis| tokio::spawn(redis.run(shutdown.clone())));
         let connections = ConnectionMetrics::register(&registry);
         let replication = Acceptor::new(
@@ -106,7 +115,12 @@ impl Writer {
         let replication_task =
             tokio::spawn(fanout::tcp::serve(replication, context, shutdown.clone()));
         let api = writer_api(&config, appender, streams, log.clone(), instance, registry);
-        let http_task = tokio::spawn(crate::http::serve(http, api::router(api), shutdown.clone()));
+        let http_task = tokio::spawn(crate::http::serve(
+            http,
+            http_tls,
+            api::router(api),
+            shutdown.clone(),
+        ));
         tracing::info!(%http_addr, %replication_addr, "writer listening");
         Ok(Writer {
             http_addr,

@@ -2,6 +2,8 @@
 //! (`GET /_synapse/replication/get_repl_stream_updates/{stream}/{txn_id}`, docs/replication.md,
 //! "Catch-up endpoint").
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use rand::Rng;
@@ -11,24 +13,55 @@ use streamhost_proto::{RowJson, StreamName, Token};
 
 use super::{CatchupError, CatchupPage, CatchupSource, REQUEST_TIMEOUT};
 use crate::client::{ApiClient, percent_encode};
+use crate::net::tls::ClientTls;
 use crate::reader::sink::BoxFuture;
 
 /// The client of the writer's catch-up endpoint.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct HttpCatchup {
-    client: ApiClient,
+    base: String,
+    secret: Option<String>,
+    /// `[reader.writer_tls]` for an `https://` base; none verifies against the system's roots.
+    tls: Option<Arc<ClientTls>>,
+    /// The pooled client and the generation of `tls` it was made with: a reload of the TLS
+    /// files makes a new client (and pool) at the next fetch.
+    client: Mutex<(u64, ApiClient)>,
 }
 
 impl HttpCatchup {
-    /// A client for the writer at `base` (`http://HOST:PORT`), sending
-    /// `Authorization: Bearer <secret>` when a secret is given.
-    pub fn new(base: &str, secret: Option<String>) -> HttpCatchup {
-        let client = ApiClient::new(base);
-        let client = match secret {
-            Some(secret) => client.with_bearer(secret),
-            None => client,
+    /// A client for the writer at `base` (`http://HOST:PORT` or `https://HOST:PORT`),
+    /// sending `Authorization: Bearer <secret>` when a secret is given, with `tls` for
+    /// `https://`.
+    pub fn new(base: &str, secret: Option<String>, tls: Option<Arc<ClientTls>>) -> HttpCatchup {
+        let (generation, client) = HttpCatchup::client_of(base, &secret, tls.as_deref());
+        HttpCatchup {
+            base: base.to_owned(),
+            secret,
+            tls,
+            client: Mutex::new((generation, client)),
+        }
+    }
+
+    fn client_of(base: &str, secret: &Option<String>, tls: Option<&ClientTls>) -> (u64, ApiClient) {
+        let (generation, client) = match tls {
+            Some(tls) => (tls.current().0, ApiClient::with_tls(base, tls)),
+            None => (0, ApiClient::new(base)),
         };
-        HttpCatchup { client }
+        match secret {
+            Some(secret) => (generation, client.with_bearer(secret.clone())),
+            None => (generation, client),
+        }
+    }
+
+    /// The client to use now: the same pool until the TLS files are reloaded.
+    fn client(&self) -> ApiClient {
+        let mut current = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tls) = &self.tls
+            && tls.current().0 != current.0
+        {
+            *current = HttpCatchup::client_of(&self.base, &self.secret, Some(tls));
+        }
+        current.1.clone()
     }
 
     /// The request path for one fetch, with a fresh random 10-character transaction id.
@@ -47,10 +80,10 @@ impl HttpCatchup {
     }
 
     async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), CatchupError> {
-        self.client
+        self.client()
             .send(Method::GET, path, Bytes::new())
             .await
-            .map_err(|e| CatchupError::Transport(format!("{}{path}: {e:#}", self.client.base())))
+            .map_err(|e| CatchupError::Transport(format!("{}{path}: {e:#}", self.base)))
     }
 }
 

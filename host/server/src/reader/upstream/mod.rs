@@ -32,6 +32,7 @@ use super::processor::Processor;
 use super::status::{ConnectionState, Shared};
 use crate::backoff::{Backoff, FIRST_RECONNECT};
 use crate::config::ReaderConfig;
+use crate::net::tls::ClientTls;
 
 /// The upstream a reader follows, with its catch-up source and how its status names it.
 pub(crate) struct Upstream {
@@ -49,27 +50,33 @@ enum Kind {
 
 impl Upstream {
     /// The upstream `config` names: `[reader.synapse]`, else `[reader.redis]`, else the TCP
-    /// `writer`. Opens the catch-up source and builds the Redis client once (TLS files read
-    /// and parsed), so a wrong setting fails at start.
+    /// `writer`. Opens the catch-up source and builds the Redis client and the writer's TLS
+    /// once (TLS files read and parsed), so a wrong setting fails at start.
     pub(crate) async fn choose(config: &ReaderConfig) -> anyhow::Result<Upstream> {
+        let tls = config
+            .writer_tls
+            .as_ref()
+            .map(|tls| ClientTls::new(tls, "reader.writer_tls"))
+            .transpose()?
+            .map(Arc::new);
         Ok(match (&config.synapse, &config.redis) {
             (Some(synapse), _) => Upstream {
                 kind: Kind::Synapse(synapse::subscription(config, synapse)?),
                 description: synapse::describe(synapse),
-                catchup: Arc::new(synapse::catchup::SynapseCatchup::new(synapse)),
+                catchup: Arc::new(synapse::catchup::SynapseCatchup::new(synapse, tls)),
             },
             (None, Some(redis)) => {
                 let subscription = redis::subscription(config, redis)?;
                 Upstream {
                     description: crate::redis::describe(redis, &subscription.channel),
                     kind: Kind::Redis(subscription),
-                    catchup: writer_catchup(config).await?,
+                    catchup: writer_catchup(config, tls).await?,
                 }
             }
             (None, None) => Upstream {
-                kind: Kind::Tcp(tcp::TcpConfig::of(config)),
+                kind: Kind::Tcp(tcp::TcpConfig::of(config, tls.clone())),
                 description: config.writer.clone(),
-                catchup: writer_catchup(config).await?,
+                catchup: writer_catchup(config, tls).await?,
             },
         })
     }
@@ -106,13 +113,17 @@ impl Upstream {
 }
 
 /// A Streamhost writer's catch-up: its log database when `log_database_url` is set, else
-/// its HTTP endpoint.
-async fn writer_catchup(config: &ReaderConfig) -> anyhow::Result<Arc<dyn CatchupSource>> {
+/// its HTTP endpoint (over `tls` when `writer_http` is `https://`).
+async fn writer_catchup(
+    config: &ReaderConfig,
+    tls: Option<Arc<ClientTls>>,
+) -> anyhow::Result<Arc<dyn CatchupSource>> {
     Ok(match &config.log_database_url {
         Some(url) => Arc::new(DbCatchup::open(url).await?),
         None => Arc::new(HttpCatchup::new(
             &config.writer_http,
             config.replication_secret.clone(),
+            tls,
         )),
     })
 }

@@ -1,31 +1,35 @@
 //! The `tcp` upstream: one TCP session with a writer (handshake, pings, decoding), queueing
 //! `RDATA` and `POSITION` for the processor (docs/replication.md: "The TCP session",
 //! "Keep-alive and back-pressure", "Errors"); the follow loop in [`super`] reconnects.
+//! With `[reader.writer_tls]` the session runs over TLS (the handshake is part of connecting,
+//! so a writer that cannot be verified is a failed connect, retried after the backoff); the
+//! lines are the same either way.
 //!
 //! Backpressure: decoded commands go into a bounded channel. While it is full the session
 //! stops reading the socket (it still sends `PING`s); the writer's send buffer then fills and
 //! the writer closes the connection with `ERROR Failed to keep up`. The reader reconnects and
 //! the `POSITION` rule fetches what it missed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use streamhost_proto::{ClientCommand, LineFramer, MAX_LINE_LENGTH, ServerCommand};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 
 use super::{Ended, Inlet, Lost, lost, until_dropped};
 use crate::clock::unix_ms;
 use crate::config::ReaderConfig;
 use crate::metrics::Counter;
+use crate::net::tls::{ClientTls, ClientTlsStream};
 use crate::reader::inbound::{ConnId, Inbound};
 use crate::reader::status::Shared;
 
 /// Room made in the receive buffer before each read, so one read can take many lines.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Longest wait for the TCP connection to open.
+/// Longest wait for the TCP connection to open (and its TLS handshake to finish).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest wait for one write to the socket; a writer that does not read for this long is
@@ -44,11 +48,13 @@ pub(crate) struct TcpConfig {
     pub(crate) reconnect_max: Duration,
     pub(crate) ping_interval: Duration,
     pub(crate) ping_timeout: Duration,
+    /// `[reader.writer_tls]`: the session runs over TLS.
+    pub(crate) tls: Option<Arc<ClientTls>>,
 }
 
 impl TcpConfig {
-    /// The TCP settings of `config`.
-    pub(crate) fn of(config: &ReaderConfig) -> TcpConfig {
+    /// The TCP settings of `config`, with its TLS built from `[reader.writer_tls]`.
+    pub(crate) fn of(config: &ReaderConfig, tls: Option<Arc<ClientTls>>) -> TcpConfig {
         TcpConfig {
             writer: config.writer.clone(),
             name: config.name.clone(),
@@ -56,8 +62,24 @@ impl TcpConfig {
             reconnect_max: Duration::from_millis(config.reconnect_max_ms),
             ping_interval: Duration::from_millis(config.ping_interval_ms.max(1)),
             ping_timeout: Duration::from_millis(config.ping_timeout_ms.max(1)),
+            tls,
         }
     }
+}
+
+/// An open connection to the writer: plain, or TLS.
+pub(crate) enum Link {
+    Plain(TcpStream),
+    Tls(Box<ClientTlsStream<TcpStream>>),
+}
+
+/// The host part of `HOST:PORT` (`[::1]:9092` gives `::1`), the name a TLS writer is
+/// verified against by default.
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 /// The TCP upstream.
@@ -71,17 +93,44 @@ impl Tcp {
     }
 }
 
+impl Tcp {
+    /// Opens the TCP connection and, with TLS, runs the handshake.
+    async fn open(&self) -> std::io::Result<Link> {
+        let stream = TcpStream::connect(&self.config.writer).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(match &self.config.tls {
+            None => Link::Plain(stream),
+            Some(tls) => Link::Tls(Box::new(
+                tls.connect(host_of(&self.config.writer), stream).await?,
+            )),
+        })
+    }
+
+    /// Runs one session on the two halves of a connection.
+    async fn session<R, W>(&self, reader: R, writer: W, id: ConnId, inlet: &mut Inlet) -> Ended
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let shared = inlet.shared.clone();
+        match Connection::open(&self.config, id, &shared, writer).await {
+            Ok(connection) => connection.run(reader, inlet).await,
+            Err(ended) => ended,
+        }
+    }
+}
+
 impl super::Transport for Tcp {
-    type Link = TcpStream;
+    type Link = Link;
 
     fn reconnect_max(&self) -> Duration {
         self.config.reconnect_max
     }
 
-    async fn connect(&self) -> Result<TcpStream, Lost> {
+    async fn connect(&self) -> Result<Link, Lost> {
         let writer = &self.config.writer;
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(writer)).await {
-            Ok(Ok(stream)) => Ok(stream),
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.open()).await {
+            Ok(Ok(link)) => Ok(link),
             Ok(Err(e)) => Err(Lost::new(
                 false,
                 "connect",
@@ -95,11 +144,18 @@ impl super::Transport for Tcp {
         }
     }
 
-    async fn run(&self, stream: TcpStream, id: ConnId, inlet: &mut Inlet) -> Ended {
-        let shared = inlet.shared.clone();
-        match Connection::open(&self.config, id, &shared, stream).await {
-            Ok((connection, reader)) => connection.run(reader, inlet).await,
-            Err(ended) => ended,
+    async fn run(&self, link: Link, id: ConnId, inlet: &mut Inlet) -> Ended {
+        // The plain path keeps tokio's owned halves (no lock between them); TLS needs one
+        // stream state for both directions.
+        match link {
+            Link::Plain(stream) => {
+                let (reader, writer) = stream.into_split();
+                self.session(reader, writer, id, inlet).await
+            }
+            Link::Tls(stream) => {
+                let (reader, writer) = tokio::io::split(*stream);
+                self.session(reader, writer, id, inlet).await
+            }
         }
     }
 
@@ -112,12 +168,12 @@ impl super::Transport for Tcp {
     }
 }
 
-/// One TCP connection to the writer.
-struct Connection<'a> {
+/// One TCP connection to the writer, writing on `W`.
+struct Connection<'a, W> {
     config: &'a TcpConfig,
     id: ConnId,
     shared: &'a Shared,
-    sender: Sender,
+    sender: Sender<W>,
     /// `reader_commands_in_total`, by command (looked up once).
     commands_in: Vec<(&'static str, Counter)>,
     framer: LineFramer,
@@ -132,13 +188,13 @@ struct Connection<'a> {
 }
 
 /// The sending half and when it last sent.
-struct Sender {
-    socket: OwnedWriteHalf,
+struct Sender<W> {
+    socket: W,
     last_sent: Instant,
     buffer: Vec<u8>,
 }
 
-impl Sender {
+impl<W: AsyncWrite + Unpin> Sender<W> {
     /// Encodes and writes `commands` in one write.
     async fn send(&mut self, shared: &Shared, commands: &[ClientCommand]) -> std::io::Result<()> {
         self.buffer.clear();
@@ -167,17 +223,14 @@ impl Sender {
     }
 }
 
-impl<'a> Connection<'a> {
-    /// Sends the handshake (`NAME`, `PING`, `REPLICATE`) on `stream`; the reading half is
-    /// returned for [`Connection::run`].
+impl<'a, W: AsyncWrite + Unpin> Connection<'a, W> {
+    /// Sends the handshake (`NAME`, `PING`, `REPLICATE`) on `writer`.
     async fn open(
         config: &'a TcpConfig,
         id: ConnId,
         shared: &'a Shared,
-        stream: TcpStream,
-    ) -> Result<(Connection<'a>, OwnedReadHalf), Ended> {
-        let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
+        writer: W,
+    ) -> Result<Connection<'a, W>, Ended> {
         let mut sender = Sender {
             socket: writer,
             last_sent: Instant::now(),
@@ -216,11 +269,11 @@ impl<'a> Connection<'a> {
             established: false,
             remote_error: None,
         };
-        Ok((connection, reader))
+        Ok(connection)
     }
 
     /// Reads, decodes and queues until the connection ends.
-    async fn run(mut self, mut reader: OwnedReadHalf, inlet: &mut Inlet) -> Ended {
+    async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, inlet: &mut Inlet) -> Ended {
         loop {
             if let Err(ended) = self.decode_buffered().await {
                 return ended;
@@ -374,5 +427,18 @@ impl<'a> Connection<'a> {
             return Err(self.lost("io", format!("sending PING: {e}")));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_host_of_an_address_drops_the_port_and_brackets() {
+        assert_eq!(host_of("writer.internal:9092"), "writer.internal");
+        assert_eq!(host_of("10.0.0.5:9092"), "10.0.0.5");
+        assert_eq!(host_of("[::1]:9092"), "::1");
+        assert_eq!(host_of("writer"), "writer");
     }
 }

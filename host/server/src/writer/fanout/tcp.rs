@@ -10,7 +10,11 @@
 //! PINGed) ends the connection with `ERROR <reason>`. Only that connection is affected.
 //!
 //! Connections are accepted within the listener's `max_connections` (`crate::net::accept`);
-//! each holds its slot until both halves end.
+//! each holds its slot until both halves end. With `[writer.replication.tls]` each connection
+//! first runs its TLS handshake (within the listener's handshake timeout, in its own task); a
+//! client whose certificate names none of `allowed_clients` gets
+//! `ERROR client certificate not allowed` and nothing else. The lines are the same over TLS; a
+//! plain listener sends exactly what it did without TLS support.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,9 +24,8 @@ use std::time::Duration;
 use streamhost_proto::{
     ClientCommand, CommandName, DecodeError, LineFramer, MAX_LINE_LENGTH, ServerCommand, is_blank,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +36,7 @@ use crate::clock::unix_ms;
 use crate::config::WriterConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
 use crate::net::accept::{Acceptor, ConnectionPermit};
+use crate::net::tls::{Admission, ServerTls};
 use crate::writer::streamer::{Frame, StreamerSignals};
 
 /// Bytes gathered from the broadcast before one socket write.
@@ -59,11 +63,21 @@ pub struct ReplicationContext {
     pub handshake_timeout: Duration,
     /// Counters and gauges.
     pub metrics: ReplicationMetrics,
+    /// The listener's TLS, if it has one.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
+/// What a refused client certificate is told before the connection closes.
+const NOT_ALLOWED: &str = "client certificate not allowed";
+
 impl ReplicationContext {
-    /// What `config`'s connections share, reading `ring`.
-    pub fn new(config: &WriterConfig, ring: &Ring, registry: &Registry) -> ReplicationContext {
+    /// What `config`'s connections share, reading `ring`, with the listener's `tls`.
+    pub fn new(
+        config: &WriterConfig,
+        ring: &Ring,
+        registry: &Registry,
+        tls: Option<Arc<ServerTls>>,
+    ) -> ReplicationContext {
         ReplicationContext {
             server_name: config.server_name.clone(),
             signals: ring.signals.clone(),
@@ -73,6 +87,7 @@ impl ReplicationContext {
             ping_timeout: config.ping_timeout(),
             handshake_timeout: config.replication.handshake_timeout(),
             metrics: ReplicationMetrics::register(registry),
+            tls,
         }
     }
 }
@@ -153,11 +168,72 @@ async fn handle(
 ) {
     let handshake_deadline = Instant::now() + context.handshake_timeout;
     let _ = stream.set_nodelay(true);
+    let Some(tls) = context.tls.clone() else {
+        // The plain path keeps tokio's owned halves (no lock between them).
+        let (read_half, write_half) = stream.into_split();
+        return serve_connection(
+            read_half,
+            write_half,
+            peer,
+            handshake_deadline,
+            context,
+            done,
+        )
+        .await;
+    };
+    let accepted = tokio::select! {
+        accepted = tls.accept(stream, peer) => accepted,
+        () = done.cancelled() => return,
+    };
+    let Some((stream, admission)) = accepted else {
+        return;
+    };
+    let (read_half, mut write_half) = tokio::io::split(stream);
+    match admission {
+        Admission::Allowed => {
+            serve_connection(
+                read_half,
+                write_half,
+                peer,
+                handshake_deadline,
+                context,
+                done,
+            )
+            .await
+        }
+        Admission::Refused => {
+            context.metrics.errors.with(&["client_not_allowed"]).inc();
+            let mut out = Vec::new();
+            push(
+                &mut out,
+                &context.metrics,
+                &ServerCommand::Error(NOT_ALLOWED.into()),
+            );
+            let _ = tokio::time::timeout(context.ping_timeout, async {
+                write_half.write_all(&out).await?;
+                write_half.shutdown().await
+            })
+            .await;
+        }
+    }
+}
+
+/// Runs one connection on its two halves until it ends.
+async fn serve_connection<R, W>(
+    read_half: R,
+    write_half: W,
+    peer: SocketAddr,
+    handshake_deadline: Instant,
+    context: Arc<ReplicationContext>,
+    done: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     // Subscribe before anything is sent, so no frame after SERVER is missed.
     let frames = context.frames.subscribe();
     context.metrics.connections.add(1);
     tracing::info!("replication connection opened");
-    let (read_half, write_half) = stream.into_split();
     let (close, close_requests) = mpsc::channel(1);
     let peer_label = peer.to_string();
     let writer = tokio::spawn(write_loop(
@@ -180,7 +256,7 @@ async fn handle(
 /// `handshake_deadline` bounds the wait (a peer that connects and says nothing, or only
 /// `PING`s, is closed then); Synapse's workers and this crate's reader send `NAME` first.
 async fn read_loop(
-    mut socket: OwnedReadHalf,
+    mut socket: impl AsyncRead + Unpin,
     context: &ReplicationContext,
     close: mpsc::Sender<String>,
     handshake_deadline: Instant,
@@ -304,7 +380,7 @@ enum Event {
 }
 
 async fn write_loop(
-    mut socket: OwnedWriteHalf,
+    mut socket: impl AsyncWrite + Unpin,
     frames: broadcast::Receiver<Frame>,
     mut close_requests: mpsc::Receiver<String>,
     context: Arc<ReplicationContext>,
@@ -410,7 +486,7 @@ async fn next_event(
 
 /// Failed to keep up: what was being written is finished; says why and closes.
 async fn failed_to_keep_up(
-    mut socket: OwnedWriteHalf,
+    mut socket: impl AsyncWrite + Unpin,
     context: &ReplicationContext,
     done: &CancellationToken,
 ) {
@@ -444,7 +520,7 @@ fn give_up(frames: &mut Option<broadcast::Receiver<Frame>>, context: &Replicatio
 /// given up at once (its frames dropped), but this write is still finished, within the ping
 /// timeout, so the peer never sees half a line before the `ERROR`.
 async fn write_watching(
-    socket: &mut OwnedWriteHalf,
+    socket: &mut (impl AsyncWrite + Unpin),
     out: &[u8],
     frames: &mut Option<broadcast::Receiver<Frame>>,
     context: &ReplicationContext,

@@ -6,11 +6,13 @@
 //! [`CatchupError::Unavailable`] and the caller reports a gap.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use streamhost_proto::{StreamName, Token};
 
 use super::rows;
 use crate::config::SynapseConfig;
+use crate::net::tls::ClientTls;
 use crate::reader::BoxFuture;
 use crate::reader::catchup::{CatchupError, CatchupPage, CatchupSource, HttpCatchup};
 
@@ -27,8 +29,10 @@ pub struct SynapseCatchup {
 }
 
 impl SynapseCatchup {
-    /// Routes each in-memory stream to its writer's `instance_map` entry, if any.
-    pub fn new(config: &SynapseConfig) -> SynapseCatchup {
+    /// Routes each in-memory stream to its writer's `instance_map` entry, if any; `tls`
+    /// (`[reader.writer_tls]`) verifies and authenticates its `tls = true` entries, else the
+    /// system's roots do.
+    pub fn new(config: &SynapseConfig, tls: Option<Arc<ClientTls>>) -> SynapseCatchup {
         let mut http = HashMap::new();
         let mut writers = HashMap::new();
         for stream in HTTP_STREAMS {
@@ -38,7 +42,7 @@ impl SynapseCatchup {
                 let base = format!("{scheme}://{}:{}", location.host, location.port);
                 http.insert(
                     *stream,
-                    HttpCatchup::new(&base, config.worker_replication_secret.clone()),
+                    HttpCatchup::new(&base, config.worker_replication_secret.clone(), tls.clone()),
                 );
             }
             writers.insert(*stream, writer.to_owned());
@@ -112,7 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn database_streams_and_unmapped_memory_streams_are_unavailable() {
-        let catchup = SynapseCatchup::new(&config(""));
+        let catchup = SynapseCatchup::new(&config(""), None);
         for (name, says) in [
             ("receipts", "only in Synapse's database"),
             ("typing", "reader.synapse.instance_map.main"),
@@ -146,9 +150,12 @@ mod tests {
             socket.write_all(answer.as_bytes()).await.unwrap();
             String::from_utf8(request).unwrap()
         });
-        let catchup = SynapseCatchup::new(&config(&format!(
-            "[reader.synapse.instance_map.typist]\nhost = \"127.0.0.1\"\nport = {port}\n[reader.synapse.stream_writers]\ntyping = \"typist\"\n"
-        )));
+        let catchup = SynapseCatchup::new(
+            &config(&format!(
+                "[reader.synapse.instance_map.typist]\nhost = \"127.0.0.1\"\nport = {port}\n[reader.synapse.stream_writers]\ntyping = \"typist\"\n"
+            )),
+            None,
+        );
         assert!(catchup.can_fetch("typing") && !catchup.can_fetch("presence"));
         let page = catchup
             .fetch(&stream("typing"), Token(2), Token(5))
