@@ -111,7 +111,7 @@ impl TestWriter {
         let schema = postgres::Schema::create().await;
         let url = schema.url();
         let mut writer = TestWriter::spawn_with(streams, move |config| {
-            config.database.url = Some(url);
+            config.database.url = Some(url.into());
             adjust(config);
         })
         .await;
@@ -128,7 +128,7 @@ impl TestWriter {
     /// that catch up from it.
     pub fn log_url(&self) -> String {
         match &self.config.database.url {
-            Some(url) => url.clone(),
+            Some(url) => url.expose().to_owned(),
             None => format!("sqlite://{}", self.config.log_path().display()),
         }
     }

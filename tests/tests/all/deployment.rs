@@ -747,7 +747,8 @@ async fn the_guides_config_files_run_against_postgres_redis_and_the_example_plug
     ] {
         let (file, _) = repo_file(file);
         let data = dir.join(name);
-        let reader = Process::spawn(
+        // Secrets are never flags: the admin token comes from the environment.
+        let reader = Process::spawn_with_env(
             program,
             &[
                 "reader",
@@ -769,9 +770,8 @@ async fn the_guides_config_files_run_against_postgres_redis_and_the_example_plug
                 &server_name,
                 "--plugins",
                 plugins.path().to_str().unwrap(),
-                "--admin-token",
-                "CHANGE-ME-admin",
             ],
+            &[("STREAMHOST_ADMIN_TOKEN", Path::new("CHANGE-ME-admin"))],
         )
         .await;
         wait_subscribed(&http_client(&reader)).await;

@@ -66,7 +66,10 @@ impl BenchWriter {
             http: ListenerConfig::on(loopback),
             replication: ListenerConfig::on(loopback),
             data: dir.path().join("writer"),
-            database: DatabaseConfig { url: database_url },
+            database: DatabaseConfig {
+                url: database_url.map(Into::into),
+                password_file: None,
+            },
             ..WriterConfig::default()
         };
         let writer = Writer::bind(config, shutdown.clone()).await?;

@@ -53,14 +53,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Opens the log and serves HTTP and replication on the given (already bound) listeners
-    /// until `shutdown` fires.
+    /// Reads the configuration's secret files, opens the log and serves HTTP and replication
+    /// on the given (already bound) listeners until `shutdown` fires.
     pub async fn start(
-        config: WriterConfig,
+        mut config: WriterConfig,
         http: TcpListener,
         replication: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Writer> {
+        config.load_secrets()?;
         config.validate()?;
         fanout::redis::check(&config)?;
         let instance = config.instance()?;

@@ -11,6 +11,7 @@ use streamhost_proto::{RowJson, StreamName, Token};
 
 use super::{CatchupError, CatchupPage, CatchupSource, REQUEST_TIMEOUT};
 use crate::client::{ApiClient, percent_encode};
+use crate::config::Secret;
 use crate::reader::sink::BoxFuture;
 
 /// The client of the writer's catch-up endpoint.
@@ -22,7 +23,7 @@ pub struct HttpCatchup {
 impl HttpCatchup {
     /// A client for the writer at `base` (`http://HOST:PORT`), sending
     /// `Authorization: Bearer <secret>` when a secret is given.
-    pub fn new(base: &str, secret: Option<String>) -> HttpCatchup {
+    pub fn new(base: &str, secret: Option<Secret>) -> HttpCatchup {
         let client = ApiClient::new(base);
         let client = match secret {
             Some(secret) => client.with_bearer(secret),
