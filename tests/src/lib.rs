@@ -1,11 +1,13 @@
 //! The integration-test harness: writers and readers on loopback port 0 with temporary
 //! SQLite files (or a fresh PostgreSQL schema for the writer's log), raw replication clients,
 //! polling helpers, the real binary as a process, a scripted fake Synapse on Redis, a Redis
-//! of a test's own with TLS, and a reader process for hostile plugins (`hostile`).
+//! and a PostgreSQL of a test's own with TLS, and a reader process for hostile plugins
+//! (`hostile`).
 
 pub mod hostile;
 pub mod plugins;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod process;
 pub mod proxy;
 pub mod raw;

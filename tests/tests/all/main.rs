@@ -19,6 +19,7 @@ mod plugin_reload;
 mod plugin_run;
 mod plugins;
 mod postgres;
+mod postgres_tls;
 mod process;
 mod redis;
 mod redis_tls;
