@@ -24,6 +24,7 @@ mod process;
 mod redis;
 mod redis_tls;
 mod replication;
+mod secrets;
 mod synapse;
 mod tail;
 mod writer_http;
