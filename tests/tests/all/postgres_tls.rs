@@ -1,8 +1,8 @@
 //! PostgreSQL over TLS, against a server the test starts with TLS on and plain connections
 //! refused (`postgres_tls::TlsPostgres`): a writer appends with `sslmode=require` and a reader
 //! catches up from the log with `verify-full` and the test CA, both with their password from
-//! a file; a wrong CA, a name the certificate does not carry, and `sslmode=disable` are
-//! refused with errors that say why and never show the password.
+//! a file; a wrong CA, a name the certificate does not carry, a wrong password and
+//! `sslmode=disable` are refused with errors that say why and never show the password.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -159,6 +159,26 @@ async fn verify_full_refuses_a_wrong_ca_and_a_name_the_certificate_does_not_carr
         .expect("verify-ca checks the CA, not the name");
     shutdown.cancel();
     writer.join().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_from_the_file_is_refused_and_not_shown() {
+    let pg = TlsPostgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = writer_config(dir.path(), pg.url("localhost", &pg.verify_full()), &pg);
+    let wrong = dir.path().join("wrong-password");
+    std::fs::write(&wrong, "not-the-pw-9f3c\n").unwrap();
+    config.database.password_file = Some(wrong);
+    let started = Writer::bind(config, CancellationToken::new()).await;
+    let error = format!("{:#}", started.err().expect("the writer is refused"));
+    assert!(
+        error.contains("password authentication failed for user \"streamhost\""),
+        "the server's refusal is passed on: {error}"
+    );
+    assert!(
+        !error.contains("not-the-pw-9f3c") && error.contains("streamhost:***@"),
+        "the password is masked: {error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
