@@ -1,13 +1,14 @@
 //! The integration-test harness: writers and readers on loopback port 0 with temporary
 //! SQLite files (or a fresh PostgreSQL schema for the writer's log), raw replication clients,
 //! polling helpers, the real binary as a process, a scripted fake Synapse on Redis, a Redis
-//! of a test's own with TLS, test certificates (`certs`), and a reader process for hostile
-//! plugins (`hostile`).
+//! of a test's own with TLS, test certificates (`certs`), a PostgreSQL of a test's own with
+//! TLS, and a reader process for hostile plugins (`hostile`).
 
 pub mod certs;
 pub mod hostile;
 pub mod plugins;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod process;
 pub mod proxy;
 pub mod raw;
@@ -113,7 +114,7 @@ impl TestWriter {
         let schema = postgres::Schema::create().await;
         let url = schema.url();
         let mut writer = TestWriter::spawn_with(streams, move |config| {
-            config.database.url = Some(url);
+            config.database.url = Some(url.into());
             adjust(config);
         })
         .await;
@@ -130,7 +131,7 @@ impl TestWriter {
     /// that catch up from it.
     pub fn log_url(&self) -> String {
         match &self.config.database.url {
-            Some(url) => url.clone(),
+            Some(url) => url.expose().to_owned(),
             None => format!("sqlite://{}", self.config.log_path().display()),
         }
     }

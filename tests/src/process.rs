@@ -37,6 +37,18 @@ impl Process {
         Process::spawn_with_stderr(program, args, &[], Stdio::from(file)).await
     }
 
+    /// [`Process::spawn_logging`] with these environment variables set as well.
+    pub async fn spawn_logging_with_env(
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &Path)],
+        log: &Path,
+    ) -> Process {
+        let file = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("creating log file {}: {e}", log.display()));
+        Process::spawn_with_stderr(program, args, env, Stdio::from(file)).await
+    }
+
     async fn spawn_with_stderr(
         program: &str,
         args: &[&str],

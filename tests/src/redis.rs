@@ -60,7 +60,7 @@ pub fn unique_server_name(test: &str) -> String {
 /// A Redis configuration for tests: fast pings and reconnects.
 pub fn redis_config(url: &str) -> RedisConfig {
     RedisConfig {
-        url: url.to_owned(),
+        url: url.into(),
         ping_interval_ms: 2_000,
         reconnect_max_ms: 500,
         ..RedisConfig::default()

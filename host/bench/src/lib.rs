@@ -106,11 +106,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchSuite::Plugins => plugins::run(args.plugins, args.rows, args.runs).await,
         BenchSuite::Redis => {
             let redis = RedisConfig {
-                url: args.redis.clone(),
+                url: args.redis.clone().into(),
                 ..RedisConfig::default()
             };
             let tls = args.redis_tls.clone().map(|url| RedisConfig {
-                url,
+                url: url.into(),
                 ca_file: args.redis_ca_file.clone(),
                 certificate_file: args.redis_certificate_file.clone(),
                 private_key_file: args.redis_private_key_file.clone(),

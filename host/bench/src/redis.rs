@@ -37,11 +37,11 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let with_tls = tls
         .as_ref()
-        .map(|t| format!(", TLS Redis at {}", t.url))
+        .map(|t| format!(", TLS Redis at {}", t.url.redacted()))
         .unwrap_or_default();
     println!(
         "streamhost bench redis: Redis at {}{with_tls}, {rows} rows per run, median of {runs} runs\n",
-        redis.url
+        redis.url.redacted()
     );
     if cfg!(debug_assertions) {
         println!("(debug build: these figures mean nothing; use `cargo run --release`)\n");

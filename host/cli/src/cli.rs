@@ -50,8 +50,17 @@ pub enum Command {
     Plugin(PluginArgs),
 }
 
+/// How `streamhost writer --help` and `streamhost reader --help` end: where secrets go.
+const SECRETS_HELP: &str = "Secrets are never flags (`ps` shows a process's flags to every \
+user of the machine). Set them in the environment (STREAMHOST_WRITE_TOKEN, \
+STREAMHOST_REPLICATION_SECRET, STREAMHOST_ADMIN_TOKEN, STREAMHOST_READ_TOKEN; a database URL with its password in \
+STREAMHOST_DATABASE_URL or STREAMHOST_LOG_DATABASE_URL), name a file holding them (the \
+--*-file flags, or the *_file keys of the config file), or write them in the config file. \
+A URL given as a flag must not hold a password.";
+
 /// Flags of `streamhost writer`; each overrides the config file.
 #[derive(Debug, Args)]
+#[command(after_help = SECRETS_HELP)]
 pub struct WriterArgs {
     /// TOML config file (its `[writer]` table).
     #[arg(long, value_name = "FILE")]
@@ -65,14 +74,10 @@ pub struct WriterArgs {
     /// Folder for the SQLite log [default: streamhost-data/writer].
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// The log's database: sqlite:PATH or postgres://USER@HOST/DB [default: the SQLite file
-    /// log.sqlite in --data].
-    #[arg(
-        long,
-        env = "STREAMHOST_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    /// The log's database: sqlite:PATH or postgres://USER@HOST/DB, without a password (put
+    /// a URL with one in STREAMHOST_DATABASE_URL, or the password in [writer.database]
+    /// password_file) [default: the SQLite file log.sqlite in --data].
+    #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
     /// A stream clients may append to; repeat for several [default: events].
     #[arg(long = "stream", value_name = "NAME")]
@@ -80,45 +85,57 @@ pub struct WriterArgs {
     /// Server name sent in SERVER [default: localhost]; also the Redis channel.
     #[arg(long, value_name = "NAME")]
     pub server_name: Option<String>,
-    /// Also replicate over Redis pub/sub at this URL (redis://[:password@]host:port[/db]).
+    /// Also replicate over Redis pub/sub at this URL (redis://host:port[/db], without a
+    /// password: put it in [writer.redis] password_file).
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// Instance name written on every row [default: master].
     #[arg(long, value_name = "NAME")]
     pub instance_name: Option<String>,
-    /// Bearer token required to append rows.
-    #[arg(
-        long,
-        env = "STREAMHOST_WRITE_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub write_token: Option<String>,
-    /// Bearer token required by the catch-up endpoint.
-    #[arg(
-        long,
-        env = "STREAMHOST_REPLICATION_SECRET",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub replication_secret: Option<String>,
-    /// Bearer token required by /v1/streams and /metrics (the write token also passes).
-    #[arg(
-        long,
-        env = "STREAMHOST_READ_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub read_token: Option<String>,
+    /// A file holding the bearer token required to append rows (or STREAMHOST_WRITE_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub write_token_file: Option<PathBuf>,
+    /// A file holding the bearer token required by the catch-up endpoint (or
+    /// STREAMHOST_REPLICATION_SECRET).
+    #[arg(long, value_name = "FILE")]
+    pub replication_secret_file: Option<PathBuf>,
+    /// A file holding the bearer token required by /v1/streams, /v1/status and /metrics (or
+    /// STREAMHOST_READ_TOKEN; the write token also passes).
+    #[arg(long, value_name = "FILE")]
+    pub read_token_file: Option<PathBuf>,
 }
 
 impl WriterArgs {
-    /// The config file's `[writer]` table with these flags applied.
+    /// The config file's `[writer]` table with the environment's secrets and these flags
+    /// applied, its secret files read.
     pub fn resolve(&self) -> anyhow::Result<WriterConfig> {
+        self.resolve_with(|name| std::env::var(name).ok())
+    }
+
+    /// [`WriterArgs::resolve`] with the environment variables `env` gives.
+    pub fn resolve_with(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<WriterConfig> {
         let mut config = match &self.config {
             Some(path) => ConfigFile::load(path)?.writer,
             None => WriterConfig::default(),
         };
+        if let Some(v) = env_secret(&env, "STREAMHOST_DATABASE_URL")? {
+            config.database.url = Some(v.into());
+        }
+        if let Some(v) = env_secret(&env, "STREAMHOST_WRITE_TOKEN")? {
+            config.write_token = Some(v.into());
+            config.write_token_file = None;
+        }
+        if let Some(v) = env_secret(&env, "STREAMHOST_REPLICATION_SECRET")? {
+            config.replication_secret = Some(v.into());
+            config.replication_secret_file = None;
+        }
+        if let Some(v) = env_secret(&env, "STREAMHOST_READ_TOKEN")? {
+            config.read_token = Some(v.into());
+            config.read_token_file = None;
+        }
         if let Some(v) = self.http {
             config.http.address = v;
         }
@@ -129,7 +146,7 @@ impl WriterArgs {
             config.data = v.clone();
         }
         if let Some(v) = &self.database_url {
-            config.database.url = Some(v.clone());
+            config.database.url = Some(url_flag("--database-url", v)?.into());
         }
         if !self.streams.is_empty() {
             config.streams = self.streams.clone();
@@ -138,20 +155,25 @@ impl WriterArgs {
             config.server_name = v.clone();
         }
         if let Some(url) = &self.redis_url {
-            config.redis.get_or_insert_with(Default::default).url = url.clone();
+            config.redis.get_or_insert_with(Default::default).url =
+                url_flag("--redis-url", url)?.into();
         }
         if let Some(v) = &self.instance_name {
             config.instance_name = v.clone();
         }
-        if let Some(v) = &self.write_token {
-            config.write_token = Some(v.clone());
+        if let Some(v) = &self.write_token_file {
+            config.write_token_file = Some(v.clone());
+            config.write_token = None;
         }
-        if let Some(v) = &self.replication_secret {
-            config.replication_secret = Some(v.clone());
+        if let Some(v) = &self.replication_secret_file {
+            config.replication_secret_file = Some(v.clone());
+            config.replication_secret = None;
         }
-        if let Some(v) = &self.read_token {
-            config.read_token = Some(v.clone());
+        if let Some(v) = &self.read_token_file {
+            config.read_token_file = Some(v.clone());
+            config.read_token = None;
         }
+        config.load_secrets()?;
         config.validate()?;
         Ok(config)
     }
@@ -159,6 +181,7 @@ impl WriterArgs {
 
 /// Flags of `streamhost reader`; each overrides the config file.
 #[derive(Debug, Args)]
+#[command(after_help = SECRETS_HELP)]
 pub struct ReaderArgs {
     /// TOML config file (its `[reader]` table).
     #[arg(long, value_name = "FILE")]
@@ -182,57 +205,65 @@ pub struct ReaderArgs {
     /// channel.
     #[arg(long, value_name = "NAME")]
     pub server_name: Option<String>,
-    /// Follow the writer over Redis pub/sub at this URL instead of TCP (needs --server-name).
+    /// Follow the writer over Redis pub/sub at this URL instead of TCP (needs --server-name),
+    /// without a password: put it in [reader.redis] password_file.
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// Keep every delivered row in the reader's database (the recording sink).
     #[arg(long)]
     pub record_rows: bool,
-    /// Bearer token for the writer's catch-up endpoint.
-    #[arg(
-        long,
-        env = "STREAMHOST_REPLICATION_SECRET",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub replication_secret: Option<String>,
-    /// Catch up straight from the writer's log database (sqlite:PATH or postgres://...,
-    /// read only) instead of the writer's HTTP endpoint.
-    #[arg(
-        long,
-        env = "STREAMHOST_LOG_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    /// A file holding the bearer token for the writer's catch-up endpoint (or
+    /// STREAMHOST_REPLICATION_SECRET).
+    #[arg(long, value_name = "FILE")]
+    pub replication_secret_file: Option<PathBuf>,
+    /// Catch up straight from the writer's log database (sqlite:PATH or postgres://..., read
+    /// only) instead of the writer's HTTP endpoint; without a password (put a URL with one in
+    /// STREAMHOST_LOG_DATABASE_URL, or the password in log_database_password_file).
+    #[arg(long, value_name = "URL")]
     pub log_database_url: Option<String>,
     /// Folder of Wasm plugins: one sub-folder per plugin with its plugin.toml and .wasm.
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
-    /// Bearer token of the plugin admin API.
-    #[arg(
-        long,
-        env = "STREAMHOST_ADMIN_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub admin_token: Option<String>,
-    /// Bearer token required by /v1/status and /metrics (the admin token also passes).
-    #[arg(
-        long,
-        env = "STREAMHOST_READ_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub read_token: Option<String>,
+    /// A file holding the bearer token of the plugin admin API (or STREAMHOST_ADMIN_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// A file holding the bearer token required by /v1/status and /metrics (or
+    /// STREAMHOST_READ_TOKEN; the admin token also passes).
+    #[arg(long, value_name = "FILE")]
+    pub read_token_file: Option<PathBuf>,
 }
 
 impl ReaderArgs {
-    /// The config file's `[reader]` table with these flags applied.
+    /// The config file's `[reader]` table with the environment's secrets and these flags
+    /// applied, its secret files read.
     pub fn resolve(&self) -> anyhow::Result<ReaderConfig> {
+        self.resolve_with(|name| std::env::var(name).ok())
+    }
+
+    /// [`ReaderArgs::resolve`] with the environment variables `env` gives.
+    pub fn resolve_with(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<ReaderConfig> {
         let mut config = match &self.config {
             Some(path) => ConfigFile::load(path)?.reader,
             None => ReaderConfig::default(),
         };
+        if let Some(v) = env_secret(&env, "STREAMHOST_LOG_DATABASE_URL")? {
+            config.log_database_url = Some(v.into());
+        }
+        if let Some(v) = env_secret(&env, "STREAMHOST_REPLICATION_SECRET")? {
+            config.replication_secret = Some(v.into());
+            config.replication_secret_file = None;
+        }
+        if let Some(v) = env_secret(&env, "STREAMHOST_READ_TOKEN")? {
+            config.read_token = Some(v.into());
+            config.read_token_file = None;
+        }
+        if let Some(v) = env_secret(&env, "STREAMHOST_ADMIN_TOKEN")? {
+            config.plugins.admin_token = Some(v.into());
+            config.plugins.admin_token_file = None;
+        }
         if let Some(v) = &self.writer {
             config.writer = v.clone();
         }
@@ -252,29 +283,55 @@ impl ReaderArgs {
             config.server_name = Some(v.clone());
         }
         if let Some(url) = &self.redis_url {
-            config.redis.get_or_insert_with(Default::default).url = url.clone();
+            config.redis.get_or_insert_with(Default::default).url =
+                url_flag("--redis-url", url)?.into();
         }
         if self.record_rows {
             config.record_rows = true;
         }
-        if let Some(v) = &self.replication_secret {
-            config.replication_secret = Some(v.clone());
+        if let Some(v) = &self.replication_secret_file {
+            config.replication_secret_file = Some(v.clone());
+            config.replication_secret = None;
         }
         if let Some(v) = &self.log_database_url {
-            config.log_database_url = Some(v.clone());
+            config.log_database_url = Some(url_flag("--log-database-url", v)?.into());
         }
         if let Some(v) = &self.plugins {
             config.plugins.dir = Some(v.clone());
         }
-        if let Some(v) = &self.admin_token {
-            config.plugins.admin_token = Some(v.clone());
+        if let Some(v) = &self.admin_token_file {
+            config.plugins.admin_token_file = Some(v.clone());
+            config.plugins.admin_token = None;
         }
-        if let Some(v) = &self.read_token {
-            config.read_token = Some(v.clone());
+        if let Some(v) = &self.read_token_file {
+            config.read_token_file = Some(v.clone());
+            config.read_token = None;
         }
+        config.load_secrets()?;
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The environment variable `name`, if set; set but empty is an error (an empty bearer token
+/// would let anyone in).
+fn env_secret(env: impl Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<String>> {
+    match env(name) {
+        Some(value) if value.is_empty() => anyhow::bail!("{name} is set but empty"),
+        value => Ok(value),
+    }
+}
+
+/// A URL given as `flag`, refused (without repeating it) when it holds a password: `ps`
+/// would show it.
+fn url_flag<'a>(flag: &str, url: &'a str) -> anyhow::Result<&'a str> {
+    anyhow::ensure!(
+        !streamhost_log::has_password(url),
+        "{flag}: the URL holds a password, which `ps` shows to every user: give the URL in \
+         the environment or the config file, or the password in a password file \
+         (docs/configuration.md, \"Secrets\")"
+    );
+    Ok(url)
 }
 
 /// Flags of `streamhost tail`.
@@ -345,16 +402,133 @@ mod tests {
     }
 
     #[test]
-    fn the_read_token_is_a_flag_of_both() {
-        let cli = Cli::try_parse_from(["streamhost", "writer", "--read-token", "w"]).unwrap();
+    fn the_read_token_comes_from_the_environment_or_a_file_for_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("read");
+        std::fs::write(&file, "r-from-file\n").unwrap();
+        let vars = [("STREAMHOST_READ_TOKEN", "w-from-env")];
+        let config = writer_args(&[]).resolve_with(env(&vars)).unwrap();
+        assert_eq!(config.read_token.as_deref(), Some("w-from-env"));
+        let config = reader_args(&["--read-token-file", file.to_str().unwrap()])
+            .resolve_with(env(&vars))
+            .unwrap();
+        assert_eq!(config.read_token.as_deref(), Some("r-from-file"));
+        assert!(Cli::try_parse_from(["streamhost", "reader", "--read-token", "r"]).is_err());
+    }
+
+    fn writer_args(args: &[&str]) -> WriterArgs {
+        let cli = Cli::try_parse_from([&["streamhost", "writer"], args].concat()).unwrap();
         let Command::Writer(args) = cli.command else {
             panic!("writer")
         };
-        assert_eq!(args.resolve().unwrap().read_token.as_deref(), Some("w"));
-        let cli = Cli::try_parse_from(["streamhost", "reader", "--read-token", "r"]).unwrap();
+        args
+    }
+
+    fn reader_args(args: &[&str]) -> ReaderArgs {
+        let cli = Cli::try_parse_from([&["streamhost", "reader"], args].concat()).unwrap();
         let Command::Reader(args) = cli.command else {
             panic!("reader")
         };
-        assert_eq!(args.resolve().unwrap().read_token.as_deref(), Some("r"));
+        args
+    }
+
+    fn env<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn secrets_are_never_flags() {
+        for args in [
+            ["streamhost", "writer", "--write-token", "s3cret"],
+            ["streamhost", "writer", "--replication-secret", "s3cret"],
+            ["streamhost", "reader", "--replication-secret", "s3cret"],
+            ["streamhost", "reader", "--admin-token", "s3cret"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        let help = Cli::command()
+            .find_subcommand_mut("writer")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("Secrets are never flags"), "{help}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_files_and_a_flag_beats_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("repl");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let vars = [
+            ("STREAMHOST_WRITE_TOKEN", "from-env"),
+            ("STREAMHOST_REPLICATION_SECRET", "repl-from-env"),
+            ("STREAMHOST_DATABASE_URL", "postgres://u:pw-from-env@db/log"),
+        ];
+        let config = writer_args(&["--replication-secret-file", file.to_str().unwrap()])
+            .resolve_with(env(&vars))
+            .unwrap();
+        assert_eq!(config.write_token.as_deref(), Some("from-env"));
+        assert_eq!(config.replication_secret.as_deref(), Some("from-file"));
+        assert_eq!(
+            config.database.url.as_deref(),
+            Some("postgres://u:pw-from-env@db/log")
+        );
+        let vars = [
+            ("STREAMHOST_ADMIN_TOKEN", "admin-from-env"),
+            ("STREAMHOST_LOG_DATABASE_URL", "postgres://u:pw@db/log"),
+        ];
+        let config = reader_args(&["--replication-secret-file", file.to_str().unwrap()])
+            .resolve_with(env(&vars))
+            .unwrap();
+        assert_eq!(
+            config.plugins.admin_token.as_deref(),
+            Some("admin-from-env")
+        );
+        assert_eq!(config.replication_secret.as_deref(), Some("from-file"));
+        let err = writer_args(&[])
+            .resolve_with(env(&[("STREAMHOST_WRITE_TOKEN", "")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("STREAMHOST_WRITE_TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn a_url_flag_holding_a_password_is_refused_without_showing_it() {
+        for (role, flag, url) in [
+            ("writer", "--database-url", "postgres://u:pw-in-argv@db/log"),
+            ("writer", "--redis-url", "redis://:pw-in-argv@redis"),
+            (
+                "reader",
+                "--log-database-url",
+                "postgres://u@db/log?password=pw-in-argv",
+            ),
+            (
+                "reader",
+                "--redis-url",
+                "redis+unix:///r.sock?pass=pw-in-argv",
+            ),
+        ] {
+            let err = if role == "writer" {
+                writer_args(&[flag, url])
+                    .resolve_with(env(&[]))
+                    .unwrap_err()
+            } else {
+                reader_args(&[flag, url])
+                    .resolve_with(env(&[]))
+                    .unwrap_err()
+            };
+            let err = format!("{err:#}");
+            assert!(err.contains(flag) && !err.contains("pw-in-argv"), "{err}");
+        }
+        let config = writer_args(&["--database-url", "postgres://u@db/log?sslmode=require"])
+            .resolve_with(env(&[]))
+            .unwrap();
+        assert_eq!(
+            config.database.url.as_deref(),
+            Some("postgres://u@db/log?sslmode=require")
+        );
     }
 }

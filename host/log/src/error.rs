@@ -17,6 +17,14 @@ pub enum LogError {
     /// A stored row or name is not what this version wrote (corruption or a foreign database).
     #[error("corrupt log: {0}")]
     Corrupt(String),
+    /// The TLS handshake with PostgreSQL failed (an untrusted certificate, a name it does not
+    /// carry, a server without TLS under `sslmode=require`). Not a source-chained error:
+    /// sqlx's message already ends with rustls's reason.
+    #[error(
+        "TLS with the log database failed: {0} (check the URL's sslmode and sslrootcert; \
+         docs/configuration.md, \"PostgreSQL over TLS\")"
+    )]
+    Tls(sqlx::Error),
     /// A database URL this log cannot open.
     #[error("log database URL: {0}")]
     Url(String),

@@ -93,7 +93,8 @@ impl Log {
             .acquire_timeout(PG_ACQUIRE_TIMEOUT)
             .test_before_acquire(true)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(connect_error)?;
         if !read_only {
             // The same migrations as SQLite: the schema uses only types both take.
             sqlx::migrate!("./migrations").run(&pool).await?;
@@ -162,5 +163,23 @@ impl Log {
             }
         }
         self.load_positions().await
+    }
+}
+
+/// A failed first connection to PostgreSQL: [`LogError::Tls`] when TLS is what failed (sqlx
+/// reports rustls's errors as its own `Tls`, or as I/O errors wrapping them), else
+/// [`LogError::Database`].
+fn connect_error(e: sqlx::Error) -> LogError {
+    let tls = match &e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>()),
+        _ => false,
+    };
+    if tls {
+        LogError::Tls(e)
+    } else {
+        LogError::Database(e)
     }
 }

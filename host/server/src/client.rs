@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::ServerName;
 use streamhost_proto::Token;
 
+use crate::config::Secret;
 use crate::net::tls::ClientTls;
 
 /// Longest wait for a TCP connection to the server.
@@ -37,7 +38,7 @@ const MAX_ANSWER_BYTES: usize = 256 << 20;
 #[derive(Clone, Debug)]
 pub struct ApiClient {
     base: String,
-    bearer: Option<String>,
+    bearer: Option<Secret>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
@@ -120,7 +121,7 @@ impl ApiClient {
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.
-    pub fn with_bearer(mut self, token: impl Into<String>) -> ApiClient {
+    pub fn with_bearer(mut self, token: impl Into<Secret>) -> ApiClient {
         self.bearer = Some(token.into());
         self
     }
@@ -141,7 +142,10 @@ impl ApiClient {
             .method(method)
             .uri(format!("{}{path}", self.base));
         if let Some(token) = &self.bearer {
-            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+            request = request.header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", token.expose()),
+            );
         }
         if !body.is_empty() {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");

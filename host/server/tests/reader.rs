@@ -802,7 +802,7 @@ async fn a_real_synapse_redis_session_reaches_the_reader_exactly_once_without_it
     config.name = "worker1".into();
     config.server_name = Some(channel.clone());
     config.redis = Some(streamhost_server::config::RedisConfig {
-        url: url.clone(),
+        url: url.clone().into(),
         ping_interval_ms: 2_000,
         reconnect_max_ms: 200,
         ..streamhost_server::config::RedisConfig::default()

@@ -769,7 +769,8 @@ async fn the_guides_config_files_run_against_postgres_redis_and_the_example_plug
     ] {
         let (file, _) = repo_file(file);
         let data = dir.join(name);
-        let reader = Process::spawn(
+        // Secrets are never flags: the admin token comes from the environment.
+        let reader = Process::spawn_with_env(
             program,
             &[
                 "reader",
@@ -791,9 +792,8 @@ async fn the_guides_config_files_run_against_postgres_redis_and_the_example_plug
                 &server_name,
                 "--plugins",
                 plugins.path().to_str().unwrap(),
-                "--admin-token",
-                "CHANGE-ME-admin",
             ],
+            &[("STREAMHOST_ADMIN_TOKEN", Path::new("CHANGE-ME-admin"))],
         )
         .await;
         // reader-1.toml sets a read token; the admin token passes the read endpoints too.

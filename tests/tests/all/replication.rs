@@ -178,7 +178,7 @@ async fn a_reader_catches_up_from_the_writers_database_without_its_endpoint(back
     let mut written = write_rows(&writer, &["events", "receipts"], 3_000, 100).await;
     let log_url = writer.log_url();
     let reader = TestReader::spawn_with(&writer, "from-db", None, |config| {
-        config.log_database_url = Some(log_url);
+        config.log_database_url = Some(log_url.into());
         config.writer_http = "http://127.0.0.1:1".into();
     })
     .await;

@@ -97,9 +97,9 @@ async fn the_read_token_or_the_admin_token_opens_the_readers_status_and_metrics(
     assert_eq!(get_status(&base, "/v1/status", None).await, StatusCode::OK);
 }
 
-/// Runs the binary with `args` (no token from the environment) and returns its exit status
-/// and what it wrote on stderr; it must exit within 30 s.
-async fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+/// Runs the binary with `args` and, of the tokens' environment variables, only `tokens`, and
+/// returns its exit status and what it wrote on stderr; it must exit within 30 s.
+async fn run_to_exit(args: &[&str], tokens: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let output = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::process::Command::new(PROGRAM)
@@ -108,6 +108,7 @@ async fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
             .env_remove("STREAMHOST_REPLICATION_SECRET")
             .env_remove("STREAMHOST_READ_TOKEN")
             .env_remove("STREAMHOST_ADMIN_TOKEN")
+            .envs(tokens.iter().copied())
             .kill_on_drop(true)
             .output(),
     )
@@ -124,15 +125,18 @@ async fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
 async fn a_writer_or_reader_open_to_other_machines_without_tokens_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("writer");
-    let (status, stderr) = run_to_exit(&[
-        "writer",
-        "--http",
-        "0.0.0.0:0",
-        "--replication",
-        "127.0.0.1:0",
-        "--data",
-        data.to_str().unwrap(),
-    ])
+    let (status, stderr) = run_to_exit(
+        &[
+            "writer",
+            "--http",
+            "0.0.0.0:0",
+            "--replication",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    )
     .await;
     assert!(!status.success(), "{status}: {stderr}");
     for needed in [
@@ -146,21 +150,22 @@ async fn a_writer_or_reader_open_to_other_machines_without_tokens_refuses_to_sta
     }
     assert!(!data.exists(), "the log was opened before the refusal");
 
-    let (status, stderr) = run_to_exit(&[
-        "writer",
-        "--http",
-        "127.0.0.1:0",
-        "--replication",
-        "0.0.0.0:0",
-        "--data",
-        data.to_str().unwrap(),
-        "--write-token",
-        "w",
-        "--replication-secret",
-        "r",
-        "--read-token",
-        "t",
-    ])
+    let (status, stderr) = run_to_exit(
+        &[
+            "writer",
+            "--http",
+            "127.0.0.1:0",
+            "--replication",
+            "0.0.0.0:0",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        &[
+            ("STREAMHOST_WRITE_TOKEN", "w"),
+            ("STREAMHOST_REPLICATION_SECRET", "r"),
+            ("STREAMHOST_READ_TOKEN", "t"),
+        ],
+    )
     .await;
     assert!(!status.success(), "{status}: {stderr}");
     assert!(
@@ -169,13 +174,16 @@ async fn a_writer_or_reader_open_to_other_machines_without_tokens_refuses_to_sta
         "{stderr}"
     );
 
-    let (status, stderr) = run_to_exit(&[
-        "reader",
-        "--http",
-        "0.0.0.0:0",
-        "--data",
-        dir.path().join("reader").to_str().unwrap(),
-    ])
+    let (status, stderr) = run_to_exit(
+        &[
+            "reader",
+            "--http",
+            "0.0.0.0:0",
+            "--data",
+            dir.path().join("reader").to_str().unwrap(),
+        ],
+        &[],
+    )
     .await;
     assert!(!status.success(), "{status}: {stderr}");
     assert!(

@@ -78,7 +78,10 @@ impl BenchWriter {
                 ..ListenerConfig::on(loopback)
             },
             data: dir.path().join("writer"),
-            database: DatabaseConfig { url: database_url },
+            database: DatabaseConfig {
+                url: database_url.map(Into::into),
+                password_file: None,
+            },
             ..WriterConfig::default()
         };
         let writer = Writer::bind(config, shutdown.clone()).await?;

@@ -5,13 +5,15 @@
 //! memory bounds' checks and conversions are in `bounds`; `[reader.plugins.queries]` and
 //! `[reader.plugins.rate_limit]` are in [`queries`]; listeners' settings are in `listener`,
 //! and the secure-defaults check of their exposure (run at start) in [`exposure`];
-//! `[reader.writer_tls]` is in `client_tls`.
+//! `[reader.writer_tls]` is in `client_tls`; secrets (never shown, and read from `*_file`
+//! keys) are in [`secrets`].
 
 mod bounds;
 mod client_tls;
 pub mod exposure;
 mod listener;
 mod queries;
+pub mod secrets;
 mod synapse;
 
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use streamhost_proto::{InstanceName, StreamName};
 pub use self::client_tls::ClientTlsConfig;
 pub use self::listener::{ListenerConfig, ServerTlsConfig};
 pub use self::queries::{QueriesConfig, RateLimitConfig};
+pub use self::secrets::{Secret, SecretUrl};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
 
 /// The whole file: a `[writer]` and a `[reader]` table, both optional.
@@ -55,9 +58,12 @@ impl ConfigFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `sqlite:PATH`, or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` for PostgreSQL; none
-    /// means the SQLite file `<data>/log.sqlite`.
-    pub url: Option<String>,
+    /// `sqlite:PATH`, or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=…]` for
+    /// PostgreSQL; none means the SQLite file `<data>/log.sqlite`.
+    pub url: Option<SecretUrl>,
+    /// A file holding the PostgreSQL password, put into `url` at start (instead of writing it
+    /// in the URL).
+    pub password_file: Option<PathBuf>,
 }
 
 /// How the writer runs.
@@ -79,12 +85,18 @@ pub struct WriterConfig {
     /// The instance name on every row (`master`, as Synapse's main process).
     pub instance_name: String,
     /// Bearer token required for `POST /v1/streams/{stream}/rows`; none means open.
-    pub write_token: Option<String>,
+    pub write_token: Option<Secret>,
+    /// A file holding `write_token`, read at start.
+    pub write_token_file: Option<PathBuf>,
     /// Bearer token required by the catch-up endpoint (Synapse's `worker_replication_secret`).
-    pub replication_secret: Option<String>,
+    pub replication_secret: Option<Secret>,
+    /// A file holding `replication_secret`, read at start.
+    pub replication_secret_file: Option<PathBuf>,
     /// Bearer token required by `GET /v1/streams` and `GET /metrics` (the write token is
     /// accepted there too); none means open.
-    pub read_token: Option<String>,
+    pub read_token: Option<Secret>,
+    /// A file holding `read_token`, read at start.
+    pub read_token_file: Option<PathBuf>,
     /// Largest accepted request body, in bytes (default 16 MiB).
     pub max_body_bytes: usize,
     /// Most rows one catch-up answer carries before it says `limited`.
@@ -120,7 +132,10 @@ pub struct RedisConfig {
     /// `redis+unix:///path?db=N&user=U&pass=P`. The password is sent with `AUTH` and the
     /// database number with `SELECT` on connect (pub/sub channels ignore the database, as in
     /// Synapse).
-    pub url: String,
+    pub url: SecretUrl,
+    /// A file holding the Redis password, put into `url` at start (instead of writing it in
+    /// the URL).
+    pub password_file: Option<PathBuf>,
     /// A Redis `PING` on each connection after this long (Synapse: 30,000 ms); a reply that
     /// takes longer than this ends the connection.
     pub ping_interval_ms: u64,
@@ -144,6 +159,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
+            password_file: None,
             ping_interval_ms: 30_000,
             reconnect_max_ms: 5_000,
             ca_file: None,
@@ -155,6 +171,16 @@ impl Default for RedisConfig {
 }
 
 impl RedisConfig {
+    /// Puts the password in `password_file` into the URL; `what` names the table in errors.
+    pub fn load_password(&mut self, what: &str) -> anyhow::Result<()> {
+        secrets::load_password(
+            Some(&mut self.url),
+            &mut self.password_file,
+            &format!("{what}.url"),
+            &format!("{what}.password_file"),
+        )
+    }
+
     /// Checks the URL's scheme, the intervals and the TLS keys (each TLS file or folder set
     /// must open, so a wrong path fails at start, not at the first connect; its contents are
     /// read where the connection is set up); `what` names the table in errors.
@@ -232,8 +258,11 @@ impl Default for WriterConfig {
             server_name: "localhost".into(),
             instance_name: "master".into(),
             write_token: None,
+            write_token_file: None,
             replication_secret: None,
             read_token: None,
+            read_token_file: None,
+            replication_secret_file: None,
             max_body_bytes: 16 << 20,
             catchup_row_limit: 1_000,
             stream_batch_rows: 1_000,
@@ -249,6 +278,40 @@ impl Default for WriterConfig {
 }
 
 impl WriterConfig {
+    /// Reads the secrets that `*_file` keys name into their keys (`write_token_file` into
+    /// `write_token`, a `password_file` into its URL); a key set both ways is an error. Done
+    /// once at start (the writer does it, and loading again is harmless); errors name the key.
+    pub fn load_secrets(&mut self) -> anyhow::Result<()> {
+        secrets::load(
+            &mut self.write_token,
+            &mut self.write_token_file,
+            "writer.write_token",
+            "writer.write_token_file",
+        )?;
+        secrets::load(
+            &mut self.replication_secret,
+            &mut self.replication_secret_file,
+            "writer.replication_secret",
+            "writer.replication_secret_file",
+        )?;
+        secrets::load(
+            &mut self.read_token,
+            &mut self.read_token_file,
+            "writer.read_token",
+            "writer.read_token_file",
+        )?;
+        secrets::load_password(
+            self.database.url.as_mut(),
+            &mut self.database.password_file,
+            "writer.database.url",
+            "writer.database.password_file",
+        )?;
+        if let Some(redis) = &mut self.redis {
+            redis.load_password("writer.redis")?;
+        }
+        Ok(())
+    }
+
     /// The declared streams as wire names; errors name the bad one.
     pub fn stream_names(&self) -> anyhow::Result<Vec<StreamName>> {
         anyhow::ensure!(
@@ -343,10 +406,14 @@ pub struct ReaderConfig {
     /// When set, a `SERVER` with another name is answered `ERROR Wrong remote`.
     pub server_name: Option<String>,
     /// Bearer token for the writer's catch-up endpoint.
-    pub replication_secret: Option<String>,
+    pub replication_secret: Option<Secret>,
+    /// A file holding `replication_secret`, read at start.
+    pub replication_secret_file: Option<PathBuf>,
     /// Bearer token required by `GET /v1/status` and `GET /metrics` (the admin token is
     /// accepted there too); none means open.
-    pub read_token: Option<String>,
+    pub read_token: Option<Secret>,
+    /// A file holding `read_token`, read at start.
+    pub read_token_file: Option<PathBuf>,
     /// Keep every delivered row in the reader's database (the recording sink).
     pub record_rows: bool,
     /// Decoded commands buffered between the socket and processing; when full the reader
@@ -363,7 +430,9 @@ pub struct ReaderConfig {
     pub ping_timeout_ms: u64,
     /// Catch up straight from the writer's log database at this URL (`sqlite:PATH` or
     /// `postgres://...`, read only) instead of the writer's HTTP endpoint.
-    pub log_database_url: Option<String>,
+    pub log_database_url: Option<SecretUrl>,
+    /// A file holding the password of `log_database_url`, put into it at start.
+    pub log_database_password_file: Option<PathBuf>,
     /// Wasm plugins (`[reader.plugins]`).
     pub plugins: PluginsConfig,
     /// Follow the writer over Redis pub/sub (`[reader.redis]`) instead of TCP: channel
@@ -383,7 +452,9 @@ pub struct PluginsConfig {
     /// plugins.
     pub dir: Option<PathBuf>,
     /// Bearer token of the admin API (`/v1/admin/...`); without one the admin API answers 403.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
+    /// A file holding `admin_token`, read at start.
+    pub admin_token_file: Option<PathBuf>,
     /// Reload a plugin when its folder changes.
     pub watch: bool,
     /// Attempts on a fresh instance after a trap, limit or `fatal` before quarantine.
@@ -426,6 +497,7 @@ impl Default for PluginsConfig {
         PluginsConfig {
             dir: None,
             admin_token: None,
+            admin_token_file: None,
             watch: true,
             retries: 3,
             retry_backoff_ms: 100,
@@ -458,6 +530,8 @@ impl Default for ReaderConfig {
             server_name: None,
             replication_secret: None,
             read_token: None,
+            read_token_file: None,
+            replication_secret_file: None,
             record_rows: false,
             inbound_queue: 100_000,
             inbound_queue_mib: 16,
@@ -465,6 +539,7 @@ impl Default for ReaderConfig {
             ping_interval_ms: 5_000,
             ping_timeout_ms: 25_000,
             log_database_url: None,
+            log_database_password_file: None,
             plugins: PluginsConfig::default(),
             redis: None,
             synapse: None,
@@ -473,6 +548,50 @@ impl Default for ReaderConfig {
 }
 
 impl ReaderConfig {
+    /// Reads the secrets that `*_file` keys name into their keys (`replication_secret_file`,
+    /// `plugins.admin_token_file`, `log_database_password_file` into `log_database_url`,
+    /// `redis.password_file`, `synapse.worker_replication_secret_path`); a key set both ways
+    /// is an error. Done once at start (the reader does it, and loading again is harmless);
+    /// errors name the key.
+    pub fn load_secrets(&mut self) -> anyhow::Result<()> {
+        secrets::load(
+            &mut self.replication_secret,
+            &mut self.replication_secret_file,
+            "reader.replication_secret",
+            "reader.replication_secret_file",
+        )?;
+        secrets::load(
+            &mut self.read_token,
+            &mut self.read_token_file,
+            "reader.read_token",
+            "reader.read_token_file",
+        )?;
+        secrets::load(
+            &mut self.plugins.admin_token,
+            &mut self.plugins.admin_token_file,
+            "reader.plugins.admin_token",
+            "reader.plugins.admin_token_file",
+        )?;
+        secrets::load_password(
+            self.log_database_url.as_mut(),
+            &mut self.log_database_password_file,
+            "reader.log_database_url",
+            "reader.log_database_password_file",
+        )?;
+        if let Some(redis) = &mut self.redis {
+            redis.load_password("reader.redis")?;
+        }
+        if let Some(synapse) = &mut self.synapse {
+            secrets::load(
+                &mut synapse.worker_replication_secret,
+                &mut synapse.worker_replication_secret_path,
+                "reader.synapse.worker_replication_secret",
+                "reader.synapse.worker_replication_secret_path",
+            )?;
+        }
+        Ok(())
+    }
+
     /// The path of the reader's SQLite file.
     pub fn db_path(&self) -> PathBuf {
         self.data.join("reader.sqlite")
@@ -565,7 +684,7 @@ mod tests {
         )
         .unwrap();
         let writer = config.writer.redis.as_ref().unwrap();
-        assert_eq!(writer.url, "redis://:pw@127.0.0.1:6380/2");
+        assert_eq!(writer.url.expose(), "redis://:pw@127.0.0.1:6380/2");
         assert_eq!(writer.reconnect_max_ms, 5_000);
         config.writer.validate().unwrap();
         let err = config.reader.validate().unwrap_err();
@@ -590,6 +709,157 @@ mod tests {
         assert!(!err.contains("secret"), "{err}");
         let err = ConfigFile::parse("[writer.database]\nurll = \"x\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("url"), "{err:#}");
+    }
+
+    /// A configuration with every secret set, some inline and some from files.
+    fn config_with_secrets(dir: &Path) -> ConfigFile {
+        let file = |name: &str, value: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("{value}\n")).unwrap();
+            format!("{:?}", path.display().to_string())
+        };
+        let text = format!(
+            "[writer]\nwrite_token_file = {}\nreplication_secret = \"SECRET-writer-repl\"\n\
+             [writer.database]\nurl = \"postgres://streamhost@db/log?sslmode=verify-full\"\n\
+             password_file = {}\n\
+             [writer.redis]\nurl = \"rediss://redis:6380\"\npassword_file = {}\n\
+             [reader]\nreplication_secret_file = {}\n\
+             log_database_url = \"postgres://ro:SECRET-ro-inline@db/log\"\n\
+             [reader.redis]\nurl = \"redis://:SECRET-reader-redis@redis\"\n\
+             [reader.plugins]\nadmin_token_file = {}\n",
+            file("write", "SECRET-write"),
+            file("db", "SECRET-db/pw"),
+            file("redis", "SECRET-redis"),
+            file("reader-repl", "SECRET-reader-repl"),
+            file("admin", "SECRET-admin"),
+        );
+        ConfigFile::parse(&text).unwrap()
+    }
+
+    #[test]
+    fn secrets_come_from_files_into_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_with_secrets(dir.path());
+        config.writer.load_secrets().unwrap();
+        config.reader.load_secrets().unwrap();
+        let (writer, reader) = (&config.writer, &config.reader);
+        assert_eq!(writer.write_token.as_deref(), Some("SECRET-write"));
+        assert_eq!(
+            writer.replication_secret.as_deref(),
+            Some("SECRET-writer-repl")
+        );
+        assert_eq!(
+            writer.database.url.as_deref(),
+            Some("postgres://streamhost:SECRET-db%2Fpw@db/log?sslmode=verify-full")
+        );
+        let redis = writer.redis.as_ref().unwrap();
+        assert_eq!(redis.url.expose(), "rediss://:SECRET-redis@redis:6380");
+        assert_eq!(
+            reader.replication_secret.as_deref(),
+            Some("SECRET-reader-repl")
+        );
+        assert_eq!(reader.plugins.admin_token.as_deref(), Some("SECRET-admin"));
+        assert!(writer.write_token_file.is_none() && reader.plugins.admin_token_file.is_none());
+        config.writer.validate().unwrap();
+    }
+
+    #[test]
+    fn a_configuration_debug_printed_shows_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_with_secrets(dir.path());
+        let before = format!("{config:?} {config:#?}");
+        config.writer.load_secrets().unwrap();
+        config.reader.load_secrets().unwrap();
+        let after = format!("{config:?} {config:#?}");
+        for shown in [before, after] {
+            assert!(!shown.contains("SECRET"), "{shown}");
+        }
+        let synapse = ConfigFile::parse(
+            "[reader.synapse]\nserver_name = \"x\"\nworker_replication_secret = \"SECRET-w\"\n\
+             [reader.synapse.redis]\npassword = \"SECRET-p\"\n",
+        )
+        .unwrap();
+        let shown = format!("{synapse:?}");
+        assert!(
+            !shown.contains("SECRET") && shown.contains("***"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_secret_set_twice_or_empty_is_refused_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "from-file\n").unwrap();
+        let token = format!("{:?}", token.display().to_string());
+        let cases = [
+            (
+                format!("[writer]\nwrite_token = \"x\"\nwrite_token_file = {token}\n"),
+                "set writer.write_token or writer.write_token_file, not both",
+            ),
+            (
+                "[writer]\nreplication_secret = \"\"\n".to_owned(),
+                "writer.replication_secret is empty",
+            ),
+            (
+                format!("[writer.database]\npassword_file = {token}\n"),
+                "set writer.database.url too",
+            ),
+            (
+                format!(
+                    "[writer.database]\nurl = \"postgres://u:inline@db/log\"\npassword_file = {token}\n"
+                ),
+                "writer.database.password_file",
+            ),
+            (
+                format!("[writer.redis]\nurl = \"redis://:inline@r\"\npassword_file = {token}\n"),
+                "writer.redis.password_file",
+            ),
+        ];
+        for (text, expected) in cases {
+            let mut config = ConfigFile::parse(&text).unwrap();
+            let err = format!("{:#}", config.writer.load_secrets().unwrap_err());
+            assert!(err.contains(expected), "{text}: {err}");
+            assert!(
+                !err.contains("inline") && !err.contains("from-file"),
+                "{err}"
+            );
+        }
+        let cases = [
+            (
+                format!(
+                    "[reader]\nreplication_secret = \"x\"\nreplication_secret_file = {token}\n"
+                ),
+                "reader.replication_secret_file",
+            ),
+            (
+                format!("[reader.plugins]\nadmin_token = \"x\"\nadmin_token_file = {token}\n"),
+                "reader.plugins.admin_token_file",
+            ),
+            (
+                format!(
+                    "[reader]\nlog_database_url = \"postgres://u:inline@db/log\"\n\
+                     log_database_password_file = {token}\n"
+                ),
+                "reader.log_database_password_file",
+            ),
+            (
+                format!(
+                    "[reader.synapse]\nserver_name = \"x\"\nworker_replication_secret = \"x\"\n\
+                     worker_replication_secret_path = {token}\n"
+                ),
+                "reader.synapse.worker_replication_secret_path",
+            ),
+        ];
+        for (text, expected) in cases {
+            let mut config = ConfigFile::parse(&text).unwrap();
+            let err = format!("{:#}", config.reader.load_secrets().unwrap_err());
+            assert!(err.contains(expected), "{text}: {err}");
+            assert!(
+                !err.contains("inline") && !err.contains("from-file"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

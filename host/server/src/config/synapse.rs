@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Deserialize;
 
-use super::RedisConfig;
+use super::{RedisConfig, Secret};
 use crate::client::percent_encode;
 
 /// Following a Synapse (`[reader.synapse]`).
@@ -22,7 +22,10 @@ pub struct SynapseConfig {
     pub redis: SynapseRedisConfig,
     /// Synapse's `worker_replication_secret`, sent as `Authorization: Bearer` to the HTTP
     /// replication endpoint.
-    pub worker_replication_secret: Option<String>,
+    pub worker_replication_secret: Option<Secret>,
+    /// A file holding `worker_replication_secret` (Synapse's `*_path` spelling), read at
+    /// start.
+    pub worker_replication_secret_path: Option<PathBuf>,
     /// Synapse's `instance_map`: where each instance's HTTP replication listener is (`main`
     /// is the main process). Only needed for HTTP catch-up of the in-memory streams.
     pub instance_map: BTreeMap<String, InstanceLocation>,
@@ -49,7 +52,7 @@ pub struct SynapseRedisConfig {
     /// User name (`AUTH username password`, Redis 6 ACLs); needs a password, as in Synapse.
     pub username: Option<String>,
     /// Password (`AUTH`).
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// A file holding the password (its first line), instead of `password`.
     pub password_path: Option<PathBuf>,
     /// TLS to Redis at `host`:`port`. Unlike Synapse, Streamhost verifies Redis's
@@ -178,7 +181,7 @@ impl SynapseConfig {
             (Some(_), Some(_)) => {
                 anyhow::bail!("reader.synapse.redis: set password or password_path, not both")
             }
-            (Some(p), None) => Some(p.clone()),
+            (Some(p), None) => Some(p.expose().to_owned()),
             (None, Some(path)) => Some(
                 std::fs::read_to_string(path)
                     .with_context(|| {
@@ -231,7 +234,8 @@ impl SynapseConfig {
             }
         };
         let config = RedisConfig {
-            url,
+            url: url.into(),
+            password_file: None,
             ping_interval_ms: redis.ping_interval_ms,
             reconnect_max_ms: redis.reconnect_max_ms,
             ca_file: redis.ca_file.clone(),
@@ -286,14 +290,14 @@ presence = ["presence1"]
         config.reader.validate().unwrap();
         let synapse = config.reader.synapse.unwrap();
         assert_eq!(
-            synapse.redis_config().unwrap().url,
+            synapse.redis_config().unwrap().url.expose(),
             "redis://:p%40ss%20word@redis.internal:6380/2"
         );
         let mut tls = synapse.clone();
         tls.redis.use_tls = true;
         tls.redis.username = Some("stream host".into());
         assert_eq!(
-            tls.redis_config().unwrap().url,
+            tls.redis_config().unwrap().url.expose(),
             "rediss://stream%20host:p%40ss%20word@redis.internal:6380/2"
         );
         assert_eq!(synapse.writer_of("typing"), "main");
@@ -313,7 +317,10 @@ presence = ["presence1"]
         ))
         .unwrap();
         let url = config.reader.synapse.unwrap().redis_config().unwrap().url;
-        assert_eq!(url, "redis+unix:///run/redis.sock?db=1&pass=from-file");
+        assert_eq!(
+            url.expose(),
+            "redis+unix:///run/redis.sock?db=1&pass=from-file"
+        );
     }
 
     #[test]

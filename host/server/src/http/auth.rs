@@ -11,8 +11,9 @@ use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
 use super::error::ApiError;
 use super::response::Response;
 
-/// Which requests a [`Bearer`] check lets through.
-#[derive(Clone, Debug)]
+/// Which requests a [`Bearer`] check lets through. Its `Debug` shows whether a secret is
+/// set, never the secret.
+#[derive(Clone)]
 pub struct Bearer {
     secret: Option<Arc<str>>,
     /// Further secrets accepted in place of `secret` (when it is set).
@@ -79,6 +80,15 @@ impl Bearer {
     }
 }
 
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bearer")
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("unset", &self.unset)
+            .finish()
+    }
+}
+
 impl<B> ValidateRequest<B> for Bearer {
     type ResponseBody = Body;
 
@@ -140,6 +150,11 @@ mod tests {
                 let error = bearer.check(wrong).unwrap_err();
                 assert_eq!(error.status, StatusCode::UNAUTHORIZED, "{wrong:?}");
             }
+            let shown = format!("{bearer:?}");
+            assert!(
+                !shown.contains("s3cret") && shown.contains("***"),
+                "{shown}"
+            );
         }
     }
 }

@@ -79,17 +79,19 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Opens the reader's database, then starts following `config`'s upstream and serving
-    /// the HTTP API on `http`, until `shutdown` fires.
+    /// Reads the configuration's secret files, opens the reader's database, then starts
+    /// following `config`'s upstream and serving the HTTP API on `http`, until `shutdown`
+    /// fires.
     ///
     /// `sink` receives the batches; `None` means the recording sink when `config.record_rows`,
     /// else a sink that discards them (positions are still kept).
     pub async fn start(
-        config: ReaderConfig,
+        mut config: ReaderConfig,
         http: TcpListener,
         sink: Option<Arc<dyn BatchSink>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Reader> {
+        config.load_secrets()?;
         config.validate()?;
         let http_tls = ServerTls::of(&config.http, "reader.http", tls::ALPN_HTTP1)?;
         let http_addr = http

@@ -20,7 +20,7 @@ use crate::net::tls::{read_certificates, read_private_key};
 pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<Client> {
     config.check_tls_keys()?;
     if !config.url.starts_with("rediss://") {
-        return Client::open(config.url.as_str()).context("url");
+        return Client::open(config.url.expose()).context("url");
     }
     let root_cert = match (&config.ca_file, &config.ca_path) {
         (Some(file), _) => Some(read_certificates(file).context("ca_file")?),
@@ -37,7 +37,7 @@ pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<Client> {
     };
     crate::client::install_crypto_provider();
     Client::build_with_tls(
-        config.url.as_str(),
+        config.url.expose(),
         TlsCertificates {
             client_tls,
             root_cert,

@@ -24,6 +24,7 @@ use streamhost_proto::{InstanceName, MAX_LINE_LENGTH, RowJson, StreamName, Token
 
 use super::appender::{AppendError, Appender};
 use super::streams::StreamSet;
+use crate::config::Secret;
 use crate::http::{self, ApiError, Bearer, Limits, Params, Response};
 use crate::metrics::{CounterVec, Registry};
 
@@ -46,11 +47,11 @@ pub struct WriterApi {
     /// Sent in `SERVER`.
     pub server_name: String,
     /// Bearer token for appends.
-    pub write_token: Option<String>,
+    pub write_token: Option<Secret>,
     /// Bearer token for catch-up.
-    pub replication_secret: Option<String>,
+    pub replication_secret: Option<Secret>,
     /// Bearer token for `/v1/streams` and `/metrics` (the write token also opens them).
-    pub read_token: Option<String>,
+    pub read_token: Option<Secret>,
     /// Largest accepted body.
     pub max_body_bytes: usize,
     /// Most rows one append request may carry (more: 413).

@@ -55,15 +55,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Opens the log and serves HTTP and replication on the given (already bound) listeners
-    /// until `shutdown` fires. A listener bound to a non-loopback address without
-    /// authentication is refused first (`config::exposure`).
+    /// Reads the configuration's secret files, opens the log and serves HTTP and replication
+    /// on the given (already bound) listeners until `shutdown` fires. A listener bound to a
+    /// non-loopback address without authentication is refused first (`config::exposure`).
     pub async fn start(
-        config: WriterConfig,
+        mut config: WriterConfig,
         http: TcpListener,
         replication: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Writer> {
+        config.load_secrets()?;
         config.validate()?;
         let http_addr = http.local_addr()?;
         let replication_addr = replication.local_addr()?;

@@ -62,7 +62,7 @@ impl Cluster {
             };
             if let Some(plugins) = &plugins {
                 config.plugins = plugins.clone();
-                config.plugins.admin_token = Some(admin_token.clone());
+                config.plugins.admin_token = Some(admin_token.as_str().into());
             }
             readers.push(Reader::bind(config, None, services.clone()).await?);
         }

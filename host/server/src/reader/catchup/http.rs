@@ -13,6 +13,7 @@ use streamhost_proto::{RowJson, StreamName, Token};
 
 use super::{CatchupError, CatchupPage, CatchupSource, REQUEST_TIMEOUT};
 use crate::client::{ApiClient, percent_encode};
+use crate::config::Secret;
 use crate::net::tls::ClientTls;
 use crate::reader::sink::BoxFuture;
 
@@ -20,7 +21,7 @@ use crate::reader::sink::BoxFuture;
 #[derive(Debug)]
 pub struct HttpCatchup {
     base: String,
-    secret: Option<String>,
+    secret: Option<Secret>,
     /// `[reader.writer_tls]` for an `https://` base; none verifies against the system's roots.
     tls: Option<Arc<ClientTls>>,
     /// The pooled client and the generation of `tls` it was made with: a reload of the TLS
@@ -32,7 +33,7 @@ impl HttpCatchup {
     /// A client for the writer at `base` (`http://HOST:PORT` or `https://HOST:PORT`),
     /// sending `Authorization: Bearer <secret>` when a secret is given, with `tls` for
     /// `https://`.
-    pub fn new(base: &str, secret: Option<String>, tls: Option<Arc<ClientTls>>) -> HttpCatchup {
+    pub fn new(base: &str, secret: Option<Secret>, tls: Option<Arc<ClientTls>>) -> HttpCatchup {
         let (generation, client) = HttpCatchup::client_of(base, &secret, tls.as_deref());
         HttpCatchup {
             base: base.to_owned(),
@@ -42,7 +43,7 @@ impl HttpCatchup {
         }
     }
 
-    fn client_of(base: &str, secret: &Option<String>, tls: Option<&ClientTls>) -> (u64, ApiClient) {
+    fn client_of(base: &str, secret: &Option<Secret>, tls: Option<&ClientTls>) -> (u64, ApiClient) {
         let (generation, client) = match tls {
             Some(tls) => (tls.current().0, ApiClient::with_tls(base, tls)),
             None => (0, ApiClient::new(base)),

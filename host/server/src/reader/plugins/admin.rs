@@ -24,7 +24,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 pub(super) fn router(host: Arc<PluginHost>) -> Router {
     let auth = Bearer::required(
         host.config.admin_token.as_deref(),
-        "the admin API is off: start the reader with --admin-token",
+        "the admin API is off: set reader.plugins.admin_token (or STREAMHOST_ADMIN_TOKEN)",
     );
     Router::new()
         .route("/plugins", get(details))
