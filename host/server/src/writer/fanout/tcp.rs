@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use streamhost_proto::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -403,10 +404,17 @@ async fn write_loop(
         metrics,
         &ServerCommand::Ping(unix_ms().to_string()),
     );
+    // One timer for the connection's life, moved on after each write (cheaper than a new
+    // one per wait, with a thousand connections each woken by every frame).
+    let idle = tokio::time::sleep(context.ping_interval);
+    tokio::pin!(idle);
     loop {
         if !out.is_empty() {
             match write_watching(&mut socket, &out, &mut frames, &context, &done).await {
-                Flow::Continue => out.clear(),
+                Flow::Continue => {
+                    out.clear();
+                    idle.as_mut().reset(Instant::now() + context.ping_interval);
+                }
                 Flow::Overflow => {
                     out.clear();
                     break;
@@ -417,7 +425,15 @@ async fn write_loop(
         let Some(receiver) = frames.as_mut() else {
             break;
         };
-        match next_event(receiver, &mut close_requests, &mut out, &context, &done).await {
+        let event = next_event(
+            receiver,
+            &mut close_requests,
+            &mut out,
+            idle.as_mut(),
+            &context,
+            &done,
+        );
+        match event.await {
             Event::Output => {}
             Event::Close(reason) => {
                 if let Some(reason) = reason {
@@ -449,16 +465,17 @@ async fn write_loop(
 }
 
 /// Waits for the next thing to do: frames from the ring (gathered up to [`WRITE_CHUNK`]), a
-/// `PING` after the idle interval, a close request, or the connection's end.
+/// `PING` when `idle` (the ping interval after the last write) fires, a close request, or the
+/// connection's end.
 async fn next_event(
     receiver: &mut broadcast::Receiver<Frame>,
     close_requests: &mut mpsc::Receiver<String>,
     out: &mut Vec<u8>,
+    idle: Pin<&mut Sleep>,
     context: &ReplicationContext,
     done: &CancellationToken,
 ) -> Event {
     let metrics = &context.metrics;
-    let idle = tokio::time::sleep(context.ping_interval);
     tokio::select! {
         biased;
         reason = close_requests.recv() => Event::Close(reason),
@@ -532,7 +549,11 @@ async fn write_watching(
     let give_up_deadline = tokio::time::sleep(Duration::MAX);
     tokio::pin!(give_up_deadline);
     loop {
+        // The write first: when the socket takes the bytes at once (the usual case) the timers
+        // are never polled, so never registered, which matters with a connection per reader
+        // times thousands of writes a second (and a thousand idle connections at once).
         tokio::select! {
+            biased;
             written = &mut write => {
                 return match (written, frames.is_some()) {
                     (Ok(()), true) => Flow::Continue,
