@@ -154,7 +154,7 @@ async fn mtls_replication_serves_only_allowed_readers() {
     let server = ca.server_tls(dir.path(), "writer", Some(&ca));
     let writer = writer_with(|c| {
         c.replication.tls = Some(server);
-        c.replication.allowed_clients = vec!["reader-1.internal".into()];
+        c.replication.allowed_clients = vec!["reader-1.internal".into(), "CN-Only".into()];
     })
     .await;
     let allowed = ca.client_certificate(dir.path(), "reader-1.internal");
@@ -201,6 +201,19 @@ async fn mtls_replication_serves_only_allowed_readers() {
         vec!["ERROR client certificate not allowed".to_owned()]
     );
     let stream = tls_connect(writer.replication_addr(), &ca, Some(&allowed))
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap();
+    assert_eq!(first.unwrap().as_deref(), Some("SERVER localhost"));
+    // A name in the subject's common name alone counts too (compared without case).
+    let cn_only = ca.sign(
+        dir.path(),
+        "cn-only",
+        &[],
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let stream = tls_connect(writer.replication_addr(), &ca, Some(&cn_only))
         .await
         .unwrap();
     let mut lines = BufReader::new(stream).lines();

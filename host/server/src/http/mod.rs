@@ -22,9 +22,8 @@ pub mod params;
 pub mod response;
 
 use std::net::SocketAddr;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
