@@ -1,8 +1,8 @@
-//! TLS on Streamhost's own listeners and the reader's TLS client: the writer's HTTP API over
-//! TLS (and 403 for a client certificate not in `allowed_clients`), replication over TLS to
-//! a reader, mTLS on replication (only an allowed reader gets a row or a position), a reader
-//! that cannot verify its writer, catch-up over `https://` with a client certificate, and
-//! certificates renewed on disk while connections stay open.
+//! TLS on Streamhost's own listeners and the reader's TLS client: the writer's and the
+//! reader's HTTP APIs over TLS (and 403 for a client certificate not in `allowed_clients`),
+//! replication over TLS to a reader, mTLS on replication (only an allowed reader gets a row
+//! or a position), a reader that cannot verify its writer, catch-up over `https://` with a
+//! client certificate, and certificates renewed on disk while connections stay open.
 
 use std::path::Path;
 use std::time::Duration;
@@ -132,6 +132,24 @@ async fn the_writers_http_api_answers_over_tls_and_refuses_clients_not_allowed()
         .get_json("/v1/streams")
         .await;
     assert!(failed.is_err(), "{failed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readers_http_api_answers_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca");
+    let writer = writer_with(|_| {}).await;
+    let server = ca.server_tls(dir.path(), "reader", None);
+    let reader =
+        TestReader::spawn_with(&writer, "https-reader", None, |c| c.http.tls = Some(server)).await;
+    let base = format!("https://{}", reader.reader().http_addr());
+    let status = https_client(base, &ca.client_tls(None))
+        .get_json("/v1/status")
+        .await
+        .unwrap();
+    assert_eq!(status["name"], "https-reader", "{status}");
+    let plain = reader.client().get_json("/v1/status").await;
+    assert!(plain.is_err(), "{plain:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
