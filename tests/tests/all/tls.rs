@@ -161,7 +161,12 @@ async fn a_reader_follows_a_tls_replication_listener() {
     let reader = tls_reader(&writer, "tls-reader", ca.client_tls(None)).await;
     let written = write_rows(&writer, &["events"], 3_000, 100).await;
     assert_reader_has_exactly(&reader, &written, WAIT).await;
-    assert_eq!(reader.reader().status().reconnects, 0);
+    let status = reader.reader().status();
+    assert_eq!(status.reconnects, 0);
+    assert_eq!(
+        status.writer,
+        format!("{} (TLS)", writer.replication_addr())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
