@@ -692,13 +692,11 @@ fn the_guides_config_files_parse_and_appear_in_it_as_they_are() {
         .skip(1)
         .map(|rest| rest.split_once("```").expect("a closed block").0)
         .collect();
-    assert_eq!(
-        blocks.len(),
-        2,
-        "the guide shows writer.toml and reader-1.toml"
-    );
+    // Every block parses; the shipped files (below) also validate. Other blocks (the TLS
+    // example) name files of the hosts, which validation would open.
     for (i, block) in blocks.iter().enumerate() {
-        parses_and_validates(&format!("docs/deployment.md TOML block {i}"), block, false);
+        ConfigFile::parse(block)
+            .unwrap_or_else(|e| panic!("docs/deployment.md TOML block {i}: {e:#}"));
     }
     // The container files leave their tokens to compose.yaml's environment.
     let (_, compose) = repo_file("deploy/container/compose.yaml");

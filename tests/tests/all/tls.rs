@@ -1,8 +1,8 @@
-//! TLS on Streamhost's own listeners and the reader's TLS client: the writer's HTTP API over
-//! TLS (and 403 for a client certificate not in `allowed_clients`), replication over TLS to
-//! a reader, mTLS on replication (only an allowed reader gets a row or a position), a reader
-//! that cannot verify its writer, catch-up over `https://` with a client certificate, and
-//! certificates renewed on disk while connections stay open.
+//! TLS on Streamhost's own listeners and the reader's TLS client: the writer's and the
+//! reader's HTTP APIs over TLS (and 403 for a client certificate not in `allowed_clients`),
+//! replication over TLS to a reader, mTLS on replication (only an allowed reader gets a row
+//! or a position), a reader that cannot verify its writer, catch-up over `https://` with a
+//! client certificate, and certificates renewed on disk while connections stay open.
 
 use std::path::Path;
 use std::time::Duration;
@@ -135,6 +135,24 @@ async fn the_writers_http_api_answers_over_tls_and_refuses_clients_not_allowed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readers_http_api_answers_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca");
+    let writer = writer_with(|_| {}).await;
+    let server = ca.server_tls(dir.path(), "reader", None);
+    let reader =
+        TestReader::spawn_with(&writer, "https-reader", None, |c| c.http.tls = Some(server)).await;
+    let base = format!("https://{}", reader.reader().http_addr());
+    let status = https_client(base, &ca.client_tls(None))
+        .get_json("/v1/status")
+        .await
+        .unwrap();
+    assert_eq!(status["name"], "https-reader", "{status}");
+    let plain = reader.client().get_json("/v1/status").await;
+    assert!(plain.is_err(), "{plain:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_follows_a_tls_replication_listener() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path(), "ca");
@@ -143,7 +161,12 @@ async fn a_reader_follows_a_tls_replication_listener() {
     let reader = tls_reader(&writer, "tls-reader", ca.client_tls(None)).await;
     let written = write_rows(&writer, &["events"], 3_000, 100).await;
     assert_reader_has_exactly(&reader, &written, WAIT).await;
-    assert_eq!(reader.reader().status().reconnects, 0);
+    let status = reader.reader().status();
+    assert_eq!(status.reconnects, 0);
+    assert_eq!(
+        status.writer,
+        format!("{} (TLS)", writer.replication_addr())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +177,7 @@ async fn mtls_replication_serves_only_allowed_readers() {
     let server = ca.server_tls(dir.path(), "writer", Some(&ca));
     let writer = writer_with(|c| {
         c.replication.tls = Some(server);
-        c.replication.allowed_clients = vec!["reader-1.internal".into()];
+        c.replication.allowed_clients = vec!["reader-1.internal".into(), "CN-Only".into()];
     })
     .await;
     let allowed = ca.client_certificate(dir.path(), "reader-1.internal");
@@ -201,6 +224,19 @@ async fn mtls_replication_serves_only_allowed_readers() {
         vec!["ERROR client certificate not allowed".to_owned()]
     );
     let stream = tls_connect(writer.replication_addr(), &ca, Some(&allowed))
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap();
+    assert_eq!(first.unwrap().as_deref(), Some("SERVER localhost"));
+    // A name in the subject's common name alone counts too (compared without case).
+    let cn_only = ca.sign(
+        dir.path(),
+        "cn-only",
+        &[],
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let stream = tls_connect(writer.replication_addr(), &ca, Some(&cn_only))
         .await
         .unwrap();
     let mut lines = BufReader::new(stream).lines();

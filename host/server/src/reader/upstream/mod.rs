@@ -74,8 +74,11 @@ impl Upstream {
                 }
             }
             (None, None) => Upstream {
+                description: match tls {
+                    Some(_) => format!("{} (TLS)", config.writer),
+                    None => config.writer.clone(),
+                },
                 kind: Kind::Tcp(tcp::TcpConfig::of(config, tls.clone())),
-                description: config.writer.clone(),
                 catchup: writer_catchup(config, tls).await?,
             },
         })
