@@ -3,8 +3,9 @@
 //! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
 //! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`]; the
 //! memory bounds' checks and conversions are in `bounds`; `[reader.plugins.queries]` and
-//! `[reader.plugins.rate_limit]` are in [`queries`].
+//! `[reader.plugins.rate_limit]` are in [`queries`]; `[reader.auth]` is in [`auth`].
 
+mod auth;
 mod bounds;
 mod listener;
 mod queries;
@@ -18,6 +19,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use streamhost_proto::{InstanceName, StreamName};
 
+pub use self::auth::{AuthConfig, MIN_TOKEN_BYTES, TokenConfig};
 pub use self::listener::{ListenerConfig, ServerTlsConfig};
 pub use self::queries::{QueriesConfig, RateLimitConfig};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
@@ -357,6 +359,9 @@ pub struct ReaderConfig {
     /// `docs/synapse.md`); `name` is then this reader's instance name in the deployment, and
     /// `writer`, `writer_http`, `server_name`, `redis` and `log_database_url` are unused.
     pub synapse: Option<SynapseConfig>,
+    /// API tokens and the authorizer for the plugin endpoints (`[reader.auth]`,
+    /// `docs/security.md`).
+    pub auth: AuthConfig,
 }
 
 /// The reader's plugins: where they are, what each is granted, and the host's bounds.
@@ -450,6 +455,7 @@ impl Default for ReaderConfig {
             plugins: PluginsConfig::default(),
             redis: None,
             synapse: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -478,6 +484,7 @@ impl ReaderConfig {
         self.validate_bounds()?;
         self.plugins.queries.validate()?;
         self.plugins.rate_limit.validate()?;
+        self.auth.validate()?;
         if let Some(synapse) = &self.synapse {
             anyhow::ensure!(
                 self.redis.is_none() && self.log_database_url.is_none(),

@@ -48,8 +48,9 @@ use self::notifications::{NotificationHub, RingBounds};
 use self::query_cache::QueryCache;
 pub use self::slot::{FailureReport, PluginRunState, PluginSlot};
 use self::store::PluginStore;
+use super::auth::Auth;
 use super::catchup::CatchupSource;
-use crate::config::PluginsConfig;
+use crate::config::{AuthConfig, PluginsConfig};
 use crate::metrics::{CounterVec, Registry};
 
 /// The plugin metrics on the reader's `/metrics`.
@@ -169,13 +170,18 @@ pub struct PluginHost {
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     shutdown: CancellationToken,
+    /// The API tokens, when `[reader.auth]` is enabled.
+    auth: Option<Arc<Auth>>,
 }
 
 impl PluginHost {
     /// Starts the plugins of `config.dir` (if any): loads each, starts its worker, watches the
     /// folder. A plugin that fails to load is reported and left out; the reader runs on.
+    /// With `auth` enabled, the query and notification endpoints require its tokens.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         config: PluginsConfig,
+        auth: &AuthConfig,
         data: PathBuf,
         pool: sqlx::SqlitePool,
         catchup: Arc<dyn CatchupSource>,
@@ -195,6 +201,10 @@ impl PluginHost {
         };
         let runtime = tokio::task::spawn_blocking(move || Runtime::new(runtime_config)).await??;
         let metrics = PluginMetrics::new(registry);
+        let auth = match auth.is_enabled() {
+            true => Some(Arc::new(Auth::open(auth, pool.clone(), registry).await?)),
+            false => None,
+        };
         let ctx = Arc::new(HostContext {
             store: PluginStore::new(pool),
             catchup,
@@ -231,6 +241,7 @@ impl PluginHost {
             slots: RwLock::new(BTreeMap::new()),
             threads: std::sync::Mutex::new(Vec::new()),
             shutdown,
+            auth,
         });
         if let Some(dir) = host.config.dir.clone() {
             loader::load_all(&host, &dir).await;

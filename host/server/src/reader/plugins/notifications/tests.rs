@@ -55,7 +55,7 @@ fn call(
         .body(Body::empty())
         .unwrap();
     *copy.headers_mut() = request.headers().clone();
-    router_with(Arc::clone(hub), shutdown.clone(), every)
+    crate::reader::auth::layer(router_with(Arc::clone(hub), shutdown.clone(), every), None)
         .oneshot(copy)
         .map(|answer| answer.unwrap())
 }
