@@ -20,6 +20,7 @@ mod plugin_run;
 mod plugins;
 mod postgres;
 mod process;
+mod reader_auth;
 mod redis;
 mod redis_tls;
 mod replication;
