@@ -21,6 +21,7 @@ mod plugins;
 mod postgres;
 mod process;
 mod reader_auth;
+mod reader_authorizer;
 mod redis;
 mod redis_tls;
 mod replication;

@@ -11,6 +11,7 @@
 //! - `admin`: `POST`/`GET /v1/admin/tokens`, `DELETE /v1/admin/tokens/{id}`.
 
 pub(crate) mod admin;
+mod authorizer;
 mod issued;
 mod scope;
 
@@ -27,13 +28,16 @@ use axum::middleware::Next;
 use axum::response::IntoResponse;
 use tokio::sync::watch;
 
+use self::authorizer::Authorizer;
 pub use self::issued::IssuedToken;
 use self::issued::TokenTable;
 pub use self::scope::{Pattern, Scope};
+use super::plugins::PluginHost;
 use super::plugins::notifications::Notification;
 use crate::config::AuthConfig;
 use crate::http::{ApiError, Response};
 use crate::metrics::{CounterVec, Registry};
+use streamhost_plugin_runtime::QueryAccess;
 
 /// The holder of one valid token.
 #[derive(Debug)]
@@ -59,6 +63,8 @@ pub struct Auth {
     revocations: watch::Sender<u64>,
     /// `reader_auth_denied_total{endpoint, reason}`.
     denied: CounterVec,
+    /// The authorizer plugin, asked after a token's scope allowed a request.
+    authorizer: Option<Authorizer>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -117,11 +123,13 @@ impl Auth {
             issued: RwLock::new(issued),
             table,
             revocations: watch::Sender::new(0),
+            authorizer: Authorizer::of(config, registry),
             denied: registry.counter_vec(
                 "reader_auth_denied_total",
                 "Requests and notifications [reader.auth] refused, by endpoint (query, \
                  notifications) and reason (token: missing, wrong, revoked or expired; scope: \
-                 outside the token's scope).",
+                 outside the token's scope; authorizer: the authorizer plugin said no or could \
+                 not answer).",
                 &["endpoint", "reason"],
             ),
         })
@@ -219,6 +227,13 @@ impl Auth {
         Ok(deleted || removed)
     }
 
+    /// Lets the authorizer find its plugin among `host`'s.
+    pub(crate) fn attach(&self, host: std::sync::Weak<PluginHost>) {
+        if let Some(authorizer) = &self.authorizer {
+            authorizer.attach(host);
+        }
+    }
+
     /// Counts a refusal.
     fn deny(&self, endpoint: &str, reason: &str) {
         self.denied.with(&[endpoint, reason]).inc();
@@ -272,20 +287,39 @@ impl Access {
         &self,
         plugin: &str,
         name: &str,
-        _args: &[(String, String)],
+        args: &[(String, String)],
     ) -> Result<(), ApiError> {
         let Access::Token { principal, auth } = self else {
             return Ok(());
         };
-        if principal.scope.allows_query(plugin, name) {
+        if !principal.scope.allows_query(plugin, name) {
+            auth.deny("query", "scope");
+            return Err(forbidden(format!(
+                "token {} (subject {}) may not read {plugin}/{name}: its scope allows queries {:?}",
+                principal.name,
+                principal.scope.subject(),
+                principal.scope.query_patterns()
+            )));
+        }
+        let Some(authorizer) = &auth.authorizer else {
+            return Ok(());
+        };
+        let access = streamhost_plugin_runtime::Access::Query(QueryAccess {
+            plugin: plugin.to_owned(),
+            name: name.to_owned(),
+            args: args.to_vec(),
+        });
+        if authorizer
+            .allows(principal.scope.subject(), access, None)
+            .await
+        {
             return Ok(());
         }
-        auth.deny("query", "scope");
+        auth.deny("query", "authorizer");
         Err(forbidden(format!(
-            "token {} (subject {}) may not read {plugin}/{name}: its scope allows queries {:?}",
-            principal.name,
-            principal.scope.subject(),
-            principal.scope.query_patterns()
+            "the authorizer (plugin {}) does not let {} read {plugin}/{name} with these arguments",
+            authorizer.plugin(),
+            principal.scope.subject()
         )))
     }
 
@@ -295,18 +329,33 @@ impl Access {
         let Access::Token { principal, auth } = self else {
             return Ok(());
         };
-        match topics.iter().find(|t| !principal.scope.allows_topic(t)) {
-            None => Ok(()),
-            Some(topic) => {
-                auth.deny("notifications", "scope");
-                Err(forbidden(format!(
-                    "token {} (subject {}) may not subscribe to {topic}: its scope allows topics {:?}",
-                    principal.name,
-                    principal.scope.subject(),
-                    principal.scope.topic_patterns()
-                )))
+        if let Some(topic) = topics.iter().find(|t| !principal.scope.allows_topic(t)) {
+            auth.deny("notifications", "scope");
+            return Err(forbidden(format!(
+                "token {} (subject {}) may not subscribe to {topic}: its scope allows topics {:?}",
+                principal.name,
+                principal.scope.subject(),
+                principal.scope.topic_patterns()
+            )));
+        }
+        let Some(authorizer) = &auth.authorizer else {
+            return Ok(());
+        };
+        for topic in topics {
+            let access = streamhost_plugin_runtime::Access::Subscribe(topic.clone());
+            if !authorizer
+                .allows(principal.scope.subject(), access, None)
+                .await
+            {
+                auth.deny("notifications", "authorizer");
+                return Err(forbidden(format!(
+                    "the authorizer (plugin {}) does not let {} subscribe to {topic}",
+                    authorizer.plugin(),
+                    principal.scope.subject()
+                )));
             }
         }
+        Ok(())
     }
 
     /// The notifications of `page` the holder may receive; a 401 once the token no longer
@@ -319,13 +368,25 @@ impl Access {
             auth.deny("notifications", "token");
             return Err(ApiError::unauthorized());
         }
-        let before = page.len();
-        let kept: Vec<Notification> = page
-            .into_iter()
-            .filter(|n| principal.scope.allows_topic(&n.topic))
-            .collect();
-        for _ in kept.len()..before {
-            auth.deny("notifications", "scope");
+        let mut kept = Vec::with_capacity(page.len());
+        for notification in page {
+            if !principal.scope.allows_topic(&notification.topic) {
+                auth.deny("notifications", "scope");
+                continue;
+            }
+            if let Some(authorizer) = &auth.authorizer {
+                let access =
+                    streamhost_plugin_runtime::Access::Subscribe(notification.topic.clone());
+                let source = notification.source.as_ref();
+                if !authorizer
+                    .allows(principal.scope.subject(), access, source)
+                    .await
+                {
+                    auth.deny("notifications", "authorizer");
+                    continue;
+                }
+            }
+            kept.push(notification);
         }
         Ok(kept)
     }
@@ -488,6 +549,7 @@ mod tests {
             plugin: "notifier".into(),
             topic: topic.into(),
             payload: "{}".into(),
+            source: None,
         };
         let kept = access
             .keep(vec![

@@ -46,6 +46,7 @@ pub(crate) use self::feed::FeedRead;
 pub(crate) use self::feed::{Advance, Feed, FeedBounds, ReaderPositions, Reset};
 use self::notifications::{NotificationHub, RingBounds};
 use self::query_cache::QueryCache;
+pub(crate) use self::slot::AuthorizeCall;
 pub use self::slot::{FailureReport, PluginRunState, PluginSlot};
 use self::store::PluginStore;
 use super::auth::Auth;
@@ -243,6 +244,9 @@ impl PluginHost {
             shutdown,
             auth,
         });
+        if let Some(auth) = &host.auth {
+            auth.attach(Arc::downgrade(&host));
+        }
         if let Some(dir) = host.config.dir.clone() {
             loader::load_all(&host, &dir).await;
             if host.config.watch {

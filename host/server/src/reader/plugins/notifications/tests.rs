@@ -109,6 +109,7 @@ fn notify_text(seq: u64, plugin: &str, topic: &str, payload: &str) -> String {
         plugin: plugin.into(),
         topic: topic.into(),
         payload: payload.into(),
+        source: None,
     };
     format!(
         "id: {seq}\nevent: notify\ndata: {}\n\n",
