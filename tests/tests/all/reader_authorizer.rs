@@ -113,6 +113,22 @@ async fn each_user_receives_exactly_their_rooms_and_a_leave_takes_effect_from_th
     let folder = PluginFolder::with(&PLUGINS);
     let reader = reader(&writer, &folder).await;
     let addr = reader.reader().http_addr();
+    let authorizer = reader.plugin("matrix-authorizer").await;
+    assert_eq!(
+        (
+            authorizer["interface"].as_str(),
+            authorizer["authorizer"].as_bool()
+        ),
+        (Some("0.2.0"), Some(true))
+    );
+    let notifier = reader.plugin("notifier").await;
+    assert_eq!(
+        (
+            notifier["interface"].as_str(),
+            notifier["authorizer"].as_bool()
+        ),
+        (Some("0.2.0"), Some(false))
+    );
     // Alice is in !a and !c, bob in !b and !c.
     writer
         .append(

@@ -74,6 +74,10 @@ struct Detail {
     #[serde(flatten)]
     summary: Summary,
     folder: String,
+    /// The `streamhost:plugin` version the component was built against.
+    interface: Option<&'static str>,
+    /// Whether it exports `authorizer`.
+    authorizer: bool,
     requested: Option<streamhost_plugin_runtime::Manifest>,
     granted: Option<serde_json::Value>,
     limits: Option<streamhost_plugin_runtime::Limits>,
@@ -110,6 +114,8 @@ async fn details(State(host): State<Arc<PluginHost>>) -> Result<Response, ApiErr
             Detail {
                 summary,
                 folder: slot.dir().display().to_string(),
+                interface: version.as_ref().map(|v| v.interface_version()),
+                authorizer: version.as_ref().is_some_and(|v| v.is_authorizer()),
                 requested: version.as_ref().map(|v| v.manifest().clone()),
                 granted: host
                     .config
