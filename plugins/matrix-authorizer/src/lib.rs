@@ -12,16 +12,22 @@
 //! - `authorize(subject, query(room-timeline, <any>, args))`: while `subject` is joined to
 //!   the `room` argument; any other plugin's queries never.
 
-wit_bindgen::generate!({
-    world: "authorizing-reader",
-    path: "../../wit",
-});
+/// The bindings `wit-bindgen` generates for the `authorizing-reader` world.
+#[allow(missing_docs, clippy::all)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "authorizing-reader",
+        path: "../../wit",
+    });
+}
 
-use exports::streamhost::plugin::authorizer::{self, Access, QueryAccess};
-use exports::streamhost::plugin::handler;
+use bindings::exports::streamhost::plugin::authorizer::{self, Access, QueryAccess};
+use bindings::exports::streamhost::plugin::handler;
+use bindings::streamhost::plugin::kv;
+use bindings::streamhost::plugin::types::{
+    Batch, Cursor, Description, Effect, ErrorKind, PluginError,
+};
 use serde::Deserialize;
-use streamhost::plugin::kv;
-use streamhost::plugin::types::{Batch, Cursor, Description, Effect, ErrorKind, PluginError};
 
 /// The fields of an `events` row this plugin reads.
 #[derive(Deserialize)]
@@ -152,4 +158,4 @@ impl authorizer::Guest for MatrixAuthorizer {
     }
 }
 
-export!(MatrixAuthorizer);
+bindings::export!(MatrixAuthorizer with_types_in bindings);

@@ -71,9 +71,7 @@ fn matches_from(pieces: &[Piece], text: &str) -> bool {
             .is_some_and(|after| matches_from(rest, after)),
         Some((Piece::Star, rest)) => match rest.split_first() {
             None => true,
-            Some((Piece::Literal(l), after_literal)) if after_literal.is_empty() => {
-                text.ends_with(l.as_str())
-            }
+            Some((Piece::Literal(l), [])) => text.ends_with(l.as_str()),
             Some((Piece::Literal(l), after_literal)) => text
                 .match_indices(l.as_str())
                 .next()
