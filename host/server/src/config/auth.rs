@@ -134,7 +134,7 @@ impl AuthConfig {
                 "{what} ({}): another token has the same secret",
                 token.name
             );
-            crate::reader::auth::Scope::new(&token.subject, &token.queries, &token.topics)
+            super::Scope::new(&token.subject, &token.queries, &token.topics)
                 .with_context(|| format!("{what} ({})", token.name))?;
         }
         if let Some(name) = &self.authorizer {

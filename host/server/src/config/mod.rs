@@ -3,12 +3,14 @@
 //! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
 //! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`]; the
 //! memory bounds' checks and conversions are in `bounds`; `[reader.plugins.queries]` and
-//! `[reader.plugins.rate_limit]` are in [`queries`]; `[reader.auth]` is in [`auth`].
+//! `[reader.plugins.rate_limit]` are in [`queries`]; `[reader.auth]` is in [`auth`], its
+//! token scopes in [`scope`].
 
 mod auth;
 mod bounds;
 mod listener;
 mod queries;
+mod scope;
 mod synapse;
 
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use streamhost_proto::{InstanceName, StreamName};
 pub use self::auth::{AuthConfig, MIN_TOKEN_BYTES, TokenConfig};
 pub use self::listener::{ListenerConfig, ServerTlsConfig};
 pub use self::queries::{QueriesConfig, RateLimitConfig};
+pub use self::scope::{Pattern, Scope};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
 
 /// The whole file: a `[writer]` and a `[reader]` table, both optional.

@@ -2,7 +2,7 @@
 //! `docs/security.md`).
 //!
 //! - [`Auth`]: the API tokens — configured ones and those issued by the admin API (`issued`,
-//!   kept hashed in the reader's database) — each with a [`Scope`] (`scope`).
+//!   kept hashed in the reader's database) — each with a [`Scope`] (`config::scope`).
 //! - [`layer`]: the middleware in front of the query and notification endpoints. It answers
 //!   401 without a valid token and puts an [`Access`] in the request, which the handlers ask
 //!   before a query (`check_query`), before a subscription (`check_topics`), and for every
@@ -13,7 +13,6 @@
 pub(crate) mod admin;
 mod authorizer;
 mod issued;
-mod scope;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -31,10 +30,10 @@ use tokio::sync::watch;
 use self::authorizer::Authorizer;
 pub use self::issued::IssuedToken;
 use self::issued::TokenTable;
-pub use self::scope::{Pattern, Scope};
 use super::plugins::PluginHost;
 use super::plugins::notifications::Notification;
 use crate::config::AuthConfig;
+pub use crate::config::{Pattern, Scope};
 use crate::http::{ApiError, Response};
 use crate::metrics::{CounterVec, Registry};
 use streamhost_plugin_runtime::QueryAccess;
