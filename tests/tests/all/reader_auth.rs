@@ -285,6 +285,37 @@ async fn issued_tokens_work_until_revoked_and_survive_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorizer_that_cannot_answer_denies() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let folder = PluginFolder::with(&PLUGINS);
+    // The notifier exports no `authorizer`: every question fails, so every one is denied.
+    let config = AuthConfig {
+        authorizer: Some("notifier".into()),
+        ..auth()
+    };
+    let reader = reader(&writer, &folder, config).await;
+    let alice = reader.client().with_bearer(ALICE);
+    let (code, body) = status(&alice, "/v1/notifications?topics=room:!a:x&timeout_ms=10").await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("authorizer (plugin notifier)"), "{body}");
+    let (code, _) = status(&alice, "/v1/query/room-timeline/timeline?room=!a:x").await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let metrics = reader.get("/metrics").await.1;
+    let failed = streamhost_integration_tests::metric(
+        &metrics,
+        "streamhost_reader_authorizer_failures_total{reason=\"failed\"}",
+    );
+    assert_eq!(failed, Some(2.0), "{metrics}");
+    // The plugin's reports say why.
+    let notifier = reader.plugin("notifier").await;
+    let reports = notifier["reports"].to_string();
+    assert!(
+        reports.contains("authorize") && reports.contains("authorizer"),
+        "{reports}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_auth_the_endpoints_stay_open_and_tokens_are_not_issued() {
     let writer = TestWriter::spawn(&["messages"]).await;
     let folder = PluginFolder::with(&PLUGINS);

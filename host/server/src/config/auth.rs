@@ -214,6 +214,18 @@ mod tests {
     }
 
     #[test]
+    fn an_authorizer_needs_plugins() {
+        let config = ConfigFile::parse("[reader.auth]\nauthorizer = \"a\"\n").unwrap();
+        assert!(config.reader.auth.is_enabled());
+        let err = format!("{:#}", config.reader.validate().unwrap_err());
+        assert!(err.contains("reader.plugins.dir"), "{err}");
+        let config =
+            ConfigFile::parse("[reader.auth]\nauthorizer = \"a\"\n[reader.plugins]\ndir = \"p\"\n")
+                .unwrap();
+        config.reader.validate().unwrap();
+    }
+
+    #[test]
     fn a_token_file_is_read_and_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("alice.token");

@@ -488,6 +488,10 @@ impl ReaderConfig {
         self.plugins.queries.validate()?;
         self.plugins.rate_limit.validate()?;
         self.auth.validate()?;
+        anyhow::ensure!(
+            self.auth.authorizer.is_none() || self.plugins.dir.is_some(),
+            "reader.auth.authorizer names a plugin, but reader.plugins.dir is not set"
+        );
         if let Some(synapse) = &self.synapse {
             anyhow::ensure!(
                 self.redis.is_none() && self.log_database_url.is_none(),

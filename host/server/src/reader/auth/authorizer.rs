@@ -213,3 +213,74 @@ fn question(access: &Access) -> String {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn authorizer(cache_ms: u64) -> Authorizer {
+        let config = AuthConfig {
+            authorizer: Some("a".into()),
+            authorizer_cache_ms: cache_ms,
+            ..AuthConfig::default()
+        };
+        Authorizer::of(&config, &Registry::new()).unwrap()
+    }
+
+    #[test]
+    fn an_answer_holds_only_for_its_generation_and_its_time() {
+        let authorizer = authorizer(60_000);
+        let key = (
+            "@u:x".to_string(),
+            question(&Access::Subscribe("room:!r:x".into())),
+        );
+        authorizer.remember(key.clone(), true, 1);
+        assert_eq!(authorizer.cached(&key, 1), Some(true));
+        assert_eq!(
+            authorizer.cached(&key, 2),
+            None,
+            "a batch was applied since"
+        );
+        // A newer generation's answer replaces the older ones.
+        authorizer.remember(key.clone(), false, 2);
+        assert_eq!(authorizer.cached(&key, 2), Some(false));
+        assert_eq!(authorizer.cache.lock().unwrap().len(), 1);
+        let uncached = self::authorizer(0);
+        uncached.remember(key.clone(), true, 1);
+        assert_eq!(uncached.cached(&key, 1), None);
+    }
+
+    #[test]
+    fn questions_differ_by_every_part() {
+        let query = |plugin: &str, name: &str, args: &[(&str, &str)]| {
+            question(&Access::Query(QueryAccess {
+                plugin: plugin.into(),
+                name: name.into(),
+                args: args
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            }))
+        };
+        let all = [
+            query("p", "q", &[("room", "!a:x")]),
+            query("p", "q", &[("room", "!b:x")]),
+            query("p", "q", &[("room=!a", ":x")]),
+            query("p", "r", &[("room", "!a:x")]),
+            query("o", "q", &[("room", "!a:x")]),
+            query("p", "q", &[]),
+            question(&Access::Subscribe("p".into())),
+        ];
+        let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len());
+    }
+
+    #[tokio::test]
+    async fn without_its_plugin_it_denies() {
+        let authorizer = authorizer(1_000);
+        let access = Access::Subscribe("room:!r:x".into());
+        assert!(!authorizer.allows("@u:x", access, None).await);
+        assert_eq!(authorizer.failures.with(&["missing"]).get(), 1);
+    }
+}
