@@ -26,8 +26,8 @@ use tokio::sync::oneshot;
 
 use crate::config::AuthConfig;
 use crate::metrics::{CounterVec, Registry};
-use crate::reader::plugins::PluginHost;
 use crate::reader::plugins::notifications::Source;
+use crate::reader::plugins::{PluginHost, PluginRunState};
 
 /// Most questions waiting for the authorizer's worker at once; more are denied at once.
 const MAX_PENDING: usize = 1024;
@@ -66,7 +66,7 @@ impl Authorizer {
             failures: registry.counter_vec(
                 "reader_authorizer_failures_total",
                 "Authorizer questions denied because the plugin could not answer, by reason \
-                 (missing: no such plugin or not running; behind: it had not applied the \
+                 (missing: no such plugin, or not running; behind: it had not applied the \
                  notification's row within authorizer_wait_ms; busy: too many questions \
                  waiting; timeout: no answer within authorizer_timeout_ms; failed: an error or \
                  a trap).",
@@ -106,6 +106,10 @@ impl Authorizer {
         else {
             return self.fail("missing", subject, "the authorizer plugin is not loaded");
         };
+        // A quarantined or failed authorizer would only time out: say no at once.
+        if slot.run_state() != PluginRunState::Running {
+            return self.fail("missing", subject, "the authorizer plugin is not running");
+        }
         if let Some(source) = after
             && !slot
                 .wait_for_cursor(&source.stream, Token(source.token), self.wait)
