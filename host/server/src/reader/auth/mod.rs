@@ -11,7 +11,6 @@
 //! - `admin`: `POST`/`GET /v1/admin/tokens`, `DELETE /v1/admin/tokens/{id}`.
 
 pub(crate) mod admin;
-mod authorizer;
 mod issued;
 
 use std::collections::HashMap;
@@ -27,11 +26,8 @@ use axum::middleware::Next;
 use axum::response::IntoResponse;
 use tokio::sync::watch;
 
-use self::authorizer::Authorizer;
 pub use self::issued::IssuedToken;
 use self::issued::TokenTable;
-use super::plugins::PluginHost;
-use super::plugins::notifications::Notification;
 use crate::config::AuthConfig;
 pub use crate::config::{Pattern, Scope};
 use crate::http::{ApiError, Response};
@@ -63,7 +59,7 @@ pub struct Auth {
     /// `reader_auth_denied_total{endpoint, reason}`.
     denied: CounterVec,
     /// The authorizer plugin, asked after a token's scope allowed a request.
-    authorizer: Option<Authorizer>,
+    authorizer: Option<Arc<dyn Authorize>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -82,11 +78,13 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Auth {
-    /// The tokens of `config`, and the issued ones kept in `pool`'s `api_tokens`.
+    /// The tokens of `config`, and the issued ones kept in `pool`'s `api_tokens`; `authorizer`
+    /// is asked after a token's scope allowed a request.
     pub(crate) async fn open(
         config: &AuthConfig,
         pool: sqlx::SqlitePool,
         registry: &Registry,
+        authorizer: Option<Arc<dyn Authorize>>,
     ) -> anyhow::Result<Auth> {
         let mut configured = HashMap::new();
         for token in &config.tokens {
@@ -122,7 +120,7 @@ impl Auth {
             issued: RwLock::new(issued),
             table,
             revocations: watch::Sender::new(0),
-            authorizer: Authorizer::of(config, registry),
+            authorizer,
             denied: registry.counter_vec(
                 "reader_auth_denied_total",
                 "Requests and notifications [reader.auth] refused, by endpoint (query, \
@@ -226,13 +224,6 @@ impl Auth {
         Ok(deleted || removed)
     }
 
-    /// Lets the authorizer find its plugin among `host`'s.
-    pub(crate) fn attach(&self, host: std::sync::Weak<PluginHost>) {
-        if let Some(authorizer) = &self.authorizer {
-            authorizer.attach(host);
-        }
-    }
-
     /// Counts a refusal.
     fn deny(&self, endpoint: &str, reason: &str) {
         self.denied.with(&[endpoint, reason]).inc();
@@ -264,6 +255,30 @@ fn random_hex(bytes: usize) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// The authorizer plugin as [`Access`] asks it (`reader::plugins::authorizer` implements it):
+/// failures deny.
+pub(crate) trait Authorize: Send + Sync {
+    /// The plugin's name, for messages.
+    fn plugin(&self) -> &str;
+
+    /// Whether `subject` may do `access`, asked once the plugin has applied `after` (the
+    /// stream and token of the row a notification came from).
+    fn allows<'a>(
+        &'a self,
+        subject: &'a str,
+        access: streamhost_plugin_runtime::Access,
+        after: Option<(&'a str, i64)>,
+    ) -> futures_util::future::BoxFuture<'a, bool>;
+}
+
+/// A notification as [`Access::keep`] sees it.
+pub trait Delivered {
+    /// Its topic.
+    fn topic(&self) -> &str;
+    /// The stream and token of the row that produced it, if a plugin's batch did.
+    fn source(&self) -> Option<(&str, i64)>;
 }
 
 /// What a request to a query or notification endpoint may do: put in the request by [`layer`].
@@ -359,7 +374,7 @@ impl Access {
 
     /// The notifications of `page` the holder may receive; a 401 once the token no longer
     /// works (revoked or expired).
-    pub async fn keep(&self, page: Vec<Notification>) -> Result<Vec<Notification>, ApiError> {
+    pub async fn keep<N: Delivered>(&self, page: Vec<N>) -> Result<Vec<N>, ApiError> {
         let Access::Token { principal, auth } = self else {
             return Ok(page);
         };
@@ -369,16 +384,15 @@ impl Access {
         }
         let mut kept = Vec::with_capacity(page.len());
         for notification in page {
-            if !principal.scope.allows_topic(&notification.topic) {
+            if !principal.scope.allows_topic(notification.topic()) {
                 auth.deny("notifications", "scope");
                 continue;
             }
             if let Some(authorizer) = &auth.authorizer {
                 let access =
-                    streamhost_plugin_runtime::Access::Subscribe(notification.topic.clone());
-                let source = notification.source.as_ref();
+                    streamhost_plugin_runtime::Access::Subscribe(notification.topic().to_owned());
                 if !authorizer
-                    .allows(principal.scope.subject(), access, source)
+                    .allows(principal.scope.subject(), access, notification.source())
                     .await
                 {
                     auth.deny("notifications", "authorizer");
@@ -479,10 +493,23 @@ mod tests {
             .await
             .unwrap();
         let config = ConfigFile::parse(toml).unwrap().reader.auth;
-        let auth = Auth::open(&config, store.pool().clone(), &Registry::new())
+        let auth = Auth::open(&config, store.pool().clone(), &Registry::new(), None)
             .await
             .unwrap();
         (auth, dir)
+    }
+
+    /// A notification on a topic.
+    #[derive(Debug, PartialEq)]
+    struct Topic(&'static str);
+
+    impl Delivered for Topic {
+        fn topic(&self) -> &str {
+            self.0
+        }
+        fn source(&self) -> Option<(&str, i64)> {
+            None
+        }
     }
 
     const ALICE: &str = "[[reader.auth.tokens]]\nname = \"alice\"\n\
@@ -543,21 +570,11 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.message.contains("user:@bob:x"), "{}", error.message);
-        let notification = |seq, topic: &str| Notification {
-            seq,
-            plugin: "notifier".into(),
-            topic: topic.into(),
-            payload: "{}".into(),
-            source: None,
-        };
         let kept = access
-            .keep(vec![
-                notification(1, "room:!a:x"),
-                notification(2, "user:@bob:x"),
-            ])
+            .keep(vec![Topic("room:!a:x"), Topic("user:@bob:x")])
             .await
             .unwrap();
-        assert_eq!(kept, vec![notification(1, "room:!a:x")]);
+        assert_eq!(kept, vec![Topic("room:!a:x")]);
     }
 
     #[tokio::test]
@@ -570,7 +587,7 @@ mod tests {
         };
         let secret = {
             let store = crate::reader::ReaderStore::open(&path).await.unwrap();
-            let auth = Auth::open(&config, store.pool().clone(), &Registry::new())
+            let auth = Auth::open(&config, store.pool().clone(), &Registry::new(), None)
                 .await
                 .unwrap();
             let (token, secret) = auth
@@ -592,7 +609,7 @@ mod tests {
         };
         let store = crate::reader::ReaderStore::open(&path).await.unwrap();
         let auth = Arc::new(
-            Auth::open(&config, store.pool().clone(), &Registry::new())
+            Auth::open(&config, store.pool().clone(), &Registry::new(), None)
                 .await
                 .unwrap(),
         );
@@ -616,7 +633,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            access.keep(Vec::new()).await.unwrap_err().status,
+            access.keep(Vec::<Topic>::new()).await.unwrap_err().status,
             StatusCode::UNAUTHORIZED
         );
         assert!(

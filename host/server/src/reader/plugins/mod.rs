@@ -15,10 +15,11 @@
 //! `loader` (finding, loading and reloading plugins; the folder watcher), [`query_cache`],
 //! `query_queue` (each plugin's bounded queue of cache misses), [`notifications`], `api` (the
 //! HTTP endpoints), `rate_limit` (requests per client address on them), `admin` (the admin
-//! endpoints).
+//! endpoints), `authorizer` (the `[reader.auth]` authorizer plugin, asked by `reader::auth`).
 
 mod admin;
 mod api;
+mod authorizer;
 mod feed;
 mod files;
 mod loader;
@@ -46,10 +47,9 @@ pub(crate) use self::feed::FeedRead;
 pub(crate) use self::feed::{Advance, Feed, FeedBounds, ReaderPositions, Reset};
 use self::notifications::{NotificationHub, RingBounds};
 use self::query_cache::QueryCache;
-pub(crate) use self::slot::AuthorizeCall;
 pub use self::slot::{FailureReport, PluginRunState, PluginSlot};
 use self::store::PluginStore;
-use super::auth::Auth;
+use super::auth::{Auth, Authorize};
 use super::catchup::CatchupSource;
 use crate::config::{AuthConfig, PluginsConfig};
 use crate::metrics::{CounterVec, Registry};
@@ -202,8 +202,14 @@ impl PluginHost {
         };
         let runtime = tokio::task::spawn_blocking(move || Runtime::new(runtime_config)).await??;
         let metrics = PluginMetrics::new(registry);
+        let authorizer = authorizer::Authorizer::of(auth, registry).map(Arc::new);
         let auth = match auth.is_enabled() {
-            true => Some(Arc::new(Auth::open(auth, pool.clone(), registry).await?)),
+            true => {
+                let asked = authorizer.clone().map(|a| a as Arc<dyn Authorize>);
+                Some(Arc::new(
+                    Auth::open(auth, pool.clone(), registry, asked).await?,
+                ))
+            }
             false => None,
         };
         let ctx = Arc::new(HostContext {
@@ -244,8 +250,8 @@ impl PluginHost {
             shutdown,
             auth,
         });
-        if let Some(auth) = &host.auth {
-            auth.attach(Arc::downgrade(&host));
+        if let Some(authorizer) = &authorizer {
+            authorizer.attach(Arc::downgrade(&host));
         }
         if let Some(dir) = host.config.dir.clone() {
             loader::load_all(&host, &dir).await;

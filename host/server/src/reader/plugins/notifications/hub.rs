@@ -36,6 +36,16 @@ pub struct Notification {
     pub source: Option<Source>,
 }
 
+impl crate::reader::auth::Delivered for Notification {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn source(&self) -> Option<(&str, i64)> {
+        self.source.as_ref().map(|s| (s.stream.as_str(), s.token))
+    }
+}
+
 /// Where in the log a notification comes from: the last token of the batch that produced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {

@@ -1,6 +1,6 @@
 //! [`Authorizer`]: the plugin named by `[reader.auth] authorizer`, asked through its
 //! `authorizer` export (WIT 0.2.0) whether a token's subject may run a query or receive a
-//! topic, after the token's scope allowed it.
+//! topic, after the token's scope allowed it (`reader::auth` asks it as an [`Authorize`]).
 //!
 //! - Each call goes to the plugin's worker, answered between batches on its instance, under
 //!   `authorizer_timeout_ms` from the moment it is asked (time queued behind batches counts).
@@ -24,10 +24,11 @@ use streamhost_plugin_runtime::{Access, QueryAccess};
 use streamhost_proto::Token;
 use tokio::sync::oneshot;
 
+use super::PluginHost;
+use super::slot::{AuthorizeCall, PluginRunState};
 use crate::config::AuthConfig;
 use crate::metrics::{CounterVec, Registry};
-use crate::reader::plugins::notifications::Source;
-use crate::reader::plugins::{PluginHost, PluginRunState};
+use crate::reader::auth::Authorize;
 
 /// Most questions waiting for the authorizer's worker at once; more are denied at once.
 const MAX_PENDING: usize = 1024;
@@ -80,24 +81,14 @@ impl Authorizer {
         })
     }
 
-    /// The plugin's name.
-    pub(crate) fn plugin(&self) -> &str {
-        &self.plugin
-    }
-
     /// Gives the authorizer the plugins to find its own among.
     pub(crate) fn attach(&self, host: Weak<PluginHost>) {
         let _ = self.host.set(host);
     }
 
-    /// Whether `subject` may do `access`, asked once the plugin has applied `after` (the row
-    /// a notification came from). False on any failure.
-    pub(crate) async fn allows(
-        &self,
-        subject: &str,
-        access: Access,
-        after: Option<&Source>,
-    ) -> bool {
+    /// Whether `subject` may do `access`, asked once the plugin has applied `after` (the
+    /// stream and token of the row a notification came from). False on any failure.
+    async fn ask(&self, subject: &str, access: Access, after: Option<(&str, i64)>) -> bool {
         let Some(slot) = self
             .host
             .get()
@@ -110,18 +101,14 @@ impl Authorizer {
         if slot.run_state() != PluginRunState::Running {
             return self.fail("missing", subject, "the authorizer plugin is not running");
         }
-        if let Some(source) = after
-            && !slot
-                .wait_for_cursor(&source.stream, Token(source.token), self.wait)
-                .await
+        if let Some((stream, token)) = after
+            && !slot.wait_for_cursor(stream, Token(token), self.wait).await
         {
             return self.fail(
                 "behind",
                 subject,
                 &format!(
-                    "the authorizer had not applied {}:{} within {} ms",
-                    source.stream,
-                    source.token,
+                    "the authorizer had not applied {stream}:{token} within {} ms",
                     self.wait.as_millis()
                 ),
             );
@@ -137,7 +124,7 @@ impl Authorizer {
             return self.fail("busy", subject, "too many questions waiting");
         }
         let (reply, verdict) = oneshot::channel();
-        let call = crate::reader::plugins::AuthorizeCall {
+        let call = AuthorizeCall {
             subject: subject.to_owned(),
             access,
             deadline: Instant::now() + self.timeout,
@@ -198,6 +185,21 @@ impl Authorizer {
         tracing::warn!(plugin = %self.plugin, %subject, reason, "{message}: denied (fail closed)");
         self.failures.with(&[reason]).inc();
         false
+    }
+}
+
+impl Authorize for Authorizer {
+    fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    fn allows<'a>(
+        &'a self,
+        subject: &'a str,
+        access: Access,
+        after: Option<(&'a str, i64)>,
+    ) -> futures_util::future::BoxFuture<'a, bool> {
+        Box::pin(self.ask(subject, access, after))
     }
 }
 
@@ -284,7 +286,7 @@ mod tests {
     async fn without_its_plugin_it_denies() {
         let authorizer = authorizer(1_000);
         let access = Access::Subscribe("room:!r:x".into());
-        assert!(!authorizer.allows("@u:x", access, None).await);
+        assert!(!authorizer.ask("@u:x", access, None).await);
         assert_eq!(authorizer.failures.with(&["missing"]).get(), 1);
     }
 }
