@@ -7,7 +7,8 @@
 //! A plugin folder holding `component.wat` instead of a crate (`evil-table`, which needs an
 //! instruction Rust cannot emit; `evil-alias`, whose strings share their bytes) is a
 //! hand-written core module: it is assembled with `wat` and made a component of the `reader`
-//! world with `wit-component`.
+//! world of `streamhost:plugin@0.1.0` (`wit/previous/0.1.0`) with `wit-component`, so the tests
+//! keep loading components built against the previous interface version.
 //!
 //! The Python and JavaScript plugins (`plugins/python/*`, `plugins/javascript/*`) are built by
 //! the same commands a user runs, `scripts/build-python-plugin` and `scripts/build-js-plugin`,
@@ -68,7 +69,8 @@ fn main() {
         let wasm = dir.join(format!("{name}.wasm"));
         let wat = plugins_src.join(name).join("component.wat");
         if wat.is_file() {
-            build_wat_component(&wat, &root.join("wit"), &wasm);
+            // Built against 0.1.0: the components that keep older versions loading.
+            build_wat_component(&wat, &root.join("wit/previous/0.1.0"), &wasm);
         } else {
             copy(
                 &target_dir

@@ -1,6 +1,6 @@
 //! The Rust SDK for Streamhost reader plugins.
 //!
-//! A reader plugin is a WebAssembly component of the `streamhost:plugin@0.1.0` world `reader`
+//! A reader plugin is a WebAssembly component of the `streamhost:plugin@0.2.0` world `reader`
 //! (the WIT package in `wit/` at the root of the repository). The reader hands it batches of
 //! replicated rows; the plugin returns effects (cache invalidations and notifications) and
 //! answers cached reads. This crate wraps the bindings that `wit-bindgen` generates for that

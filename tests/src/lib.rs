@@ -2,7 +2,8 @@
 //! SQLite files (or a fresh PostgreSQL schema for the writer's log), raw replication clients,
 //! polling helpers, the real binary as a process, a scripted fake Synapse on Redis, a Redis
 //! of a test's own with TLS, test certificates (`certs`), a PostgreSQL of a test's own with
-//! TLS, and a reader process for hostile plugins (`hostile`).
+//! TLS, a reader process for hostile plugins (`hostile`), and a raw server-sent event client
+//! (`sse`).
 
 pub mod certs;
 pub mod hostile;
@@ -14,6 +15,7 @@ pub mod proxy;
 pub mod raw;
 pub mod redis;
 pub mod redis_tls;
+pub mod sse;
 pub mod synapse;
 
 use std::future::Future;
@@ -339,6 +341,19 @@ impl TestReader {
         if let Some(reader) = self.reader.take() {
             reader.join().await.expect("reader shuts down cleanly");
         }
+    }
+
+    /// Stops the reader and starts it again on the same data folder (with the recording or
+    /// discarding sink, as configured) after `adjust` changed its configuration; its HTTP
+    /// port changes.
+    pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut ReaderConfig)) {
+        self.stop().await;
+        adjust(&mut self.config);
+        self.shutdown = CancellationToken::new();
+        let reader = Reader::bind(self.config.clone(), None, self.shutdown.clone())
+            .await
+            .expect("reader restarts");
+        self.reader = Some(reader);
     }
 
     /// The data folder (survives `stop`).

@@ -4,15 +4,18 @@
 
 use std::time::{Duration, Instant};
 
+use wasmtime::component::InstancePre;
 use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktrace};
 
+use crate::bindings::authorizer::Access;
 use crate::bindings::types::{Batch, Cursor, Description, Effect, ErrorKind, PluginError};
-use crate::bindings::{Reader, ReaderPre};
+use crate::bindings::{authorizer, handler_v1, handler_v2};
 use crate::budget::Charge;
 use crate::effects;
 use crate::error::{Failure, FailureReason};
 use crate::limits::{EPOCH_TICK, LimitHit};
 use crate::state::PluginState;
+use crate::version::ExportIndices;
 
 /// Part of wasmtime's message when a call passed the host more than its hostcall fuel allowed
 /// (the error type is private to wasmtime): such a call failed for want of host memory.
@@ -28,11 +31,28 @@ pub struct BatchEffects {
     pub charge: Charge,
 }
 
+/// An instance's exports, by the `streamhost:plugin` version it was built against.
+enum Exports {
+    V1(handler_v1::Guest),
+    V2(handler_v2::Guest, Option<authorizer::Guest>),
+}
+
+/// Calls `$call` with `$h` bound to the `handler` export of `$exports`, whatever its version
+/// (the two are different types with the same methods).
+macro_rules! handler {
+    ($exports:expr, |$h:ident| $call:expr) => {
+        match $exports {
+            Exports::V1($h) => $call,
+            Exports::V2($h, _) => $call,
+        }
+    };
+}
+
 /// An instance and its store. After a failure that [`FailureReason::needs_fresh_instance`],
 /// drop it and instantiate again.
 pub struct PluginInstance {
     store: Store<PluginState>,
-    bindings: Reader,
+    exports: Exports,
     /// Whether calls are held to the host memory budget (always, except to measure its cost).
     accounting: bool,
 }
@@ -40,14 +60,30 @@ pub struct PluginInstance {
 impl PluginInstance {
     pub(crate) fn new(
         mut store: Store<PluginState>,
-        pre: &ReaderPre<PluginState>,
+        pre: &InstancePre<PluginState>,
+        indices: &ExportIndices,
     ) -> Result<PluginInstance, Failure> {
         let init_deadline = Duration::from_millis(store.data().caps.limits.init_deadline_ms);
         set_deadline(&mut store, init_deadline);
-        match pre.instantiate(&mut store) {
-            Ok(bindings) => Ok(PluginInstance {
+        let exports = pre.instantiate(&mut store).and_then(|instance| {
+            Ok(match indices {
+                ExportIndices::V1(handler) => Exports::V1(handler.load(&mut store, &instance)?),
+                ExportIndices::V2 {
+                    handler,
+                    authorizer,
+                } => Exports::V2(
+                    handler.load(&mut store, &instance)?,
+                    match authorizer {
+                        Some(authorizer) => Some(authorizer.load(&mut store, &instance)?),
+                        None => None,
+                    },
+                ),
+            })
+        });
+        match exports {
+            Ok(exports) => Ok(PluginInstance {
                 store,
-                bindings,
+                exports,
                 accounting: true,
             }),
             Err(error) => Err(classify(&store, error)),
@@ -57,7 +93,7 @@ impl PluginInstance {
     fn call<T>(
         &mut self,
         deadline: Duration,
-        f: impl FnOnce(&Reader, &mut Store<PluginState>) -> wasmtime::Result<T>,
+        f: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<T, Failure> {
         set_deadline(&mut self.store, deadline);
         let state = self.store.data_mut();
@@ -74,15 +110,13 @@ impl PluginInstance {
             false => usize::MAX,
         };
         self.store.set_hostcall_fuel(fuel);
-        f(&self.bindings, &mut self.store).map_err(|error| classify(&self.store, error))
+        f(&self.exports, &mut self.store).map_err(|error| classify(&self.store, error))
     }
 
     /// `describe`.
     pub fn describe(&mut self) -> Result<Description, Failure> {
         let deadline = self.limit(|l| l.init_deadline_ms);
-        self.call(deadline, |b, s| {
-            b.streamhost_plugin_handler().call_describe(s)
-        })
+        self.call(deadline, |b, s| handler!(b, |h| h.call_describe(s)))
     }
 
     /// `init` with the plugin's configuration and cursors.
@@ -90,8 +124,7 @@ impl PluginInstance {
         let deadline = self.limit(|l| l.init_deadline_ms);
         let config = self.store.data().caps.config_json.clone();
         let result = self.call(deadline, |b, s| {
-            b.streamhost_plugin_handler()
-                .call_init(s, &config, resume_after)
+            handler!(b, |h| h.call_init(s, &config, resume_after))
         })?;
         result.map_err(|e| self.plugin_failure(e))
     }
@@ -101,8 +134,7 @@ impl PluginInstance {
         let deadline = self.limit(|l| l.init_deadline_ms);
         let config = self.store.data().caps.config_json.clone();
         let result = self.call(deadline, |b, s| {
-            b.streamhost_plugin_handler()
-                .call_restore(s, &config, state, resume_after)
+            handler!(b, |h| h.call_restore(s, &config, state, resume_after))
         })?;
         result.map_err(|e| self.plugin_failure(e))
     }
@@ -110,9 +142,7 @@ impl PluginInstance {
     /// `snapshot`.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, Failure> {
         let deadline = self.limit(|l| l.init_deadline_ms);
-        let result = self.call(deadline, |b, s| {
-            b.streamhost_plugin_handler().call_snapshot(s)
-        })?;
+        let result = self.call(deadline, |b, s| handler!(b, |h| h.call_snapshot(s)))?;
         result.map_err(|e| self.plugin_failure(e))
     }
 
@@ -126,9 +156,7 @@ impl PluginInstance {
             .caps
             .limits
             .batch_deadline(batch.rows.len());
-        let result = self.call(deadline, |b, s| {
-            b.streamhost_plugin_handler().call_on_batch(s, batch)
-        })?;
+        let result = self.call(deadline, |b, s| handler!(b, |h| h.call_on_batch(s, batch)))?;
         let effects = result.map_err(|e| self.plugin_failure(e))?;
         effects::validate(&effects, &self.store.data().caps)?;
         let charge = match self.accounting {
@@ -154,7 +182,29 @@ impl PluginInstance {
     pub fn query(&mut self, name: &str, args: &[(String, String)]) -> Result<String, Failure> {
         let deadline = self.limit(|l| l.query_deadline_ms);
         let result = self.call(deadline, |b, s| {
-            b.streamhost_plugin_handler().call_query(s, name, args)
+            handler!(b, |h| h.call_query(s, name, args))
+        })?;
+        result.map_err(|e| self.plugin_failure(e))
+    }
+
+    /// `authorize` (0.2.0's `authorizer` export), under `deadline` or the plugin's query
+    /// deadline, whichever is shorter. A plugin without the export fails the call.
+    pub fn authorize(
+        &mut self,
+        subject: &str,
+        access: &Access,
+        deadline: Duration,
+    ) -> Result<bool, Failure> {
+        if !matches!(self.exports, Exports::V2(_, Some(_))) {
+            return Err(Failure::new(
+                FailureReason::Trap,
+                "the plugin exports no streamhost:plugin/authorizer@0.2.0",
+            ));
+        }
+        let deadline = deadline.min(self.limit(|l| l.query_deadline_ms));
+        let result = self.call(deadline, |b, s| match b {
+            Exports::V2(_, Some(a)) => a.call_authorize(s, subject, access),
+            _ => Err(wasmtime::Error::msg("no authorizer export")),
         })?;
         result.map_err(|e| self.plugin_failure(e))
     }

@@ -1,5 +1,6 @@
 //! The wasmtime host of Streamhost's reader plugins: WebAssembly components built against
-//! `wit/` (package `streamhost:plugin`, world `reader`). Lifecycle, limits, grants and reload
+//! `wit/` (package `streamhost:plugin@0.2.0`, worlds `reader` and `authorizing-reader`; components
+//! built against 0.1.0, kept in `wit/previous/0.1.0/`, load too). Lifecycle, limits, grants and reload
 //! semantics are described for plugin authors in `docs/plugins.md`.
 //!
 //! This crate knows nothing of replication, HTTP or databases; the reader drives it. It owns:
@@ -16,7 +17,7 @@
 //!   rate-limited log, counters, and a [`RowSource`].
 //! - [`Limits`] and the [`BudgetLimiter`] (`limits`); the host memory a plugin causes,
 //!   [`HostBudget`] and its [`Charge`]s (`budget`).
-//! - `bindings`: the one `bindgen!`.
+//! - `bindings`: the `bindgen!`s, one per interface version.
 
 mod bindings;
 mod budget;
@@ -34,6 +35,7 @@ mod services;
 mod state;
 mod version;
 
+pub use bindings::authorizer::{Access, QueryAccess};
 pub use bindings::types::{
     Batch, Cursor, Description, Effect, ErrorKind, Invalidation, Notification, PluginError,
     QuerySpec, Row,

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::bindings::types::Description;
-use crate::bindings::{ReaderPre, clock, kv, rows, types};
+use crate::bindings::{VERSIONS, authorizer, clock, handler_v1, handler_v2, kv, rows, types};
 use crate::error::LoadError;
 use crate::grants::{Capabilities, Grant};
 use crate::instance::PluginInstance;
@@ -31,7 +31,8 @@ pub struct PluginVersion {
     caps: Arc<Capabilities>,
     sha256: String,
     description: Description,
-    pre: ReaderPre<PluginState>,
+    pre: InstancePre<PluginState>,
+    exports: ExportIndices,
     engine: Engine,
     component_bytes: u64,
     compile_time: Duration,
@@ -80,8 +81,8 @@ impl PluginVersion {
         let linker = linker(&engine, &caps).map_err(|e| link_error(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
-            .and_then(ReaderPre::new)
             .map_err(|e| link_error(format!("cannot link the component: {e:#}")))?;
+        let exports = ExportIndices::new(&pre).map_err(link_error)?;
         let caps = Arc::new(caps);
         let mut version = PluginVersion {
             manifest,
@@ -95,6 +96,7 @@ impl PluginVersion {
                 snapshots: false,
             },
             pre,
+            exports,
             engine,
             component_bytes: size,
             compile_time,
@@ -156,7 +158,26 @@ impl PluginVersion {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(crate::instance::epoch_reached);
-        PluginInstance::new(store, &self.pre)
+        PluginInstance::new(store, &self.pre, &self.exports)
+    }
+
+    /// The `streamhost:plugin` version the component was built against (`0.1.0`, `0.2.0`).
+    pub fn interface_version(&self) -> &'static str {
+        match self.exports {
+            ExportIndices::V1(_) => VERSIONS[0],
+            ExportIndices::V2 { .. } => VERSIONS[1],
+        }
+    }
+
+    /// Whether the component exports `authorizer` (0.2.0).
+    pub fn is_authorizer(&self) -> bool {
+        matches!(
+            self.exports,
+            ExportIndices::V2 {
+                authorizer: Some(_),
+                ..
+            }
+        )
     }
 
     /// The plugin's name.
@@ -248,20 +269,61 @@ fn check_gated_imports(
     Ok(())
 }
 
+/// Where a component's exports are, by the `streamhost:plugin` version it was built against.
+#[derive(Clone)]
+pub(crate) enum ExportIndices {
+    /// A 0.1.0 component: `handler@0.1.0`.
+    V1(handler_v1::GuestIndices),
+    /// A 0.2.0 component: `handler@0.2.0`, and `authorizer@0.2.0` if it exports one.
+    V2 {
+        handler: handler_v2::GuestIndices,
+        authorizer: Option<authorizer::GuestIndices>,
+    },
+}
+
+impl ExportIndices {
+    /// Finds the exports in `pre`'s component; an error says which `handler` it lacks.
+    fn new(pre: &InstancePre<PluginState>) -> Result<ExportIndices, String> {
+        if let Ok(handler) = handler_v2::GuestIndices::new(pre) {
+            let authorizer = authorizer::GuestIndices::new(pre).ok();
+            return Ok(ExportIndices::V2 {
+                handler,
+                authorizer,
+            });
+        }
+        handler_v1::GuestIndices::new(pre)
+            .map(ExportIndices::V1)
+            .map_err(|_| {
+                format!(
+                    "the component exports no streamhost:plugin/handler of a version this host \
+                     speaks ({})",
+                    VERSIONS.join(", ")
+                )
+            })
+    }
+}
+
 /// A linker with WASI (whose context grants only clocks, random and a granted folder) and
-/// exactly the Streamhost interfaces `caps` grants.
+/// exactly the Streamhost interfaces `caps` grants, under the names of every version in
+/// [`VERSIONS`]: 0.2.0's through `bindgen!`, 0.1.0's onto the same functions
+/// (`crate::host::v1`).
 fn linker(engine: &Engine, caps: &Capabilities) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    crate::host::log::add_to_linker(&mut linker)?;
-    crate::host::counters::add_to_linker(&mut linker)?;
+    for version in VERSIONS {
+        crate::host::log::add_to_linker(&mut linker, version)?;
+        crate::host::counters::add_to_linker(&mut linker, version)?;
+    }
     clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    crate::host::v1::add_clock(&mut linker)?;
     if caps.kv {
         kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        crate::host::v1::add_kv(&mut linker)?;
     }
     if !caps.read_rows.is_empty() {
         rows::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        crate::host::v1::add_rows(&mut linker)?;
     }
     Ok(linker)
 }

@@ -810,8 +810,11 @@ async fn the_guides_config_files_run_against_postgres_redis_and_the_example_plug
         .expect("append with the file's write token");
     let last = tokens.last().unwrap();
     for reader in readers {
+        // reader-1.toml's API token for the application.
         let api = http_client(&reader);
         let timeline = api
+            .clone()
+            .with_bearer("CHANGE-ME-app-token")
             .get_json(&format!(
                 "/v1/query/room-timeline/timeline?room=!a:x&min_token=messages:{last}"
             ))

@@ -270,6 +270,11 @@ async fn a_32_mib_query_answer_is_refused_and_not_cached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_effects_naming_one_8_mib_string_are_refused_before_copying() {
     let scene = Scene::start("evil-alias", json!({})).await;
+    // Built against streamhost:plugin@0.1.0, which the host still links.
+    assert_eq!(
+        scene.reader.plugin("evil-alias").await["interface"],
+        "0.1.0"
+    );
     scene.append().await;
     // The hostcall fuel stops the lift at the budget, after the second string.
     let offender = scene.quarantined_with("host-memory").await;

@@ -23,6 +23,8 @@ mod plugins;
 mod postgres;
 mod postgres_tls;
 mod process;
+mod reader_auth;
+mod reader_authorizer;
 mod redis;
 mod redis_tls;
 mod replication;

@@ -7,10 +7,13 @@ use wasmtime::component::{Linker, WasmStr};
 
 use crate::state::PluginState;
 
-/// Links `streamhost:plugin/counters@0.1.0#add`.
-pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+/// Links `streamhost:plugin/counters@<version>#add`.
+pub(crate) fn add_to_linker(
+    linker: &mut Linker<PluginState>,
+    version: &str,
+) -> wasmtime::Result<()> {
     linker
-        .instance("streamhost:plugin/counters@0.1.0")?
+        .instance(&format!("streamhost:plugin/counters@{version}"))?
         .func_wrap(
             "add",
             |store: StoreContextMut<'_, PluginState>, (name, delta): (WasmStr, u64)| {

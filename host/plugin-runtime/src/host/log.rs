@@ -8,14 +8,19 @@ use wasmtime::component::{Linker, WasmStr};
 use crate::bindings::log::Level;
 use crate::state::PluginState;
 
-/// Links `streamhost:plugin/log@0.1.0#log`.
-pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    linker.instance("streamhost:plugin/log@0.1.0")?.func_wrap(
-        "log",
-        |store: StoreContextMut<'_, PluginState>, (level, message): (Level, WasmStr)| {
-            log(store, level, &message)
-        },
-    )
+/// Links `streamhost:plugin/log@<version>#log`.
+pub(crate) fn add_to_linker(
+    linker: &mut Linker<PluginState>,
+    version: &str,
+) -> wasmtime::Result<()> {
+    linker
+        .instance(&format!("streamhost:plugin/log@{version}"))?
+        .func_wrap(
+            "log",
+            |store: StoreContextMut<'_, PluginState>, (level, message): (Level, WasmStr)| {
+                log(store, level, &message)
+            },
+        )
 }
 
 fn log(

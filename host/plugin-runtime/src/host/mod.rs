@@ -6,5 +6,6 @@ pub(crate) mod counters;
 mod kv;
 pub(crate) mod log;
 mod rows;
+pub(crate) mod v1;
 
 impl crate::bindings::types::Host for crate::state::PluginState {}

@@ -120,7 +120,8 @@ impl WriterConfig {
 
 impl ReaderConfig {
     /// What `reader.http`'s endpoints need: `read_token` (`/v1/status`, `/metrics`) and, with
-    /// plugins, `plugins.admin_token` (the admin API).
+    /// plugins, `plugins.admin_token` (the admin API) and `[reader.auth]` (the query and
+    /// notification endpoints).
     pub fn http_credentials(&self) -> Vec<Credential> {
         let mut credentials = vec![("reader.read_token", self.read_token.is_some())];
         if self.plugins.dir.is_some() {
@@ -128,6 +129,7 @@ impl ReaderConfig {
                 "reader.plugins.admin_token",
                 self.plugins.admin_token.is_some(),
             ));
+            credentials.push(("reader.auth", self.auth.is_enabled()));
         }
         credentials
     }

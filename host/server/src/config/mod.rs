@@ -6,13 +6,16 @@
 //! `[reader.plugins.rate_limit]` are in [`queries`]; listeners' settings are in `listener`,
 //! and the secure-defaults check of their exposure (run at start) in [`exposure`];
 //! `[reader.writer_tls]` is in `client_tls`; secrets (never shown, and read from `*_file`
-//! keys) are in [`secrets`].
+//! keys) are in [`secrets`]; `[reader.auth]` is in [`auth`], its token scopes in
+//! [`scope`].
 
+mod auth;
 mod bounds;
 mod client_tls;
 pub mod exposure;
 mod listener;
 mod queries;
+mod scope;
 pub mod secrets;
 mod synapse;
 
@@ -24,9 +27,11 @@ use anyhow::Context;
 use serde::Deserialize;
 use streamhost_proto::{InstanceName, StreamName};
 
+pub use self::auth::{AuthConfig, MIN_TOKEN_BYTES, TokenConfig};
 pub use self::client_tls::ClientTlsConfig;
 pub use self::listener::{ListenerConfig, ServerTlsConfig};
 pub use self::queries::{QueriesConfig, RateLimitConfig};
+pub use self::scope::{Pattern, Scope};
 pub use self::secrets::{Secret, SecretUrl};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
 
@@ -442,6 +447,9 @@ pub struct ReaderConfig {
     /// `docs/synapse.md`); `name` is then this reader's instance name in the deployment, and
     /// `writer`, `writer_http`, `server_name`, `redis` and `log_database_url` are unused.
     pub synapse: Option<SynapseConfig>,
+    /// API tokens and the authorizer for the plugin endpoints (`[reader.auth]`,
+    /// `docs/security.md`).
+    pub auth: AuthConfig,
 }
 
 /// The reader's plugins: where they are, what each is granted, and the host's bounds.
@@ -543,6 +551,7 @@ impl Default for ReaderConfig {
             plugins: PluginsConfig::default(),
             redis: None,
             synapse: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -618,6 +627,11 @@ impl ReaderConfig {
         self.validate_bounds()?;
         self.plugins.queries.validate()?;
         self.plugins.rate_limit.validate()?;
+        self.auth.validate()?;
+        anyhow::ensure!(
+            self.auth.authorizer.is_none() || self.plugins.dir.is_some(),
+            "reader.auth.authorizer names a plugin, but reader.plugins.dir is not set"
+        );
         if let Some(synapse) = &self.synapse {
             anyhow::ensure!(
                 self.redis.is_none() && self.log_database_url.is_none(),

@@ -31,6 +31,7 @@
 //! - `api`: the HTTP API.
 
 mod api;
+pub mod auth;
 pub mod batches;
 pub mod catchup;
 pub(crate) mod inbound;
@@ -262,6 +263,7 @@ async fn start_plugins(
     let positions = processor.committed();
     let host = PluginHost::start(
         config.plugins.clone(),
+        &config.auth,
         config.data.clone(),
         store.pool().clone(),
         upstream.catchup(),

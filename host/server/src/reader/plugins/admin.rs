@@ -1,6 +1,7 @@
 //! The admin endpoints, a router nested at `/v1/admin` behind the admin bearer token (403
 //! when the reader has none): `GET /v1/admin/plugins`, `POST /v1/admin/plugins/{name}/reload`,
-//! `POST /v1/admin/plugins/{name}/resume`. Any other path under `/v1/admin`, or another
+//! `POST /v1/admin/plugins/{name}/resume`, and the API token endpoints
+//! (`reader::auth::admin`: `/v1/admin/tokens`). Any other path under `/v1/admin`, or another
 //! method, is a 404.
 
 use std::sync::Arc;
@@ -30,11 +31,12 @@ pub(super) fn router(host: Arc<PluginHost>) -> Router {
         .route("/plugins", get(details))
         .route("/plugins/{name}/reload", post(reload))
         .route("/plugins/{name}/resume", post(resume))
+        .with_state(Arc::clone(&host))
+        .merge(crate::reader::auth::admin::router(host.auth.clone()))
         .fallback(no_such_admin_endpoint)
         .method_not_allowed_fallback(no_such_admin_endpoint)
         .layer(http::layers::timeout(REQUEST_TIMEOUT))
         .layer(auth.layer())
-        .with_state(host)
 }
 
 async fn no_such_admin_endpoint(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
@@ -72,6 +74,10 @@ struct Detail {
     #[serde(flatten)]
     summary: Summary,
     folder: String,
+    /// The `streamhost:plugin` version the component was built against.
+    interface: Option<&'static str>,
+    /// Whether it exports `authorizer`.
+    authorizer: bool,
     requested: Option<streamhost_plugin_runtime::Manifest>,
     granted: Option<serde_json::Value>,
     limits: Option<streamhost_plugin_runtime::Limits>,
@@ -108,6 +114,8 @@ async fn details(State(host): State<Arc<PluginHost>>) -> Result<Response, ApiErr
             Detail {
                 summary,
                 folder: slot.dir().display().to_string(),
+                interface: version.as_ref().map(|v| v.interface_version()),
+                authorizer: version.as_ref().is_some_and(|v| v.is_authorizer()),
                 requested: version.as_ref().map(|v| v.manifest().clone()),
                 granted: host
                     .config

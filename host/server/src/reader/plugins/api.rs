@@ -9,13 +9,15 @@
 //!   (`admin`): `GET /v1/admin/plugins`, `POST /v1/admin/plugins/{name}/reload`,
 //!   `POST /v1/admin/plugins/{name}/resume`.
 //!
-//! The query and notification endpoints are rate-limited per client address (`rate_limit`).
+//! The query and notification endpoints are rate-limited per client address (`rate_limit`),
+//! then, with `[reader.auth]` enabled, require an API token whose scope covers the request
+//! (`reader::auth`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::http::header::HeaderValue;
 use axum::routing::{any, get};
@@ -30,6 +32,7 @@ use super::rate_limit::{Limited, RateLimiter, limit};
 use super::slot::{Enqueue, PluginRunState, PluginSlot, QueryError};
 use super::{PluginHost, admin, notifications};
 use crate::http::{self, ApiError, Params, Response, json, with_type};
+use crate::reader::auth::{self, Access};
 
 /// Longest a query waits for the plugin's worker to answer.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,7 +51,11 @@ pub(crate) fn router(host: Option<Arc<PluginHost>>) -> Router {
     let queries = Router::new()
         .route("/v1/query/{plugin}/{name}", get(query))
         .with_state(Arc::clone(&host));
-    let notifications = notifications::router(Arc::clone(&host.ctx.hub), host.shutdown.clone());
+    let queries = auth::layer(queries, host.auth.clone());
+    let notifications = auth::layer(
+        notifications::router(Arc::clone(&host.ctx.hub), host.shutdown.clone()),
+        host.auth.clone(),
+    );
     Router::new()
         .route("/v1/plugins", get(list))
         .with_state(Arc::clone(&host))
@@ -110,17 +117,20 @@ async fn list(State(host): State<Arc<PluginHost>>) -> Response {
 /// `GET /v1/query/{plugin}/{name}`: from the cache, or from the plugin's `query`.
 async fn query(
     State(host): State<Arc<PluginHost>>,
+    Extension(access): Extension<Access>,
     Path((plugin, name)): Path<(String, String)>,
     params: Params,
 ) -> Result<Response, ApiError> {
     let (plugin, name) = (plugin.as_str(), name.as_str());
-    let slot = host
-        .slot(plugin)
-        .ok_or_else(|| ApiError::not_found(format!("no plugin named {plugin}")))?;
     let (min_token, args): (Vec<_>, Vec<_>) = params
         .into_pairs()
         .into_iter()
         .partition(|(k, _)| k == "min_token");
+    // Before anything about the plugin is told: its existence is outside a scope too.
+    access.check_query(plugin, name, &args).await?;
+    let slot = host
+        .slot(plugin)
+        .ok_or_else(|| ApiError::not_found(format!("no plugin named {plugin}")))?;
     let version = slot
         .status()
         .version

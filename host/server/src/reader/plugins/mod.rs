@@ -15,10 +15,11 @@
 //! `loader` (finding, loading and reloading plugins; the folder watcher), [`query_cache`],
 //! `query_queue` (each plugin's bounded queue of cache misses), [`notifications`], `api` (the
 //! HTTP endpoints), `rate_limit` (requests per client address on them), `admin` (the admin
-//! endpoints).
+//! endpoints), `authorizer` (the `[reader.auth]` authorizer plugin, asked by `reader::auth`).
 
 mod admin;
 mod api;
+mod authorizer;
 mod feed;
 mod files;
 mod loader;
@@ -48,8 +49,9 @@ use self::notifications::{NotificationHub, RingBounds};
 use self::query_cache::QueryCache;
 pub use self::slot::{FailureReport, PluginRunState, PluginSlot};
 use self::store::PluginStore;
+use super::auth::{Auth, Authorize};
 use super::catchup::CatchupSource;
-use crate::config::PluginsConfig;
+use crate::config::{AuthConfig, PluginsConfig};
 use crate::metrics::{CounterVec, Registry};
 
 /// The plugin metrics on the reader's `/metrics`.
@@ -169,13 +171,18 @@ pub struct PluginHost {
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     shutdown: CancellationToken,
+    /// The API tokens, when `[reader.auth]` is enabled.
+    auth: Option<Arc<Auth>>,
 }
 
 impl PluginHost {
     /// Starts the plugins of `config.dir` (if any): loads each, starts its worker, watches the
     /// folder. A plugin that fails to load is reported and left out; the reader runs on.
+    /// With `auth` enabled, the query and notification endpoints require its tokens.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         config: PluginsConfig,
+        auth: &AuthConfig,
         data: PathBuf,
         pool: sqlx::SqlitePool,
         catchup: Arc<dyn CatchupSource>,
@@ -195,6 +202,16 @@ impl PluginHost {
         };
         let runtime = tokio::task::spawn_blocking(move || Runtime::new(runtime_config)).await??;
         let metrics = PluginMetrics::new(registry);
+        let authorizer = authorizer::Authorizer::of(auth, registry).map(Arc::new);
+        let auth = match auth.is_enabled() {
+            true => {
+                let asked = authorizer.clone().map(|a| a as Arc<dyn Authorize>);
+                Some(Arc::new(
+                    Auth::open(auth, pool.clone(), registry, asked).await?,
+                ))
+            }
+            false => None,
+        };
         let ctx = Arc::new(HostContext {
             store: PluginStore::new(pool),
             catchup,
@@ -231,7 +248,11 @@ impl PluginHost {
             slots: RwLock::new(BTreeMap::new()),
             threads: std::sync::Mutex::new(Vec::new()),
             shutdown,
+            auth,
         });
+        if let Some(authorizer) = &authorizer {
+            authorizer.attach(Arc::downgrade(&host));
+        }
         if let Some(dir) = host.config.dir.clone() {
             loader::load_all(&host, &dir).await;
             if host.config.watch {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use streamhost_plugin_runtime::{Failure, PluginServices, PluginVersion};
@@ -108,8 +108,23 @@ pub(crate) enum Control {
     },
     /// Lift a quarantine.
     Resume { reply: oneshot::Sender<bool> },
+    /// Ask the plugin's `authorizer` export (`reader::auth`).
+    Authorize(AuthorizeCall),
     /// Finish and exit.
     Stop,
+}
+
+/// One question for an authorizer plugin, answered between batches on its instance.
+#[derive(Debug)]
+pub(crate) struct AuthorizeCall {
+    /// The API token's subject.
+    pub(crate) subject: String,
+    /// What it asks to do.
+    pub(crate) access: streamhost_plugin_runtime::Access,
+    /// When the answer stops being wanted; the call's own deadline is what is left of it.
+    pub(crate) deadline: Instant,
+    /// Where the verdict goes; closed once the asker gave up.
+    pub(crate) reply: oneshot::Sender<Result<bool, String>>,
 }
 
 /// Why a read could not be answered.
@@ -250,6 +265,16 @@ impl PluginSlot {
     pub(crate) fn publish_cursors(&self, cursors: HashMap<Key, Token>) {
         self.status().cursors = cursors;
         self.cursor_moves.send_modify(|n| *n += 1);
+    }
+
+    /// How many times the cursors moved: changes whenever the plugin applied something.
+    pub(crate) fn cursor_generation(&self) -> u64 {
+        *self.cursor_moves.borrow()
+    }
+
+    /// Sends an authorizer question to the worker; false when no worker runs.
+    pub(crate) fn authorize(&self, call: AuthorizeCall) -> bool {
+        self.send(Control::Authorize(call))
     }
 
     /// The plugin's cursor for `stream` (the highest over its instances).

@@ -30,6 +30,29 @@ pub struct Notification {
     pub topic: String,
     /// Its payload, usually JSON text, delivered as a string.
     pub payload: String,
+    /// The row that produced it, when a plugin's batch did (not sent to clients): an
+    /// authorizer is asked about it only once it has applied that row.
+    #[serde(skip)]
+    pub source: Option<Source>,
+}
+
+impl crate::reader::auth::Delivered for Notification {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn source(&self) -> Option<(&str, i64)> {
+        self.source.as_ref().map(|s| (s.stream.as_str(), s.token))
+    }
+}
+
+/// Where in the log a notification comes from: the last token of the batch that produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The batch's stream.
+    pub stream: String,
+    /// The batch's last token.
+    pub token: i64,
 }
 
 /// An answer of [`NotificationHub::wait`] and of the long-poll endpoint.
@@ -72,14 +95,22 @@ impl NotificationHub {
     /// Appends `(topic, payload)` items from `plugin` and wakes waiters. Synchronous and
     /// cheap: callable from plugin worker threads.
     pub fn publish(&self, plugin: &str, items: Vec<(String, String)>) {
+        self.publish_from(
+            plugin,
+            items.into_iter().map(|(t, p)| (t, p, None)).collect(),
+        );
+    }
+
+    /// [`NotificationHub::publish`] of `(topic, payload, source)` items.
+    pub fn publish_from(&self, plugin: &str, items: Vec<(String, String, Option<Source>)>) {
         if items.is_empty() {
             return;
         }
         let mut evicted = Vec::new();
         let latest = {
             let mut ring = self.lock();
-            for (topic, payload) in items {
-                evicted.extend(ring.push(plugin, topic, payload));
+            for (topic, payload, source) in items {
+                evicted.extend(ring.push(plugin, topic, payload, source));
             }
             ring.latest()
         };

@@ -14,7 +14,7 @@ use axum::Router;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-pub use self::hub::{Notification, NotificationHub, NotificationPage};
+pub use self::hub::{Notification, NotificationHub, NotificationPage, Source};
 pub use self::ring::RingBounds;
 use crate::http::{self, ApiError, Params};
 

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use super::hub::Notification;
+use super::hub::{Notification, Source};
 use crate::config::PluginsConfig;
 
 /// Bytes counted for each notification besides its strings: the `Arc`, the struct, its slots
@@ -146,6 +146,7 @@ impl Ring {
         plugin: &str,
         topic: String,
         payload: String,
+        source: Option<Source>,
     ) -> Vec<(Arc<Notification>, Bound)> {
         self.latest += 1;
         let seq = self.latest;
@@ -155,6 +156,7 @@ impl Ring {
             plugin: plugin.to_owned(),
             topic,
             payload,
+            source,
         });
         let mut evicted = Vec::new();
         if weight > self.bounds.plugin_bytes.min(self.bounds.bytes) {

@@ -18,7 +18,7 @@ fn bounds(entries: usize, bytes: usize, plugin_bytes: usize) -> RingBounds {
 
 /// Pushes one notification of `plugin` on `topic` with a payload of `size` bytes.
 fn push(ring: &mut Ring, plugin: &str, topic: &str, size: usize) -> Vec<(u64, Bound)> {
-    ring.push(plugin, topic.into(), "x".repeat(size))
+    ring.push(plugin, topic.into(), "x".repeat(size), None)
         .into_iter()
         .map(|(item, bound)| (item.seq, bound))
         .collect()
@@ -109,7 +109,7 @@ fn past_the_remembered_topics_older_positions_count_as_missed() {
     let mut ring = Ring::new(bounds(1, usize::MAX, usize::MAX));
     let topics = DROPPED_TOPICS + 10;
     for n in 0..=topics {
-        ring.push("p", format!("t{n}"), String::new());
+        ring.push("p", format!("t{n}"), String::new(), None);
     }
     // 10 topics' drops folded into the floor (seq 10): anything before it is missed.
     assert_eq!(ring.gap_after(&["unrelated".into()], 5), 10);

@@ -7,12 +7,14 @@
 //! `data: {"next": seq}` (the stream continues after `seq`). A `: keep-alive` comment goes
 //! out after 15 s without an event. The stream ends when the client disconnects or shutdown
 //! begins. A slow client holds at most [`STREAM_BUFFER`] events and [`STREAM_BUFFER_BYTES`]
-//! (one larger event goes alone) besides the page being sent.
+//! (one larger event goes alone) besides the page being sent. With `[reader.auth]`, only
+//! notifications the token's [`Access`] keeps are sent, and the stream ends when the token is
+//! revoked or expires.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -22,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Notification, NotificationHub, Notifications, PAGE_MAX, bad_param};
 use super::{topics_param, u64_param};
 use crate::http::{ApiError, Params};
+use crate::reader::auth::Access;
 
 /// Events buffered between an event stream's task and its connection.
 pub(super) const STREAM_BUFFER: usize = 64;
@@ -37,10 +40,12 @@ struct Buffer {
 /// Starts a stream's task and answers its events.
 pub(super) async fn answer(
     State(notifications): State<Notifications>,
+    Extension(access): Extension<Access>,
     params: Params,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let topics = topics_param(&params)?;
+    access.check_topics(&topics).await?;
     let last_event_id = match headers.get("last-event-id") {
         None => None,
         Some(value) => match value.to_str().ok().map(str::trim).map(str::parse::<u64>) {
@@ -60,6 +65,7 @@ pub(super) async fn answer(
     };
     tokio::spawn(run_stream(
         notifications.hub,
+        access,
         topics,
         since,
         buffer,
@@ -122,9 +128,11 @@ async fn send(
     }
 }
 
-/// Feeds one event stream until the client disconnects or `shutdown` fires.
+/// Feeds one event stream until the client disconnects, `shutdown` fires or `access` ends
+/// (its token revoked or expired); each notification goes out only if `access` keeps it.
 async fn run_stream(
     hub: Arc<NotificationHub>,
+    access: Access,
     topics: Vec<String>,
     mut since: u64,
     buffer: Buffer,
@@ -141,7 +149,10 @@ async fn run_stream(
         }
         // A page cut by its count or bytes: more may be waiting.
         let full = page.next < hub.latest_seq();
-        for notification in &page.notifications {
+        let Ok(kept) = access.keep(page.notifications).await else {
+            return;
+        };
+        for notification in &kept {
             if !send(&buffer, &shutdown, notify_event(notification)).await {
                 return;
             }
@@ -159,6 +170,7 @@ async fn run_stream(
             }
             () = buffer.events.closed() => return,
             () = shutdown.cancelled() => return,
+            () = access.ended() => return,
         }
     }
 }

@@ -55,7 +55,7 @@ fn call(
         .body(Body::empty())
         .unwrap();
     *copy.headers_mut() = request.headers().clone();
-    router_with(Arc::clone(hub), shutdown.clone(), every)
+    crate::reader::auth::layer(router_with(Arc::clone(hub), shutdown.clone(), every), None)
         .oneshot(copy)
         .map(|answer| answer.unwrap())
 }
@@ -109,6 +109,7 @@ fn notify_text(seq: u64, plugin: &str, topic: &str, payload: &str) -> String {
         plugin: plugin.into(),
         topic: topic.into(),
         payload: payload.into(),
+        source: None,
     };
     format!(
         "id: {seq}\nevent: notify\ndata: {}\n\n",

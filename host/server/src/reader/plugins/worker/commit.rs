@@ -5,6 +5,7 @@
 
 use streamhost_plugin_runtime::{Effect, Invalidation, Notification};
 
+use super::super::notifications::Source;
 use super::{Group, Worker};
 
 impl Worker {
@@ -46,7 +47,7 @@ impl Worker {
             );
             self.ctx.metrics.resets.with(&[&name, key.0.as_str()]).inc();
         }
-        self.apply_effects(&name, &group.effects);
+        self.apply_effects(&name, &group.effects, &group.sources);
         self.count(&name, &group);
         self.slot.publish_cursors(
             self.cursors
@@ -56,22 +57,28 @@ impl Worker {
         );
     }
 
-    /// Applies a committed group's effects: cache evictions, then its notifications at once.
-    fn apply_effects(&self, name: &str, effects: &[Effect]) {
+    /// Applies a committed group's effects: cache evictions, then its notifications at once,
+    /// each with the batch it came from (`sources`, one per effect).
+    fn apply_effects(&self, name: &str, effects: &[Effect], sources: &[(String, i64)]) {
         let mut notifications = Vec::new();
-        for effect in effects {
+        for (effect, source) in effects.iter().zip(sources) {
             match effect {
                 Effect::Invalidate(Invalidation { cache, key }) => {
                     self.ctx.cache.invalidate(name, cache, key)
                 }
                 Effect::InvalidateAll(cache) => self.ctx.cache.invalidate_all(name, cache),
                 Effect::Notify(Notification { topic, payload }) => {
-                    notifications.push((topic.clone(), payload.clone()))
+                    let (stream, token) = source.clone();
+                    notifications.push((
+                        topic.clone(),
+                        payload.clone(),
+                        Some(Source { stream, token }),
+                    ))
                 }
             }
         }
         if !notifications.is_empty() {
-            self.ctx.hub.publish(name, notifications);
+            self.ctx.hub.publish_from(name, notifications);
         }
     }
 

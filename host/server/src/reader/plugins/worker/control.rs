@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::query_cache::cache_key;
-use super::super::slot::{Control, PluginRunState, QueryError};
+use super::super::slot::{AuthorizeCall, Control, PluginRunState, QueryError};
 use super::{Halt, Worker};
 
 impl Worker {
@@ -19,6 +19,7 @@ impl Worker {
             Control::Reload { version, reply } => {
                 let _ = reply.send(self.swap(version));
             }
+            Control::Authorize(call) => self.authorize(call),
             Control::Resume { reply } => {
                 let was = self.quarantined;
                 if was {
@@ -63,6 +64,36 @@ impl Worker {
                 .with(&[self.slot.name(), dropped])
                 .inc();
         }
+    }
+
+    /// Answers an authorizer question on the plugin's instance (between batches, so the
+    /// verdict reflects exactly the applied cursors), unless the asker gave up or its deadline
+    /// passed. Failures are reported like a query's, and deny.
+    fn authorize(&mut self, call: AuthorizeCall) {
+        let left = call.deadline.saturating_duration_since(Instant::now());
+        if call.reply.is_closed() || left.is_zero() {
+            return;
+        }
+        if self.quarantined {
+            let _ = call
+                .reply
+                .send(Err(format!("plugin {} is quarantined", self.slot.name())));
+            return;
+        }
+        let started = Instant::now();
+        let result = match self.ensure_instance() {
+            Ok(instance) => instance.authorize(&call.subject, &call.access, left),
+            Err(failure) => Err(failure),
+        };
+        self.services.kv().discard();
+        let verdict = result.map_err(|failure| {
+            if failure.reason.needs_fresh_instance() {
+                self.instance = None;
+            }
+            self.report("authorize", None, (1, started.elapsed()), &failure, None);
+            failure.to_string()
+        });
+        let _ = call.reply.send(verdict);
     }
 
     /// Answers a query on the plugin's instance (between batches, so its answer reflects

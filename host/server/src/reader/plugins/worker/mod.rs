@@ -65,6 +65,8 @@ enum Halt {
 #[derive(Default)]
 struct Group {
     effects: Vec<Effect>,
+    /// The batch each of `effects` came from: its stream and last token.
+    sources: Vec<(String, i64)>,
     /// The host memory `effects` hold, given back when the group is flushed.
     charge: Charge,
     dead: Vec<DeadLetter>,

@@ -42,6 +42,10 @@ impl Worker {
             let failure = match result {
                 Ok(returned) => {
                     self.services.kv().stage();
+                    let source = (batch.stream.clone(), batch.token);
+                    group
+                        .sources
+                        .extend(std::iter::repeat_n(source, returned.effects.len()));
                     group.effects.extend(returned.effects);
                     group.charge.absorb(returned.charge);
                     group.batches += 1;
