@@ -30,6 +30,7 @@ mod redis_tls;
 mod replication;
 mod secrets;
 mod secure_defaults;
+mod security_matrix;
 mod synapse;
 mod tail;
 mod tls;
