@@ -34,7 +34,7 @@ use sqlx::{PgPool, SqlitePool};
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
 
 pub use error::{LogError, Result};
-pub use url::{Backend, has_password, redact_url, with_password};
+pub use url::{Backend, has_password, percent_encode, redact_url, with_password};
 
 /// The position of a stream with no rows: Synapse's implicit origin.
 pub const ORIGIN: Token = Token(1);

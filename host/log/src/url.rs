@@ -140,8 +140,8 @@ impl<'a> UrlParts<'a> {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, so any password is a
-/// valid userinfo or query value.
-fn percent_encode(s: &str) -> String {
+/// valid userinfo or query value (and a stream name one path segment).
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -49,7 +49,7 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            install_crypto_provider();
+            crate::net::tls::install_crypto_provider();
             Arc::new(
                 rustls::ClientConfig::builder()
                     .with_root_certificates(crate::net::tls::system_roots())
@@ -57,12 +57,6 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
             )
         })
         .clone()
-}
-
-/// Makes `ring` the process's rustls provider (HTTPS here, TLS to Redis in
-/// `redis::tls`). The only one compiled in; a second call only reports it is installed.
-pub(crate) fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// An answer that was not a success.
@@ -206,18 +200,4 @@ fn ok_json(status: StatusCode, body: &[u8]) -> anyhow::Result<serde_json::Value>
         .into());
     }
     Ok(serde_json::from_slice(body)?)
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters (a stream name as one path
-/// segment, a Redis password in a URL).
-pub(crate) fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use super::{RedisConfig, Secret};
-use crate::client::percent_encode;
+use streamhost_log::percent_encode;
 
 /// Following a Synapse (`[reader.synapse]`).
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -37,6 +37,13 @@ pub use tokio_rustls::server::TlsStream as ServerTlsStream;
 
 use crate::config::{ClientTlsConfig, ListenerConfig, ServerTlsConfig};
 
+/// Makes `ring` the process's rustls provider (the listeners, the reader's client, HTTPS in
+/// `client`, TLS to Redis in `redis::tls`). The only one compiled in; a second call only
+/// reports it is installed.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Shortest time between two looks at a configuration's files. A renewed certificate is
 /// served from the first connection a second or less after it is written.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
@@ -186,7 +193,7 @@ fn certificate_names(der: &[u8]) -> Vec<String> {
 
 /// The acceptor configuration of `tls`.
 fn server_config(tls: &ServerTlsConfig, alpn: &[&[u8]]) -> anyhow::Result<rustls::ServerConfig> {
-    crate::client::install_crypto_provider();
+    install_crypto_provider();
     let chain = certificates(&tls.certificate_file).context("certificate_file")?;
     let key = private_key(&tls.private_key_file).context("private_key_file")?;
     let builder = rustls::ServerConfig::builder();
@@ -294,7 +301,7 @@ fn parse_server_name(name: &str) -> anyhow::Result<ServerName<'static>> {
 
 /// The connector configuration of `tls`.
 fn client_config(tls: &ClientTlsConfig) -> anyhow::Result<rustls::ClientConfig> {
-    crate::client::install_crypto_provider();
+    install_crypto_provider();
     let roots = match &tls.ca_file {
         Some(file) => Arc::new(root_store(file).context("ca_file")?),
         None => system_roots(),

@@ -35,7 +35,7 @@ pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<Client> {
         }),
         _ => None,
     };
-    crate::client::install_crypto_provider();
+    crate::net::tls::install_crypto_provider();
     Client::build_with_tls(
         config.url.expose(),
         TlsCertificates {

@@ -12,7 +12,9 @@ use serde_json::value::RawValue;
 use streamhost_proto::{RowJson, StreamName, Token};
 
 use super::{CatchupError, CatchupPage, CatchupSource, REQUEST_TIMEOUT};
-use crate::client::{ApiClient, percent_encode};
+use streamhost_log::percent_encode;
+
+use crate::client::ApiClient;
 use crate::config::Secret;
 use crate::net::tls::ClientTls;
 use crate::reader::sink::BoxFuture;
