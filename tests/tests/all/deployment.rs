@@ -809,19 +809,32 @@ async fn the_guides_config_files_run_against_postgres_redis_and_the_example_plug
         .await
         .expect("append with the file's write token");
     let last = tokens.last().unwrap();
-    for reader in readers {
-        // reader-1.toml's API token for the application.
+    for (reader, configured_token) in readers.into_iter().zip([true, false]) {
         let api = http_client(&reader);
+        let admin = api.clone().with_bearer("CHANGE-ME-admin");
+        // reader-1.toml configures an API token for the application; the container's reader
+        // takes only tokens issued through its admin API.
+        let token = if configured_token {
+            "CHANGE-ME-app-token".to_owned()
+        } else {
+            let body = json!({"subject": "app", "queries": ["room-timeline/*"]}).to_string();
+            let (status, issued) = admin
+                .send(Method::POST, "/v1/admin/tokens", bytes::Bytes::from(body))
+                .await
+                .unwrap();
+            assert_eq!(status, StatusCode::CREATED, "{issued:?}");
+            let issued: serde_json::Value = serde_json::from_slice(&issued).unwrap();
+            issued["token"].as_str().unwrap().to_owned()
+        };
         let timeline = api
             .clone()
-            .with_bearer("CHANGE-ME-app-token")
+            .with_bearer(token)
             .get_json(&format!(
                 "/v1/query/room-timeline/timeline?room=!a:x&min_token=messages:{last}"
             ))
             .await
             .unwrap();
         assert_eq!(timeline, json!(messages), "the plugin saw every message");
-        let admin = api.clone().with_bearer("CHANGE-ME-admin");
         let loaded = admin.get_json("/v1/admin/plugins").await.unwrap();
         let states: Vec<&str> = loaded
             .as_array()
