@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use streamhost_server::config::{ConfigFile, ReaderConfig, WriterConfig};
+use streamhost_server::config::{ConfigFile, ReaderConfig, Secret, WriterConfig};
 
 /// Streamhost: an append-only log streamed over Synapse's replication protocol.
 #[derive(Debug, Parser)]
@@ -124,18 +124,24 @@ impl WriterArgs {
         if let Some(v) = env_secret(&env, "STREAMHOST_DATABASE_URL")? {
             config.database.url = Some(v.into());
         }
-        if let Some(v) = env_secret(&env, "STREAMHOST_WRITE_TOKEN")? {
-            config.write_token = Some(v.into());
-            config.write_token_file = None;
-        }
-        if let Some(v) = env_secret(&env, "STREAMHOST_REPLICATION_SECRET")? {
-            config.replication_secret = Some(v.into());
-            config.replication_secret_file = None;
-        }
-        if let Some(v) = env_secret(&env, "STREAMHOST_READ_TOKEN")? {
-            config.read_token = Some(v.into());
-            config.read_token_file = None;
-        }
+        secret_from_env(
+            &env,
+            "STREAMHOST_WRITE_TOKEN",
+            &mut config.write_token,
+            &mut config.write_token_file,
+        )?;
+        secret_from_env(
+            &env,
+            "STREAMHOST_REPLICATION_SECRET",
+            &mut config.replication_secret,
+            &mut config.replication_secret_file,
+        )?;
+        secret_from_env(
+            &env,
+            "STREAMHOST_READ_TOKEN",
+            &mut config.read_token,
+            &mut config.read_token_file,
+        )?;
         if let Some(v) = self.http {
             config.http.address = v;
         }
@@ -252,18 +258,24 @@ impl ReaderArgs {
         if let Some(v) = env_secret(&env, "STREAMHOST_LOG_DATABASE_URL")? {
             config.log_database_url = Some(v.into());
         }
-        if let Some(v) = env_secret(&env, "STREAMHOST_REPLICATION_SECRET")? {
-            config.replication_secret = Some(v.into());
-            config.replication_secret_file = None;
-        }
-        if let Some(v) = env_secret(&env, "STREAMHOST_READ_TOKEN")? {
-            config.read_token = Some(v.into());
-            config.read_token_file = None;
-        }
-        if let Some(v) = env_secret(&env, "STREAMHOST_ADMIN_TOKEN")? {
-            config.plugins.admin_token = Some(v.into());
-            config.plugins.admin_token_file = None;
-        }
+        secret_from_env(
+            &env,
+            "STREAMHOST_REPLICATION_SECRET",
+            &mut config.replication_secret,
+            &mut config.replication_secret_file,
+        )?;
+        secret_from_env(
+            &env,
+            "STREAMHOST_READ_TOKEN",
+            &mut config.read_token,
+            &mut config.read_token_file,
+        )?;
+        secret_from_env(
+            &env,
+            "STREAMHOST_ADMIN_TOKEN",
+            &mut config.plugins.admin_token,
+            &mut config.plugins.admin_token_file,
+        )?;
         if let Some(v) = &self.writer {
             config.writer = v.clone();
         }
@@ -320,6 +332,21 @@ fn env_secret(env: impl Fn(&str) -> Option<String>, name: &str) -> anyhow::Resul
         Some(value) if value.is_empty() => anyhow::bail!("{name} is set but empty"),
         value => Ok(value),
     }
+}
+
+/// The secret in the environment variable `name`, when set, replaces `secret` and the file
+/// that would have held it.
+fn secret_from_env(
+    env: impl Fn(&str) -> Option<String>,
+    name: &str,
+    secret: &mut Option<Secret>,
+    file: &mut Option<PathBuf>,
+) -> anyhow::Result<()> {
+    if let Some(value) = env_secret(env, name)? {
+        *secret = Some(value.into());
+        *file = None;
+    }
+    Ok(())
 }
 
 /// A URL given as `flag`, refused (without repeating it) when it holds a password: `ps`
