@@ -285,7 +285,7 @@ async fn every_listener_answers_every_kind_of_client_as_documented() {
         }
     }
 
-    // The reader's HTTP listener: status and metrics (read token), the admin API (admin
+    // The reader's HTTP listener: status, metrics and the plugin list (read token), the admin API (admin
     // token), a query, a long-poll and an event stream (Alice's API token).
     let timeline = "/v1/query/room-timeline/timeline?room=!a:x&min_token=messages:1";
     let poll = "/v1/notifications?topics=room:!a:x&since=0&timeout_ms=100";
@@ -294,6 +294,7 @@ async fn every_listener_answers_every_kind_of_client_as_documented() {
         for (path, token) in [
             ("/v1/status", READ),
             ("/metrics", READ),
+            ("/v1/plugins", READ),
             ("/v1/admin/plugins", ADMIN),
             (timeline, ALICE),
             (poll, ALICE),

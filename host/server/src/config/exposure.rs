@@ -242,15 +242,18 @@ mod tests {
     }
 
     #[test]
-    fn the_readers_listener_needs_its_read_token_and_with_plugins_the_admin_token() {
+    fn the_readers_listener_needs_its_read_token_and_with_plugins_the_admin_token_and_auth() {
         for exposed in EXPOSED.map(addr) {
             let err = error(ReaderConfig::default().check_exposure(exposed));
             assert!(err.contains("set reader.read_token (or"), "{err}");
             assert!(!err.contains("admin_token"), "{err}");
+            assert!(!err.contains("reader.auth"), "{err}");
             let mut config = reader_with_plugins();
             let err = error(config.check_exposure(exposed));
             assert!(
-                err.contains("set reader.read_token and reader.plugins.admin_token"),
+                err.contains(
+                    "set reader.read_token and reader.plugins.admin_token and reader.auth"
+                ),
                 "{err}"
             );
             assert!(
@@ -258,9 +261,10 @@ mod tests {
                 "{err}"
             );
             config.read_token = Some("t".into());
-            let err = error(config.check_exposure(exposed));
-            assert!(err.contains("set reader.plugins.admin_token (or"), "{err}");
             config.plugins.admin_token = Some("a".into());
+            let err = error(config.check_exposure(exposed));
+            assert!(err.contains("set reader.auth (or"), "{err}");
+            config.auth.enabled = Some(true);
             config.check_exposure(exposed).unwrap();
         }
     }

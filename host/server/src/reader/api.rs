@@ -26,7 +26,7 @@ struct ReaderApi {
     plugins: Option<Arc<PluginHost>>,
 }
 
-/// The reader's router; `read` guards its own endpoints.
+/// The reader's router; `read` guards its own endpoints and `GET /v1/plugins`.
 pub(crate) fn router(
     shared: Arc<Shared>,
     plugins: Option<Arc<PluginHost>>,
@@ -35,7 +35,7 @@ pub(crate) fn router(
     let own = Router::new()
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
-        .route_layer(read.layer())
+        .route_layer(read.clone().layer())
         .layer(http::layers::timeout(REQUEST_TIMEOUT))
         .with_state(ReaderApi {
             shared,
@@ -45,7 +45,7 @@ pub(crate) fn router(
         body_bytes: MAX_BODY_BYTES,
         body_read_timeout: http::layers::BODY_READ_TIMEOUT,
     };
-    http::finish(own.merge(plugins::api_router(plugins)), limits)
+    http::finish(own.merge(plugins::api_router(plugins, read)), limits)
 }
 
 /// `GET /v1/status`: with plugins, each one's state and lag joins the reader's own status.

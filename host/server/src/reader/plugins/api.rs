@@ -31,7 +31,7 @@ use super::query_queue::QueuedQuery;
 use super::rate_limit::{Limited, RateLimiter, limit};
 use super::slot::{Enqueue, PluginRunState, PluginSlot, QueryError};
 use super::{PluginHost, admin, notifications};
-use crate::http::{self, ApiError, Params, Response, json, with_type};
+use crate::http::{self, ApiError, Bearer, Params, Response, json, with_type};
 use crate::reader::auth::{self, Access};
 
 /// Longest a query waits for the plugin's worker to answer.
@@ -40,8 +40,9 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much longer than its own waits a request may take before the request timeout answers.
 const TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
 
-/// The plugin endpoints; without plugins, a 404 saying so on each of their paths.
-pub(crate) fn router(host: Option<Arc<PluginHost>>) -> Router {
+/// The plugin endpoints; without plugins, a 404 saying so on each of their paths. `read`
+/// guards `GET /v1/plugins` as it does the reader's status.
+pub(crate) fn router(host: Option<Arc<PluginHost>>, read: Bearer) -> Router {
     let Some(host) = host else {
         return no_plugins();
     };
@@ -58,6 +59,7 @@ pub(crate) fn router(host: Option<Arc<PluginHost>>) -> Router {
     );
     Router::new()
         .route("/v1/plugins", get(list))
+        .route_layer(read.layer())
         .with_state(Arc::clone(&host))
         .merge(rate_limited(queries, &limiter, &host, "query"))
         .layer(http::layers::timeout(longest_query + TIMEOUT_MARGIN))
