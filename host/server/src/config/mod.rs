@@ -3,8 +3,8 @@
 //! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
 //! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`]; the
 //! memory bounds' checks and conversions are in `bounds`; `[reader.plugins.queries]` and
-//! `[reader.plugins.rate_limit]` are in [`queries`]; listeners' settings are in `listener`,
-//! and the secure-defaults check of their exposure (run at start) in [`exposure`];
+//! `[reader.plugins.rate_limit]` are in [`queries`], `[reader.plugins]` itself in `plugins`;
+//! listeners' settings are in `listener`, and the secure-defaults check of their exposure (run at start) in [`exposure`];
 //! `[reader.writer_tls]` is in `client_tls`; secrets (never shown, and read from `*_file`
 //! keys) are in [`secrets`]; `[reader.auth]` is in [`auth`], its token scopes in
 //! [`scope`].
@@ -14,6 +14,7 @@ mod bounds;
 mod client_tls;
 pub mod exposure;
 mod listener;
+mod plugins;
 mod queries;
 mod scope;
 pub mod secrets;
@@ -30,6 +31,7 @@ use streamhost_proto::{InstanceName, StreamName};
 pub use self::auth::{AuthConfig, MIN_TOKEN_BYTES, TokenConfig};
 pub use self::client_tls::ClientTlsConfig;
 pub use self::listener::{ListenerConfig, ServerTlsConfig};
+pub use self::plugins::PluginsConfig;
 pub use self::queries::{QueriesConfig, RateLimitConfig};
 pub use self::scope::{Pattern, Scope};
 pub use self::secrets::{Secret, SecretUrl};
@@ -450,80 +452,6 @@ pub struct ReaderConfig {
     /// API tokens and the authorizer for the plugin endpoints (`[reader.auth]`,
     /// `docs/security.md`).
     pub auth: AuthConfig,
-}
-
-/// The reader's plugins: where they are, what each is granted, and the host's bounds.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PluginsConfig {
-    /// Folder with one sub-folder per plugin (`plugin.toml` and one `.wasm`); none loads no
-    /// plugins.
-    pub dir: Option<PathBuf>,
-    /// Bearer token of the admin API (`/v1/admin/...`); without one the admin API answers 403.
-    pub admin_token: Option<Secret>,
-    /// A file holding `admin_token`, read at start.
-    pub admin_token_file: Option<PathBuf>,
-    /// Reload a plugin when its folder changes.
-    pub watch: bool,
-    /// Attempts on a fresh instance after a trap, limit or `fatal` before quarantine.
-    pub retries: u32,
-    /// Wait before the first retry, doubled for each further one.
-    pub retry_backoff_ms: u64,
-    /// Cached query answers kept (all plugins together).
-    pub query_cache_entries: usize,
-    /// Bytes of cached query answers kept, in MiB.
-    pub query_cache_mib: usize,
-    /// Notifications kept for long-polls and event streams to resume from.
-    pub notifications: usize,
-    /// Bytes of notifications kept, in MiB, over all plugins.
-    pub notifications_mib: usize,
-    /// Bytes of one plugin's notifications kept, in MiB: past it the plugin's own oldest go.
-    pub notifications_plugin_mib: usize,
-    /// Longest a query with `min_token` waits for the plugin to get there.
-    pub min_token_timeout_ms: u64,
-    /// Rows of committed batches kept in memory for plugins that are behind; further behind,
-    /// they catch up from the writer.
-    pub feed_rows: usize,
-    /// Bytes of committed batches kept in memory for plugins that are behind, in MiB (with
-    /// `feed_rows`, whichever is hit first).
-    pub feed_mib: usize,
-    /// Wasm stack per call, in KiB (one value for all plugins: wasmtime sets it per engine).
-    pub max_wasm_stack_kib: usize,
-    /// Folder of compiled components, by content hash [default: `<data>/compiled`].
-    pub compile_cache: Option<PathBuf>,
-    /// What each plugin is granted, by plugin name (deny by default).
-    pub grants: std::collections::BTreeMap<String, streamhost_plugin_runtime::Grant>,
-    /// Each plugin's query queue and share of the query cache (`[reader.plugins.queries]`).
-    pub queries: QueriesConfig,
-    /// Requests per client address on the query and notification endpoints
-    /// (`[reader.plugins.rate_limit]`).
-    pub rate_limit: RateLimitConfig,
-}
-
-impl Default for PluginsConfig {
-    fn default() -> Self {
-        PluginsConfig {
-            dir: None,
-            admin_token: None,
-            admin_token_file: None,
-            watch: true,
-            retries: 3,
-            retry_backoff_ms: 100,
-            query_cache_entries: 10_000,
-            query_cache_mib: 64,
-            notifications: 10_000,
-            notifications_mib: 32,
-            notifications_plugin_mib: 8,
-            min_token_timeout_ms: 5_000,
-            feed_rows: 100_000,
-            feed_mib: 32,
-            max_wasm_stack_kib: 512,
-            compile_cache: None,
-            grants: Default::default(),
-            queries: QueriesConfig::default(),
-            rate_limit: RateLimitConfig::default(),
-        }
-    }
 }
 
 impl Default for ReaderConfig {
