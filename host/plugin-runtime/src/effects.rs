@@ -75,6 +75,8 @@ mod tests {
             kv: false,
             read_rows: vec![],
             directory: None,
+            push: vec![],
+            http: vec![],
             limits: Limits {
                 max_effects: 3,
                 max_effect_bytes: 40,

@@ -28,6 +28,10 @@ pub struct Grant {
     pub read_rows: Vec<String>,
     /// Host folder mounted read-only at the guest path the manifest names.
     pub directory: Option<PathBuf>,
+    /// Destinations it may push to; `*` allows every declared destination.
+    pub push: Vec<String>,
+    /// Origins and destination names it may call through `wasi:http/outgoing-handler`.
+    pub http: Vec<String>,
     /// The most it may ask for of each limit (defaults when absent).
     pub limits: Option<Limits>,
     /// The sha256 (hex) its `.wasm` must have, pinned by the operator.
@@ -46,6 +50,8 @@ impl Grant {
             kv: manifest.kv,
             read_rows: manifest.read_rows.clone(),
             directory: None,
+            push: manifest.push.clone(),
+            http: manifest.http.clone(),
             limits: Some(requested_limits(manifest)?),
             sha256: None,
             config: None,
@@ -68,6 +74,10 @@ pub struct Capabilities {
     pub read_rows: Vec<String>,
     /// Host folder and guest path of its read-only preopen.
     pub directory: Option<(PathBuf, String)>,
+    /// Destinations it pushes to; the `push` interface is linked only when not empty.
+    pub push: Vec<String>,
+    /// Origins and destination names it may call; `wasi:http` is linked only when not empty.
+    pub http: Vec<String>,
     /// The limits it runs under.
     pub limits: Limits,
     /// Its `init` configuration as JSON text.
@@ -102,6 +112,16 @@ impl Capabilities {
                 missing.push(format!("read_rows {stream}"));
             }
         }
+        for destination in &manifest.push {
+            if !allows(&grant.push, destination) {
+                missing.push(format!("push {destination}"));
+            }
+        }
+        for target in &manifest.http {
+            if !allows(&grant.http, target) {
+                missing.push(format!("http {target}"));
+            }
+        }
         let directory = match (&manifest.directory, &grant.directory) {
             (Some(guest), Some(host)) => Some((host.clone(), guest.clone())),
             (Some(guest), None) => {
@@ -132,6 +152,8 @@ impl Capabilities {
             kv: manifest.kv,
             read_rows: manifest.read_rows.clone(),
             directory,
+            push: manifest.push.clone(),
+            http: manifest.http.clone(),
             limits,
             config_json,
         })
@@ -150,6 +172,11 @@ impl Capabilities {
     /// Whether the plugin may notify `topic`.
     pub fn may_notify(&self, topic: &str) -> bool {
         self.topics.iter().any(|p| pattern_matches(p, topic))
+    }
+
+    /// Whether the plugin may push to `destination`.
+    pub fn may_push(&self, destination: &str) -> bool {
+        allows(&self.push, destination)
     }
 
     /// Whether the plugin may read `stream`'s rows.

@@ -14,6 +14,7 @@ use crate::budget::Charge;
 use crate::effects;
 use crate::error::{Failure, FailureReason};
 use crate::limits::{EPOCH_TICK, LimitHit};
+use crate::push::Push;
 use crate::state::PluginState;
 use crate::version::ExportIndices;
 
@@ -21,12 +22,15 @@ use crate::version::ExportIndices;
 /// (the error type is private to wasmtime): such a call failed for want of host memory.
 const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
-/// What a successful `on-batch` returned: its effects, and the host memory they hold until
-/// they are applied (drop the charge then).
+/// What a successful `on-batch` returned: its effects and pushes, and the host memory they
+/// hold until they are applied (drop the charge then).
 #[derive(Debug)]
 pub struct BatchEffects {
     /// The effects, checked against the grant and the effect limits.
     pub effects: Vec<Effect>,
+    /// The pushes made through the `push` import during the call, in call order, each checked
+    /// against the grant; the reader writes them to its outbox with the cursor.
+    pub pushes: Vec<Push>,
     /// Their bytes, held against the plugin's host memory budget.
     pub charge: Charge,
 }
@@ -168,7 +172,11 @@ impl PluginInstance {
                 .charge(effects::held_bytes(&effects)),
             false => Charge::default(),
         };
-        Ok(BatchEffects { effects, charge })
+        Ok(BatchEffects {
+            effects,
+            pushes: Vec::new(),
+            charge,
+        })
     }
 
     /// Turns the host memory accounting off (`false`) or back on. Off, nothing holds the

@@ -45,6 +45,15 @@ pub struct Manifest {
     /// Guest path of a read-only directory it asks for.
     #[serde(default)]
     pub directory: Option<String>,
+    /// Destinations (`[reader.destinations.<name>]`) it pushes to through the `push` import.
+    #[serde(default)]
+    pub push: Vec<String>,
+    /// What it may call through `wasi:http/outgoing-handler`: origins
+    /// (`https://host[:port]`) or destination names (whose origin is allowed and whose headers
+    /// the host attaches to requests under the destination's URL). The import is linked only
+    /// when not empty.
+    #[serde(default)]
+    pub http: Vec<String>,
     /// Limits it asks for instead of the defaults.
     #[serde(default)]
     pub limits: LimitRequest,

@@ -12,6 +12,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::cache::CompileCache;
 use crate::limits::EPOCH_TICK;
+use crate::push::Destinations;
 
 /// Engine-wide settings (per-plugin limits are in [`crate::Limits`]).
 #[derive(Clone, Debug)]
@@ -25,6 +26,8 @@ pub struct RuntimeConfig {
     pub pool_instances: u32,
     /// The largest memory budget any plugin may be granted, in MiB (the pool's slot size).
     pub max_plugin_memory_mib: u64,
+    /// The operator's destinations, for the `push` and `wasi:http` imports.
+    pub destinations: Destinations,
 }
 
 impl Default for RuntimeConfig {
@@ -34,6 +37,7 @@ impl Default for RuntimeConfig {
             max_wasm_stack: 512 * 1024,
             pool_instances: 32,
             max_plugin_memory_mib: 1024,
+            destinations: Destinations::default(),
         }
     }
 }

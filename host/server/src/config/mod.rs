@@ -12,6 +12,7 @@
 mod auth;
 mod bounds;
 mod client_tls;
+mod destinations;
 pub mod exposure;
 mod listener;
 mod plugins;
@@ -30,6 +31,7 @@ use streamhost_proto::{InstanceName, StreamName};
 
 pub use self::auth::{AuthConfig, MIN_TOKEN_BYTES, TokenConfig};
 pub use self::client_tls::ClientTlsConfig;
+pub use self::destinations::{DestinationConfig, for_plugins as destinations_for_plugins};
 pub use self::listener::{ListenerConfig, ServerTlsConfig};
 pub use self::plugins::PluginsConfig;
 pub use self::queries::{QueriesConfig, RateLimitConfig};
@@ -452,6 +454,8 @@ pub struct ReaderConfig {
     /// API tokens and the authorizer for the plugin endpoints (`[reader.auth]`,
     /// `docs/security.md`).
     pub auth: AuthConfig,
+    /// Where plugins may push and call (`[reader.destinations.<name>]`, `docs/pushers.md`).
+    pub destinations: std::collections::BTreeMap<String, DestinationConfig>,
 }
 
 impl Default for ReaderConfig {
@@ -480,6 +484,7 @@ impl Default for ReaderConfig {
             redis: None,
             synapse: None,
             auth: AuthConfig::default(),
+            destinations: Default::default(),
         }
     }
 }
@@ -517,6 +522,9 @@ impl ReaderConfig {
         )?;
         if let Some(redis) = &mut self.redis {
             redis.load_password("reader.redis")?;
+        }
+        for (name, destination) in &mut self.destinations {
+            destination.load_secrets(name)?;
         }
         if let Some(synapse) = &mut self.synapse {
             secrets::load(

@@ -263,6 +263,7 @@ async fn start_plugins(
     let positions = processor.committed();
     let host = PluginHost::start(
         config.plugins.clone(),
+        crate::config::destinations_for_plugins(&config.destinations),
         &config.auth,
         config.data.clone(),
         store.pool().clone(),

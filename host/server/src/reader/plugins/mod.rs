@@ -182,6 +182,7 @@ impl PluginHost {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         config: PluginsConfig,
+        destinations: streamhost_plugin_runtime::Destinations,
         auth: &AuthConfig,
         data: PathBuf,
         pool: sqlx::SqlitePool,
@@ -198,6 +199,7 @@ impl PluginHost {
                     .unwrap_or_else(|| data.join("compiled")),
             ),
             max_wasm_stack: config.max_wasm_stack_kib.saturating_mul(1024),
+            destinations,
             ..RuntimeConfig::default()
         };
         let runtime = tokio::task::spawn_blocking(move || Runtime::new(runtime_config)).await??;

@@ -1,0 +1,118 @@
+//! `[reader.destinations.<name>]`: the places the operator lets plugins reach. A destination
+//! is the target of `push` effects (sent later by the reader's delivery worker, with retries)
+//! and, when granted under `http`, an origin a plugin may call through `wasi:http` with the
+//! destination's headers attached by the host. Header values are [`Secret`]s: a plugin never
+//! sees them, and neither do logs or status pages.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use super::secrets::{self, Secret};
+
+/// One destination.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DestinationConfig {
+    /// Where pushes are POSTed (`http://` or `https://`); for outbound HTTP, requests whose URL
+    /// starts with it get `headers`.
+    pub url: String,
+    /// Headers sent with every push and attached to granted outbound requests under `url`
+    /// (for example `Authorization`); never shown to plugins, logs or status.
+    pub headers: BTreeMap<String, Secret>,
+    /// Headers whose values are read from files at start (one header may be set here or in
+    /// `headers`, not both).
+    pub header_files: BTreeMap<String, PathBuf>,
+    /// `Content-Type` of pushes.
+    pub content_type: String,
+    /// A PEM file of CA certificates to trust for `https://` (else the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Per-attempt timeout, connection to the end of the response, in milliseconds.
+    pub timeout_ms: u64,
+    /// Most pushes started per second (0: no limit).
+    pub rate_per_second: u32,
+    /// Most pushes in flight at once.
+    pub concurrency: usize,
+    /// Attempts before a push is moved to the dead pushes.
+    pub max_attempts: u32,
+    /// Age, from its commit, after which a push that still fails is moved to the dead pushes.
+    pub max_age_s: u64,
+    /// First retry delay; doubled per attempt, with jitter.
+    pub backoff_initial_ms: u64,
+    /// Longest retry delay (a `Retry-After` may ask for longer and is honoured).
+    pub backoff_max_ms: u64,
+    /// Largest body a plugin may push; a larger push is refused to the plugin.
+    pub max_body_bytes: usize,
+}
+
+impl Default for DestinationConfig {
+    fn default() -> Self {
+        DestinationConfig {
+            url: String::new(),
+            headers: BTreeMap::new(),
+            header_files: BTreeMap::new(),
+            content_type: "application/json".into(),
+            ca_file: None,
+            timeout_ms: 10_000,
+            rate_per_second: 0,
+            concurrency: 4,
+            max_attempts: 12,
+            max_age_s: 86_400,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 300_000,
+            max_body_bytes: 65_536,
+        }
+    }
+}
+
+impl DestinationConfig {
+    /// Reads `header_files` into `headers` and checks the URL and bounds; `name` is the
+    /// destination's name, for errors.
+    pub fn load_secrets(&mut self, name: &str) -> anyhow::Result<()> {
+        for (header, path) in std::mem::take(&mut self.header_files) {
+            anyhow::ensure!(
+                !self.headers.contains_key(&header),
+                "reader.destinations.{name}: header {header} is set in headers and header_files"
+            );
+            let value = secrets::read(&path, &format!("reader.destinations.{name}.header_files"))?;
+            self.headers.insert(header, value);
+        }
+        let url: hyper::Uri = self
+            .url
+            .parse()
+            .with_context(|| format!("reader.destinations.{name}.url is not a URL"))?;
+        anyhow::ensure!(
+            matches!(url.scheme_str(), Some("http" | "https")) && url.host().is_some(),
+            "reader.destinations.{name}.url must be an http:// or https:// URL with a host"
+        );
+        anyhow::ensure!(
+            self.concurrency > 0 && self.max_attempts > 0 && self.timeout_ms > 0,
+            "reader.destinations.{name}: concurrency, max_attempts and timeout_ms must be above 0"
+        );
+        Ok(())
+    }
+}
+
+/// The destinations as the plugin runtime meets them (URL, headers, body bound).
+pub fn for_plugins(
+    destinations: &BTreeMap<String, DestinationConfig>,
+) -> streamhost_plugin_runtime::Destinations {
+    let map = destinations
+        .iter()
+        .map(|(name, d)| {
+            let destination = streamhost_plugin_runtime::Destination {
+                url: d.url.clone(),
+                headers: d
+                    .headers
+                    .iter()
+                    .map(|(header, value)| (header.clone(), value.expose().to_owned()))
+                    .collect(),
+                max_body_bytes: d.max_body_bytes,
+            };
+            (name.clone(), destination)
+        })
+        .collect();
+    std::sync::Arc::new(map)
+}
