@@ -29,7 +29,7 @@
 //
 // scripts/build-js-plugin writes `streamhost-imports.js` beside this file: it re-exports the
 // host interfaces the plugin's world imports, and only those (`kv` with `kv = true`, `rows`
-// with `read_rows`), because the host refuses a component importing what it did not ask for.
+// with `read_rows`, `push` with `push = [...]`), because the host refuses a component importing what it did not ask for.
 
 import * as host from "./streamhost-imports.js";
 
@@ -276,6 +276,35 @@ export const rows = {
     }
     return found.map((r) => new Row(r.token, r.data));
   },
+};
+
+/**
+ * Pushes to destinations the operator declared (needs the destination in `push = [...]` in
+ * plugin.toml and the grant). A push made in `onBatch` is written to the reader's outbox with
+ * the plugin's cursor and delivered later with `key` as its `Idempotency-Key`; the pushes of a
+ * failed call are discarded. A refused push throws: Skip when this input cannot be pushed
+ * (`too-large`, `bad-key`, `too-many`), Fatal when nothing can be (`not-granted`,
+ * `not-in-batch`); the message names the refusal.
+ */
+export const push = {
+  /** Queues `body` (a Uint8Array, or a string sent as UTF-8) for `destination` under `key`. */
+  push(destination, key, body) {
+    if (!host.push) {
+      throw new Fatal("push is not imported: list the destination in `push` in plugin.toml");
+    }
+    const bytes = typeof body === "string" ? utf8.encode(body) : body;
+    try {
+      host.push.push(destination, key, bytes);
+    } catch (error) {
+      const reason = error.payload ?? String(error);
+      const message = `push ${JSON.stringify(key)} to ${JSON.stringify(destination)} refused: ${reason}`;
+      if (["too-large", "bad-key", "too-many"].includes(reason)) throw new Skip(message);
+      throw new Fatal(message);
+    }
+  },
+
+  /** Queues `value` as compact JSON text. */
+  pushJson: (destination, key, value) => push.push(destination, key, JSON.stringify(value)),
 };
 
 // ---------------------------------------------------------------------------------------------

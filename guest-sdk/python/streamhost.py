@@ -42,7 +42,7 @@ from wit_world.imports import types as _types
 
 __all__ = [
     "Batch", "Cursor", "Fatal", "Invalidate", "InvalidateAll", "Notify", "Plugin", "PluginError",
-    "Query", "Retry", "Row", "Skip", "clock", "counters", "export", "kv", "log", "rows",
+    "Query", "Retry", "Row", "Skip", "clock", "counters", "export", "kv", "log", "push", "rows",
 ]
 
 
@@ -301,6 +301,37 @@ class rows:
             return [Row(r.token, r.data) for r in _rows.read(stream, from_token, limit)]
         except Err as refused:
             raise Retry(f"reading {stream} failed: {refused.value}") from None
+
+
+class push:
+    """Pushes to destinations the operator declared (needs the destination in `push = [...]`
+    in plugin.toml and the grant). A push made in `on_batch` is written to the reader's outbox
+    with the plugin's cursor and delivered later with `key` as its `Idempotency-Key`; the
+    pushes of a failed call are discarded. A refused push raises: `Skip` when this input
+    cannot be pushed (`too-large`, `bad-key`, `too-many`), `Fatal` when nothing can be
+    (`not-granted`, `not-in-batch`); the message names the refusal."""
+
+    @staticmethod
+    def push(destination: str, key: str, body: Union[bytes, str]) -> None:
+        """Queues `body` (str is sent as UTF-8) for `destination` under `key`."""
+        try:
+            from wit_world.imports import push as _push
+        except ImportError:
+            raise Fatal("push is not imported: list the destination in `push` in plugin.toml") from None
+        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        try:
+            _push.push(destination, key, data)
+        except Err as refused:
+            reason = refused.value.name.lower().replace("_", "-")
+            message = f"push {key!r} to {destination!r} refused: {reason}"
+            if reason in ("too-large", "bad-key", "too-many"):
+                raise Skip(message) from None
+            raise Fatal(message) from None
+
+    @staticmethod
+    def push_json(destination: str, key: str, value: Any) -> None:
+        """Queues `value` as compact JSON text."""
+        push.push(destination, key, json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
 # ----------------------------------------------------------------------------------------------
