@@ -1,11 +1,12 @@
 //! `streamhost plugin run`, as a user runs it: the real binary replaying a captured Synapse
-//! session through a plugin, and replaying the batch a failing plugin left behind.
+//! session through a plugin, replaying the batch a failing plugin left behind, and printing
+//! the pushes of a plugin that pushes.
 
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use streamhost_integration_tests::plugins::{EVIL_DIR, STREAM_STATS_DIR};
+use streamhost_integration_tests::plugins::{EVIL_DIR, STREAM_STATS_DIR, WEBHOOK_DIR};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_streamhost-under-test");
 
@@ -88,4 +89,51 @@ fn a_failing_batch_file_replays_with_its_failure() {
         batch["effects"],
         serde_json::json!([{"notify": {"topic": "evil", "payload": "3"}}])
     );
+}
+
+#[test]
+fn pushes_are_printed_beside_the_effects() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.rdata");
+    std::fs::write(
+        &input,
+        "RDATA events master batch {\"n\":1}\nRDATA events master 4 {\"n\":2}\nRDATA events master 5 {\"n\":3}\n",
+    )
+    .unwrap();
+    let lines = run(&[WEBHOOK_DIR, "--input", input.to_str().unwrap()]);
+    let batch = lines.iter().find(|l| l.get("rows").is_some()).unwrap();
+    assert!(batch["failure"].is_null(), "{batch}");
+    assert_eq!(batch["pushes"][0]["destination"], "webhook", "{batch}");
+    assert_eq!(batch["pushes"][0]["key"], "events/master/4/0", "{batch}");
+    assert_eq!(batch["pushes"][2]["key"], "events/master/5/0", "{batch}");
+    let body: Value = serde_json::from_str(batch["pushes"][1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"stream": "events", "instance": "master", "token": 4, "row": {"n": 2}})
+    );
+    let summary = lines.iter().find_map(|l| l.get("summary")).unwrap();
+    assert_eq!(summary["pushes"], 3, "{summary}");
+
+    let output = Command::new(BINARY)
+        .args(["plugin", "run", WEBHOOK_DIR, "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("3 pushes [push webhook events/master/4/0 {"),
+        "{text}"
+    );
+
+    // A destination's `max_body_bytes` smaller than the bodies: the plugin is refused.
+    let lines = run(&[
+        WEBHOOK_DIR,
+        "--input",
+        input.to_str().unwrap(),
+        "--max-body-bytes",
+        "10",
+    ]);
+    let batch = lines.iter().find(|l| l.get("rows").is_some()).unwrap();
+    assert_eq!(batch["failure"]["reason"], "skip", "{batch}");
+    assert_eq!(batch["pushes"], serde_json::json!([]), "{batch}");
 }

@@ -10,6 +10,10 @@
 //! tokens (rows of one token always travel together). Everything else, `POSITION` included,
 //! is ignored.
 //!
+//! Pushes (the `push` import) are reported beside the effects and go nowhere: every
+//! destination the manifest's `push` names is declared for the run, with no URL or headers and
+//! a `max_body_bytes` of `--max-body-bytes` (the reader's default, 65,536, unless given).
+//!
 //! Key-value writes are committed after each successful batch and discarded after a failure,
 //! as the reader does. A failed batch is reported and not retried; a failure that poisons the
 //! instance is followed by a fresh instance and `init` (with the cursors so far). Plugin
@@ -22,11 +26,12 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streamhost_plugin_runtime::{
-    Grant, Manifest, PluginFiles, PluginVersion, Runtime, RuntimeConfig,
+    Destination, Destinations, Grant, Manifest, PluginFiles, PluginVersion, Runtime, RuntimeConfig,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +64,14 @@ pub struct PluginRunArgs {
     /// Host folder granted read-only at the path the manifest's `directory` asks for.
     #[arg(long, value_name = "DIR")]
     pub directory: Option<PathBuf>,
+    /// `max_body_bytes` of the destinations the manifest's `push` names, each declared for the
+    /// run (nothing is sent: pushes are printed beside the effects).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
 }
+
+/// The reader's default `max_body_bytes` of a destination (`[reader.destinations.<name>]`).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
 
 /// What a run did, as its summary line reports it.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -70,6 +82,8 @@ pub struct RunSummary {
     pub rows: usize,
     /// Effects returned by the successful batches.
     pub effects: usize,
+    /// Pushes made by the successful batches.
+    pub pushes: usize,
     /// Failed batches by [`streamhost_plugin_runtime::FailureReason::as_str`].
     pub failures: BTreeMap<String, usize>,
     /// Instances created (the first, plus one after each poisoning failure).
@@ -109,7 +123,11 @@ pub fn run(
     if let Some(config) = &args.config {
         grant.config = Some(parse_config(config)?);
     }
-    let runtime = Runtime::new(RuntimeConfig::default()).context("starting the wasm engine")?;
+    let runtime = Runtime::new(RuntimeConfig {
+        destinations: declared_destinations(&manifest, args.max_body_bytes),
+        ..RuntimeConfig::default()
+    })
+    .context("starting the wasm engine")?;
     let version = PluginVersion::load(&runtime, &files, &grant)?;
     report_loaded(out, &version, &files, args.json)?;
 
@@ -166,6 +184,25 @@ fn plugin_files(path: &Path) -> anyhow::Result<PluginFiles> {
     })
 }
 
+/// Every destination `manifest` asks to push to, declared for the run: pushes are only
+/// reported, so there is no URL and no header.
+fn declared_destinations(manifest: &Manifest, max_body_bytes: usize) -> Destinations {
+    let declared = manifest
+        .push
+        .iter()
+        .filter(|name| name.as_str() != "*")
+        .map(|name| {
+            let destination = Destination {
+                url: String::new(),
+                headers: Vec::new(),
+                max_body_bytes,
+            };
+            (name.clone(), destination)
+        })
+        .collect();
+    Arc::new(declared)
+}
+
 /// `--config`: a JSON object, as the TOML table a grant carries.
 fn parse_config(text: &str) -> anyhow::Result<toml::Table> {
     serde_json::from_str(text).context("--config must be a JSON object (without nulls)")
@@ -200,6 +237,19 @@ mod tests {
         };
         assert_eq!(args.plugin, Path::new("target/plugins/room-timeline"));
         assert_eq!((args.batch_rows, args.json, args.config), (16, true, None));
+        assert_eq!(args.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn the_manifests_destinations_are_declared_for_the_run() {
+        let manifest = Manifest::parse(
+            "name = \"w\"\npush = [\"hook\", \"*\", \"other\"]\n",
+            Path::new("plugin.toml"),
+        )
+        .unwrap();
+        let declared = declared_destinations(&manifest, 10);
+        assert_eq!(declared.keys().collect::<Vec<_>>(), ["hook", "other"]);
+        assert_eq!(declared["hook"].max_body_bytes, 10);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use streamhost_plugin_runtime::{
-    Batch, Effect, Failure, Invalidation, Notification, PluginFiles, PluginVersion,
+    Batch, Effect, Failure, Invalidation, Notification, PluginFiles, PluginVersion, Push,
 };
 
 use super::RunSummary;
@@ -74,6 +74,7 @@ pub(super) fn write_report(
             "token": batch.token,
             "rows": batch.rows.len(),
             "effects": report.effects.iter().map(effect_json).collect::<Vec<_>>(),
+            "pushes": report.pushes.iter().map(push_json).collect::<Vec<_>>(),
             "call_us": report.call_time.as_secs_f64() * 1e6,
             "memory_peak": report.memory_peak,
             "failure": failure,
@@ -92,7 +93,24 @@ pub(super) fn write_report(
             if report.effects.len() > TEXT_EFFECTS {
                 listed.push(format!("+{} more", report.effects.len() - TEXT_EFFECTS));
             }
-            format!("{} effects [{}]", report.effects.len(), listed.join(", "))
+            let mut outcome = format!("{} effects [{}]", report.effects.len(), listed.join(", "));
+            if !report.pushes.is_empty() {
+                let mut pushed: Vec<String> = report
+                    .pushes
+                    .iter()
+                    .take(TEXT_EFFECTS)
+                    .map(push_text)
+                    .collect();
+                if report.pushes.len() > TEXT_EFFECTS {
+                    pushed.push(format!("+{} more", report.pushes.len() - TEXT_EFFECTS));
+                }
+                outcome.push_str(&format!(
+                    ", {} pushes [{}]",
+                    report.pushes.len(),
+                    pushed.join(", ")
+                ));
+            }
+            outcome
         }
         Some(failure) => format!(
             "FAILED {}: {}",
@@ -133,6 +151,7 @@ pub(super) fn write_summary(
             "batches": summary.batches,
             "rows": summary.rows,
             "effects": summary.effects,
+            "pushes": summary.pushes,
             "failures": summary.failures,
             "instances": summary.instances,
             "skipped_rows": summary.skipped_rows,
@@ -157,10 +176,11 @@ pub(super) fn write_summary(
     };
     writeln!(
         out,
-        "summary: {} batches, {} rows, {} effects, {failures}, {} instances; {} rows of other streams, {} rows in unfinished runs; calls {}, total {}{}",
+        "summary: {} batches, {} rows, {} effects, {} pushes, {failures}, {} instances; {} rows of other streams, {} rows in unfinished runs; calls {}, total {}{}",
         summary.batches,
         summary.rows,
         summary.effects,
+        summary.pushes,
         summary.instances,
         summary.skipped_rows,
         summary.unfinished_rows,
@@ -219,6 +239,33 @@ fn effect_text(effect: &Effect) -> String {
     }
 }
 
+/// A push as JSON: its body as `body` when it is UTF-8 text, else as `body_hex`.
+fn push_json(push: &Push) -> serde_json::Value {
+    match std::str::from_utf8(&push.body) {
+        Ok(text) => json!({"destination": push.destination, "key": push.key, "body": text}),
+        Err(_) => json!({
+            "destination": push.destination,
+            "key": push.key,
+            "body_hex": push.body.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        }),
+    }
+}
+
+/// A push on one line: destination, key and the body's start (its size when not UTF-8).
+fn push_text(push: &Push) -> String {
+    let body = match std::str::from_utf8(&push.body) {
+        Ok(text) => {
+            let mut shown: String = text.chars().take(TEXT_PAYLOAD_CHARS).collect();
+            if shown.len() < text.len() {
+                shown.push('…');
+            }
+            shown
+        }
+        Err(_) => format!("<{} bytes, not UTF-8>", push.body.len()),
+    };
+    format!("push {} {} {body}", push.destination, push.key)
+}
+
 fn duration_text(d: Duration) -> String {
     let micros = d.as_secs_f64() * 1e6;
     if micros < 1_000.0 {
@@ -246,5 +293,24 @@ mod tests {
         failure.backtrace = None;
         failure.message = "first\n  second".into();
         assert_eq!(message_line(&failure), "first / second");
+    }
+
+    #[test]
+    fn pushes_show_their_body_as_text_when_it_is_utf8() {
+        let push = |body: &[u8]| Push {
+            destination: "hook".into(),
+            key: "k/1".into(),
+            body: body.to_vec(),
+        };
+        assert_eq!(push_text(&push(b"{\"a\":1}")), "push hook k/1 {\"a\":1}");
+        assert_eq!(
+            push_text(&push(&[0xff, 0])),
+            "push hook k/1 <2 bytes, not UTF-8>"
+        );
+        assert_eq!(
+            push_json(&push(b"x")),
+            json!({"destination": "hook", "key": "k/1", "body": "x"})
+        );
+        assert_eq!(push_json(&push(&[0xff]))["body_hex"], "ff");
     }
 }

@@ -1,4 +1,5 @@
-//! One plugin's instance and the calls `plugin run` makes to it: key-value writes committed
+//! One plugin's instance and the calls `plugin run` makes to it (their effects and pushes):
+//! key-value writes committed
 //! after a successful batch and discarded after a failure, a fresh instance (and `init` with
 //! the cursors so far) after a failure that poisons it.
 
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamhost_plugin_runtime::{
-    Batch, Cursor, Effect, Failure, KvStore, PluginInstance, PluginServices, PluginVersion,
+    Batch, Cursor, Effect, Failure, KvStore, PluginInstance, PluginServices, PluginVersion, Push,
 };
 
 use super::RunSummary;
@@ -16,6 +17,8 @@ use super::RunSummary;
 pub(super) struct CallReport {
     /// What the plugin returned (none after a failure).
     pub(super) effects: Vec<Effect>,
+    /// The pushes it made, in call order (none after a failure).
+    pub(super) pushes: Vec<Push>,
     /// Time in `on-batch`.
     pub(super) call_time: Duration,
     /// The instance's linear-memory high-water.
@@ -91,13 +94,15 @@ impl<'a> Runner<'a> {
         summary.call_time += call_time;
         match result {
             Ok(returned) => {
-                let effects = returned.effects;
+                let (effects, pushes) = (returned.effects, returned.pushes);
                 self.services.kv().commit();
                 summary.effects += effects.len();
+                summary.pushes += pushes.len();
                 self.cursors
                     .insert((batch.stream.clone(), batch.instance.clone()), batch.token);
                 CallReport {
                     effects,
+                    pushes,
                     call_time,
                     memory_peak,
                     failure: None,
@@ -114,6 +119,7 @@ impl<'a> Runner<'a> {
                 }
                 CallReport {
                     effects: Vec::new(),
+                    pushes: Vec::new(),
                     call_time,
                     memory_peak,
                     failure: Some(failure),
