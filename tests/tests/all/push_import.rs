@@ -226,6 +226,36 @@ fn an_undeclared_destination_and_the_effect_limits_are_refused_to_the_plugin() {
 }
 
 #[test]
+fn pushes_the_host_memory_budget_cannot_hold_fail_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(WEBHOOK_WASM, dir.path().join("webhook.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(Path::new(WEBHOOK_DIR).join("plugin.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("plugin.toml"),
+        format!("{manifest}\n[limits]\nhost_memory_mib = 1\n"),
+    )
+    .unwrap();
+    let files = PluginFiles::in_dir(dir.path()).unwrap();
+    let manifest = Manifest::load(&files.manifest).unwrap();
+    let grant = Grant::everything_asked(&manifest).unwrap();
+    let version = PluginVersion::load(&runtime(1 << 20), &files, &grant).unwrap();
+    let services = PluginServices::new("webhook", KvStore::default(), 100, None);
+    let mut instance = version.instantiate(services.clone()).unwrap();
+    instance.init(&[]).unwrap();
+    // 30 pushes of 50 KB: 1.5 MB, over the 1 MiB budget from the 21st on.
+    let row = format!(r#"{{"text":"{}"}}"#, "x".repeat(50_000));
+    let rows: Vec<(i64, &str)> = (1..=30).map(|token| (token, row.as_str())).collect();
+    let failure = instance.on_batch(&batch(&rows)).unwrap_err();
+    assert_eq!(failure.reason.as_str(), "host-memory", "{failure}");
+    assert!(failure.message.contains("push refused"), "{failure}");
+    assert_eq!(
+        services.budget().held(),
+        0,
+        "the failed call's pushes are given back"
+    );
+}
+
+#[test]
 fn components_built_against_0_1_0_still_load_beside_destinations() {
     let runtime = runtime(1 << 20);
     for dir in [EVIL_TABLE_DIR, EVIL_ALIAS_DIR] {
