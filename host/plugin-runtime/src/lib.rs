@@ -15,6 +15,9 @@
 //! - [`PluginServices`] (`services`, `kv`, `host/`): what the imports act on — the key-value
 //!   store whose writes stay pending until the reader commits them with the cursor, the
 //!   rate-limited log, counters, and a [`RowSource`].
+//! - [`Push`] and [`Destination`] (`push`, `host/push.rs`): the `push` import, each push
+//!   checked against the grant, the operator's destinations and the effect limits, kept with
+//!   the `on-batch` call and returned in [`BatchEffects::pushes`] only when it succeeds.
 //! - [`Limits`] and the [`BudgetLimiter`] (`limits`); the host memory a plugin causes,
 //!   [`HostBudget`] and its [`Charge`]s (`budget`).
 //! - `bindings`: the `bindgen!`s, one per interface version.
