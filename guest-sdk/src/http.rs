@@ -157,10 +157,19 @@ pub fn request(
     body: &[u8],
 ) -> Result<Response, HttpError> {
     let target = Target::parse(url)?;
-    let fields: Vec<(String, Vec<u8>)> = headers
+    let mut fields: Vec<(String, Vec<u8>)> = headers
         .iter()
         .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
         .collect();
+    // A body of known length is sent with its length, not chunked (some servers refuse
+    // chunked requests).
+    if !body.is_empty()
+        && !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        fields.push(("content-length".into(), body.len().to_string().into_bytes()));
+    }
     let fields =
         Fields::from_list(&fields).map_err(|e| HttpError::InvalidHeader(format!("{e:?}")))?;
     let request = OutgoingRequest::new(fields);
@@ -257,12 +266,25 @@ fn stream_error(e: StreamError) -> HttpError {
     match e {
         StreamError::Closed => HttpError::Other("stream closed".into()),
         StreamError::LastOperationFailed(error) => {
-            // The host's reason (a body over the cap, a timeout) comes as an error-code.
+            // The host's reason (a body over the cap, a timeout) comes as an error-code, or
+            // (wasmtime 48 passes body errors as text) as its message.
             match crate::http_bindings::wasi::http::types::http_error_code(&error) {
                 Some(code) => code.into(),
-                None => HttpError::Other(error.to_debug_string()),
+                None => from_message(error.to_debug_string()),
             }
         }
+    }
+}
+
+/// The error a host's message names: a size limit, a timeout, or anything else.
+fn from_message(message: String) -> HttpError {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("body size exceeds limit") {
+        HttpError::TooLarge
+    } else if lower.contains("timeout") || lower.contains("timed out") {
+        HttpError::Timeout
+    } else {
+        HttpError::Other(message)
     }
 }
 
@@ -353,6 +375,14 @@ mod tests {
         assert_eq!(
             HttpError::from(ErrorCode::HttpResponseBodySize(None)),
             HttpError::TooLarge
+        );
+        assert_eq!(
+            from_message("HTTP response body size exceeds limit: 10 bytes".into()),
+            HttpError::TooLarge
+        );
+        assert_eq!(
+            from_message("HTTP response timeout".into()),
+            HttpError::Timeout
         );
     }
 }
