@@ -457,3 +457,60 @@ fn plugin_run_answers_from_fixtures_and_refuses_the_rest() {
     assert_eq!(payloads[1]["kind"], "denied");
     assert_eq!(payloads[2]["kind"], "denied");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_keeps_going_when_a_plugin_is_denied_a_request() {
+    use streamhost_integration_tests::plugins::{PluginFolder, grants_for};
+    use streamhost_integration_tests::{TestWriter, spawn_plugin_reader, wait_until};
+
+    let server = Server::spawn();
+    let origin = server.origin();
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let folder = PluginFolder::with(&["http-probe"]);
+    folder.edit_manifest("http-probe", |text| {
+        text.replace("\"http://127.0.0.1\"", &format!("{origin:?}"))
+            + "[limits]\nbatch_deadline_ms = 2000\n"
+    });
+    let mut grants = grants_for(&["http-probe"]);
+    let grant = grants.get_mut("http-probe").unwrap();
+    grant.http = vec!["*".into()];
+    grant.limits.as_mut().unwrap().batch_deadline_ms = 2000;
+    let reader = spawn_plugin_reader(&writer, "r", &folder, grants).await;
+    writer
+        .append(
+            "messages",
+            &[
+                json!({"url": format!("{origin}/first")}),
+                json!({"url": format!("http://localhost:{}/denied", server.port)}),
+            ],
+        )
+        .await;
+    writer
+        .append("messages", &[json!({"url": format!("{origin}/second")})])
+        .await;
+    let seen = server.seen.clone();
+    wait_until(Duration::from_secs(60), "the second request", || {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .any(|(path, _)| path == "/second")
+        }
+    })
+    .await;
+    let plugin = reader.plugin("http-probe").await;
+    assert_ne!(plugin["state"], "quarantined", "{plugin}");
+    assert!(
+        plugin["reports"].as_array().is_none_or(|r| r.is_empty()),
+        "{plugin}"
+    );
+    let paths: Vec<String> = server
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.0.clone())
+        .collect();
+    assert_eq!(paths, ["/first", "/second"]);
+}
