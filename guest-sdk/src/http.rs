@@ -27,12 +27,24 @@
 
 use std::fmt;
 
-use crate::PluginError;
-use crate::http_bindings::wasi::http::outgoing_handler;
-use crate::http_bindings::wasi::http::types::{
+/// The bindings `wit-bindgen` generates for the part of wasi:http 0.2 this module calls
+/// (`wit-http/`). Only the functions a plugin calls end up as imports of its component.
+#[allow(missing_docs, clippy::all)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "client",
+        path: "wit-http",
+        runtime_path: "streamhost_guest_sdk::wit_bindgen::rt",
+        generate_all,
+    });
+}
+
+use self::bindings::wasi::http::outgoing_handler;
+use self::bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
 };
-use crate::http_bindings::wasi::io::streams::StreamError;
+use self::bindings::wasi::io::streams::StreamError;
+use crate::PluginError;
 
 /// A whole HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,7 +280,7 @@ fn stream_error(e: StreamError) -> HttpError {
         StreamError::LastOperationFailed(error) => {
             // The host's reason (a body over the cap, a timeout) comes as an error-code, or
             // (wasmtime 48 passes body errors as text) as its message.
-            match crate::http_bindings::wasi::http::types::http_error_code(&error) {
+            match self::bindings::wasi::http::types::http_error_code(&error) {
                 Some(code) => code.into(),
                 None => from_message(error.to_debug_string()),
             }

@@ -113,19 +113,6 @@ pub mod bindings {
     });
 }
 
-/// The bindings `wit-bindgen` generates for the part of wasi:http 0.2 that [`http`] calls
-/// (`wit-http/`). Only the functions a plugin calls end up as imports of its component.
-#[doc(hidden)]
-#[allow(missing_docs, clippy::all)]
-pub mod http_bindings {
-    wit_bindgen::generate!({
-        world: "client",
-        path: "wit-http",
-        runtime_path: "streamhost_guest_sdk::wit_bindgen::rt",
-        generate_all,
-    });
-}
-
 pub mod http;
 
 pub use bindings::streamhost::plugin::types::{

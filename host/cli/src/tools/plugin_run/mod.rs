@@ -16,6 +16,10 @@
 //! failures are the report, not an error: only a plugin that cannot be loaded or an input that
 //! cannot be read makes the command fail.
 //!
+//! Outbound HTTP never reaches the network: requests are answered from `--http-fixtures` or
+//! refused, through the runtime's send hook (`HttpBackend::Fixtures`), and each is printed
+//! after its batch.
+//!
 //! Files: `input` (the lines read and grouped into plugin batches), `runner` (the plugin's
 //! instance and the calls), `report` (text and JSON output).
 
