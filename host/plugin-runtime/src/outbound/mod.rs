@@ -143,7 +143,9 @@ impl WasiHttpHooks for OutboundHooks {
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
         // Never past the call's deadline: the time spent waiting counts against it.
-        let deadline = (Instant::now() + self.timeout).min(self.deadline);
+        let deadline = Instant::now()
+            .checked_add(self.timeout)
+            .map_or(self.deadline, |end| end.min(self.deadline));
         let max = self.max_response_bytes;
         match self.policy.backend().clone() {
             HttpBackend::Fixtures(fixtures) => {
