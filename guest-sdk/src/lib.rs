@@ -13,7 +13,8 @@
 //! * put a `plugin.toml` next to the `.wasm` (see `guest-sdk/README.md`).
 //!
 //! The host's imports are wrapped in the modules [`log`], [`kv`], [`counters`], [`clock`],
-//! [`rows`] and [`push`]. A plugin imports only the interfaces it actually calls (unused imports are
+//! [`rows`] and [`push`], and outbound HTTP (standard `wasi:http`) in [`http`]. A plugin
+//! imports only the interfaces it actually calls (unused imports are
 //! dropped when the component is made), and the host refuses a plugin that imports one it was
 //! not granted in its `plugin.toml`.
 //!
@@ -112,6 +113,8 @@ pub mod bindings {
         runtime_path: "streamhost_guest_sdk::wit_bindgen::rt",
     });
 }
+
+pub mod http;
 
 pub use bindings::streamhost::plugin::types::{
     Batch, Cursor, Description, Effect, ErrorKind, Invalidation, Notification, PluginError,

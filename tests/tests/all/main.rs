@@ -13,6 +13,7 @@ mod hostile_plugins;
 mod hostile_queries;
 mod http_timeouts;
 mod idle_connections;
+mod outbound_http;
 mod plugin_artifacts;
 mod plugin_files;
 mod plugin_languages;

@@ -20,6 +20,10 @@
 //! failures are the report, not an error: only a plugin that cannot be loaded or an input that
 //! cannot be read makes the command fail.
 //!
+//! Outbound HTTP never reaches the network: requests are answered from `--http-fixtures` or
+//! refused, through the runtime's send hook (`HttpBackend::Fixtures`), and each is printed
+//! after its batch.
+//!
 //! Files: `input` (the lines read and grouped into plugin batches), `runner` (the plugin's
 //! instance and the calls), `report` (text and JSON output).
 
@@ -31,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streamhost_plugin_runtime::{
-    Destination, Destinations, Grant, Manifest, PluginFiles, PluginVersion, Runtime, RuntimeConfig,
+    Destination, Destinations, Grant, HttpBackend, HttpFixtures, Manifest, PluginFiles,
+    PluginVersion, Runtime, RuntimeConfig,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +45,7 @@ mod report;
 mod runner;
 
 pub use self::input::{ParsedInput, group_batches, parse_input};
-use self::report::{report_loaded, write_report, write_summary};
+use self::report::{report_loaded, write_http, write_report, write_summary};
 use self::runner::Runner;
 
 /// Flags of `streamhost plugin run`.
@@ -68,6 +73,11 @@ pub struct PluginRunArgs {
     /// run (nothing is sent: pushes are printed beside the effects).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Answers to the plugin's outbound HTTP requests (TOML, or JSON if it ends in `.json`):
+    /// `[[fixture]] method, url, status, headers, body`. A request no fixture matches is
+    /// refused; without this flag every request is. Never the network.
+    #[arg(long, value_name = "FILE")]
+    pub http_fixtures: Option<PathBuf>,
 }
 
 /// The reader's default `max_body_bytes` of a destination (`[reader.destinations.<name>]`).
@@ -123,8 +133,13 @@ pub fn run(
     if let Some(config) = &args.config {
         grant.config = Some(parse_config(config)?);
     }
+    let fixtures = Arc::new(match &args.http_fixtures {
+        Some(path) => HttpFixtures::load(path).map_err(anyhow::Error::msg)?,
+        None => HttpFixtures::default(),
+    });
     let runtime = Runtime::new(RuntimeConfig {
-        destinations: declared_destinations(&manifest, args.max_body_bytes),
+        destinations: declared_destinations(&manifest, args.max_body_bytes, &fixtures),
+        http_backend: HttpBackend::Fixtures(fixtures.clone()),
         ..RuntimeConfig::default()
     })
     .context("starting the wasm engine")?;
@@ -150,6 +165,7 @@ pub fn run(
         }
         let report = runner.call(batch, &mut summary);
         write_report(out, batch, &report, args.json)?;
+        write_http(out, &fixtures.take_seen(), args.json)?;
     }
     summary.total_time = started.elapsed();
     write_summary(out, &summary, args.json)?;
@@ -186,20 +202,25 @@ fn plugin_files(path: &Path) -> anyhow::Result<PluginFiles> {
 
 /// Every destination `manifest` asks to push to, declared for the run: pushes are only
 /// reported, so there is no URL and no header.
-fn declared_destinations(manifest: &Manifest, max_body_bytes: usize) -> Destinations {
-    let declared = manifest
+fn declared_destinations(
+    manifest: &Manifest,
+    max_body_bytes: usize,
+    fixtures: &HttpFixtures,
+) -> Destinations {
+    let destination = |url: &str| Destination {
+        url: url.to_owned(),
+        headers: Vec::new(),
+        max_body_bytes,
+    };
+    let mut declared: std::collections::BTreeMap<String, Destination> = manifest
         .push
         .iter()
         .filter(|name| name.as_str() != "*")
-        .map(|name| {
-            let destination = Destination {
-                url: String::new(),
-                headers: Vec::new(),
-                max_body_bytes,
-            };
-            (name.clone(), destination)
-        })
+        .map(|name| (name.clone(), destination("")))
         .collect();
+    for (name, url) in fixtures.destinations() {
+        declared.insert(name.clone(), destination(url));
+    }
     Arc::new(declared)
 }
 
@@ -247,7 +268,7 @@ mod tests {
             Path::new("plugin.toml"),
         )
         .unwrap();
-        let declared = declared_destinations(&manifest, 10);
+        let declared = declared_destinations(&manifest, 10, &HttpFixtures::default());
         assert_eq!(declared.keys().collect::<Vec<_>>(), ["hook", "other"]);
         assert_eq!(declared["hook"].max_body_bytes, 10);
     }
