@@ -23,6 +23,7 @@ mod plugins;
 mod postgres;
 mod postgres_tls;
 mod process;
+mod pushes;
 mod reader_auth;
 mod reader_authorizer;
 mod redis;
