@@ -4,8 +4,11 @@
 
 use anyhow::Context;
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Row, SqliteConnection, SqlitePool};
 use streamhost_plugin_runtime::Push;
+
+/// Pushes per multi-row insert: 7 bound values each, under SQLite's 32,766.
+const INSERT_CHUNK: usize = 1_000;
 
 /// A push as a plugin's commit writes it: the push and the batch that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,21 +29,25 @@ pub(crate) async fn insert(
     pushes: &[Staged],
     now_ms: u64,
 ) -> anyhow::Result<()> {
-    for staged in pushes {
-        sqlx::query(
-            "INSERT INTO push_outbox (plugin, destination, key, body, stream, token, created_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(plugin)
-        .bind(&staged.push.destination)
-        .bind(&staged.push.key)
-        .bind(&staged.push.body)
-        .bind(&staged.stream)
-        .bind(staged.token)
-        .bind(now_ms as i64)
-        .execute(&mut *tx)
-        .await
-        .context("writing a push to the outbox")?;
+    for chunk in pushes.chunks(INSERT_CHUNK) {
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO push_outbox (plugin, destination, key, body, stream, token, created_ms) ",
+        );
+        insert.push_values(chunk, |mut values, staged| {
+            values
+                .push_bind(plugin)
+                .push_bind(&staged.push.destination)
+                .push_bind(&staged.push.key)
+                .push_bind(&staged.push.body)
+                .push_bind(&staged.stream)
+                .push_bind(staged.token)
+                .push_bind(now_ms as i64);
+        });
+        insert
+            .build()
+            .execute(&mut *tx)
+            .await
+            .context("writing pushes to the outbox")?;
     }
     Ok(())
 }
