@@ -218,6 +218,9 @@ async fn a_push_answered_400_is_dead_and_the_admin_api_lists_retries_and_drops_i
     assert_eq!(receiver.requests().len(), 2, "a 400 is not retried");
     let status = admin.get_json("/v1/admin/pushes").await.unwrap();
     assert_eq!(status["destinations"][0]["dead"], 2, "{status}");
+    let status = reader.client().get_json("/v1/status").await.unwrap();
+    assert_eq!(status["pushes"][0]["destination"], "webhook", "{status}");
+    assert_eq!(status["pushes"][0]["dead"], 2, "{status}");
     // The other destinations' filter lists none.
     let none = admin
         .get_json("/v1/admin/pushes/dead?destination=other")

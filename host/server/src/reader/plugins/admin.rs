@@ -34,7 +34,7 @@ pub(super) fn router(host: Arc<PluginHost>) -> Router {
         .route("/plugins/{name}/resume", post(resume))
         .with_state(Arc::clone(&host))
         .merge(crate::reader::auth::admin::router(host.auth.clone()));
-    if let Some(pushes) = &host.ctx.pushes {
+    if let Some(pushes) = host.pushes() {
         router = router.merge(crate::reader::push::admin::router(pushes.clone()));
     }
     router

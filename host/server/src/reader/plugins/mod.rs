@@ -269,6 +269,11 @@ impl PluginHost {
         Ok(host)
     }
 
+    /// The delivery worker of the pushes, when destinations are declared.
+    pub(crate) fn pushes(&self) -> Option<&Arc<PushDelivery>> {
+        self.ctx.pushes.as_ref()
+    }
+
     /// The feed the processor publishes its commits to.
     pub(crate) fn feed(&self) -> &Arc<Feed> {
         &self.ctx.feed
