@@ -432,3 +432,27 @@ async fn every_row_is_pushed_exactly_once_in_intent_through_reader_sigkills_and_
         receiver.duplicates()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_pushing_to_an_undeclared_destination_is_refused_at_load() {
+    let writer = TestWriter::spawn(&["events"]).await;
+    let folder = PluginFolder::with(&["webhook"]);
+    let mut grants = grants_for(&["webhook"]);
+    grants.get_mut("webhook").unwrap().push = vec!["*".into()];
+    let dir = folder.path().to_path_buf();
+    // `*` passes the start-up check; no destination is declared, so the load fails.
+    let reader = TestReader::spawn_with(&writer, "undeclared", None, move |config| {
+        config.plugins.dir = Some(dir);
+        config.plugins.grants = grants;
+        config.plugins.admin_token = Some(ADMIN_TOKEN.into());
+        config.plugins.compile_cache = Some(concat!(env!("OUT_DIR"), "/compiled").into());
+    })
+    .await;
+    let detail = reader.plugin("webhook").await;
+    assert_eq!(detail["state"], "failed", "{detail}");
+    let reason = detail["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("pushes to destination \"webhook\", which the reader does not declare"),
+        "{reason}"
+    );
+}

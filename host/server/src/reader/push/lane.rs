@@ -199,7 +199,8 @@ impl Lane {
                     return Some(self.next_start);
                 }
                 let gap = Duration::from_secs(1) / self.config.rate_per_second;
-                self.next_start = self.next_start.max(now - gap) + gap;
+                let earliest = now.checked_sub(gap).unwrap_or(now);
+                self.next_start = self.next_start.max(earliest) + gap;
             }
             let body = match self.outbox.body(id).await {
                 Ok(Some(body)) => body,
