@@ -324,3 +324,84 @@ impl Outbox {
         Ok(until.unwrap_or(0).max(0) as u64)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn staged(destination: &str, key: &str, token: i64) -> Staged {
+        Staged {
+            push: Push {
+                destination: destination.into(),
+                key: key.into(),
+                body: format!("{{\"t\":{token}}}").into_bytes(),
+            },
+            stream: "events".into(),
+            token,
+        }
+    }
+
+    #[tokio::test]
+    async fn pushes_wait_in_commit_order_die_come_back_and_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::reader::ReaderStore::open(&dir.path().join("r.sqlite"))
+            .await
+            .unwrap();
+        let outbox = Outbox::new(store.pool().clone());
+        let mut tx = store.pool().begin().await.unwrap();
+        let pushes = [
+            staged("a", "k1", 1),
+            staged("b", "k2", 2),
+            staged("a", "k3", 3),
+        ];
+        insert(&mut tx, "p", &pushes, 1_000).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let waiting = outbox.waiting("a", 0, 10).await.unwrap();
+        let keys: Vec<&str> = waiting.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(keys, ["k1", "k3"], "in commit order, this destination only");
+        assert_eq!(
+            outbox.waiting("a", waiting[0].id, 10).await.unwrap().len(),
+            1
+        );
+        assert_eq!(
+            outbox.body(waiting[0].id).await.unwrap().unwrap(),
+            b"{\"t\":1}"
+        );
+
+        outbox
+            .reschedule(waiting[0].id, 1, 5_000, "HTTP 429")
+            .await
+            .unwrap();
+        assert_eq!(outbox.paused_until("a").await.unwrap(), 5_000);
+        outbox
+            .bury(waiting[0].id, 2, "HTTP 400", "HTTP 400: no", 9_000)
+            .await
+            .unwrap();
+        outbox.delete(waiting[1].id).await.unwrap();
+        assert!(outbox.waiting("a", 0, 10).await.unwrap().is_empty());
+        let dead = outbox.dead(Some("a"), 10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].key.as_str(), dead[0].attempts), ("k1", 2));
+        assert_eq!(dead[0].body.as_deref(), Some("{\"t\":1}"));
+        assert!(outbox.dead(Some("b"), 10).await.unwrap().is_empty());
+        let depths = outbox.depths().await.unwrap();
+        assert_eq!(depths.len(), 2, "{depths:?}");
+        assert_eq!((depths[0].depth, depths[0].dead), (0, 1));
+        assert_eq!((depths[1].depth, depths[1].oldest_ms), (1, Some(1_000)));
+
+        assert_eq!(
+            outbox.revive(dead[0].id).await.unwrap().as_deref(),
+            Some("a")
+        );
+        let again = outbox.waiting("a", 0, 10).await.unwrap();
+        assert_eq!((again[0].key.as_str(), again[0].attempts), ("k1", 0));
+        assert!(again[0].id > waiting[1].id, "behind every push waiting");
+        assert_eq!(outbox.revive(dead[0].id).await.unwrap(), None);
+        outbox.bury(again[0].id, 1, "e", "r", 10_000).await.unwrap();
+        assert!(outbox.drop_dead(again[0].id).await.unwrap());
+        assert!(!outbox.drop_dead(again[0].id).await.unwrap());
+        store.close().await;
+    }
+}
