@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod postgres_tls;
 pub mod process;
 pub mod proxy;
+pub mod push_receiver;
 pub mod raw;
 pub mod redis;
 pub mod redis_tls;

@@ -7,6 +7,8 @@
 //!   `postgres`): durable append, delivery to readers, latency, the reader's parse.
 //! - `plugins/`: the `plugins` suite: a Wasm plugin vs the same logic native (`wasm`), a reader
 //!   with plugins vs without (`reader`), Python and JavaScript vs Rust (`languages`).
+//! - `pushes`: the `pushes` suite: the outbox's throughput to a local receiver, and a reader
+//!   whose plugin pushes every row vs the same plugin pushing nothing.
 //! - `redis`: the `redis` suite, Redis mode vs TCP mode (and TLS Redis vs plain).
 
 use streamhost_server::config::RedisConfig;
@@ -14,6 +16,7 @@ use streamhost_server::config::RedisConfig;
 use crate::replication::REQUEST_ROWS;
 
 mod plugins;
+mod pushes;
 mod redis;
 mod replication;
 
@@ -74,6 +77,10 @@ pub enum BenchSuite {
     /// Wasm plugin cost: room-timeline per row vs the same logic native, instantiation, a
     /// reader with three plugins vs without, reload pauses (needs `scripts/build-plugins`).
     Plugins,
+    /// Pushes: outbox throughput to a local receiver answering 200 at once, and a reader's
+    /// rows/s with the `webhook` plugin pushing every row vs pushing none (needs
+    /// `scripts/build-plugins`).
+    Pushes,
     /// Redis mode vs TCP mode: delivery to 1 and 8 readers, latency (needs a Redis server);
     /// with `--redis-tls`, also TLS Redis vs plain Redis.
     Redis,
@@ -104,6 +111,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             replication::postgres(&args.postgres, args.rows, args.runs).await
         }
         BenchSuite::Plugins => plugins::run(args.plugins, args.rows, args.runs).await,
+        BenchSuite::Pushes => pushes::run(&args.plugins, args.rows, args.runs).await,
         BenchSuite::Redis => {
             let redis = RedisConfig {
                 url: args.redis.clone().into(),

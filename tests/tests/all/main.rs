@@ -25,6 +25,7 @@ mod postgres;
 mod postgres_tls;
 mod process;
 mod push_import;
+mod pushes;
 mod reader_auth;
 mod reader_authorizer;
 mod redis;

@@ -95,6 +95,26 @@ impl DestinationConfig {
     }
 }
 
+/// Refuses a grant that pushes to a destination not declared (`*` grants whatever is).
+pub fn check_grants(
+    grants: &BTreeMap<String, streamhost_plugin_runtime::Grant>,
+    destinations: &BTreeMap<String, DestinationConfig>,
+) -> anyhow::Result<()> {
+    for (plugin, grant) in grants {
+        if let Some(missing) = grant
+            .push
+            .iter()
+            .find(|d| *d != "*" && !destinations.contains_key(*d))
+        {
+            anyhow::bail!(
+                "reader.plugins.grants.{plugin}.push names destination {missing:?}, which is \
+                 not declared: add [reader.destinations.{missing}]"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The destinations as the plugin runtime meets them (URL, headers, body bound).
 pub fn for_plugins(
     destinations: &BTreeMap<String, DestinationConfig>,

@@ -564,6 +564,7 @@ impl ReaderConfig {
         self.plugins.queries.validate()?;
         self.plugins.rate_limit.validate()?;
         self.auth.validate()?;
+        destinations::check_grants(&self.plugins.grants, &self.destinations)?;
         anyhow::ensure!(
             self.auth.authorizer.is_none() || self.plugins.dir.is_some(),
             "reader.auth.authorizer names a plugin, but reader.plugins.dir is not set"

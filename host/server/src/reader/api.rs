@@ -48,12 +48,18 @@ pub(crate) fn router(
     http::finish(own.merge(plugins::api_router(plugins, read)), limits)
 }
 
-/// `GET /v1/status`: with plugins, each one's state and lag joins the reader's own status.
+/// `GET /v1/status`: with plugins, each one's state and lag joins the reader's own status,
+/// and with destinations the outbox of each (`pushes`).
 async fn status(State(api): State<ReaderApi>) -> Response {
     match api.plugins {
         Some(host) => {
             let mut status = serde_json::to_value(api.shared.snapshot()).unwrap_or_default();
             status["plugins"] = plugins::summaries_json(&host);
+            if let Some(pushes) = host.pushes()
+                && let Ok(depths) = pushes.depths().await
+            {
+                status["pushes"] = serde_json::json!(depths);
+            }
             json(StatusCode::OK, &status)
         }
         None => json(StatusCode::OK, &api.shared.snapshot()),
