@@ -74,10 +74,12 @@ pub fn notify_body(
     room: &RoomContext,
 ) -> Value {
     let mut tweaks = Map::new();
+    // Every rule here that sets a sound also sets `highlight`, `false` when it does not
+    // highlight (`.m.rule.invite_for_me`, `.m.rule.room_one_to_one`), as Synapse sends them.
     if decision.sound {
         tweaks.insert("sound".into(), json!("default"));
-    }
-    if decision.highlight {
+        tweaks.insert("highlight".into(), json!(decision.highlight));
+    } else if decision.highlight {
         tweaks.insert("highlight".into(), json!(true));
     }
     let high = decision.sound || decision.highlight;
@@ -157,7 +159,7 @@ mod tests {
                 "sender": "@alice:x", "sender_display_name": "Alice", "prio": "high",
                 "content": {"msgtype": "m.text", "body": "hi"}, "counts": {},
                 "devices": [{"app_id": "app", "pushkey": "key1", "pushkey_ts": 12,
-                             "data": {"x": 1}, "tweaks": {"sound": "default"}}]}})
+                             "data": {"x": 1}, "tweaks": {"sound": "default", "highlight": false}}]}})
         );
         assert_eq!(push_key("$e", "@bob:x", "key1"), "$e/@bob:x/key1");
     }
