@@ -265,6 +265,7 @@ fn rerun_if_changed(root: &Path, plugins_src: &Path, names: &[String]) {
         plugins_src.join("Cargo.lock"),
         root.join("guest-sdk").join("Cargo.toml"),
         root.join("guest-sdk").join("src"),
+        root.join("guest-sdk").join("wit-http"),
         root.join("guest-sdk").join("python"),
         root.join("guest-sdk")
             .join("javascript")

@@ -13,7 +13,7 @@
 //! * put a `plugin.toml` next to the `.wasm` (see `guest-sdk/README.md`).
 //!
 //! The host's imports are wrapped in the modules [`log`], [`kv`], [`counters`], [`clock`] and
-//! [`rows`]. A plugin imports only the interfaces it actually calls (unused imports are
+//! [`rows`], and outbound HTTP (standard `wasi:http`) in [`http`]. A plugin imports only the interfaces it actually calls (unused imports are
 //! dropped when the component is made), and the host refuses a plugin that imports one it was
 //! not granted in its `plugin.toml`.
 //!
@@ -112,6 +112,21 @@ pub mod bindings {
         runtime_path: "streamhost_guest_sdk::wit_bindgen::rt",
     });
 }
+
+/// The bindings `wit-bindgen` generates for the part of wasi:http 0.2 that [`http`] calls
+/// (`wit-http/`). Only the functions a plugin calls end up as imports of its component.
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod http_bindings {
+    wit_bindgen::generate!({
+        world: "client",
+        path: "wit-http",
+        runtime_path: "streamhost_guest_sdk::wit_bindgen::rt",
+        generate_all,
+    });
+}
+
+pub mod http;
 
 pub use bindings::streamhost::plugin::types::{
     Batch, Cursor, Description, Effect, ErrorKind, Invalidation, Notification, PluginError,
