@@ -42,9 +42,9 @@ impl Plugin for MatrixPusher {
                 FetchError::Retry(m) | FetchError::Missing(m) => PluginError::retry(m),
             })?;
             for (key, body) in pushes {
-                push::push(&self.config.gateway, &key, &body).map_err(|e| {
-                    PluginError::fatal(format!("push {key} to {}: {e:?}", self.config.gateway))
-                })?;
+                // Not granted or outside a batch: fatal; too large, a bad key or too many:
+                // the row is skipped (the SDK's `From<PushError>`).
+                push::push(&self.config.gateway, &key, &body).map_err(PluginError::from)?;
             }
         }
         Ok(Vec::new())
