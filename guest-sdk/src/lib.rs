@@ -12,8 +12,8 @@
 //! * build the crate as a `cdylib` with `cargo build --release --target wasm32-wasip2`,
 //! * put a `plugin.toml` next to the `.wasm` (see `guest-sdk/README.md`).
 //!
-//! The host's imports are wrapped in the modules [`log`], [`kv`], [`counters`], [`clock`] and
-//! [`rows`], and outbound HTTP (standard `wasi:http`) in [`http`]. A plugin imports only the interfaces it actually calls (unused imports are
+//! The host's imports are wrapped in the modules [`log`], [`kv`], [`counters`], [`clock`],
+//! [`rows`] and [`push`], and outbound HTTP (standard `wasi:http`) in [`http`]. A plugin imports only the interfaces it actually calls (unused imports are
 //! dropped when the component is made), and the host refuses a plugin that imports one it was
 //! not granted in its `plugin.toml`.
 //!
@@ -551,6 +551,67 @@ pub mod kv {
             match e {
                 KvError::QuotaExceeded => PluginError::fatal("kv quota exceeded"),
                 KvError::BadKey => PluginError::skip("bad kv key (empty or over 1 KiB)"),
+            }
+        }
+    }
+}
+
+/// Pushes to destinations the operator declared (the `push` import, 0.2.0): needs
+/// `push = ["<destination>", …]` in `plugin.toml` and the grant.
+///
+/// A push made during [`Plugin::on_batch`] is written to the reader's outbox together with the
+/// plugin's cursor and delivered later by the host with `key` as its `Idempotency-Key`; the
+/// pushes of a call that fails (an error, a trap, a retry) are discarded, so each push exists
+/// once however often its batch is retried. Outside `on_batch` every push is refused with
+/// [`PushError::NotInBatch`].
+pub mod push {
+    use super::{PluginError, Serialize};
+    use crate::bindings::streamhost::plugin::push as raw;
+    pub use raw::PushError;
+
+    /// Queues `body` for `destination` under `key` (the receiver's de-duplication key: make it
+    /// unique per intent, e.g. the event id and the user; 1 to 1,024 bytes).
+    pub fn push(destination: &str, key: &str, body: &[u8]) -> Result<(), PushError> {
+        raw::push(destination, key, body)
+    }
+
+    /// Queues `value` serialized as JSON for `destination` under `key`; a refusal becomes a
+    /// [`PluginError`] (see its `From<PushError>`).
+    pub fn push_json<T: Serialize + ?Sized>(
+        destination: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), PluginError> {
+        let body = serde_json::to_vec(value).map_err(|e| {
+            PluginError::fatal(format!("cannot serialize the push body `{key}`: {e}"))
+        })?;
+        raw::push(destination, key, &body)
+            .map_err(|e| PluginError::from(e).with_context(destination, key))
+    }
+
+    impl PluginError {
+        fn with_context(mut self, destination: &str, key: &str) -> PluginError {
+            self.message = format!("{} (push `{key}` to `{destination}`)", self.message);
+            self
+        }
+    }
+
+    impl From<PushError> for PluginError {
+        /// A push the plugin cannot make at all (not granted, outside `on-batch`) is fatal;
+        /// one this input cannot make (too large, bad key, too many) skips the input.
+        fn from(e: PushError) -> Self {
+            match e {
+                PushError::NotGranted => {
+                    PluginError::fatal("push to a destination not declared or not granted")
+                }
+                PushError::NotInBatch => PluginError::fatal("push outside on-batch"),
+                PushError::TooLarge => {
+                    PluginError::skip("push body over the destination's max_body_bytes")
+                }
+                PushError::BadKey => PluginError::skip("bad push key (empty or over 1 KiB)"),
+                PushError::TooMany => {
+                    PluginError::skip("the batch pushed as many as the effect limits allow")
+                }
             }
         }
     }

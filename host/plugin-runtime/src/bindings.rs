@@ -32,7 +32,7 @@ mod v1 {
 }
 
 pub use v2::exports::streamhost::plugin::authorizer;
-pub use v2::streamhost::plugin::{clock, kv, log, rows, types};
+pub use v2::streamhost::plugin::{clock, kv, log, push, rows, types};
 
 /// The `handler` export of a 0.2.0 component.
 pub use v2::exports::streamhost::plugin::handler as handler_v2;

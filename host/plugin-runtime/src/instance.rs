@@ -150,9 +150,10 @@ impl PluginInstance {
         result.map_err(|e| self.plugin_failure(e))
     }
 
-    /// `on-batch`, its effects checked against the grant and the effect limits and charged to
-    /// the host memory budget. The key-value writes it made stay pending in the plugin's
-    /// store: the caller commits or discards them.
+    /// `on-batch`, its effects and pushes checked against the grant and the effect limits
+    /// (together) and charged to the host memory budget. The key-value writes it made stay
+    /// pending in the plugin's store: the caller commits or discards them. The pushes of a
+    /// call that fails are dropped.
     pub fn on_batch(&mut self, batch: &Batch) -> Result<BatchEffects, Failure> {
         let deadline = self
             .store
@@ -160,21 +161,27 @@ impl PluginInstance {
             .caps
             .limits
             .batch_deadline(batch.rows.len());
-        let result = self.call(deadline, |b, s| handler!(b, |h| h.call_on_batch(s, batch)))?;
-        let effects = result.map_err(|e| self.plugin_failure(e))?;
-        effects::validate(&effects, &self.store.data().caps)?;
+        self.store.data_mut().pushes.open();
+        let result = self.call(deadline, |b, s| handler!(b, |h| h.call_on_batch(s, batch)));
+        let (pushes, push_charge) = self.store.data_mut().pushes.close();
+        let effects = result?.map_err(|e| self.plugin_failure(e))?;
+        effects::validate(&effects, &pushes, &self.store.data().caps)?;
         let charge = match self.accounting {
-            true => self
-                .store
-                .data()
-                .services
-                .budget()
-                .charge(effects::held_bytes(&effects)),
+            true => {
+                let mut charge = self
+                    .store
+                    .data()
+                    .services
+                    .budget()
+                    .charge(effects::held_bytes(&effects));
+                charge.absorb(push_charge);
+                charge
+            }
             false => Charge::default(),
         };
         Ok(BatchEffects {
             effects,
-            pushes: Vec::new(),
+            pushes,
             charge,
         })
     }

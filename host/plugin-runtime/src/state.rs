@@ -10,6 +10,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use crate::grants::Capabilities;
 use crate::limits::{BudgetLimiter, Limits};
+use crate::push::{Destinations, PushStage};
 use crate::services::PluginServices;
 
 /// Bytes of the guest's stderr kept for trap reports (a Rust panic message lands there).
@@ -22,6 +23,10 @@ pub struct PluginState {
     pub(crate) limiter: BudgetLimiter,
     pub(crate) services: Arc<PluginServices>,
     pub(crate) caps: Arc<Capabilities>,
+    /// The operator's destinations, for the `push` import.
+    pub(crate) destinations: Destinations,
+    /// The pushes of the current `on-batch` call (closed outside it).
+    pub(crate) pushes: PushStage,
     pub(crate) stderr: MemoryOutputPipe,
     /// Set when the key-value quota refused a write during the current call.
     pub(crate) kv_quota_hit: bool,
@@ -33,10 +38,11 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    /// State for a new instance of a plugin with `caps`.
+    /// State for a new instance of a plugin with `caps`, pushing to `destinations`.
     pub fn new(
         services: Arc<PluginServices>,
         caps: Arc<Capabilities>,
+        destinations: Destinations,
     ) -> Result<PluginState, std::io::Error> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         let mut builder = WasiCtx::builder();
@@ -59,6 +65,8 @@ impl PluginState {
             limiter: BudgetLimiter::new(limits.memory_bytes()),
             services,
             caps,
+            destinations,
+            pushes: PushStage::default(),
             stderr,
             kv_quota_hit: false,
             host_memory_hit: false,

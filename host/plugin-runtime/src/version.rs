@@ -15,14 +15,16 @@ use crate::grants::{Capabilities, Grant};
 use crate::instance::PluginInstance;
 use crate::kv::KvStore;
 use crate::manifest::{Manifest, PluginFiles};
+use crate::push::Destinations;
 use crate::runtime::{Runtime, sha256_hex};
 use crate::services::PluginServices;
 use crate::state::PluginState;
 
 /// The WIT interfaces a grant decides, with the grant each needs.
-const GATED_IMPORTS: [(&str, &str); 2] = [
+const GATED_IMPORTS: [(&str, &str); 3] = [
     ("streamhost:plugin/kv@", "`kv = true`"),
     ("streamhost:plugin/rows@", "`read_rows = [...]`"),
+    ("streamhost:plugin/push@", "`push = [...]`"),
 ];
 
 /// A compiled, linked and described plugin version, ready to instantiate many times.
@@ -34,6 +36,7 @@ pub struct PluginVersion {
     pre: InstancePre<PluginState>,
     exports: ExportIndices,
     engine: Engine,
+    destinations: Destinations,
     component_bytes: u64,
     compile_time: Duration,
 }
@@ -98,6 +101,7 @@ impl PluginVersion {
             pre,
             exports,
             engine,
+            destinations: runtime.config().destinations.clone(),
             component_bytes: size,
             compile_time,
         };
@@ -149,12 +153,13 @@ impl PluginVersion {
         &self,
         services: Arc<PluginServices>,
     ) -> Result<PluginInstance, crate::Failure> {
-        let state = PluginState::new(services, self.caps.clone()).map_err(|e| {
-            crate::Failure::new(
-                crate::FailureReason::Trap,
-                format!("preparing the instance: {e}"),
-            )
-        })?;
+        let state = PluginState::new(services, self.caps.clone(), self.destinations.clone())
+            .map_err(|e| {
+                crate::Failure::new(
+                    crate::FailureReason::Trap,
+                    format!("preparing the instance: {e}"),
+                )
+            })?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(crate::instance::epoch_reached);
@@ -257,6 +262,7 @@ fn check_gated_imports(
         for (prefix, needs) in GATED_IMPORTS {
             let granted = match prefix {
                 "streamhost:plugin/kv@" => caps.kv,
+                "streamhost:plugin/push@" => !caps.push.is_empty(),
                 _ => !caps.read_rows.is_empty(),
             };
             if import.starts_with(prefix) && !granted {
@@ -324,6 +330,9 @@ fn linker(engine: &Engine, caps: &Capabilities) -> wasmtime::Result<Linker<Plugi
     if !caps.read_rows.is_empty() {
         rows::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         crate::host::v1::add_rows(&mut linker)?;
+    }
+    if !caps.push.is_empty() {
+        crate::host::push::add_to_linker(&mut linker)?;
     }
     Ok(linker)
 }

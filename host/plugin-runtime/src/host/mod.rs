@@ -5,6 +5,7 @@ mod clock;
 pub(crate) mod counters;
 mod kv;
 pub(crate) mod log;
+pub(crate) mod push;
 mod rows;
 pub(crate) mod v1;
 
