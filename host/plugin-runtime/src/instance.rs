@@ -104,6 +104,11 @@ impl PluginInstance {
         state.limiter.clear_hit();
         state.kv_quota_hit = false;
         state.host_memory_hit = false;
+        // Outbound HTTP only in on-batch, which allows it inside its closure.
+        let deadline_at = state.deadline;
+        if let Some((_, hooks)) = state.http.as_mut() {
+            hooks.begin_call(deadline_at, false);
+        }
         // Whatever the call passes the host (its return value, each import's arguments) is
         // copied only while it fits what is left of the budget.
         let fuel = match self.accounting {
@@ -162,7 +167,12 @@ impl PluginInstance {
             .limits
             .batch_deadline(batch.rows.len());
         self.store.data_mut().pushes.open();
-        let result = self.call(deadline, |b, s| handler!(b, |h| h.call_on_batch(s, batch)));
+        let result = self.call(deadline, |b, s| {
+            if let Some((_, hooks)) = s.data_mut().http.as_mut() {
+                hooks.allow();
+            }
+            handler!(b, |h| h.call_on_batch(s, batch))
+        });
         let (pushes, push_charge) = self.store.data_mut().pushes.close();
         let effects = result?.map_err(|e| self.plugin_failure(e))?;
         effects::validate(&effects, &pushes, &self.store.data().caps)?;

@@ -17,6 +17,9 @@
 //!   rate-limited log, counters, and a [`RowSource`].
 //! - [`Limits`] and the [`BudgetLimiter`] (`limits`); the host memory a plugin causes,
 //!   [`HostBudget`] and its [`Charge`]s (`budget`).
+//! - outbound HTTP (`outbound`): `wasi:http/outgoing-handler`, linked for plugins granted
+//!   `http` targets, each request checked against them and the limits, answered by the
+//!   network or by [`HttpFixtures`] ([`HttpBackend`]).
 //! - `bindings`: the `bindgen!`s, one per interface version.
 
 mod bindings;
@@ -30,6 +33,7 @@ mod instance;
 mod kv;
 mod limits;
 mod manifest;
+mod outbound;
 mod push;
 mod runtime;
 mod services;
@@ -48,6 +52,7 @@ pub use instance::{BatchEffects, PluginInstance};
 pub use kv::{KvChange, KvStore};
 pub use limits::{BudgetLimiter, EPOCH_TICK, LimitHit, Limits};
 pub use manifest::{Manifest, PluginFiles};
+pub use outbound::{FixtureResponse, HttpBackend, HttpExchange, HttpFixtures};
 pub use push::{Destination, Destinations, Push};
 pub use runtime::{Runtime, RuntimeConfig, sha256_hex};
 pub use services::{LogBook, PluginServices, RowSource};

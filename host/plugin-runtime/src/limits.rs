@@ -43,6 +43,14 @@ pub struct Limits {
     pub log_lines_per_second: u32,
     /// Size of the `.wasm` file.
     pub max_component_bytes: u64,
+    /// Wall time one outbound HTTP request may take, from sending it to the end of its
+    /// response body; never more than what is left of the call's deadline (the time a call
+    /// waits for a server counts against its deadline like CPU time).
+    pub http_timeout_ms: u64,
+    /// Bytes of one outbound HTTP response body; a larger body fails the request.
+    pub max_http_response_bytes: u64,
+    /// Outbound HTTP requests one `on-batch` call may make.
+    pub max_http_requests: u32,
 }
 
 impl Default for Limits {
@@ -60,6 +68,9 @@ impl Default for Limits {
             kv_quota_bytes: 16 << 20,
             log_lines_per_second: 100,
             max_component_bytes: 32 << 20,
+            http_timeout_ms: 5_000,
+            max_http_response_bytes: 1 << 20,
+            max_http_requests: 16,
         }
     }
 }
@@ -86,7 +97,7 @@ impl Limits {
 
     /// The names and values of the limits in `self` that exceed those of `cap`.
     pub fn exceeding(&self, cap: &Limits) -> Vec<String> {
-        let pairs: [(&str, u64, u64); 12] = [
+        let pairs: [(&str, u64, u64); 15] = [
             (
                 "batch_deadline_ms",
                 self.batch_deadline_ms,
@@ -134,6 +145,17 @@ impl Limits {
                 "max_component_bytes",
                 self.max_component_bytes,
                 cap.max_component_bytes,
+            ),
+            ("http_timeout_ms", self.http_timeout_ms, cap.http_timeout_ms),
+            (
+                "max_http_response_bytes",
+                self.max_http_response_bytes,
+                cap.max_http_response_bytes,
+            ),
+            (
+                "max_http_requests",
+                u64::from(self.max_http_requests),
+                u64::from(cap.max_http_requests),
             ),
         ];
         pairs

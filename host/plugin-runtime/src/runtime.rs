@@ -12,6 +12,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::cache::CompileCache;
 use crate::limits::EPOCH_TICK;
+use crate::outbound::HttpBackend;
 use crate::push::Destinations;
 
 /// Engine-wide settings (per-plugin limits are in [`crate::Limits`]).
@@ -28,6 +29,9 @@ pub struct RuntimeConfig {
     pub max_plugin_memory_mib: u64,
     /// The operator's destinations, for the `push` and `wasi:http` imports.
     pub destinations: Destinations,
+    /// What answers plugins' outbound HTTP requests once admitted: the network, or fixtures
+    /// (`streamhost plugin run --http-fixtures`).
+    pub http_backend: HttpBackend,
 }
 
 impl Default for RuntimeConfig {
@@ -38,6 +42,7 @@ impl Default for RuntimeConfig {
             pool_instances: 32,
             max_plugin_memory_mib: 1024,
             destinations: Destinations::default(),
+            http_backend: HttpBackend::default(),
         }
     }
 }

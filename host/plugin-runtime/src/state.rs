@@ -1,5 +1,6 @@
 //! [`PluginState`], the data of one plugin instance's `Store`: its WASI context (clocks and
-//! random only, plus a granted read-only folder), its memory limiter and its services.
+//! random only, plus a granted read-only folder), its `wasi:http` hooks when granted, its
+//! memory limiter and its services.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,9 +8,11 @@ use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::grants::Capabilities;
 use crate::limits::{BudgetLimiter, Limits};
+use crate::outbound::{HttpPolicy, OutboundHooks};
 use crate::push::{Destinations, PushStage};
 use crate::services::PluginServices;
 
@@ -35,14 +38,18 @@ pub struct PluginState {
     pub(crate) host_memory_hit: bool,
     /// When the current call's CPU deadline passes; the epoch callback traps only after it.
     pub(crate) deadline: Instant,
+    /// The `wasi:http` context and hooks, for a plugin granted `http` targets.
+    pub(crate) http: Option<(WasiHttpCtx, OutboundHooks)>,
 }
 
 impl PluginState {
-    /// State for a new instance of a plugin with `caps`, pushing to `destinations`.
-    pub fn new(
+    /// State for a new instance of a plugin with `caps`, pushing to `destinations`, and
+    /// `http` when it was granted outbound HTTP.
+    pub(crate) fn new(
         services: Arc<PluginServices>,
         caps: Arc<Capabilities>,
         destinations: Destinations,
+        http: Option<Arc<HttpPolicy>>,
     ) -> Result<PluginState, std::io::Error> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         let mut builder = WasiCtx::builder();
@@ -59,6 +66,7 @@ impl PluginState {
                 .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         }
         let limits: &Limits = &caps.limits;
+        let http = http.map(|policy| (WasiHttpCtx::new(), OutboundHooks::new(policy, limits)));
         Ok(PluginState {
             wasi: builder.build(),
             table: ResourceTable::new(),
@@ -71,6 +79,7 @@ impl PluginState {
             kv_quota_hit: false,
             host_memory_hit: false,
             deadline: Instant::now(),
+            http,
         })
     }
 
@@ -85,6 +94,21 @@ impl WasiView for PluginState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        // Linked only when `http` is `Some` (`version::linker`).
+        let (ctx, hooks) = self
+            .http
+            .as_mut()
+            .expect("wasi:http is linked only for plugins granted http");
+        WasiHttpCtxView {
+            ctx,
+            table: &mut self.table,
+            hooks,
         }
     }
 }

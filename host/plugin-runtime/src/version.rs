@@ -15,16 +15,18 @@ use crate::grants::{Capabilities, Grant};
 use crate::instance::PluginInstance;
 use crate::kv::KvStore;
 use crate::manifest::{Manifest, PluginFiles};
+use crate::outbound::HttpPolicy;
 use crate::push::Destinations;
 use crate::runtime::{Runtime, sha256_hex};
 use crate::services::PluginServices;
 use crate::state::PluginState;
 
 /// The WIT interfaces a grant decides, with the grant each needs.
-const GATED_IMPORTS: [(&str, &str); 3] = [
+const GATED_IMPORTS: [(&str, &str); 4] = [
     ("streamhost:plugin/kv@", "`kv = true`"),
     ("streamhost:plugin/rows@", "`read_rows = [...]`"),
     ("streamhost:plugin/push@", "`push = [...]`"),
+    ("wasi:http/", "`http = [...]`"),
 ];
 
 /// A compiled, linked and described plugin version, ready to instantiate many times.
@@ -35,6 +37,8 @@ pub struct PluginVersion {
     description: Description,
     pre: InstancePre<PluginState>,
     exports: ExportIndices,
+    /// The resolved `http` targets, when any are granted.
+    http: Option<Arc<HttpPolicy>>,
     engine: Engine,
     destinations: Destinations,
     component_bytes: u64,
@@ -81,6 +85,17 @@ impl PluginVersion {
             message,
         };
         check_gated_imports(&component, &engine, &caps).map_err(link_error)?;
+        let http = match caps.http.is_empty() {
+            true => None,
+            false => Some(Arc::new(
+                HttpPolicy::new(
+                    &caps.http,
+                    &runtime.config().destinations,
+                    runtime.config().http_backend.clone(),
+                )
+                .map_err(link_error)?,
+            )),
+        };
         let linker = linker(&engine, &caps).map_err(|e| link_error(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
@@ -100,6 +115,7 @@ impl PluginVersion {
             },
             pre,
             exports,
+            http,
             engine,
             destinations: runtime.config().destinations.clone(),
             component_bytes: size,
@@ -153,8 +169,13 @@ impl PluginVersion {
         &self,
         services: Arc<PluginServices>,
     ) -> Result<PluginInstance, crate::Failure> {
-        let state = PluginState::new(services, self.caps.clone(), self.destinations.clone())
-            .map_err(|e| {
+        let state = PluginState::new(
+            services,
+            self.caps.clone(),
+            self.destinations.clone(),
+            self.http.clone(),
+        )
+        .map_err(|e| {
                 crate::Failure::new(
                     crate::FailureReason::Trap,
                     format!("preparing the instance: {e}"),
@@ -263,6 +284,7 @@ fn check_gated_imports(
             let granted = match prefix {
                 "streamhost:plugin/kv@" => caps.kv,
                 "streamhost:plugin/push@" => !caps.push.is_empty(),
+                "wasi:http/" => !caps.http.is_empty(),
                 _ => !caps.read_rows.is_empty(),
             };
             if import.starts_with(prefix) && !granted {
@@ -309,8 +331,9 @@ impl ExportIndices {
     }
 }
 
-/// A linker with WASI (whose context grants only clocks, random and a granted folder) and
-/// exactly the Streamhost interfaces `caps` grants, under the names of every version in
+/// A linker with WASI (whose context grants only clocks, random and a granted folder),
+/// `wasi:http` when `caps` grants `http` targets, and exactly the Streamhost interfaces
+/// `caps` grants, under the names of every version in
 /// [`VERSIONS`]: 0.2.0's through `bindgen!`, 0.1.0's onto the same functions
 /// (`crate::host::v1`).
 fn linker(engine: &Engine, caps: &Capabilities) -> wasmtime::Result<Linker<PluginState>> {
@@ -333,6 +356,9 @@ fn linker(engine: &Engine, caps: &Capabilities) -> wasmtime::Result<Linker<Plugi
     }
     if !caps.push.is_empty() {
         crate::host::push::add_to_linker(&mut linker)?;
+    }
+    if !caps.http.is_empty() {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
     }
     Ok(linker)
 }

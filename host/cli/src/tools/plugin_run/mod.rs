@@ -22,11 +22,13 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streamhost_plugin_runtime::{
-    Grant, Manifest, PluginFiles, PluginVersion, Runtime, RuntimeConfig,
+    Destination, Grant, HttpBackend, HttpFixtures, Manifest, PluginFiles, PluginVersion, Runtime,
+    RuntimeConfig,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +37,7 @@ mod report;
 mod runner;
 
 pub use self::input::{ParsedInput, group_batches, parse_input};
-use self::report::{report_loaded, write_report, write_summary};
+use self::report::{report_loaded, write_http, write_report, write_summary};
 use self::runner::Runner;
 
 /// Flags of `streamhost plugin run`.
@@ -59,6 +61,11 @@ pub struct PluginRunArgs {
     /// Host folder granted read-only at the path the manifest's `directory` asks for.
     #[arg(long, value_name = "DIR")]
     pub directory: Option<PathBuf>,
+    /// Answers to the plugin's outbound HTTP requests (TOML, or JSON if it ends in `.json`):
+    /// `[[fixture]] method, url, status, headers, body`. A request no fixture matches is
+    /// refused; without this flag every request is. Never the network.
+    #[arg(long, value_name = "FILE")]
+    pub http_fixtures: Option<PathBuf>,
 }
 
 /// What a run did, as its summary line reports it.
@@ -109,7 +116,28 @@ pub fn run(
     if let Some(config) = &args.config {
         grant.config = Some(parse_config(config)?);
     }
-    let runtime = Runtime::new(RuntimeConfig::default()).context("starting the wasm engine")?;
+    let fixtures = Arc::new(match &args.http_fixtures {
+        Some(path) => HttpFixtures::load(path).map_err(anyhow::Error::msg)?,
+        None => HttpFixtures::default(),
+    });
+    let destinations = fixtures
+        .destinations()
+        .iter()
+        .map(|(name, url)| {
+            let destination = Destination {
+                url: url.clone(),
+                headers: Vec::new(),
+                max_body_bytes: usize::MAX,
+            };
+            (name.clone(), destination)
+        })
+        .collect();
+    let runtime = Runtime::new(RuntimeConfig {
+        destinations: Arc::new(destinations),
+        http_backend: HttpBackend::Fixtures(fixtures.clone()),
+        ..RuntimeConfig::default()
+    })
+    .context("starting the wasm engine")?;
     let version = PluginVersion::load(&runtime, &files, &grant)?;
     report_loaded(out, &version, &files, args.json)?;
 
@@ -132,6 +160,7 @@ pub fn run(
         }
         let report = runner.call(batch, &mut summary);
         write_report(out, batch, &report, args.json)?;
+        write_http(out, &fixtures.take_seen(), args.json)?;
     }
     summary.total_time = started.elapsed();
     write_summary(out, &summary, args.json)?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use streamhost_plugin_runtime::{
-    Batch, Effect, Failure, Invalidation, Notification, PluginFiles, PluginVersion,
+    Batch, Effect, Failure, HttpExchange, Invalidation, Notification, PluginFiles, PluginVersion,
 };
 
 use super::RunSummary;
@@ -48,6 +48,28 @@ pub(super) fn report_loaded(
             duration_text(version.compile_time()),
             description.streams.join(", ")
         )?;
+    }
+    Ok(())
+}
+
+/// The outbound HTTP requests of the batch just reported, one line each (`--http-fixtures`).
+pub(super) fn write_http(
+    out: &mut dyn Write,
+    exchanges: &[HttpExchange],
+    json: bool,
+) -> anyhow::Result<()> {
+    for exchange in exchanges {
+        if json {
+            let line = json!({"http": {
+                "method": exchange.method,
+                "url": exchange.url,
+                "status": exchange.status,
+                "refused": exchange.refused,
+            }});
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(out, "    http: {exchange}")?;
+        }
     }
     Ok(())
 }
