@@ -564,6 +564,18 @@ impl ReaderConfig {
         self.plugins.queries.validate()?;
         self.plugins.rate_limit.validate()?;
         self.auth.validate()?;
+        for (plugin, grant) in &self.plugins.grants {
+            if let Some(missing) = grant
+                .push
+                .iter()
+                .find(|d| *d != "*" && !self.destinations.contains_key(*d))
+            {
+                anyhow::bail!(
+                    "reader.plugins.grants.{plugin}.push names destination {missing:?}, which is \
+                     not declared: add [reader.destinations.{missing}]"
+                );
+            }
+        }
         anyhow::ensure!(
             self.auth.authorizer.is_none() || self.plugins.dir.is_some(),
             "reader.auth.authorizer names a plugin, but reader.plugins.dir is not set"

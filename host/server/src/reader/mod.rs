@@ -28,6 +28,7 @@
 //! - [`store`]: the reader's SQLite database.
 //! - [`status`]: [`ReaderStatus`] and the metrics.
 //! - [`plugins`]: the Wasm plugins, their workers and their HTTP endpoints.
+//! - `push`: delivering the plugins' pushes from the outbox to their destinations.
 //! - `api`: the HTTP API.
 
 mod api;
@@ -38,6 +39,7 @@ pub(crate) mod inbound;
 pub(crate) mod ledger;
 pub mod plugins;
 pub(crate) mod processor;
+pub(crate) mod push;
 pub mod sink;
 pub mod status;
 pub mod store;
@@ -261,9 +263,19 @@ async fn start_plugins(
         return Ok((processor, None));
     }
     let positions = processor.committed();
+    let pushes = match config.destinations.is_empty() {
+        true => None,
+        false => Some(push::PushDelivery::start(
+            &config.destinations,
+            store.pool().clone(),
+            &shared.metrics.registry,
+            stop,
+        )?),
+    };
     let host = PluginHost::start(
         config.plugins.clone(),
         crate::config::destinations_for_plugins(&config.destinations),
+        pushes,
         &config.auth,
         config.data.clone(),
         store.pool().clone(),

@@ -1,7 +1,8 @@
 //! The admin endpoints, a router nested at `/v1/admin` behind the admin bearer token (403
 //! when the reader has none): `GET /v1/admin/plugins`, `POST /v1/admin/plugins/{name}/reload`,
-//! `POST /v1/admin/plugins/{name}/resume`, and the API token endpoints
-//! (`reader::auth::admin`: `/v1/admin/tokens`). Any other path under `/v1/admin`, or another
+//! `POST /v1/admin/plugins/{name}/resume`, the API token endpoints
+//! (`reader::auth::admin`: `/v1/admin/tokens`) and, with destinations, the push endpoints
+//! (`reader::push::admin`: `/v1/admin/pushes`). Any other path under `/v1/admin`, or another
 //! method, is a 404.
 
 use std::sync::Arc;
@@ -27,12 +28,16 @@ pub(super) fn router(host: Arc<PluginHost>) -> Router {
         host.config.admin_token.as_deref(),
         "the admin API is off: set reader.plugins.admin_token (or STREAMHOST_ADMIN_TOKEN)",
     );
-    Router::new()
+    let mut router = Router::new()
         .route("/plugins", get(details))
         .route("/plugins/{name}/reload", post(reload))
         .route("/plugins/{name}/resume", post(resume))
         .with_state(Arc::clone(&host))
-        .merge(crate::reader::auth::admin::router(host.auth.clone()))
+        .merge(crate::reader::auth::admin::router(host.auth.clone()));
+    if let Some(pushes) = &host.ctx.pushes {
+        router = router.merge(crate::reader::push::admin::router(pushes.clone()));
+    }
+    router
         .fallback(no_such_admin_endpoint)
         .method_not_allowed_fallback(no_such_admin_endpoint)
         .layer(http::layers::timeout(REQUEST_TIMEOUT))
@@ -187,6 +192,8 @@ impl Serialize for GrantView<'_> {
             "topics": g.topics,
             "kv": g.kv,
             "read_rows": g.read_rows,
+            "push": g.push,
+            "http": g.http,
             "directory": g.directory,
             "limits": g.limits,
             "sha256": g.sha256,

@@ -58,6 +58,14 @@ async fn load_version(host: &Arc<PluginHost>, dir: PathBuf) -> Result<Arc<Plugin
     tokio::task::spawn_blocking(move || {
         let files = PluginFiles::in_dir(&dir).map_err(|e| e.to_string())?;
         let manifest = Manifest::load_in(&dir).map_err(|e| e.to_string())?;
+        let declared = &runtime.config().destinations;
+        if let Some(missing) = manifest.push.iter().find(|d| !declared.contains_key(*d)) {
+            return Err(format!(
+                "plugin {} pushes to destination {missing:?}, which the reader does not \
+                 declare (add [reader.destinations.{missing}])",
+                manifest.name
+            ));
+        }
         let grant = grants.get(&manifest.name).cloned().unwrap_or_default();
         PluginVersion::load(&runtime, &files, &grant)
             .map(Arc::new)

@@ -51,6 +51,7 @@ pub use self::slot::{FailureReport, PluginRunState, PluginSlot};
 use self::store::PluginStore;
 use super::auth::{Auth, Authorize};
 use super::catchup::CatchupSource;
+use super::push::PushDelivery;
 use crate::config::{AuthConfig, PluginsConfig};
 use crate::metrics::{CounterVec, Registry};
 
@@ -161,6 +162,8 @@ pub(crate) struct HostContext {
     /// Longest a query waits in its plugin's queue.
     queue_timeout: Duration,
     metrics: PluginMetrics,
+    /// The delivery worker of the pushes, when destinations are declared.
+    pushes: Option<Arc<PushDelivery>>,
 }
 
 /// The reader's plugins.
@@ -183,6 +186,7 @@ impl PluginHost {
     pub(crate) async fn start(
         config: PluginsConfig,
         destinations: streamhost_plugin_runtime::Destinations,
+        pushes: Option<Arc<PushDelivery>>,
         auth: &AuthConfig,
         data: PathBuf,
         pool: sqlx::SqlitePool,
@@ -242,6 +246,7 @@ impl PluginHost {
             queries_per_batch: config.queries.per_batch,
             queue_timeout: Duration::from_millis(config.queries.queue_timeout_ms),
             metrics,
+            pushes,
         });
         let host = Arc::new(PluginHost {
             ctx,

@@ -1,6 +1,6 @@
 //! Plugin state in the reader's database: cursors (with the writer's run each belongs to),
-//! key-value stores and dead letters. One
-//! [`PluginStore::commit`] writes all three for a group of batches in one transaction.
+//! key-value stores, dead letters and pushes (the outbox, `reader::push`). One
+//! [`PluginStore::commit`] writes all four for a group of batches in one transaction.
 
 use std::collections::HashMap;
 
@@ -10,6 +10,8 @@ use streamhost_plugin_runtime::KvChange;
 use streamhost_proto::{InstanceName, StreamName, Token};
 
 use super::feed::{Key, Run};
+use crate::clock::unix_ms;
+use crate::reader::push::outbox::{self, Staged};
 
 /// A batch a plugin asked to skip.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -97,14 +99,15 @@ impl PluginStore {
             .collect())
     }
 
-    /// Writes cursors (token and run), key-value changes and dead letters of one group in one
-    /// transaction. A cursor may move backwards (to a writer's new run).
+    /// Writes cursors (token and run), key-value changes, dead letters and pushes of one group
+    /// in one transaction. A cursor may move backwards (to a writer's new run).
     pub(crate) async fn commit(
         &self,
         plugin: &str,
         cursors: &[(Key, Token, Run)],
         kv: &[KvChange],
         dead: &[DeadLetter],
+        pushes: &[Staged],
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await.context("beginning a transaction")?;
         for ((stream, instance), token, run) in cursors {
@@ -162,6 +165,7 @@ impl PluginStore {
             .await
             .context("writing a dead letter")?;
         }
+        outbox::insert(&mut tx, plugin, pushes, unix_ms()).await?;
         tx.commit().await.context("committing plugin state")?;
         Ok(())
     }

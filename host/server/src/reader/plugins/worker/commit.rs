@@ -1,5 +1,5 @@
-//! A group's commit: the plugin's changed cursors, its key-value writes and dead letters in
-//! one transaction; only then are the group's effects applied (cache evictions,
+//! A group's commit: the plugin's changed cursors, its key-value writes, dead letters and
+//! pushes (to the outbox) in one transaction, after which the push delivery is woken; only then are the group's effects applied (cache evictions,
 //! notifications), its metrics counted and the cursors published. A failed commit forgets the
 //! group: the cursors go back and the rows are fetched again.
 
@@ -27,10 +27,13 @@ impl Worker {
         let changed = self.cursors.pending();
         let kv = self.services.kv().staged();
         let name = self.slot.name().to_string();
-        let committed =
-            self.ctx
-                .handle
-                .block_on(self.ctx.store.commit(&name, &changed, &kv, &group.dead));
+        let committed = self.ctx.handle.block_on(self.ctx.store.commit(
+            &name,
+            &changed,
+            &kv,
+            &group.dead,
+            &group.pushes,
+        ));
         if let Err(error) = committed {
             tracing::error!(plugin = %name, error = %format!("{error:#}"), "committing plugin state failed; the rows will be applied again");
             self.services.kv().discard_all();
@@ -40,6 +43,11 @@ impl Worker {
         }
         self.services.kv().commit();
         self.cursors.commit();
+        if !group.pushes.is_empty()
+            && let Some(pushes) = &self.ctx.pushes
+        {
+            pushes.wake();
+        }
         for (key, before, run) in &group.resets {
             tracing::info!(
                 plugin = %name, stream = %key.0, instance = %key.1, cursor = before.0, run = run.0,

@@ -43,6 +43,7 @@ use super::feed::{FeedRead, Key, Run};
 use super::slot::{Control, PluginSlot};
 use super::store::DeadLetter;
 use crate::reader::ledger::Ledger;
+use crate::reader::push::outbox::Staged;
 
 /// Most rows handed to one `on-batch` call; batches are cut only between tokens, so one
 /// token with more rows makes a larger batch.
@@ -67,6 +68,9 @@ struct Group {
     effects: Vec<Effect>,
     /// The batch each of `effects` came from: its stream and last token.
     sources: Vec<(String, i64)>,
+    /// The pushes of the group's batches, each with its batch: written to the outbox with
+    /// the cursors.
+    pushes: Vec<Staged>,
     /// The host memory `effects` hold, given back when the group is flushed.
     charge: Charge,
     dead: Vec<DeadLetter>,

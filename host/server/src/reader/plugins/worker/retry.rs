@@ -14,6 +14,7 @@ use super::super::store::DeadLetter;
 use super::{Group, Halt, Worker};
 use crate::backoff::Backoff;
 use crate::clock::unix_ms;
+use crate::reader::push::outbox::Staged;
 
 /// Doublings of the wait between attempts at most: the longest is 1,024 × `retry_backoff_ms`.
 const MAX_DOUBLINGS: u32 = 10;
@@ -47,6 +48,13 @@ impl Worker {
                         .sources
                         .extend(std::iter::repeat_n(source, returned.effects.len()));
                     group.effects.extend(returned.effects);
+                    group
+                        .pushes
+                        .extend(returned.pushes.into_iter().map(|push| Staged {
+                            push,
+                            stream: batch.stream.clone(),
+                            token: batch.token,
+                        }));
                     group.charge.absorb(returned.charge);
                     group.batches += 1;
                     group.rows += batch.rows.len() as u64;
