@@ -176,11 +176,11 @@ impl PluginVersion {
             self.http.clone(),
         )
         .map_err(|e| {
-                crate::Failure::new(
-                    crate::FailureReason::Trap,
-                    format!("preparing the instance: {e}"),
-                )
-            })?;
+            crate::Failure::new(
+                crate::FailureReason::Trap,
+                format!("preparing the instance: {e}"),
+            )
+        })?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(crate::instance::epoch_reached);

@@ -55,18 +55,85 @@ fn events() -> Vec<(Value, Vec<Value>)> {
                "origin_server_ts": 1, "content": content})
     };
     vec![
-        (msg("$1", "!trio:x", "@alice:x", json!({"msgtype": "m.text", "body": "morning"})), trio.clone()),
-        (msg("$2", "!trio:x", "@alice:x", json!({"msgtype": "m.text", "body": "@bob:x: look",
-             "m.mentions": {"user_ids": ["@bob:x"]}})), trio.clone()),
-        (msg("$3", "!trio:x", "@bob:x", json!({"msgtype": "m.text", "body": "CAROL DANVERS, lunch? \"ok\"\n\u{1F600}"})), trio.clone()),
-        (msg("$4", "!trio:x", "@carol:x", json!({"msgtype": "m.text", "body": "ask alice"})), trio.clone()),
-        (msg("$5", "!trio:x", "@carol:x", json!({"msgtype": "m.notice", "body": "alice"})), trio.clone()),
-        (msg("$6", "!trio:x", "@carol:x", json!({"msgtype": "m.text", "body": "Bobby Tables", "m.mentions": {}})), trio.clone()),
-        (msg("$7", "!pair:x", "@alice:x", json!({"msgtype": "m.text", "body": "hi", "n": [1, 2.5, null, true]})), pair.clone()),
-        (msg("$8", "!pair:x", "@dan:x", json!({"msgtype": "m.text", "body": "* hi",
-             "m.relates_to": {"rel_type": "m.replace", "event_id": "$7"}})), pair.clone()),
-        (json!({"event_id": "$9", "room_id": "!pair:x", "type": "m.room.member", "sender": "@alice:x",
-                "state_key": "@carol:x", "content": {"membership": "invite", "displayname": "Carol Danvers"}}), pair.clone()),
+        (
+            msg(
+                "$1",
+                "!trio:x",
+                "@alice:x",
+                json!({"msgtype": "m.text", "body": "morning"}),
+            ),
+            trio.clone(),
+        ),
+        (
+            msg(
+                "$2",
+                "!trio:x",
+                "@alice:x",
+                json!({"msgtype": "m.text", "body": "@bob:x: look",
+             "m.mentions": {"user_ids": ["@bob:x"]}}),
+            ),
+            trio.clone(),
+        ),
+        (
+            msg(
+                "$3",
+                "!trio:x",
+                "@bob:x",
+                json!({"msgtype": "m.text", "body": "CAROL DANVERS, lunch? \"ok\"\n\u{1F600}"}),
+            ),
+            trio.clone(),
+        ),
+        (
+            msg(
+                "$4",
+                "!trio:x",
+                "@carol:x",
+                json!({"msgtype": "m.text", "body": "ask alice"}),
+            ),
+            trio.clone(),
+        ),
+        (
+            msg(
+                "$5",
+                "!trio:x",
+                "@carol:x",
+                json!({"msgtype": "m.notice", "body": "alice"}),
+            ),
+            trio.clone(),
+        ),
+        (
+            msg(
+                "$6",
+                "!trio:x",
+                "@carol:x",
+                json!({"msgtype": "m.text", "body": "Bobby Tables", "m.mentions": {}}),
+            ),
+            trio.clone(),
+        ),
+        (
+            msg(
+                "$7",
+                "!pair:x",
+                "@alice:x",
+                json!({"msgtype": "m.text", "body": "hi", "n": [1, 2.5, null, true]}),
+            ),
+            pair.clone(),
+        ),
+        (
+            msg(
+                "$8",
+                "!pair:x",
+                "@dan:x",
+                json!({"msgtype": "m.text", "body": "* hi",
+             "m.relates_to": {"rel_type": "m.replace", "event_id": "$7"}}),
+            ),
+            pair.clone(),
+        ),
+        (
+            json!({"event_id": "$9", "room_id": "!pair:x", "type": "m.room.member", "sender": "@alice:x",
+                "state_key": "@carol:x", "content": {"membership": "invite", "displayname": "Carol Danvers"}}),
+            pair.clone(),
+        ),
     ]
 }
 
@@ -76,7 +143,10 @@ fn row_of(token: i64, event: &Value) -> Row {
         "type": event["type"], "state_key": event.get("state_key"), "redacts": null,
         "relates_to": null, "membership": membership.filter(|_| event["type"] == "m.room.member"),
         "rejected": false, "outlier": false});
-    Row { token, data: data.to_string() }
+    Row {
+        token,
+        data: data.to_string(),
+    }
 }
 
 fn fixtures() -> Vec<FixtureResponse> {
@@ -98,7 +168,11 @@ fn fixtures() -> Vec<FixtureResponse> {
     // An event Synapse does not show: skipped by both.
     fixtures.push(FixtureResponse {
         method: None,
-        url: format!("{SYNAPSE}/_synapse/admin/v1/rooms/{}/context/{}?limit=0", encode("!trio:x"), encode("$gone")),
+        url: format!(
+            "{SYNAPSE}/_synapse/admin/v1/rooms/{}/context/{}?limit=0",
+            encode("!trio:x"),
+            encode("$gone")
+        ),
         status: 404,
         headers: Vec::new(),
         body: r#"{"errcode":"M_NOT_FOUND"}"#.into(),
@@ -109,10 +183,12 @@ fn fixtures() -> Vec<FixtureResponse> {
 fn config() -> toml::Table {
     let users: Vec<Value> = ["@alice:x", "@bob:x", "@carol:x", "@dan:x"]
         .iter()
-        .map(|u| json!({"user_id": u, "pushers": [
+        .map(|u| {
+            json!({"user_id": u, "pushers": [
             {"app_id": "app", "pushkey": format!("{u}-phone"), "pushkey_ts": 7,
              "data": {"url": "http://gw.test/_matrix/push/v1/notify", "format": "full", "x": "y"}},
-            {"app_id": "app", "pushkey": format!("{u}-tablet")}]}))
+            {"app_id": "app", "pushkey": format!("{u}-tablet")}]})
+        })
         .collect();
     let config = json!({"synapse": SYNAPSE, "gateway": "matrix-gateway", "users": users});
     toml::Table::try_from(config).unwrap()
@@ -122,12 +198,27 @@ fn config() -> toml::Table {
 fn run(name: &str) -> Vec<String> {
     let fixtures = Arc::new(HttpFixtures::new(fixtures()));
     let destinations = [
-        ("synapse", SYNAPSE, vec![("Authorization".to_string(), "Bearer secret".to_string())]),
-        ("matrix-gateway", "http://gw.test/_matrix/push/v1/notify", Vec::new()),
+        (
+            "synapse",
+            SYNAPSE,
+            vec![("Authorization".to_string(), "Bearer secret".to_string())],
+        ),
+        (
+            "matrix-gateway",
+            "http://gw.test/_matrix/push/v1/notify",
+            Vec::new(),
+        ),
     ]
     .into_iter()
     .map(|(n, url, headers)| {
-        (n.to_string(), Destination { url: url.into(), headers, max_body_bytes: 1 << 20 })
+        (
+            n.to_string(),
+            Destination {
+                url: url.into(),
+                headers,
+                max_body_bytes: 1 << 20,
+            },
+        )
     })
     .collect();
     let runtime = Runtime::new(RuntimeConfig {
@@ -146,11 +237,28 @@ fn run(name: &str) -> Vec<String> {
     let services = PluginServices::new(version.name(), KvStore::default(), 1_000, None);
     let mut instance = version.instantiate(services).unwrap();
     instance.init(&[]).unwrap();
-    let mut rows: Vec<Row> = events().iter().zip(1..).map(|((e, _), t)| row_of(t, e)).collect();
-    rows.insert(3, Row { token: 100, data: row_of(0, &json!({"event_id": "$gone", "room_id": "!trio:x",
-        "type": "m.room.message"})).data });
+    let mut rows: Vec<Row> = events()
+        .iter()
+        .zip(1..)
+        .map(|((e, _), t)| row_of(t, e))
+        .collect();
+    rows.insert(
+        3,
+        Row {
+            token: 100,
+            data: row_of(
+                0,
+                &json!({"event_id": "$gone", "room_id": "!trio:x",
+        "type": "m.room.message"}),
+            )
+            .data,
+        },
+    );
     rows.push(Row { token: 101, data: r#"{"kind":"state","room_id":"!trio:x","type":"m.room.name","state_key":"","event_id":"$n"}"#.into() });
-    rows.push(Row { token: 102, data: r#"["ev",["$x","!trio:x","m.room.message",null,null,null,null,0,0]]"#.into() });
+    rows.push(Row {
+        token: 102,
+        data: r#"["ev",["$x","!trio:x","m.room.message",null,null,null,null,0,0]]"#.into(),
+    });
     let mut lines = Vec::new();
     for (n, chunk) in rows.chunks(4).enumerate() {
         let batch = Batch {
@@ -163,12 +271,24 @@ fn run(name: &str) -> Vec<String> {
         let effects = instance
             .on_batch(&batch)
             .unwrap_or_else(|f| panic!("{name} failed batch {n}: {f:?}"));
-        lines.push(format!("batch {n}: {} effects, {} pushes", effects.effects.len(), effects.pushes.len()));
+        lines.push(format!(
+            "batch {n}: {} effects, {} pushes",
+            effects.effects.len(),
+            effects.pushes.len()
+        ));
         for push in &effects.pushes {
-            lines.push(format!("push {} {} {}", push.destination, push.key, String::from_utf8_lossy(&push.body)));
+            lines.push(format!(
+                "push {} {} {}",
+                push.destination,
+                push.key,
+                String::from_utf8_lossy(&push.body)
+            ));
         }
         for seen in fixtures.take_seen() {
-            lines.push(format!("request {} {} {:?} {:?}", seen.method, seen.url, seen.status, seen.refused));
+            lines.push(format!(
+                "request {} {} {:?} {:?}",
+                seen.method, seen.url, seen.status, seen.refused
+            ));
         }
     }
     lines
@@ -180,7 +300,11 @@ fn matrix_pusher_languages_push_alike() {
     let pushes = reference.iter().filter(|l| l.starts_with("push ")).count();
     // $2 bob x2, $3 carol x2, $4 alice x2, $7 dan x2, $9 carol x2.
     assert_eq!(pushes, 10, "{reference:#?}");
-    assert!(reference.iter().any(|l| l.starts_with("push matrix-gateway $9/@carol:x/@carol:x-phone ")));
+    assert!(
+        reference
+            .iter()
+            .any(|l| l.starts_with("push matrix-gateway $9/@carol:x/@carol:x-phone "))
+    );
     for name in &IMPLEMENTATIONS[1..] {
         let got = run(name);
         let at = reference.iter().zip(&got).position(|(a, b)| a != b);
