@@ -9,10 +9,13 @@ keys and no spaces, as serde_json writes it), checked by the conformance suite.
 """
 
 import json
-import re
 import urllib.parse
 
 import streamhost
+from componentize_py_types import Err
+from wit_world.imports import outgoing_handler, streams
+from wit_world.imports import push as _push
+from wit_world.imports import wasi_http_types as t
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,9 +182,6 @@ def encode(segment):
 
 def http_get(url):
     """GET `url` over wasi:http/outgoing-handler; (status, body bytes). Blocks until done."""
-    from componentize_py_types import Err
-    from wit_world.imports import outgoing_handler, streams
-    from wit_world.imports import wasi_http_types as t
 
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -222,8 +222,6 @@ def http_get(url):
 
 
 def _http_error(url, code):
-    from wit_world.imports import wasi_http_types as t
-
     if isinstance(code, (t.ErrorCode_HttpRequestDenied, t.ErrorCode_HttpRequestUriInvalid)):
         return streamhost.Fatal(f"GET {url}: refused by the host ({type(code).__name__})")
     return streamhost.Retry(f"GET {url}: {type(code).__name__}")
@@ -231,9 +229,6 @@ def _http_error(url, code):
 
 def push(destination, key, body):
     """The host's `push` import; a refusal is fatal (it would be refused on every retry)."""
-    from componentize_py_types import Err
-    from wit_world.imports import push as _push
-
     try:
         _push.push(destination, key, body)
     except Err as error:
@@ -301,10 +296,10 @@ class MatrixPusher(streamhost.Plugin):
     streams = ["events"]
 
     def __init__(self, config, resume_after):
-        try:
-            self.config = json.loads(config)
-        except ValueError as error:
-            raise streamhost.Fatal(f"matrix-pusher configuration: {error}") from None
+        # streamhost.py hands the grant's config already parsed.
+        self.config = config
+        if not isinstance(config, dict) or not {"synapse", "gateway", "users"} <= config.keys():
+            raise streamhost.Fatal("matrix-pusher configuration: synapse, gateway and users are required")
         if self.config.get("api", "admin") != "admin":
             raise streamhost.Fatal("matrix-pusher-py reads Synapse's admin API only")
 
