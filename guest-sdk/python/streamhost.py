@@ -38,7 +38,10 @@ from wit_world import exports
 from wit_world.imports import clock as _clock
 from wit_world.imports import counters as _counters
 from wit_world.imports import log as _log
-from wit_world.imports import types as _types
+try:
+    from wit_world.imports import types as _types
+except ImportError:  # a world importing wasi:http too names it after its package
+    from wit_world.imports import streamhost_plugin_types as _types
 
 __all__ = [
     "Batch", "Cursor", "Fatal", "Invalidate", "InvalidateAll", "Notify", "Plugin", "PluginError",

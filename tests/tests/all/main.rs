@@ -5,6 +5,7 @@
 mod accept_errors;
 mod compile_cache;
 mod conformance;
+mod conformance_pushers;
 mod deployment;
 mod docs_links;
 mod faults;

@@ -3,15 +3,40 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
 use streamhost_integration_tests::plugins::{ALL_PLUGINS, PLUGINS_DIR};
+
 use streamhost_plugin_runtime::{
-    Grant, Manifest, PluginFiles, PluginVersion, Runtime, RuntimeConfig,
+    Destination, Destinations, Grant, Manifest, PluginFiles, PluginVersion, Runtime, RuntimeConfig,
 };
+
+/// A destination for every name the built plugins push to or request under (the operator
+/// declares them; a plugin naming an undeclared one is refused at load).
+fn destinations_asked() -> Destinations {
+    let mut map = std::collections::BTreeMap::new();
+    for name in ALL_PLUGINS {
+        let files = PluginFiles::in_dir(&Path::new(PLUGINS_DIR).join(name)).unwrap();
+        let manifest = Manifest::load(&files.manifest).unwrap();
+        let named = manifest.push.iter().chain(&manifest.http);
+        for destination in named.filter(|d| !d.contains("://")) {
+            map.insert(
+                destination.clone(),
+                Destination {
+                    url: format!("http://{destination}.test"),
+                    headers: Vec::new(),
+                    max_body_bytes: 1 << 20,
+                },
+            );
+        }
+    }
+    Arc::new(map)
+}
 
 #[test]
 fn every_built_plugin_loads_and_describes_itself() {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(concat!(env!("OUT_DIR"), "/compiled").into()),
+        destinations: destinations_asked(),
         ..RuntimeConfig::default()
     })
     .unwrap();
