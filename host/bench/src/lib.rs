@@ -79,7 +79,7 @@ pub enum BenchSuite {
     Plugins,
     /// Pushes: outbox throughput to a local receiver answering 200 at once, and a reader's
     /// rows/s with the `webhook` plugin pushing every row vs pushing none (needs
-    /// `scripts/build-plugins`).
+    /// `scripts/build-plugins --with-webhook DIR` and `--plugins DIR`).
     Pushes,
     /// Redis mode vs TCP mode: delivery to 1 and 8 readers, latency (needs a Redis server);
     /// with `--redis-tls`, also TLS Redis vs plain Redis.

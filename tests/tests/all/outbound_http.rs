@@ -19,6 +19,8 @@ use streamhost_plugin_runtime::{
     Notification, PluginFiles, PluginServices, PluginVersion, Row, Runtime, RuntimeConfig,
 };
 
+use crate::plugin_run::run as plugin_run;
+
 /// Time a noisy shared machine may add to a deadline.
 const SLACK: Duration = Duration::from_millis(750);
 
@@ -388,26 +390,6 @@ fn a_component_importing_wasi_http_without_a_grant_is_refused() {
         message.contains("wasi:http/") && message.contains("`http = [...]`"),
         "{message}"
     );
-}
-
-/// Runs the `plugin run` binary with `args` and returns its JSON lines.
-fn plugin_run(args: &[&str]) -> Vec<Value> {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_streamhost-under-test"))
-        .args(["plugin", "run"])
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
 }
 
 #[test]

@@ -14,8 +14,8 @@ fn fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/server/tests/fixtures/real-session-1.txt")
 }
 
-/// Runs `plugin run` with `args` and returns its JSON lines.
-fn run(args: &[&str]) -> Vec<Value> {
+/// Runs `plugin run` with `args` and returns its JSON lines (`outbound_http` uses it too).
+pub(crate) fn run(args: &[&str]) -> Vec<Value> {
     let output = Command::new(BINARY)
         .args(["plugin", "run"])
         .args(args)
