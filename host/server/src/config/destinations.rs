@@ -136,3 +136,72 @@ pub fn for_plugins(
         .collect();
     std::sync::Arc::new(map)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn destination(url: &str) -> DestinationConfig {
+        DestinationConfig {
+            url: url.into(),
+            ..DestinationConfig::default()
+        }
+    }
+
+    fn error(mut config: DestinationConfig) -> String {
+        format!("{:#}", config.load_secrets("hook").unwrap_err())
+    }
+
+    #[test]
+    fn a_destination_needs_an_http_url_with_a_host_and_positive_bounds() {
+        destination("https://push.example.org/notify")
+            .load_secrets("hook")
+            .unwrap();
+        assert!(error(destination("")).contains("reader.destinations.hook.url"));
+        assert!(error(destination("ftp://x.example/")).contains("http:// or https://"));
+        assert!(error(destination("/notify")).contains("http:// or https://"));
+        let zero = DestinationConfig {
+            concurrency: 0,
+            ..destination("http://127.0.0.1:9/")
+        };
+        assert!(error(zero).contains("concurrency, max_attempts and timeout_ms"));
+    }
+
+    #[test]
+    fn a_header_set_both_inline_and_from_a_file_is_refused_and_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "Bearer s3cret\n").unwrap();
+        let mut config = DestinationConfig {
+            header_files: [("Authorization".to_string(), file.clone())].into(),
+            ..destination("http://127.0.0.1:9/")
+        };
+        config.load_secrets("hook").unwrap();
+        assert_eq!(config.headers["Authorization"].expose(), "Bearer s3cret");
+        let both = DestinationConfig {
+            headers: [("Authorization".to_string(), Secret::from("x"))].into(),
+            header_files: [("Authorization".to_string(), file)].into(),
+            ..destination("http://127.0.0.1:9/")
+        };
+        assert!(error(both).contains("set in headers and header_files"));
+    }
+
+    #[test]
+    fn a_grant_naming_an_undeclared_destination_is_refused() {
+        let grant = streamhost_plugin_runtime::Grant {
+            push: vec!["hook".into()],
+            ..Default::default()
+        };
+        let grants = [("webhook".to_string(), grant)].into();
+        let declared = [("hook".to_string(), destination("http://127.0.0.1:9/"))].into();
+        check_grants(&grants, &declared).unwrap();
+        let message = check_grants(&grants, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("add [reader.destinations.hook]"),
+            "{message}"
+        );
+    }
+}
