@@ -1,6 +1,7 @@
 //! A group's commit: the plugin's changed cursors, its key-value writes, dead letters and
-//! pushes (to the outbox) in one transaction, after which the push delivery is woken; only then are the group's effects applied (cache evictions,
-//! notifications), its metrics counted and the cursors published. A failed commit forgets the
+//! pushes (to the outbox) in one transaction, after which the push delivery is woken; only
+//! then are the group's effects applied (cache evictions, notifications), its metrics
+//! counted and the cursors published. A failed commit forgets the
 //! group: the cursors go back and the rows are fetched again.
 
 use streamhost_plugin_runtime::{Effect, Invalidation, Notification};
