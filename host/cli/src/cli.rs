@@ -388,6 +388,14 @@ pub struct PluginArgs {
 pub enum PluginCommand {
     /// Replay recorded replication lines through one plugin and report every batch.
     Run(crate::tools::plugin_run::PluginRunArgs),
+    /// Write a new plugin project (Rust, Python or JavaScript) in any folder.
+    New(crate::tools::plugin_new::PluginNewArgs),
+    /// Build a plugin folder into the layout a reader loads; print its size and sha256.
+    Build(crate::tools::plugin_build::PluginBuildArgs),
+    /// Replay the plugin's fixtures and compare with its expectations file.
+    Test(crate::tools::plugin_test::PluginTestArgs),
+    /// Rebuild on save and hot-reload into a local writer and reader fed with traffic.
+    Dev(crate::tools::plugin_dev::PluginDevArgs),
 }
 
 #[cfg(test)]

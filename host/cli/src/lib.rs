@@ -67,6 +67,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await??;
             Ok(())
         }
+        Command::Plugin(PluginArgs {
+            command: PluginCommand::New(args),
+        }) => tools::plugin_new::run(&args, &mut std::io::stdout().lock()),
+        Command::Plugin(PluginArgs {
+            command: PluginCommand::Build(args),
+        }) => {
+            tokio::task::spawn_blocking(move || {
+                tools::plugin_build::run(&args, &mut std::io::stdout().lock())
+            })
+            .await?
+        }
+        Command::Plugin(PluginArgs {
+            command: PluginCommand::Test(args),
+        }) => {
+            let stop = shutdown.clone();
+            tokio::task::spawn_blocking(move || {
+                tools::plugin_test::run(&args, &mut std::io::stdout().lock(), &stop)
+            })
+            .await?
+        }
+        Command::Plugin(PluginArgs {
+            command: PluginCommand::Dev(args),
+        }) => tools::plugin_dev::run(args, shutdown).await,
     }
 }
 

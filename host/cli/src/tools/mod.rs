@@ -1,5 +1,9 @@
 //! The tools beside the product: each drives the server library from the outside.
 
 pub mod demo;
+pub mod plugin_build;
+pub mod plugin_dev;
+pub mod plugin_new;
 pub mod plugin_run;
+pub mod plugin_test;
 pub mod tail;
