@@ -8,6 +8,7 @@ mod conformance;
 mod conformance_pushers;
 mod deployment;
 mod docs_links;
+mod docs_statuses;
 mod faults;
 mod hostile_languages;
 mod hostile_plugins;
