@@ -1,10 +1,17 @@
 //! `streamhost plugin test`: replays fixtures through a plugin and compares with its
-//! expectations file. (Contract placeholder: its owner replaces it.)
+//! expectations file. (Formats first; the command follows.)
+//!
+//! Files: `fixture` (`tests/*.jsonl` and `tests/*.rdata` into token batches), `expectations`
+//! (`tests/<fixture>.expected.toml`: parse and render), `diff` (what differs, named).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
+
+pub mod diff;
+pub mod expectations;
+pub mod fixture;
 
 /// Flags of `streamhost plugin test`.
 #[derive(Debug, clap::Args)]
