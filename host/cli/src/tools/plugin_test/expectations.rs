@@ -94,7 +94,7 @@ impl ExpectedQuery {
 }
 
 /// One expectations file.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectations {
     /// Most rows per plugin batch (a token's rows are never split).
@@ -116,6 +116,19 @@ pub struct Expectations {
 
 fn default_batch_rows() -> usize {
     1
+}
+
+impl Default for Expectations {
+    /// What an empty file says: one batch per token, no effects, an empty store, no queries.
+    fn default() -> Expectations {
+        Expectations {
+            batch_rows: default_batch_rows(),
+            config: None,
+            effects: BTreeMap::new(),
+            kv: BTreeMap::new(),
+            queries: Vec::new(),
+        }
+    }
 }
 
 /// The expectations file of the fixture at `fixture`: `name.jsonl` → `name.expected.toml`.
@@ -281,7 +294,7 @@ mod tests {
         assert_eq!(parsed.effects["s master 1"], ["notify t {}"]);
         assert!(parsed.kv.is_empty() && parsed.config.is_none());
         assert_eq!(parsed.queries[0].label(), "q");
-        assert_eq!(parse("").unwrap().batch_rows, 1);
+        assert_eq!(parse("").unwrap(), Expectations::default());
     }
 
     #[test]
