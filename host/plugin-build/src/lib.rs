@@ -10,11 +10,13 @@
 //!
 //! Files: `assets` (what the binary carries), `language` (which language a folder holds),
 //! `world` (the narrowed world a Python or JavaScript plugin is componentized against),
+//! `imports` (the warning for a component importing what its `plugin.toml` does not ask for),
 //! `rust`, `python`, `javascript` (one builder each), `scaffold` (`streamhost plugin new`).
 
 use std::path::{Path, PathBuf};
 
 pub mod assets;
+pub mod imports;
 mod javascript;
 pub mod language;
 mod python;
