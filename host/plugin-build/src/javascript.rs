@@ -15,8 +15,15 @@ use crate::stage::{self, Staging, Toolchain};
 use crate::world::ManifestImports;
 use crate::{BuildOptions, BuiltPlugin, Language, usage};
 
+/// componentize-js's command-line script, relative to the toolchain's folder.
+const CLI: &str = "node_modules/@bytecodealliance/componentize-js/src/cli.js";
+
 /// The helper layer's files, which a plugin's own files must not hide.
 const HELPERS: [&str; 2] = ["streamhost.js", "streamhost-imports.js"];
+
+/// Node's flag preloading a module that makes `Math.random` constant in componentize-js's
+/// own process (not in the plugin).
+const FIXED_RANDOM: &str = "--import=data:text/javascript,Math.random=()=>0.5";
 
 /// Builds the JavaScript plugin in `dir` into `options.out`.
 pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltPlugin> {
@@ -28,7 +35,6 @@ pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltP
             "Node.js 18 or newer, with npm, builds JavaScript plugins",
         )?;
     }
-    let componentize = install_toolchain(&options.toolchains.join("javascript"))?;
     let files = stage::plugin_files(dir)?;
     for file in files
         .iter()
@@ -36,6 +42,7 @@ pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltP
     {
         check_syntax(&dir.join(file))?;
     }
+    let componentize = install_toolchain(&options.toolchains.join("javascript"))?;
 
     let staging = Staging::new(
         Language::JavaScript,
@@ -58,8 +65,13 @@ pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltP
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", scratch.display()))?;
 
     let wasm = staging.dir.join("plugin.wasm");
-    let mut cmd = Command::new(&componentize);
+    let mut cmd = Command::new("node");
     cmd.current_dir(&src)
+        // componentize-js names its work folder (whose path the snapshot keeps) with
+        // `Math.random()`: a fixed value makes it `$TMPDIR/<fixed>`, and `$TMPDIR` is the
+        // staging folder's own, named after the sources.
+        .arg(FIXED_RANDOM)
+        .arg(&componentize)
         .arg("plugin.js")
         .args(["--wit", "../wit", "--world-name", "plugin"])
         .args([
@@ -149,14 +161,14 @@ fn check_syntax(file: &Path) -> anyhow::Result<()> {
 }
 
 /// Installs componentize-js and jco with `npm ci` into `dir` unless it holds the carried
-/// lock; returns the path of its `componentize-js`.
+/// lock; returns the path of componentize-js's command-line script.
 fn install_toolchain(dir: &Path) -> anyhow::Result<PathBuf> {
     let toolchain = Toolchain {
         what: "the JavaScript plugin toolchain (componentize-js, jco)",
         dir,
         stamp: "installed-lock.json",
         pins: carried("package-lock.json"),
-        marker: "node_modules/.bin/componentize-js",
+        marker: CLI,
     };
     toolchain.ensure(|dir| {
         for name in ["package.json", "package-lock.json"] {
@@ -175,5 +187,5 @@ fn install_toolchain(dir: &Path) -> anyhow::Result<PathBuf> {
         )?;
         Ok(())
     })?;
-    Ok(dir.join("node_modules/.bin/componentize-js"))
+    Ok(dir.join(CLI))
 }

@@ -25,7 +25,9 @@ pub(crate) const SOURCE_DATE_EPOCH: u64 = 315_532_800;
 const SKIPPED: [&str; 4] = ["__pycache__", "node_modules", "target", ".git"];
 
 /// Holds an exclusive lock on `<path>.lock` until dropped.
-pub(crate) struct Lock(#[allow(dead_code)] File);
+pub(crate) struct Lock {
+    _file: File,
+}
 
 /// Waits for the exclusive lock on `<path>.lock`, creating it (and its folder) if needed.
 pub(crate) fn lock(path: &Path) -> anyhow::Result<Lock> {
@@ -42,7 +44,7 @@ pub(crate) fn lock(path: &Path) -> anyhow::Result<Lock> {
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", file_path.display()))?;
     file.lock()
         .map_err(|e| anyhow::anyhow!("locking {}: {e}", file_path.display()))?;
-    Ok(Lock(file))
+    Ok(Lock { _file: file })
 }
 
 /// A toolchain installed into `dir` from pinned files.
@@ -316,4 +318,57 @@ pub(crate) fn check_folder(dir: &Path, source: &str, helpers: &[&str]) -> anyhow
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn plugin_in(parent: &Path, body: &str) -> PathBuf {
+        let dir = parent.join("some-folder").join("my-plugin");
+        std::fs::create_dir_all(dir.join("__pycache__")).unwrap();
+        std::fs::write(dir.join("plugin.toml"), "name = \"p\"\n").unwrap();
+        std::fs::write(dir.join("plugin.py"), body).unwrap();
+        std::fs::write(dir.join("__pycache__/plugin.pyc"), "stale").unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_staging_folder_depends_on_the_sources_not_on_their_folder() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = plugin_in(one.path(), "x = 1\n");
+        let second = plugin_in(two.path(), "x = 1\n");
+        let files = plugin_files(&first).unwrap();
+        assert_eq!(files, ["plugin.py", "plugin.toml"]);
+        let staged = Staging::new(Language::Python, &first, &files, &["helper"]).unwrap();
+        let path = staged.dir.clone();
+        drop(staged);
+        assert!(!path.exists(), "a staging folder is removed when dropped");
+        let again = Staging::new(Language::Python, &second, &files, &["helper"]).unwrap();
+        assert_eq!(again.dir, path);
+        drop(again);
+        let three = tempfile::tempdir().unwrap();
+        let changed = plugin_in(three.path(), "x = 2\n");
+        let other = Staging::new(Language::Python, &changed, &files, &["helper"]).unwrap();
+        assert_ne!(other.dir, path);
+    }
+
+    #[test]
+    fn staged_files_get_the_same_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = plugin_in(dir.path(), "x = 1\n");
+        let dest = dir.path().join("staged");
+        let files = plugin_files(&source).unwrap();
+        copy_files(&source, &files, &dest).unwrap();
+        fix_times(&dest).unwrap();
+        for path in [
+            dest.clone(),
+            dest.join("plugin.py"),
+            dest.join("plugin.toml"),
+        ] {
+            let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+            assert_eq!(modified, epoch(), "{}", path.display());
+        }
+    }
 }

@@ -1,6 +1,11 @@
 //! Builds each Python and JavaScript example plugin twice, from two different folders, with
 //! the real toolchains (installed into `$STREAMHOST_GUEST_TOOLCHAINS`, else the user's cache,
 //! on first use), and compares the components' sha256.
+//!
+//! Both fail today: componentize-py 0.25.1 and componentize-js 0.23.0 snapshot an interpreter
+//! that read random bytes and file timestamps from the host, which no option of theirs fixes
+//! (docs/design.md, decision 48). They are ignored until a pin that is deterministic lands;
+//! `cargo test -p streamhost-plugin-build --test reproducible -- --ignored` runs them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -48,13 +53,16 @@ fn assert_reproducible(language: &str, names: &[&str]) {
 }
 
 #[test]
-#[ignore = "needs python3 and PyPI or an installed toolchain; scripts/test runs it"]
+#[ignore = "componentize-py 0.25.1 is not deterministic (design.md, decision 48)"]
 fn python_examples_build_to_the_same_bytes_twice() {
-    assert_reproducible("python", &["notifier"]);
+    assert_reproducible(
+        "python",
+        &["room-timeline", "notifier", "matrix-pusher", "evil"],
+    );
 }
 
 #[test]
-#[ignore = "needs node, npm and the npm registry or an installed toolchain; scripts/test runs it"]
+#[ignore = "componentize-js 0.23.0 is not deterministic (design.md, decision 48)"]
 fn javascript_examples_build_to_the_same_bytes_twice() {
-    assert_reproducible("javascript", &["notifier"]);
+    assert_reproducible("javascript", &["room-timeline", "notifier", "evil"]);
 }
