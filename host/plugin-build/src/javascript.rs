@@ -1,11 +1,191 @@
-//! Builds a javascript plugin folder. (Contract placeholder: the helper that owns this file
-//! replaces it.)
+//! Builds a JavaScript plugin folder (`plugin.toml` + `plugin.js`, and any modules it imports
+//! by relative path) with componentize-js, pinned with jco in the carried `package-lock.json`
+//! and installed on first use with `npm ci` into `<toolchains>/javascript`.
+//!
+//! Every `.js` file is checked with `node --check` first (componentize-js reports a syntax
+//! error without saying where). The files are staged beside the carried helper layer
+//! (`streamhost.js`), a `streamhost-imports.js` re-exporting the host interfaces the narrowed
+//! world imports, and that world, in a folder named after the sources with fixed file times.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use crate::{BuildOptions, BuiltPlugin};
+use crate::assets;
+use crate::stage::{self, Staging, Toolchain};
+use crate::world::ManifestImports;
+use crate::{BuildOptions, BuiltPlugin, Language, usage};
 
-/// Builds the javascript plugin in `dir` into `options.out`.
-pub(crate) fn build(dir: &Path, _options: &BuildOptions) -> anyhow::Result<BuiltPlugin> {
-    anyhow::bail!("{}: javascript builds are not written yet", dir.display())
+/// componentize-js's command-line script, relative to the toolchain's folder.
+const CLI: &str = "node_modules/@bytecodealliance/componentize-js/src/cli.js";
+
+/// The helper layer's files, which a plugin's own files must not hide.
+const HELPERS: [&str; 2] = ["streamhost.js", "streamhost-imports.js"];
+
+/// Node's flag preloading a module that makes `Math.random` constant in componentize-js's
+/// own process (not in the plugin).
+const FIXED_RANDOM: &str = "--import=data:text/javascript,Math.random=()=>0.5";
+
+/// Builds the JavaScript plugin in `dir` into `options.out`.
+pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltPlugin> {
+    stage::check_folder(dir, "plugin.js", &HELPERS)?;
+    let manifest = ManifestImports::load(&dir.join("plugin.toml"))?;
+    for tool in ["node", "npm"] {
+        stage::require(
+            tool,
+            "Node.js 18 or newer, with npm, builds JavaScript plugins",
+        )?;
+    }
+    let files = stage::plugin_files(dir)?;
+    for file in files
+        .iter()
+        .filter(|f| f.ends_with(".js") || f.ends_with(".mjs"))
+    {
+        check_syntax(&dir.join(file))?;
+    }
+    let componentize = install_toolchain(&options.toolchains.join("javascript"))?;
+
+    let staging = Staging::new(
+        Language::JavaScript,
+        dir,
+        &files,
+        &[carried("streamhost.js"), carried("package-lock.json")],
+    )?;
+    let src = staging.dir.join("src");
+    stage::copy_files(dir, &files, &src)?;
+    let write = |name: &str, text: &str| {
+        std::fs::write(src.join(name), text)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", src.join(name).display()))
+    };
+    write("streamhost.js", carried("streamhost.js"))?;
+    write("streamhost-imports.js", &imports_module(&manifest))?;
+    manifest.write_wit(&staging.dir.join("wit"))?;
+    stage::fix_times(&staging.dir)?;
+    let scratch = staging.dir.join("tmp");
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", scratch.display()))?;
+
+    let wasm = staging.dir.join("plugin.wasm");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&src)
+        // componentize-js names its work folder (whose path the snapshot keeps) with
+        // `Math.random()`: a fixed value makes it `$TMPDIR/<fixed>`, and `$TMPDIR` is the
+        // staging folder's own, named after the sources.
+        .arg(FIXED_RANDOM)
+        .arg(&componentize)
+        .arg("plugin.js")
+        .args(["--wit", "../wit", "--world-name", "plugin"])
+        .args([
+            "--disable",
+            "http",
+            "fetch-event",
+            "--out",
+            "../plugin.wasm",
+        ])
+        // componentize-js's own scratch folder goes in the staging folder, removed with it.
+        .env("TMPDIR", &scratch);
+    stage::run(
+        &mut cmd,
+        &format!("componentize-js on {}", dir.display()),
+        "componentize-js is missing from its node_modules; remove the folder to reinstall",
+    )?;
+    let warnings = usage::undeclared_helper_uses(dir, &files, &manifest, usage::JAVASCRIPT)?;
+    stage::install(
+        dir,
+        &manifest,
+        Language::JavaScript,
+        &wasm,
+        options,
+        warnings,
+    )
+}
+
+fn carried(name: &str) -> &'static str {
+    assets::JAVASCRIPT
+        .iter()
+        .find(|(path, _)| *path == name)
+        .map(|(_, text)| *text)
+        .expect("assets::JAVASCRIPT carries streamhost.js, package.json and package-lock.json")
+}
+
+/// `streamhost-imports.js`: re-exports the `streamhost:plugin` interfaces the world imports.
+fn imports_module(manifest: &ManifestImports) -> String {
+    let version = assets::interface_version();
+    let mut text = format!(
+        "// Generated by streamhost plugin build: the host interfaces {}'s world imports.\n",
+        manifest.name
+    );
+    for interface in manifest.imports.iter().filter(|i| !i.contains(':')) {
+        text.push_str(&format!(
+            "export * as {interface} from \"streamhost:plugin/{interface}@{version}\";\n"
+        ));
+    }
+    text
+}
+
+/// Fails with the file, line and message `node --check` gives for a syntax error in `file`.
+fn check_syntax(file: &Path) -> anyhow::Result<()> {
+    let source =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    let mut child = Command::new("node")
+        .args(["--input-type=module", "--check"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("running node --check: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        // A write error shows as node's failure below.
+        let _ = stdin.write_all(&source);
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| anyhow::anyhow!("running node --check: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let problem = String::from_utf8_lossy(&output.stderr);
+    let mut report = String::new();
+    for line in problem.lines() {
+        let line = match line.strip_prefix("[stdin]") {
+            Some(rest) => format!("{}{rest}", file.display()),
+            None => line.to_owned(),
+        };
+        report.push_str(&line);
+        report.push('\n');
+        if line.starts_with("SyntaxError") {
+            break;
+        }
+    }
+    anyhow::bail!("syntax error in {}:\n{}", file.display(), report.trim_end())
+}
+
+/// Installs componentize-js and jco with `npm ci` into `dir` unless it holds the carried
+/// lock; returns the path of componentize-js's command-line script.
+fn install_toolchain(dir: &Path) -> anyhow::Result<PathBuf> {
+    let toolchain = Toolchain {
+        what: "the JavaScript plugin toolchain (componentize-js, jco)",
+        dir,
+        stamp: "installed-lock.json",
+        pins: carried("package-lock.json"),
+        marker: CLI,
+    };
+    toolchain.ensure(|dir| {
+        for name in ["package.json", "package-lock.json"] {
+            std::fs::write(dir.join(name), carried(name))
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", dir.join(name).display()))?;
+        }
+        stage::run(
+            Command::new("npm").current_dir(dir).args([
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ]),
+            "npm ci of @bytecodealliance/componentize-js and @bytecodealliance/jco",
+            "npm is required (Node.js 18 or newer)",
+        )?;
+        Ok(())
+    })?;
+    Ok(dir.join(CLI))
 }

@@ -178,7 +178,7 @@ def encode(segment):
 
 # ----------------------------------------------------------------------------------------------
 # Host calls: synchronous wasi:http (the bindings componentize-py generates for the world
-# scripts/plugin-world writes when plugin.toml asks for `http`) and the `push` import.
+# `streamhost plugin build` writes when plugin.toml asks for `http`) and the `push` import.
 
 def http_get(url):
     """GET `url` over wasi:http/outgoing-handler; (status, body bytes). Blocks until done."""
