@@ -1,12 +1,17 @@
 //! An author's first steps, as issue 15 asks: from an empty folder outside the repository,
 //! with nothing but the `streamhost` binary and the language's toolchain, `plugin new` writes
 //! a project and `plugin build` builds it into the reader's layout, printing its size and
-//! sha256; building the same project in two different folders gives the same bytes.
+//! sha256, in Rust, Python and JavaScript; building the same Rust project in two different
+//! folders gives the same bytes (the Python and JavaScript examples' reproducibility is
+//! host/plugin-build/tests/reproducible.rs's).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_streamhost-under-test");
+
+/// Where tests/build.rs installed the pinned Python and JavaScript toolchains.
+const TOOLCHAINS: &str = concat!(env!("OUT_DIR"), "/guest-toolchains");
 
 /// The repository, which the temporary folders must be outside of.
 fn repository() -> PathBuf {
@@ -35,7 +40,11 @@ fn empty_folder() -> tempfile::TempDir {
 /// (as an author's shell would be; `CARGO_HOME` stays, it is where cargo is).
 fn streamhost(dir: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(BINARY);
-    command.current_dir(dir).args(args);
+    command
+        .current_dir(dir)
+        .args(args)
+        // The guest toolchains tests/build.rs installed, so nothing is installed twice.
+        .env("STREAMHOST_GUEST_TOOLCHAINS", TOOLCHAINS);
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
         let cargos = name.starts_with("CARGO_") && name != "CARGO_HOME";
@@ -114,6 +123,16 @@ fn a_rust_plugin_is_started_and_built_outside_the_repository_reproducibly() {
         (size, sha256),
         "the same source built in two folders gives the same component"
     );
+}
+
+#[test]
+fn python_and_javascript_plugins_are_started_and_built_outside_the_repository() {
+    for language in ["python", "javascript"] {
+        let name = format!("room-counts-{language}");
+        let (_parent, project) = new_project(&name, language);
+        let (size, _) = build(&project, &name);
+        assert!(size > 1000, "{language}: {size}");
+    }
 }
 
 #[test]
