@@ -1,9 +1,10 @@
 //! An author's first steps, as issue 15 asks: from an empty folder outside the repository,
 //! with nothing but the `streamhost` binary and the language's toolchain, `plugin new` writes
-//! a project and `plugin build` builds it into the reader's layout, printing its size and
-//! sha256, in Rust, Python and JavaScript; building the same Rust project in two different
-//! folders gives the same bytes (the Python and JavaScript examples' reproducibility is
-//! host/plugin-build/tests/reproducible.rs's).
+//! a project, `plugin build` builds it into the reader's layout, printing its size and
+//! sha256, and `plugin test` passes its fixture (and fails, naming the effect, once an
+//! expectation is changed), in Rust, Python and JavaScript. Building the same Rust project in
+//! two different folders gives the same bytes (the Python and JavaScript examples'
+//! reproducibility is host/plugin-build/tests/reproducible.rs's).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -112,6 +113,32 @@ fn build(project: &Path, name: &str) -> (u64, String) {
     (bytes.len() as u64, fields[4].to_string())
 }
 
+/// `plugin test` in `project` passes on the fixture `plugin new` wrote; then, with one
+/// expected notification changed, it fails and its diff names the batch and both effects.
+fn test_passes_then_fails(project: &Path) {
+    let output = streamhost(project, &["plugin", "test"]);
+    let printed = succeeded(&output, "plugin test");
+    assert!(printed.contains("ok tests/messages.jsonl"), "{printed}");
+    assert!(printed.contains("1 fixtures passed"), "{printed}");
+
+    let expectations = project.join("tests/messages.expected.toml");
+    let original = std::fs::read_to_string(&expectations).unwrap();
+    let wrong = "notify room:!a:demo.streamhost 3";
+    let edited = original.replacen("notify room:!a:demo.streamhost 2", wrong, 1);
+    assert_ne!(edited, original);
+    std::fs::write(&expectations, edited).unwrap();
+    let output = streamhost(project, &["plugin", "test"]);
+    assert!(!output.status.success(), "a wrong expectation must fail");
+    let printed = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(printed.contains("FAIL tests/messages.jsonl"), "{printed}");
+    assert!(printed.contains("messages master 3"), "{printed}");
+    assert!(printed.contains(wrong), "{printed}");
+    assert!(
+        printed.contains("notify room:!a:demo.streamhost 2"),
+        "{printed}"
+    );
+}
+
 #[test]
 fn a_rust_plugin_is_started_and_built_outside_the_repository_reproducibly() {
     let (_first_parent, first) = new_project("room-counts", "rust");
@@ -128,6 +155,7 @@ fn a_rust_plugin_is_started_and_built_outside_the_repository_reproducibly() {
         one, two,
         "the same source built in two folders gives the same component"
     );
+    test_passes_then_fails(&first);
 }
 
 #[test]
@@ -137,6 +165,7 @@ fn python_and_javascript_plugins_are_started_and_built_outside_the_repository() 
         let (_parent, project) = new_project(&name, language);
         let (size, _) = build(&project, &name);
         assert!(size > 1000, "{language}: {size}");
+        test_passes_then_fails(&project);
     }
 }
 
