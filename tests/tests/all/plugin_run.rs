@@ -1,12 +1,15 @@
 //! `streamhost plugin run`, as a user runs it: the real binary replaying a captured Synapse
-//! session through a plugin, replaying the batch a failing plugin left behind, and printing
-//! the pushes of a plugin that pushes.
+//! session through a plugin, replaying the batch a failing plugin left behind (and exiting
+//! non-zero), printing the pushes of a plugin that pushes, asking a query, and loading a
+//! component compiled by an earlier run from the shared compile cache.
 
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use streamhost_integration_tests::plugins::{EVIL_DIR, STREAM_STATS_DIR, WEBHOOK_DIR};
+use streamhost_integration_tests::plugins::{
+    EVIL_DIR, ROOM_TIMELINE_DIR, STREAM_STATS_DIR, WEBHOOK_DIR,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_streamhost-under-test");
 
@@ -14,24 +17,38 @@ fn fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/server/tests/fixtures/real-session-1.txt")
 }
 
+/// The compile cache the tests' runs of the binary share (in the build's temporary folder, not
+/// the user's `~/.cache`).
+pub(crate) fn test_cache() -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("compiled")
+}
+
 /// Runs `plugin run` with `args` and returns its JSON lines (`outbound_http` uses it too).
 pub(crate) fn run(args: &[&str]) -> Vec<Value> {
+    let (success, lines, stderr) = run_status(args);
+    assert!(success, "{stderr}");
+    lines
+}
+
+/// Runs `plugin run --json` with `args`: whether it exited 0, its JSON lines and its stderr.
+fn run_status(args: &[&str]) -> (bool, Vec<Value>, String) {
     let output = Command::new(BINARY)
         .args(["plugin", "run"])
         .args(args)
         .arg("--json")
+        .env("STREAMHOST_COMPILE_CACHE", test_cache())
         .output()
         .expect("run the binary");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
+    let lines = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+        .collect();
+    (
+        output.status.success(),
+        lines,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -71,13 +88,15 @@ fn a_failing_batch_file_replays_with_its_failure() {
         "RDATA messages master batch {\"room\":\"!a:x\"}\nRDATA messages master 2 {\"room\":\"!a:x\"}\nRDATA messages master 3 {\"room\":\"!b:x\"}\n",
     )
     .unwrap();
-    let lines = run(&[
+    let (success, lines, stderr) = run_status(&[
         EVIL_DIR,
         "--input",
         input.to_str().unwrap(),
         "--config",
         r#"{"mode": "panic"}"#,
     ]);
+    assert!(!success, "a failed batch fails the command");
+    assert!(stderr.contains("1 of 1 batches failed"), "{stderr}");
     let batches: Vec<&Value> = lines.iter().filter(|l| l.get("rows").is_some()).collect();
     assert_eq!(batches.len(), 1, "{lines:?}");
     assert_eq!(batches[0]["rows"], 3);
@@ -126,14 +145,89 @@ fn pushes_are_printed_beside_the_effects() {
     );
 
     // A destination's `max_body_bytes` smaller than the bodies: the plugin is refused.
-    let lines = run(&[
+    let (success, lines, _) = run_status(&[
         WEBHOOK_DIR,
         "--input",
         input.to_str().unwrap(),
         "--max-body-bytes",
         "10",
     ]);
+    assert!(!success, "a skipped batch is a failed one");
     let batch = lines.iter().find(|l| l.get("rows").is_some()).unwrap();
     assert_eq!(batch["failure"]["reason"], "skip", "{batch}");
     assert_eq!(batch["pushes"], serde_json::json!([]), "{batch}");
+}
+
+#[test]
+fn a_query_is_answered_after_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("messages.rdata");
+    std::fs::write(
+        &input,
+        "RDATA messages master 1 {\"room\":\"!a:x\",\"body\":\"hi\"}\nRDATA messages master 2 {\"room\":\"!b:x\"}\n",
+    )
+    .unwrap();
+    let input = input.to_str().unwrap();
+    let lines = run(&[
+        ROOM_TIMELINE_DIR,
+        "--input",
+        input,
+        "--query",
+        "timeline",
+        "--arg",
+        "room=!a:x",
+    ]);
+    let query = lines.iter().find_map(|l| l.get("query")).unwrap();
+    assert_eq!(query["name"], "timeline");
+    let answer: Value = serde_json::from_str(query["answer"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!([{"room": "!a:x", "body": "hi"}]),
+        "{query}"
+    );
+    // A query the plugin does not have fails the command.
+    let (success, lines, _) = run_status(&[ROOM_TIMELINE_DIR, "--input", input, "--query", "nope"]);
+    assert!(!success);
+    let query = lines.iter().find_map(|l| l.get("query")).unwrap();
+    assert!(query["failure"]["reason"].is_string(), "{query}");
+}
+
+#[test]
+fn a_second_run_loads_the_compiled_component_from_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("compiled");
+    let input = fixture();
+    let run_logged = || {
+        let output = Command::new(BINARY)
+            .args(["plugin", "run", STREAM_STATS_DIR, "--input"])
+            .arg(&input)
+            .arg("--cache")
+            .arg(&cache_dir)
+            .env("RUST_LOG", "streamhost=info")
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let first = run_logged();
+    assert!(first.contains("compiling plugin"), "{first}");
+    assert!(first.contains("compiled plugin"), "{first}");
+    assert!(first.contains("\"stream-stats\""), "{first}");
+    let artifacts = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
+        .count();
+    assert_eq!(artifacts, 1);
+    let second = run_logged();
+    assert!(
+        second.contains("compiled plugin loaded from cache"),
+        "{second}"
+    );
+    assert!(!second.contains("compiling plugin"), "{second}");
 }

@@ -66,7 +66,8 @@ pub fn with_spinner<T>(message: String, work: impl FnOnce() -> T) -> T {
             if finished.recv_timeout(SPINNER_AFTER) != Err(mpsc::RecvTimeoutError::Timeout) {
                 return;
             }
-            let bar = indicatif::ProgressBar::new_spinner();
+            // The elapsed time counts from the start of the load, not from the spinner's.
+            let bar = indicatif::ProgressBar::new_spinner().with_elapsed(SPINNER_AFTER);
             if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
             {
                 bar.set_style(style);

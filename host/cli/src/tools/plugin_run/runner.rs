@@ -78,13 +78,21 @@ impl<'a> Runner<'a> {
                 })
                 .collect();
             instance.init(&cursors)?;
-            self.services.kv().commit();
+            self.commit_kv();
             self.instance = Some(instance);
         }
         Ok(self
             .instance
             .as_mut()
             .expect("an instance was just created"))
+    }
+
+    /// Makes the last call's key-value writes committed, as the reader does once it has
+    /// persisted them (staged, then committed).
+    fn commit_kv(&self) {
+        let mut kv = self.services.kv();
+        kv.stage();
+        kv.commit();
     }
 
     /// The key-value store's committed values.
@@ -128,7 +136,7 @@ impl<'a> Runner<'a> {
         match result {
             Ok(returned) => {
                 let (effects, pushes) = (returned.effects, returned.pushes);
-                self.services.kv().commit();
+                self.commit_kv();
                 summary.effects += effects.len();
                 summary.pushes += pushes.len();
                 self.cursors

@@ -183,15 +183,15 @@ pub fn render(expectations: &Expectations, fixture_name: &str, order: &[String])
     labels.extend(expectations.effects.keys().filter(|l| !order.contains(l)));
     labels.dedup();
     for label in labels {
-        let _ = writeln!(out, "{} = [", quote(label));
+        let _ = writeln!(out, "{} = [", key(label));
         for effect in &expectations.effects[label] {
             let _ = writeln!(out, "  {},", quote(effect));
         }
         out.push_str("]\n");
     }
     out.push_str("\n[kv]\n");
-    for (key, value) in &expectations.kv {
-        let _ = writeln!(out, "{} = {value}", quote(key));
+    for (name, value) in &expectations.kv {
+        let _ = writeln!(out, "{} = {value}", key(name));
     }
     for query in &expectations.queries {
         let _ = writeln!(out, "\n[[query]]\nname = {}", quote(&query.name));
@@ -199,7 +199,7 @@ pub fn render(expectations: &Expectations, fixture_name: &str, order: &[String])
             let args: Vec<String> = query
                 .args
                 .iter()
-                .map(|(k, v)| format!("{} = {}", quote(k), quote(v)))
+                .map(|(k, v)| format!("{} = {}", key(k), quote(v)))
                 .collect();
             let _ = writeln!(out, "args = {{ {} }}", args.join(", "));
         }
@@ -208,6 +208,18 @@ pub fn render(expectations: &Expectations, fixture_name: &str, order: &[String])
         }
     }
     out
+}
+
+/// `name` as a TOML key: bare when it can be, else quoted.
+fn key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match bare {
+        true => name.to_owned(),
+        false => quote(name),
+    }
 }
 
 /// `text` as a TOML string: a literal string (`'...'`, no escapes, so JSON stays readable)
@@ -282,7 +294,8 @@ mod tests {
         assert!(two.unwrap() < ten.unwrap(), "{text}");
         assert!(text.contains("  'invalidate timeline !a:x',\n"), "{text}");
         assert!(text.contains(r#"'{"events":[]}'"#), "{text}");
-        assert!(text.contains("'raw' = { hex = 'ff00' }"), "{text}");
+        assert!(text.contains("raw = { hex = 'ff00' }"), "{text}");
+        assert!(text.contains("args = { room = '!a:x' }"), "{text}");
     }
 
     #[test]

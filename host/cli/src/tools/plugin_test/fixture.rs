@@ -5,8 +5,8 @@
 //! A JSON-lines fixture holds one object per line: `{"stream": "messages", "row": {...}}`,
 //! with optional `"instance"` (default `master`) and `"token"`. A row without a token gets the
 //! next one of its (stream, instance), counting from 1; consecutive rows with the same explicit
-//! token form one token batch. Blank lines and lines starting with `#` are skipped. The row is
-//! handed to the plugin as written.
+//! token form one token batch. Blank lines and lines starting with `#` are skipped. The row
+//! reaches the plugin as the reader hands it over: compact JSON, its keys in the order written.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

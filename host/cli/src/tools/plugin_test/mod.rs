@@ -67,6 +67,7 @@ pub fn run(
         args.dir.join("tests").display()
     );
     let mut failed = 0;
+    let mut loaded = None;
     for path in &fixtures {
         anyhow::ensure!(!shutdown.is_cancelled(), "interrupted");
         let shown = path.strip_prefix(&args.dir).unwrap_or(path).display();
@@ -74,7 +75,13 @@ pub fn run(
         let expected = expectations::load(&expectations_file)?;
         let settings = expected.clone().unwrap_or_default();
         let parsed = fixture::read_fixture(path)?;
-        let outcome = replay::replay(&plugin, &args.cache, &settings, parsed)?;
+        // Fixtures with the same configuration share one load (one compile without a cache).
+        let current = match loaded.take() {
+            Some((config, plugin)) if config == settings.config => plugin,
+            _ => replay::load(&plugin, &args.cache, settings.config.clone())?,
+        };
+        let outcome = replay::replay(&current, &settings, parsed);
+        loaded = Some((settings.config.clone(), current));
         if args.update {
             let updated = updated(&settings, &outcome);
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());

@@ -4,29 +4,35 @@
 use std::path::Path;
 
 use crate::tools::plugin_run::{
-    CacheArgs, LoadOptions, ParsedInput, RunSummary, Runner, group_batches, load_plugin,
-    message_line,
+    CacheArgs, LoadOptions, LoadedPlugin, ParsedInput, RunSummary, Runner, group_batches,
+    load_plugin, message_line,
 };
 
 use super::diff::Outcome;
 use super::expectations::{Expectations, KvValue};
 
-/// What `plugin` did with `parsed` under `settings` (its `config` and `batch_rows`), and the
-/// answers to `settings`' queries. Plugin failures are in the outcome; only a plugin that
-/// cannot be loaded is an error.
-pub(super) fn replay(
+/// Loads `plugin` with `config` handed to `init` (compiling it, or loading it from the cache).
+pub(super) fn load(
     plugin: &Path,
     cache: &CacheArgs,
-    settings: &Expectations,
-    parsed: ParsedInput,
-) -> anyhow::Result<Outcome> {
-    let loaded = load_plugin(&LoadOptions {
+    config: Option<toml::Table>,
+) -> anyhow::Result<LoadedPlugin> {
+    load_plugin(&LoadOptions {
         plugin: plugin.to_path_buf(),
-        config: settings.config.clone(),
+        config,
         max_body_bytes: crate::tools::plugin_run::DEFAULT_MAX_BODY_BYTES,
         cache: cache.clone(),
         ..LoadOptions::default()
-    })?;
+    })
+}
+
+/// What `loaded` did with `parsed` in batches of `settings.batch_rows`, and the answers to
+/// `settings`' queries. Plugin failures are in the outcome.
+pub(super) fn replay(
+    loaded: &LoadedPlugin,
+    settings: &Expectations,
+    parsed: ParsedInput,
+) -> Outcome {
     let version = &loaded.version;
     let mut outcome = Outcome::default();
     if parsed.unfinished_rows > 0 {
@@ -74,5 +80,5 @@ pub(super) fn replay(
             .map_err(|f| format!("{}: {}", f.reason.as_str(), message_line(&f)));
         outcome.answers.push(answer);
     }
-    Ok(outcome)
+    outcome
 }
