@@ -127,10 +127,10 @@ fn fixture(plugin: &NewPlugin) -> String {
         r#"{"room": "!a:demo.streamhost", "sender": "@user2:demo.streamhost", "body": "again", "mentions": []}"#,
         r#"{"not": "a message"}"#,
     ];
-    let mut text = format!(
+    let mut text = String::from(
         "# Rows replayed through the plugin by `streamhost plugin test`, one per line:\n\
-         # {{\"stream\": S, \"row\": ROW}} (optional \"instance\", default master, and \"token\").\n\
-         # The rows are shaped like the demo's `messages` rows.\n"
+         # {\"stream\": S, \"row\": ROW} (optional \"instance\", default master, and \"token\").\n\
+         # The rows are shaped like the demo's `messages` rows.\n",
     );
     for row in rows {
         text.push_str(&format!("{{\"stream\": \"{stream}\", \"row\": {row}}}\n"));
