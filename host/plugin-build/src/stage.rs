@@ -21,8 +21,8 @@ use crate::{BuildOptions, BuiltPlugin, Language, imports};
 /// `$SOURCE_DATE_EPOCH` says otherwise.
 pub(crate) const SOURCE_DATE_EPOCH: u64 = 315_532_800;
 
-/// Folders never staged from a plugin folder.
-const SKIPPED: [&str; 4] = ["__pycache__", "node_modules", "target", ".git"];
+/// Folders never staged from a plugin folder (`build` is where `plugin build` writes by default).
+const SKIPPED: [&str; 5] = ["__pycache__", "node_modules", "target", ".git", "build"];
 
 /// Holds an exclusive lock on `<path>.lock` until dropped.
 pub(crate) struct Lock {

@@ -23,6 +23,7 @@ mod plugin_limits;
 mod plugin_reload;
 mod plugin_run;
 mod plugin_test;
+mod plugin_workflow;
 mod plugins;
 mod postgres;
 mod postgres_tls;
