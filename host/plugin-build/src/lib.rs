@@ -10,13 +10,14 @@
 //!
 //! Files: `assets` (what the binary carries), `language` (which language a folder holds),
 //! `world` (the narrowed world a Python or JavaScript plugin is componentized against),
-//! `rust`, `python`, `javascript` (one builder each), `scaffold` (`streamhost plugin new`).
+//! `rust`, `python`, `javascript` (one builder each), `layout` (the reader's layout they write), `scaffold` (`streamhost plugin new`).
 
 use std::path::{Path, PathBuf};
 
 pub mod assets;
 mod javascript;
 pub mod language;
+mod layout;
 mod python;
 mod rust;
 pub mod scaffold;

@@ -22,6 +22,7 @@ mod plugin_languages;
 mod plugin_limits;
 mod plugin_reload;
 mod plugin_run;
+mod plugin_workflow;
 mod plugins;
 mod postgres;
 mod postgres_tls;
