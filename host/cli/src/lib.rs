@@ -61,11 +61,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             command: PluginCommand::Run(args),
         }) => {
             let stop = shutdown.clone();
-            tokio::task::spawn_blocking(move || {
+            let summary = tokio::task::spawn_blocking(move || {
                 tools::plugin_run::run(&args, &mut std::io::stdout().lock(), &stop)
             })
             .await??;
-            Ok(())
+            summary.ensure_no_failures()
         }
         Command::Plugin(PluginArgs {
             command: PluginCommand::New(args),

@@ -69,6 +69,14 @@ impl KvStore {
             .saturating_add_signed(self.staged_bytes + self.pending_bytes)
     }
 
+    /// The committed values, sorted by key (what `streamhost plugin test` compares).
+    pub fn committed_entries(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.committed
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Stores `value` under `key` unless the store would exceed `quota` bytes.
     pub fn set(&mut self, key: String, value: Vec<u8>, quota: u64) -> Result<(), KvRefusal> {
         if key.is_empty() || key.len() > MAX_KEY_BYTES {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -128,14 +129,39 @@ impl Runtime {
         &self.config
     }
 
-    /// Compiles `bytes` (hashing to `sha256`), or loads the cached compilation. Slow: call it
-    /// off async threads.
-    pub fn compile(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
-        let compile = || Component::new(&self.engine, bytes).map_err(anyhow::Error::from);
-        match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, sha256, compile),
-            None => compile(),
+    /// Compiles plugin `plugin`'s `bytes` (hashing to `sha256`), or loads the cached
+    /// compilation. Logs (info) when a compile starts and ends, with the plugin's name, the
+    /// component's size and the time taken, or that it was loaded from the cache. Slow: call
+    /// it off async threads.
+    pub fn compile(&self, plugin: &str, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
+        let compiled = std::cell::Cell::new(false);
+        let started = Instant::now();
+        let compile = || {
+            compiled.set(true);
+            tracing::info!(plugin, bytes = bytes.len(), sha256, "compiling plugin");
+            let compile_started = Instant::now();
+            let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?;
+            tracing::info!(
+                plugin,
+                bytes = bytes.len(),
+                ms = compile_started.elapsed().as_millis() as u64,
+                "compiled plugin"
+            );
+            Ok(component)
+        };
+        let component = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, sha256, compile)?,
+            None => compile()?,
+        };
+        if !compiled.get() {
+            tracing::info!(
+                plugin,
+                bytes = bytes.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "compiled plugin loaded from cache"
+            );
         }
+        Ok(component)
     }
 }
 

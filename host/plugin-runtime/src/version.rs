@@ -73,7 +73,7 @@ impl PluginVersion {
         let name = manifest.name.clone();
         let started = Instant::now();
         let component = runtime
-            .compile(&bytes, &sha256)
+            .compile(&manifest.name, &bytes, &sha256)
             .map_err(|e| LoadError::Compile {
                 plugin: name.clone(),
                 message: format!("compiling {}: {e:#}", files.wasm.display()),

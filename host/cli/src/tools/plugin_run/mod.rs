@@ -24,29 +24,37 @@
 //! refused, through the runtime's send hook (`HttpBackend::Fixtures`), and each is printed
 //! after its batch.
 //!
-//! Files: `input` (the lines read and grouped into plugin batches), `runner` (the plugin's
-//! instance and the calls), `report` (text and JSON output).
+//! `--query NAME --arg KEY=VALUE` asks a query after the replay and prints its answer. The
+//! command fails (non-zero exit, from `lib.rs`) when a batch or the query failed.
+//!
+//! Files: `input` (the lines read and grouped into plugin batches), `load` (the plugin and
+//! its engine), `compile` (the tools' shared compile cache and the compile spinner), `runner`
+//! (the plugin's instance and the calls), `report` (text and JSON output). `plugin test` and
+//! `plugin dev` use them too.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use streamhost_plugin_runtime::{
-    Destination, Destinations, Grant, HttpBackend, HttpFixtures, Manifest, PluginFiles,
-    PluginVersion, Runtime, RuntimeConfig,
-};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+mod compile;
 mod input;
+mod load;
 mod report;
 mod runner;
 
+pub use self::compile::{
+    CACHE_ENV, CacheArgs, default_cache_dir, runtime_config_with_cache, with_spinner,
+};
 pub use self::input::{ParsedInput, group_batches, parse_input};
+pub use self::load::{LoadOptions, LoadedPlugin, load_plugin, parse_config, plugin_files};
+pub(crate) use self::report::message_line;
 use self::report::{report_loaded, write_http, write_report, write_summary};
-use self::runner::Runner;
+pub(crate) use self::runner::Runner;
 
 /// Flags of `streamhost plugin run`.
 #[derive(Debug, clap::Args)]
@@ -78,6 +86,23 @@ pub struct PluginRunArgs {
     /// refused; without this flag every request is. Never the network.
     #[arg(long, value_name = "FILE")]
     pub http_fixtures: Option<PathBuf>,
+    /// A query to ask after the replay (its answer is printed; a failure fails the command).
+    #[arg(long, value_name = "NAME")]
+    pub query: Option<String>,
+    /// An argument of `--query`, `KEY=VALUE` (repeat for more).
+    #[arg(long = "arg", value_name = "KEY=VALUE", requires = "query", value_parser = parse_arg)]
+    pub args: Vec<(String, String)>,
+    /// The compile cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// `KEY=VALUE` of `--arg`.
+fn parse_arg(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 /// The reader's default `max_body_bytes` of a destination (`[reader.destinations.<name>]`).
@@ -108,6 +133,18 @@ pub struct RunSummary {
     pub total_time: Duration,
     /// Whether a signal stopped the replay early.
     pub interrupted: bool,
+    /// Whether `--query` failed.
+    pub query_failed: bool,
+}
+
+impl RunSummary {
+    /// An error when a batch or the query failed (the command then exits non-zero).
+    pub fn ensure_no_failures(&self) -> anyhow::Result<()> {
+        let failed: usize = self.failures.values().sum();
+        anyhow::ensure!(failed == 0, "{failed} of {} batches failed", self.batches);
+        anyhow::ensure!(!self.query_failed, "the query failed");
+        Ok(())
+    }
 }
 
 /// Loads the plugin, replays `--input` through it and writes the report to `out`.
@@ -126,25 +163,17 @@ pub fn run(
     let parsed =
         parse_input(&input).with_context(|| format!("reading {}", args.input.display()))?;
 
-    let files = plugin_files(&args.plugin)?;
-    let manifest = Manifest::load(&files.manifest)?;
-    let mut grant = Grant::everything_asked(&manifest)?;
-    grant.directory = args.directory.clone();
-    if let Some(config) = &args.config {
-        grant.config = Some(parse_config(config)?);
-    }
-    let fixtures = Arc::new(match &args.http_fixtures {
-        Some(path) => HttpFixtures::load(path).map_err(anyhow::Error::msg)?,
-        None => HttpFixtures::default(),
-    });
-    let runtime = Runtime::new(RuntimeConfig {
-        destinations: declared_destinations(&manifest, args.max_body_bytes, &fixtures),
-        http_backend: HttpBackend::Fixtures(fixtures.clone()),
-        ..RuntimeConfig::default()
-    })
-    .context("starting the wasm engine")?;
-    let version = PluginVersion::load(&runtime, &files, &grant)?;
-    report_loaded(out, &version, &files, args.json)?;
+    let config = args.config.as_deref().map(parse_config).transpose()?;
+    let loaded = load_plugin(&LoadOptions {
+        plugin: args.plugin.clone(),
+        config,
+        directory: args.directory.clone(),
+        max_body_bytes: args.max_body_bytes,
+        http_fixtures: args.http_fixtures.clone(),
+        cache: args.cache.clone(),
+    })?;
+    let (version, fixtures) = (&loaded.version, &loaded.fixtures);
+    report_loaded(out, version, &loaded.files, args.json)?;
 
     let mut summary = RunSummary {
         unfinished_rows: parsed.unfinished_rows,
@@ -157,7 +186,7 @@ pub fn run(
     );
     summary.skipped_rows = skipped_rows;
 
-    let mut runner = Runner::new(&version);
+    let mut runner = Runner::new(version);
     for batch in &batches {
         if shutdown.is_cancelled() {
             summary.interrupted = true;
@@ -167,66 +196,49 @@ pub fn run(
         write_report(out, batch, &report, args.json)?;
         write_http(out, &fixtures.take_seen(), args.json)?;
     }
+    if let Some(name) = &args.query
+        && !summary.interrupted
+    {
+        let answer = runner.query(name, &args.args, &mut summary);
+        summary.query_failed = answer.is_err();
+        write_answer(out, name, &args.args, &answer, args.json)?;
+    }
     summary.total_time = started.elapsed();
     write_summary(out, &summary, args.json)?;
     Ok(summary)
 }
 
-/// The files of `path`: a plugin folder, or a `.wasm` whose folder holds `plugin.toml`.
-fn plugin_files(path: &Path) -> anyhow::Result<PluginFiles> {
-    if path.is_dir() {
-        return Ok(PluginFiles::in_dir(path)?);
+/// The answer to `--query`, or its failure.
+fn write_answer(
+    out: &mut dyn Write,
+    name: &str,
+    args: &[(String, String)],
+    answer: &Result<String, streamhost_plugin_runtime::Failure>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let shown: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    match (answer, json) {
+        (Ok(answer), true) => writeln!(
+            out,
+            "{}",
+            json!({"query": {"name": name, "args": shown, "answer": answer}})
+        )?,
+        (Err(failure), true) => writeln!(
+            out,
+            "{}",
+            json!({"query": {"name": name, "args": shown, "failure": {
+                "reason": failure.reason.as_str(), "message": failure.message}}})
+        )?,
+        (Ok(answer), false) => writeln!(out, "query {name} {}: {answer}", shown.join(" "))?,
+        (Err(failure), false) => writeln!(
+            out,
+            "query {name} {}: FAILED {}: {}",
+            shown.join(" "),
+            failure.reason.as_str(),
+            message_line(failure)
+        )?,
     }
-    anyhow::ensure!(
-        path.extension().is_some_and(|ext| ext == "wasm") && path.is_file(),
-        "{}: not a plugin folder or a .wasm file",
-        path.display()
-    );
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let manifest = dir.join("plugin.toml");
-    anyhow::ensure!(
-        manifest.is_file(),
-        "{}: no plugin.toml beside {}",
-        dir.display(),
-        path.display()
-    );
-    Ok(PluginFiles {
-        dir,
-        manifest,
-        wasm: path.to_path_buf(),
-    })
-}
-
-/// Every destination `manifest` asks to push to, declared for the run: pushes are only
-/// reported, so there is no URL and no header.
-fn declared_destinations(
-    manifest: &Manifest,
-    max_body_bytes: usize,
-    fixtures: &HttpFixtures,
-) -> Destinations {
-    let destination = |url: &str| Destination {
-        url: url.to_owned(),
-        headers: Vec::new(),
-        max_body_bytes,
-    };
-    let mut declared: std::collections::BTreeMap<String, Destination> = manifest
-        .push
-        .iter()
-        .filter(|name| name.as_str() != "*")
-        .map(|name| (name.clone(), destination("")))
-        .collect();
-    for (name, url) in fixtures.destinations() {
-        declared.insert(name.clone(), destination(url));
-    }
-    Arc::new(declared)
-}
-
-/// `--config`: a JSON object, as the TOML table a grant carries.
-fn parse_config(text: &str) -> anyhow::Result<toml::Table> {
-    serde_json::from_str(text).context("--config must be a JSON object (without nulls)")
+    Ok(())
 }
 
 #[cfg(test)]
@@ -256,28 +268,62 @@ mod tests {
         else {
             panic!("plugin run")
         };
-        assert_eq!(args.plugin, Path::new("target/plugins/room-timeline"));
+        assert_eq!(
+            args.plugin,
+            std::path::Path::new("target/plugins/room-timeline")
+        );
         assert_eq!((args.batch_rows, args.json, args.config), (16, true, None));
         assert_eq!(args.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert!(args.query.is_none() && !args.cache.no_cache);
     }
 
     #[test]
-    fn the_manifests_destinations_are_declared_for_the_run() {
-        let manifest = Manifest::parse(
-            "name = \"w\"\npush = [\"hook\", \"*\", \"other\"]\n",
-            Path::new("plugin.toml"),
-        )
+    fn a_query_takes_key_value_arguments() {
+        use clap::Parser;
+
+        let parse = |extra: &[&str]| {
+            let mut line = vec!["streamhost", "plugin", "run", "p", "--input", "i"];
+            line.extend_from_slice(extra);
+            crate::cli::Cli::try_parse_from(line)
+        };
+        let cli = parse(&[
+            "--query",
+            "timeline",
+            "--arg",
+            "room=!a:x",
+            "--arg",
+            "n=a=b",
+        ])
         .unwrap();
-        let declared = declared_destinations(&manifest, 10, &HttpFixtures::default());
-        assert_eq!(declared.keys().collect::<Vec<_>>(), ["hook", "other"]);
-        assert_eq!(declared["hook"].max_body_bytes, 10);
+        let crate::cli::Command::Plugin(crate::cli::PluginArgs {
+            command: crate::cli::PluginCommand::Run(args),
+        }) = cli.command
+        else {
+            panic!("plugin run")
+        };
+        assert_eq!(args.query.as_deref(), Some("timeline"));
+        assert_eq!(
+            args.args,
+            [
+                ("room".to_owned(), "!a:x".to_owned()),
+                ("n".into(), "a=b".into())
+            ]
+        );
+        assert!(parse(&["--query", "q", "--arg", "novalue"]).is_err());
+        assert!(parse(&["--arg", "a=b"]).is_err(), "--arg needs --query");
+        assert!(parse(&["--cache", "/tmp/c", "--no-cache"]).is_err());
     }
 
     #[test]
-    fn config_must_be_a_json_object() {
-        let table = parse_config(r#"{"keep": 10, "name": "x"}"#).unwrap();
-        assert_eq!(table["keep"].as_integer(), Some(10));
-        assert!(parse_config("[1]").is_err());
-        assert!(parse_config(r#"{"a": null}"#).is_err());
+    fn a_failed_batch_or_query_fails_the_run() {
+        let mut summary = RunSummary::default();
+        assert!(summary.ensure_no_failures().is_ok());
+        summary.batches = 3;
+        summary.failures.insert("trap".into(), 1);
+        let error = summary.ensure_no_failures().unwrap_err().to_string();
+        assert_eq!(error, "1 of 3 batches failed");
+        summary.failures.clear();
+        summary.query_failed = true;
+        assert!(summary.ensure_no_failures().is_err());
     }
 }

@@ -220,7 +220,7 @@ pub(super) fn write_summary(
 
 /// A failure's message on one line, without the backtrace wasmtime may have prefixed to it
 /// (the text report prints the backtrace below).
-fn message_line(failure: &Failure) -> String {
+pub(crate) fn message_line(failure: &Failure) -> String {
     let mut message = failure.message.as_str();
     if let Some(rest) = failure
         .backtrace
@@ -248,6 +248,30 @@ fn effect_json(effect: &Effect) -> serde_json::Value {
     }
 }
 
+/// An effect on one line, whole: `invalidate <cache> <key>`, `invalidate-all <cache>`,
+/// `notify <topic> <payload>`.
+pub(crate) fn effect_line(effect: &Effect) -> String {
+    match effect {
+        Effect::Invalidate(Invalidation { cache, key }) => format!("invalidate {cache} {key}"),
+        Effect::InvalidateAll(cache) => format!("invalidate-all {cache}"),
+        Effect::Notify(Notification { topic, payload }) => format!("notify {topic} {payload}"),
+    }
+}
+
+/// A push on one line, whole: `push <destination> <key> <body>`, the body as text when it is
+/// UTF-8, else `hex:<bytes in hex>`.
+pub(crate) fn push_line(push: &Push) -> String {
+    let body = match std::str::from_utf8(&push.body) {
+        Ok(text) => text.to_owned(),
+        Err(_) => format!("hex:{}", hex_of(&push.body)),
+    };
+    format!("push {} {} {body}", push.destination, push.key)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn effect_text(effect: &Effect) -> String {
     match effect {
         Effect::Invalidate(Invalidation { cache, key }) => format!("invalidate {cache} {key}"),
@@ -269,7 +293,7 @@ fn push_json(push: &Push) -> serde_json::Value {
         Err(_) => json!({
             "destination": push.destination,
             "key": push.key,
-            "body_hex": push.body.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "body_hex": hex_of(&push.body),
         }),
     }
 }
@@ -335,5 +359,7 @@ mod tests {
             json!({"destination": "hook", "key": "k/1", "body": "x"})
         );
         assert_eq!(push_json(&push(&[0xff]))["body_hex"], "ff");
+        assert_eq!(push_line(&push(&[0xff, 1])), "push hook k/1 hex:ff01");
+        assert_eq!(push_line(&push(b"a b")), "push hook k/1 a b");
     }
 }

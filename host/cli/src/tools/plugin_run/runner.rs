@@ -12,23 +12,33 @@ use streamhost_plugin_runtime::{
 };
 
 use super::RunSummary;
+use super::report::{effect_line, push_line};
 
 /// What one plugin batch did.
-pub(super) struct CallReport {
+pub(crate) struct CallReport {
     /// What the plugin returned (none after a failure).
-    pub(super) effects: Vec<Effect>,
+    pub(crate) effects: Vec<Effect>,
     /// The pushes it made, in call order (none after a failure).
-    pub(super) pushes: Vec<Push>,
+    pub(crate) pushes: Vec<Push>,
     /// Time in `on-batch`.
-    pub(super) call_time: Duration,
+    pub(crate) call_time: Duration,
     /// The instance's linear-memory high-water.
-    pub(super) memory_peak: usize,
+    pub(crate) memory_peak: usize,
     /// Why the batch failed, if it did.
-    pub(super) failure: Option<Failure>,
+    pub(crate) failure: Option<Failure>,
+}
+
+impl CallReport {
+    /// Its effects, then its pushes, each on one line (the forms of `plugin test`'s
+    /// expectations).
+    pub(crate) fn lines(&self) -> Vec<String> {
+        let effects = self.effects.iter().map(effect_line);
+        effects.chain(self.pushes.iter().map(push_line)).collect()
+    }
 }
 
 /// The plugin's services and its current instance (none after a poisoning failure).
-pub(super) struct Runner<'a> {
+pub(crate) struct Runner<'a> {
     version: &'a PluginVersion,
     services: Arc<PluginServices>,
     instance: Option<PluginInstance>,
@@ -38,7 +48,7 @@ pub(super) struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     /// A runner of `version` with fresh services and no instance yet.
-    pub(super) fn new(version: &'a PluginVersion) -> Runner<'a> {
+    pub(crate) fn new(version: &'a PluginVersion) -> Runner<'a> {
         let services = PluginServices::new(
             version.name(),
             KvStore::default(),
@@ -77,8 +87,31 @@ impl<'a> Runner<'a> {
             .expect("an instance was just created"))
     }
 
+    /// The key-value store's committed values.
+    pub(crate) fn kv_entries(&self) -> BTreeMap<String, Vec<u8>> {
+        self.services.kv().committed_entries()
+    }
+
+    /// Asks query `name` with `args` of the current instance (a fresh one if a failure
+    /// poisoned the last); `Err` names the failure. A failure that poisons the instance drops
+    /// it, as after a batch.
+    pub(crate) fn query(
+        &mut self,
+        name: &str,
+        args: &[(String, String)],
+        summary: &mut RunSummary,
+    ) -> Result<String, Failure> {
+        let result = self.instance(summary)?.query(name, args);
+        if let Err(failure) = &result
+            && failure.reason.needs_fresh_instance()
+        {
+            self.instance = None;
+        }
+        result
+    }
+
     /// Hands `batch` to the plugin, commits or discards its key-value writes, and counts it.
-    pub(super) fn call(&mut self, batch: &Batch, summary: &mut RunSummary) -> CallReport {
+    pub(crate) fn call(&mut self, batch: &Batch, summary: &mut RunSummary) -> CallReport {
         summary.batches += 1;
         summary.rows += batch.rows.len();
         let (result, call_time, memory_peak) = match self.instance(summary) {
