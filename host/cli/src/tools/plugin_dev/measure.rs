@@ -1,7 +1,8 @@
 //! `--measure-reload N`: the dev loop's benchmark. Each run saves a change to the plugin's
-//! source (a comment line with a new number appended to its main file, so the component's
-//! bytes change the way an edit changes them; a prebuilt component gets a new custom section
-//! instead) and times from the save to the first batch applied by the reloaded version.
+//! main file that changes the component's bytes, as an edit does (so the reader compiles it
+//! anew): a comment line with a new number in Python and JavaScript (their source is inside
+//! the component), a kept `static` with a new value in Rust, a new custom section in a
+//! prebuilt component. It times from the save to the first batch the reloaded version applied.
 //! The source is restored at the end.
 
 use std::io::Write as _;
@@ -43,7 +44,15 @@ impl Edit {
         let mut bytes = self.original.clone();
         match self.language {
             Some(Language::Python) => bytes.extend(format!("\n# plugin dev edit {n}\n").as_bytes()),
-            Some(_) => bytes.extend(format!("\n// plugin dev edit {n}\n").as_bytes()),
+            Some(Language::JavaScript) => {
+                bytes.extend(format!("\n// plugin dev edit {n}\n").as_bytes())
+            }
+            // A comment would leave a Rust component's bytes as they were; a kept static
+            // changes them.
+            Some(Language::Rust) => bytes.extend(
+                format!("\n#[used]\nstatic PLUGIN_DEV_EDIT: [u8; 4] = {n}u32.to_le_bytes();\n")
+                    .as_bytes(),
+            ),
             None => bytes.extend(custom_section("plugin-dev-edit", &n.to_le_bytes())),
         }
         let mut file = std::fs::File::create(&self.file)

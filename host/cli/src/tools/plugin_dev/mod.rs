@@ -58,6 +58,9 @@ pub struct PluginDevArgs {
     /// save to the first batch the reloaded version applied and their median, then exit.
     #[arg(long, value_name = "N")]
     pub measure_reload: Option<u32>,
+    /// The compile cache the dev reader shares with the other plugin tools.
+    #[command(flatten)]
+    pub cache: crate::tools::plugin_run::CacheArgs,
 }
 
 /// What the loop works with.
@@ -126,7 +129,7 @@ pub async fn run(args: PluginDevArgs, shutdown: CancellationToken) -> anyhow::Re
         .into_iter()
         .collect();
     streams.extend(dev.capture.iter().flatten().map(|(s, _)| s.clone()));
-    let session = Session::start(work.path(), &dev.plugins, &streams).await?;
+    let session = Session::start(work.path(), &dev.plugins, &streams, args.cache.folder()).await?;
     session.plugins()?.observe(dev.printer.clone());
     dev.report_state(&session, &name);
     dev.printer.emit(

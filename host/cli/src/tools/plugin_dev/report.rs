@@ -102,12 +102,14 @@ impl PluginObserver for Printer {
         }
         let (from, to) = batch.tokens;
         let mut text = format!(
-            "batch {}@{} {} ({from}, {to}] {} rows: {} effects",
+            "batch {}@{} {} ({from}, {to}] {} row{}: {} effect{}",
             batch.plugin,
             short(batch.version),
             batch.stream,
             batch.rows,
-            batch.effects.len()
+            plural(batch.rows),
+            batch.effects.len(),
+            plural(batch.effects.len())
         );
         for effect in batch.effects {
             text.push_str(&format!("\n  {}", effect_text(effect)));
@@ -177,6 +179,10 @@ fn effect_json(effect: &Effect) -> Value {
             json!({"notify": {"topic": topic, "payload": payload}})
         }
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// The first 12 hex digits of a sha256.

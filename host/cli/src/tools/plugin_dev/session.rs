@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -29,11 +29,13 @@ pub(super) struct Session {
 impl Session {
     /// Starts a writer declaring the demo's streams and `streams`, and a reader loading the
     /// plugins of `plugins` (each granted what it asks for) without watching the folder:
-    /// `plugin dev` reloads them itself, to report each reload's result.
+    /// `plugin dev` reloads them itself, to report each reload's result. Compiled components
+    /// go to `compile_cache` (else the reader's data folder).
     pub(super) async fn start(
         data: &Path,
         plugins: &Path,
         streams: &BTreeSet<String>,
+        compile_cache: Option<PathBuf>,
     ) -> anyhow::Result<Session> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let services = CancellationToken::new();
@@ -62,6 +64,7 @@ impl Session {
         };
         config.plugins = demo_plugins(plugins)?;
         config.plugins.watch = false;
+        config.plugins.compile_cache = compile_cache;
         let reader = Reader::bind(config, None, services.clone()).await?;
         Ok(Session {
             writer,
