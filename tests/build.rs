@@ -11,9 +11,9 @@
 //! keep loading components built against the previous interface version.
 //!
 //! The Python and JavaScript plugins (`plugins/python/*`, `plugins/javascript/*`) are built by
-//! the same commands a user runs, `scripts/build-python-plugin` and `scripts/build-js-plugin`,
-//! which install their pinned toolchains on first use; a toolchain that cannot be installed
-//! fails the build with the script's message. Each language's `template` is built too (into
+//! the code a user runs as `streamhost plugin build` (the `streamhost-plugin-build` crate),
+//! which installs their pinned toolchains on first use; a toolchain that cannot be installed
+//! fails the build with its message. Each language's `template` is built too (into
 //! `$OUT_DIR/templates/<language>`), so the folder users copy always builds.
 
 use std::env;
@@ -121,11 +121,9 @@ fn plugin_consts(name: &str, dir: &Path) -> String {
     )
 }
 
-/// The languages built by a script of `scripts/`: (folder of `plugins/`, script).
-const OTHER_LANGUAGES: [(&str, &str); 2] = [
-    ("python", "build-python-plugin"),
-    ("javascript", "build-js-plugin"),
-];
+/// The languages built through `streamhost_plugin_build` (the code behind
+/// `streamhost plugin build`): their folders of `plugins/`.
+const OTHER_LANGUAGES: [&str; 2] = ["python", "javascript"];
 
 /// What [`build_other_languages`] laid out.
 struct Foreign {
@@ -135,22 +133,21 @@ struct Foreign {
     templates: Vec<(String, PathBuf)>,
 }
 
-/// Builds every plugin of `plugins/<language>/` with its language's script, one thread per
-/// language (the scripts mostly wait on their compilers).
+/// Builds every plugin of `plugins/<language>/`, one thread per language (the builds mostly
+/// wait on their compilers).
 fn build_other_languages(root: &Path, out_dir: &Path, layout: &Path) -> Foreign {
     let mut foreign = Foreign {
         plugins: Vec::new(),
         templates: Vec::new(),
     };
+    // The toolchains live with this build, so `cargo clean` starts from nothing.
     let toolchains = out_dir.join("guest-toolchains");
     let built: Vec<Foreign> = std::thread::scope(|scope| {
         let jobs: Vec<_> = OTHER_LANGUAGES
             .iter()
-            .map(|&(language, script)| {
+            .map(|&language| {
                 let toolchains = &toolchains;
-                scope.spawn(move || {
-                    build_language(root, language, script, toolchains, out_dir, layout)
-                })
+                scope.spawn(move || build_language(root, language, toolchains, out_dir, layout))
             })
             .collect();
         jobs.into_iter()
@@ -171,17 +168,12 @@ fn build_other_languages(root: &Path, out_dir: &Path, layout: &Path) -> Foreign 
 fn build_language(
     root: &Path,
     language: &str,
-    script: &str,
     toolchains: &Path,
     out_dir: &Path,
     layout: &Path,
 ) -> Foreign {
     let source = root.join("plugins").join(language);
     println!("cargo:rerun-if-changed={}", path_str(&source));
-    println!(
-        "cargo:rerun-if-changed={}",
-        path_str(&root.join("scripts").join(script))
-    );
     let mut foreign = Foreign {
         plugins: Vec::new(),
         templates: Vec::new(),
@@ -191,53 +183,26 @@ fn build_language(
     }
     for folder in plugin_names(&source) {
         let is_template = folder == "template";
-        let out = if is_template {
-            out_dir.join("templates").join(language)
-        } else {
-            layout.to_path_buf()
+        let options = streamhost_plugin_build::BuildOptions {
+            out: if is_template {
+                out_dir.join("templates").join(language)
+            } else {
+                layout.to_path_buf()
+            },
+            toolchains: toolchains.to_path_buf(),
         };
-        let mut cmd = Command::new(root.join("scripts").join(script));
-        cmd.arg(source.join(&folder))
-            .arg(&out)
-            // The toolchains live with this build, so `cargo clean` starts from nothing.
-            .env("STREAMHOST_GUEST_TOOLCHAINS", toolchains);
-        let output = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-        if !output.status.success() {
-            panic!(
-                "building the {language} plugin {folder} failed ({}): {cmd:?}\n{}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
+        let built = streamhost_plugin_build::build(&source.join(&folder), &options)
+            .unwrap_or_else(|e| panic!("building the {language} plugin {folder} failed: {e:#}"));
+        for warning in &built.warnings {
+            println!("cargo:warning={language}/{folder}: {warning}");
         }
-        let name = built_name(&String::from_utf8_lossy(&output.stdout), &out);
         if is_template {
-            foreign
-                .templates
-                .push((language.to_owned(), out.join(&name)));
+            foreign.templates.push((language.to_owned(), built.dir));
         } else {
-            foreign.plugins.push((name.clone(), out.join(&name)));
+            foreign.plugins.push((built.name, built.dir));
         }
     }
     foreign
-}
-
-/// The plugin name a build script reported: its last line is `<out>/<name>/<name>.wasm (…)`.
-fn built_name(stdout: &str, out: &Path) -> String {
-    let line = stdout.lines().last().unwrap_or_default();
-    let relative = line.strip_prefix(path_str(out)).unwrap_or_else(|| {
-        panic!(
-            "unexpected build output {line:?} (expected a path in {})",
-            out.display()
-        )
-    });
-    relative
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| panic!("no plugin name in {line:?}"))
-        .to_owned()
 }
 
 /// The plugins: the folders of `plugins/` that hold a `plugin.toml`, sorted.
@@ -273,7 +238,6 @@ fn rerun_if_changed(root: &Path, plugins_src: &Path, names: &[String]) {
         root.join("guest-sdk")
             .join("javascript")
             .join("package-lock.json"),
-        root.join("scripts").join("plugin-world"),
         root.join("wit"),
     ];
     for name in names {

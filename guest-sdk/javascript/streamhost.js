@@ -6,8 +6,9 @@
 // "streamhost" and ends with `export const handler = exportPlugin(MyPlugin);`. Rows come as
 // `Row` objects, effects are plain objects made by `invalidate`, `invalidateAll` and `notify`,
 // and failures are the exceptions `Retry`, `Skip` and `Fatal`. Any other exception escaping a
-// handler becomes a `fatal` plugin error (its stack goes to the guest's stderr). Tokens are
-// BigInt (WIT s64), as componentize-js passes them.
+// handler becomes a `fatal` plugin error whose message starts with the file, line and column
+// it was thrown at (`plugin.js:7:13: TypeError: ...`); its stack goes to the guest's stderr.
+// Tokens are BigInt (WIT s64), as componentize-js passes them.
 //
 //     import { Plugin, exportPlugin, invalidate } from "streamhost";
 //
@@ -27,7 +28,7 @@
 //
 //     export const handler = exportPlugin(Counter);
 //
-// scripts/build-js-plugin writes `streamhost-imports.js` beside this file: it re-exports the
+// `streamhost plugin build` writes `streamhost-imports.js` beside this file: it re-exports the
 // host interfaces the plugin's world imports, and only those (`kv` with `kv = true`, `rows`
 // with `read_rows`, `push` with `push = [...]`), because the host refuses a component importing what it did not ask for.
 
@@ -351,14 +352,32 @@ export class Plugin {
   }
 }
 
+// A stack frame's place, as StarlingMonkey writes it: `name@file:line:column`.
+const STACK_PLACE = /@(?:.*\/)?([^/@]+):(\d+):(\d+)$/;
+
+// `plugin.js:7:13: ` for the innermost frame of `error`'s stack in the plugin's own files
+// (not this helper layer); else that of the innermost frame; empty without a stack.
+function where(error) {
+  const places = String(error.stack ?? "")
+    .split("\n")
+    .map((line) => STACK_PLACE.exec(line.trim()))
+    .filter((place) => place !== null);
+  const own = places.filter((place) => !place[1].startsWith("streamhost"));
+  const place = own[0] ?? places[0];
+  return place ? `${place[1]}:${place[2]}:${place[3]}: ` : "";
+}
+
 // The WIT error of anything a handler threw: a PluginError keeps its kind, anything else is
-// `fatal` with its stack on stderr.
+// `fatal`, its message starting with the file, line and column it was thrown at, and its
+// stack on stderr.
 function toWitError(error) {
   if (error instanceof PluginError) {
     return { kind: error.kind, message: error.message };
   }
   const message =
-    error instanceof Error ? `${error.name}: ${error.message}` : `${typeof error}: ${error}`;
+    error instanceof Error
+      ? `${where(error)}${error.name}: ${error.message}`
+      : `${typeof error}: ${error}`;
   console.error(error instanceof Error ? `${message}\n${error.stack}` : message);
   return { kind: "fatal", message };
 }

@@ -3,8 +3,9 @@
 A plugin is a subclass of `Plugin`; its module ends with `Handler = export(MyPlugin)`. Rows
 come as `Row` objects, effects are plain `Invalidate`, `InvalidateAll` and `Notify` objects,
 and failures are the exceptions `Retry`, `Skip` and `Fatal`. Any other exception escaping a
-handler becomes a `fatal` plugin error (its traceback goes to stderr, which the host keeps in
-the failure report). See docs/plugins-python.md.
+handler becomes a `fatal` plugin error whose message starts with the file and line it was
+raised at (`plugin.py:12: KeyError: 'body'`); its whole traceback goes to stderr, which the
+host keeps in the failure report. See docs/plugins-python.md.
 
     class Counter(streamhost.Plugin):
         name = "counter"
@@ -299,7 +300,7 @@ class rows:
         try:
             from wit_world.imports import rows as _rows
         except ImportError:
-            raise Fatal("rows are not imported: list the stream in `read_rows`") from None
+            raise Fatal("rows are not imported: list the stream in `read_rows` in plugin.toml") from None
         try:
             return [Row(r.token, r.data) for r in _rows.read(stream, from_token, limit)]
         except Err as refused:
@@ -373,11 +374,34 @@ class Plugin:
         return cls(config, resume_after)
 
 
+# Where componentize-py mounts the plugin's folder in the guest: its files are `/0/<path>`.
+_PLUGIN_ROOT = "/0/"
+
+
+def _where(error: BaseException) -> str:
+    """`plugin.py:12: ` for the innermost frame of `error`'s traceback in the plugin's own
+    files (not this helper layer, not the standard library); else that of the innermost
+    frame; empty without a traceback."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return ""
+    own = [
+        f for f in frames
+        if f.filename.startswith(_PLUGIN_ROOT) and not f.filename.endswith("/streamhost.py")
+    ]
+    frame = (own or frames)[-1]
+    filename = frame.filename
+    if filename.startswith(_PLUGIN_ROOT):
+        filename = filename[len(_PLUGIN_ROOT):]
+    return f"{filename}:{frame.lineno}: "
+
+
 def _plugin_error(error: BaseException) -> Err:
     if isinstance(error, PluginError):
         return Err(_types.PluginError(error.kind, str(error)))
     traceback.print_exception(error, file=sys.stderr)
-    return Err(_types.PluginError(_types.ErrorKind.FATAL, f"{type(error).__name__}: {error}"))
+    message = f"{_where(error)}{type(error).__name__}: {error}"
+    return Err(_types.PluginError(_types.ErrorKind.FATAL, message))
 
 
 def _guarded(call: Callable[[], Any]) -> Any:

@@ -10,17 +10,21 @@
 //!
 //! Files: `assets` (what the binary carries), `language` (which language a folder holds),
 //! `world` (the narrowed world a Python or JavaScript plugin is componentized against),
-//! `rust`, `python`, `javascript` (one builder each), `layout` (the reader's layout they write), `scaffold` (`streamhost plugin new`).
+//! `imports` (the warning for a component importing what its `plugin.toml` does not ask for),
+//! `rust`, `python`, `javascript` (one builder each; the last two share `stage`, and `usage`
+//! warns of helper calls their manifest does not ask for), `scaffold` (`streamhost plugin new`).
 
 use std::path::{Path, PathBuf};
 
 pub mod assets;
+pub mod imports;
 mod javascript;
 pub mod language;
-mod layout;
 mod python;
 mod rust;
 pub mod scaffold;
+mod stage;
+mod usage;
 pub mod world;
 
 pub use language::Language;

@@ -4,7 +4,9 @@
 //! Reproducible: the project's `Cargo.lock` pins every dependency, and `--remap-path-prefix`
 //! rewrites the project folder to `/plugin` and cargo's home to `/cargo`, so the same source
 //! and toolchain give the same bytes wherever the folder is (the release profile of a
-//! scaffolded project already strips debug information).
+//! scaffolded project already strips debug information). The layout and the warnings for
+//! imports `plugin.toml` does not ask for are `stage::install`'s, shared with the other
+//! languages.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -12,23 +14,17 @@ use std::process::Command;
 
 use anyhow::Context;
 
-use crate::{BuildOptions, BuiltPlugin, Language};
+use crate::world::ManifestImports;
+use crate::{BuildOptions, BuiltPlugin, Language, stage};
 
 /// The target plugins are built for.
 const TARGET: &str = "wasm32-wasip2";
 
-/// The package's `[package] name` and the manifest's `name`, read before building.
-struct Names {
-    /// `plugin.toml`'s `name`: the folder and file the layout uses.
-    plugin: String,
-    /// The cargo package's name, whose `-` become `_` in the `.wasm` cargo writes.
-    package: String,
-}
-
 /// Builds the Rust plugin in `dir` into `options.out`.
 pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltPlugin> {
     let dir = std::path::absolute(dir).with_context(|| format!("{}", dir.display()))?;
-    let names = names(&dir)?;
+    let manifest = ManifestImports::load(&dir.join("plugin.toml"))?;
+    let package = package_name(&dir)?;
     add_target(&dir);
     let target_dir = dir.join("target");
     let mut cargo = Command::new(cargo_program());
@@ -55,42 +51,29 @@ pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltP
     let wasm = target_dir
         .join(TARGET)
         .join("release")
-        .join(format!("{}.wasm", names.package.replace('-', "_")));
+        .join(format!("{}.wasm", package.replace('-', "_")));
     anyhow::ensure!(
         wasm.is_file(),
         "{}: cargo wrote no {}; is the package a `cdylib` (`[lib] crate-type = [\"cdylib\"]`)?",
         dir.display(),
         wasm.display()
     );
-    let built = crate::layout::install(&dir, &names.plugin, &wasm, &options.out)?;
-    let warnings = import_warnings(&built.dir.join("plugin.toml"), &built.wasm)?;
-    Ok(BuiltPlugin {
-        language: Language::Rust,
-        warnings,
-        ..built
-    })
+    stage::install(&dir, &manifest, Language::Rust, &wasm, options, Vec::new())
 }
 
-/// The plugin's and the package's names.
-fn names(dir: &Path) -> anyhow::Result<Names> {
-    let read = |file: &str| -> anyhow::Result<toml::Table> {
-        let path = dir.join(file);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))
-    };
-    let plugin = read("plugin.toml")?
-        .get("name")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .with_context(|| format!("{}: plugin.toml has no `name`", dir.display()))?;
-    let package = read("Cargo.toml")?
+/// The `[package] name` of `dir/Cargo.toml`, whose `-` become `_` in the `.wasm` cargo writes.
+fn package_name(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("Cargo.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let cargo: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    cargo
         .get("package")
         .and_then(|p| p.get("name"))
         .and_then(|v| v.as_str())
         .map(str::to_string)
-        .with_context(|| format!("{}: Cargo.toml has no [package] name", dir.display()))?;
-    Ok(Names { plugin, package })
+        .with_context(|| format!("{}: has no [package] name", path.display()))
 }
 
 /// `cargo`, or `$CARGO` when set (as it is under cargo itself).
@@ -149,11 +132,4 @@ fn cargo_home() -> Option<PathBuf> {
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-}
-
-/// The hook for the "component imports an interface its `plugin.toml` does not ask for"
-/// warnings (issue 15 item 7). The shared check is not on this branch yet (`imports.rs`, on
-/// branch h2-langs); until it is merged, Rust builds report no warnings.
-fn import_warnings(_manifest: &Path, _wasm: &Path) -> anyhow::Result<Vec<String>> {
-    Ok(Vec::new())
 }

@@ -1,8 +1,8 @@
 //! `streamhost plugin new`: writes a self-contained plugin project in any folder, for Rust,
 //! Python or JavaScript: the source of a small working plugin (it counts rows per room in the
 //! key-value store, invalidates a cached query and notifies a topic), its `plugin.toml`, the
-//! WIT, the SDK or helper layer the language needs, a README, and a fixture with its
-//! expectations for `streamhost plugin test`.
+//! WIT, for Rust the SDK (Python and JavaScript builds add the carried helper layer
+//! themselves), a README, and a fixture with its expectations for `streamhost plugin test`.
 //!
 //! A Rust project carries the SDK as `streamhost-sdk/` beside `wit/` (its bindings read
 //! `../wit` and `wit-http`, so the carried sources are used unchanged) and a `Cargo.lock`

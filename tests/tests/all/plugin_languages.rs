@@ -28,10 +28,14 @@ fn failure_message(evil: &Value) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_exception_is_a_fatal_error_with_its_traceback() {
+async fn a_python_exception_is_a_fatal_error_naming_its_file_and_line() {
     let evil = quarantined("evil-py", Some("raise"), "fatal").await;
     let message = failure_message(&evil);
-    assert!(message.starts_with("ZeroDivisionError:"), "{message}");
+    // The file and line it was raised at: `return [Notify("evil", str(batch.token // 0))]`.
+    assert!(
+        message.starts_with("plugin.py:57: ZeroDivisionError:"),
+        "{message}"
+    );
     let stderr = evil["reports"][0]["failure"]["stderr"].as_str().unwrap();
     assert!(stderr.contains("Traceback"), "{stderr}");
 }
@@ -49,10 +53,14 @@ async fn python_memory_growth_is_stopped_at_its_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_javascript_exception_is_a_fatal_error_with_its_stack() {
+async fn a_javascript_exception_is_a_fatal_error_naming_its_file_and_line() {
     let evil = quarantined("evil-js", Some("throw"), "fatal").await;
     let message = failure_message(&evil);
-    assert!(message.starts_with("TypeError:"), "{message}");
+    // The file, line and column it was thrown at: `return missing();`.
+    assert!(
+        message.starts_with("plugin.js:63:") && message.contains(": TypeError:"),
+        "{message}"
+    );
     let stderr = evil["reports"][0]["failure"]["stderr"].as_str().unwrap();
     assert!(
         stderr.contains("TypeError") && stderr.contains("onBatch"),

@@ -1,12 +1,18 @@
 //! An author's first steps, as issue 15 asks: from an empty folder outside the repository,
 //! with nothing but the `streamhost` binary and the language's toolchain, `plugin new` writes
-//! a project and `plugin build` builds it into the reader's layout, printing its size and
-//! sha256; building the same project in two different folders gives the same bytes.
+//! a project, `plugin build` builds it into the reader's layout, printing its size and
+//! sha256, and `plugin test` passes its fixture (and fails, naming the effect, once an
+//! expectation is changed), in Rust, Python and JavaScript. Building the same Rust project in
+//! two different folders gives the same bytes (the Python and JavaScript examples'
+//! reproducibility is host/plugin-build/tests/reproducible.rs's).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_streamhost-under-test");
+
+/// Where tests/build.rs installed the pinned Python and JavaScript toolchains.
+const TOOLCHAINS: &str = concat!(env!("OUT_DIR"), "/guest-toolchains");
 
 /// The repository, which the temporary folders must be outside of.
 fn repository() -> PathBuf {
@@ -35,7 +41,11 @@ fn empty_folder() -> tempfile::TempDir {
 /// (as an author's shell would be; `CARGO_HOME` stays, it is where cargo is).
 fn streamhost(dir: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(BINARY);
-    command.current_dir(dir).args(args);
+    command
+        .current_dir(dir)
+        .args(args)
+        // The guest toolchains tests/build.rs installed, so nothing is installed twice.
+        .env("STREAMHOST_GUEST_TOOLCHAINS", TOOLCHAINS);
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
         let cargos = name.starts_with("CARGO_") && name != "CARGO_HOME";
@@ -103,17 +113,60 @@ fn build(project: &Path, name: &str) -> (u64, String) {
     (bytes.len() as u64, fields[4].to_string())
 }
 
+/// `plugin test` in `project` passes on the fixture `plugin new` wrote; then, with one
+/// expected notification changed, it fails and its diff names the batch and both effects.
+fn test_passes_then_fails(project: &Path) {
+    let output = streamhost(project, &["plugin", "test"]);
+    let printed = succeeded(&output, "plugin test");
+    assert!(printed.contains("ok tests/messages.jsonl"), "{printed}");
+    assert!(printed.contains("1 fixtures passed"), "{printed}");
+
+    let expectations = project.join("tests/messages.expected.toml");
+    let original = std::fs::read_to_string(&expectations).unwrap();
+    let wrong = "notify room:!a:demo.streamhost 3";
+    let edited = original.replacen("notify room:!a:demo.streamhost 2", wrong, 1);
+    assert_ne!(edited, original);
+    std::fs::write(&expectations, edited).unwrap();
+    let output = streamhost(project, &["plugin", "test"]);
+    assert!(!output.status.success(), "a wrong expectation must fail");
+    let printed = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(printed.contains("FAIL tests/messages.jsonl"), "{printed}");
+    assert!(printed.contains("messages master 3"), "{printed}");
+    assert!(printed.contains(wrong), "{printed}");
+    assert!(
+        printed.contains("notify room:!a:demo.streamhost 2"),
+        "{printed}"
+    );
+}
+
 #[test]
 fn a_rust_plugin_is_started_and_built_outside_the_repository_reproducibly() {
     let (_first_parent, first) = new_project("room-counts", "rust");
     let (_second_parent, second) = new_project("room-counts", "rust");
-    let (size, sha256) = build(&first, "room-counts");
-    assert!(size > 1000, "{size}");
+    // Both at once: each is a full build (the remapped folder is part of the compiler flags,
+    // so nothing could be shared), and together they keep both cores busy.
+    let (one, two) = std::thread::scope(|scope| {
+        let one = scope.spawn(|| build(&first, "room-counts"));
+        let two = scope.spawn(|| build(&second, "room-counts"));
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    assert!(one.0 > 1000, "{one:?}");
     assert_eq!(
-        build(&second, "room-counts"),
-        (size, sha256),
+        one, two,
         "the same source built in two folders gives the same component"
     );
+    test_passes_then_fails(&first);
+}
+
+#[test]
+fn python_and_javascript_plugins_are_started_and_built_outside_the_repository() {
+    for language in ["python", "javascript"] {
+        let name = format!("room-counts-{language}");
+        let (_parent, project) = new_project(&name, language);
+        let (size, _) = build(&project, &name);
+        assert!(size > 1000, "{language}: {size}");
+        test_passes_then_fails(&project);
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The files of a new project for each language: the templates carried in the binary, with
-//! `{{name}}`, `{{streams}}` and the README's parts filled in, plus the carried WIT and SDK or
-//! helper layer ([`crate::assets`]).
+//! `{{name}}`, `{{streams}}` and the README's parts filled in, plus the carried WIT and, for
+//! Rust, the SDK ([`crate::assets`]). Python and JavaScript projects hold no helper layer:
+//! `plugin build` adds the carried one and refuses a folder with a file of its name.
 
 use crate::Language;
 use crate::assets::{self, Asset};
@@ -46,12 +47,10 @@ pub(super) fn project(plugin: &NewPlugin) -> Vec<File> {
         }
         Language::Python => {
             files.push(("plugin.py".into(), fill(PYTHON_PLUGIN)));
-            carry_one(&mut files, assets::PYTHON, "streamhost.py");
             manifest.push_str(&limits("Python"));
         }
         Language::JavaScript => {
             files.push(("plugin.js".into(), fill(JAVASCRIPT_PLUGIN)));
-            carry_one(&mut files, assets::JAVASCRIPT, "streamhost.js");
             manifest.push_str(&limits("JavaScript"));
         }
     }
@@ -85,15 +84,6 @@ fn limits(language: &str) -> String {
 fn carry(files: &mut Vec<File>, dir: &str, assets: &[Asset]) {
     for (path, text) in assets {
         files.push((format!("{dir}/{path}"), (*text).to_string()));
-    }
-}
-
-/// Adds the asset `name` of `assets` at the project's top.
-fn carry_one(files: &mut Vec<File>, assets: &[Asset], name: &str) {
-    for (path, text) in assets {
-        if *path == name {
-            files.push((name.to_string(), (*text).to_string()));
-        }
     }
 }
 
@@ -171,16 +161,14 @@ fn readme(plugin: &NewPlugin, fill: &dyn Fn(&str) -> String) -> String {
         ),
         Language::Python => (
             "Python",
-            "| `plugin.py` | The plugin. |\n\
-             | `streamhost.py` | The helper layer, carried by the `streamhost` binary. |\n",
+            "| `plugin.py` | The plugin; it imports the helper layer `streamhost`, which `plugin build` adds from the copy the `streamhost` binary carries (so do not name a file `streamhost.py`). |\n",
             "Building needs `python3` (3.11 or newer, with `venv`); the first build installs the \
              pinned componentize-py into the guest toolchains folder \
              (`$STREAMHOST_GUEST_TOOLCHAINS`, else `~/.cache/streamhost/toolchains`).",
         ),
         Language::JavaScript => (
             "JavaScript",
-            "| `plugin.js` | The plugin. |\n\
-             | `streamhost.js` | The helper layer (imported as `streamhost`), carried by the `streamhost` binary. |\n",
+            "| `plugin.js` | The plugin; it imports the helper layer `streamhost`, which `plugin build` adds from the copy the `streamhost` binary carries (so do not name a file `streamhost.js`). |\n",
             "Building needs Node.js and npm; the first build installs the pinned componentize-js \
              and jco into the guest toolchains folder (`$STREAMHOST_GUEST_TOOLCHAINS`, else \
              `~/.cache/streamhost/toolchains`).",

@@ -69,8 +69,8 @@ fn each_language_gets_its_source_helpers_wit_and_a_consistent_manifest() {
                 "streamhost-sdk/wit-http/world.wit",
             ][..],
         ),
-        (Language::Python, &["plugin.py", "streamhost.py"][..]),
-        (Language::JavaScript, &["plugin.js", "streamhost.js"][..]),
+        (Language::Python, &["plugin.py"][..]),
+        (Language::JavaScript, &["plugin.js"][..]),
     ] {
         let name = format!("count-{language}");
         let dir = create(
