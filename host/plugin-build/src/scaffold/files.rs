@@ -127,11 +127,11 @@ fn fixture(plugin: &NewPlugin) -> String {
         r#"{"room": "!a:demo.streamhost", "sender": "@user2:demo.streamhost", "body": "again", "mentions": []}"#,
         r#"{"not": "a message"}"#,
     ];
-    let mut text = format!(
+    let mut text =
         "# Rows replayed through the plugin by `streamhost plugin test`, one per line:\n\
-         # {{\"stream\": S, \"row\": ROW}} (optional \"instance\", default master, and \"token\").\n\
+         # {\"stream\": S, \"row\": ROW} (optional \"instance\", default master, and \"token\").\n\
          # The rows are shaped like the demo's `messages` rows.\n"
-    );
+            .to_string();
     for row in rows {
         text.push_str(&format!("{{\"stream\": \"{stream}\", \"row\": {row}}}\n"));
     }
