@@ -37,6 +37,8 @@ pub struct LogBook {
     tokens: f64,
     refilled: Instant,
     dropped: u64,
+    /// Lines kept since the plugin started.
+    kept: u64,
     recent: VecDeque<String>,
 }
 
@@ -48,6 +50,7 @@ impl LogBook {
             tokens: per_second * 10.0,
             refilled: Instant::now(),
             dropped: 0,
+            kept: 0,
             recent: VecDeque::new(),
         }
     }
@@ -79,7 +82,21 @@ impl LogBook {
             self.recent.pop_front();
         }
         self.recent.push_back(line.clone());
+        self.kept += 1;
         line
+    }
+
+    /// Lines kept since the plugin started: a mark for [`LogBook::since`].
+    pub fn kept(&self) -> u64 {
+        self.kept
+    }
+
+    /// The lines kept after `mark` (an earlier [`LogBook::kept`]), oldest first; only the
+    /// last of them if more were written than are kept for trap reports.
+    pub fn since(&self, mark: u64) -> Vec<String> {
+        let new = usize::try_from(self.kept.saturating_sub(mark)).unwrap_or(usize::MAX);
+        let skip = self.recent.len().saturating_sub(new);
+        self.recent.iter().skip(skip).cloned().collect()
     }
 
     /// Lines dropped over the rate since the plugin started.

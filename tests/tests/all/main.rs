@@ -17,6 +17,7 @@ mod http_timeouts;
 mod idle_connections;
 mod outbound_http;
 mod plugin_artifacts;
+mod plugin_dev;
 mod plugin_files;
 mod plugin_languages;
 mod plugin_limits;

@@ -80,17 +80,18 @@ pub async fn serve(
             let connection =
                 builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_peer));
             let connection = graceful.watch(connection);
-            tokio::spawn(async move {
+            // In the server's span (a reader's name), like everything it logs.
+            tokio::spawn(tracing::Instrument::in_current_span(async move {
                 // The connection's slot against `max_connections`, freed when it ends.
                 let _permit = permit;
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, %peer, "HTTP connection ended with an error");
                 }
-            });
+            }));
             continue;
         };
         let (builder, watcher) = (builder.clone(), graceful.watcher());
-        tokio::spawn(async move {
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             let _permit = permit;
             let Some((stream, admission)) = tls.accept(stream, peer).await else {
                 return;
@@ -121,7 +122,7 @@ pub async fn serve(
             if let Err(e) = served {
                 tracing::debug!(error = %e, %peer, "HTTP connection ended with an error");
             }
-        });
+        }));
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
 }

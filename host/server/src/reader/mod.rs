@@ -88,7 +88,22 @@ impl Reader {
     ///
     /// `sink` receives the batches; `None` means the recording sink when `config.record_rows`,
     /// else a sink that discards them (positions are still kept).
+    ///
+    /// Everything the reader logs is in a `reader` span naming it (`reader{name=reader-1}`),
+    /// so the log lines of readers sharing a process (the demo, `plugin dev`) say whose they are.
     pub async fn start(
+        config: ReaderConfig,
+        http: TcpListener,
+        sink: Option<Arc<dyn BatchSink>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Reader> {
+        let span = tracing::info_span!("reader", name = %config.name);
+        tracing::Instrument::instrument(Reader::start_named(config, http, sink, shutdown), span)
+            .await
+    }
+
+    /// [`Reader::start`] inside the reader's span.
+    async fn start_named(
         mut config: ReaderConfig,
         http: TcpListener,
         sink: Option<Arc<dyn BatchSink>>,
@@ -296,9 +311,10 @@ fn spawn_guarded(
     task: impl Future<Output = ()> + Send + 'static,
 ) -> (&'static str, JoinHandle<()>) {
     let guard = stop.clone().drop_guard();
-    let handle = tokio::spawn(async move {
+    // The reader's span (its name) goes with the task, so its log lines say which reader.
+    let handle = tokio::spawn(tracing::Instrument::in_current_span(async move {
         let _guard = guard;
         task.await;
-    });
+    }));
     (name, handle)
 }

@@ -179,7 +179,7 @@ impl Cluster {
 
 /// Plugin settings for the demo: every sub-folder of `dir` with a `plugin.toml`, granted what
 /// it asks for (a real deployment grants explicitly, see `docs/plugins.md`).
-fn demo_plugins(dir: &Path) -> anyhow::Result<PluginsConfig> {
+pub(crate) fn demo_plugins(dir: &Path) -> anyhow::Result<PluginsConfig> {
     let mut config = PluginsConfig {
         dir: Some(dir.to_path_buf()),
         ..Default::default()

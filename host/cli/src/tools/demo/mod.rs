@@ -1,5 +1,7 @@
 //! `streamhost demo`: a writer, two readers and a traffic generator in one process on a
 //! temporary SQLite file, with a status line each second. Ctrl-C (or `--duration`) stops it.
+//! `--rate 0` starts no generator: the rows are the ones you append. Each reader's log lines
+//! name it (`reader{name=reader-1}`).
 //!
 //! With `--plugins DIR` (as `scripts/demo` passes, after `scripts/build-plugins`) both readers
 //! load the plugins of `DIR`, each granted what its `plugin.toml` asks for, and every second
@@ -21,11 +23,13 @@ use self::cluster::Cluster;
 
 mod cluster;
 mod status;
-mod traffic;
+pub(crate) mod traffic;
+
+pub(crate) use self::cluster::demo_plugins;
 
 /// The demo's streams: Synapse-like event, receipt and typing rows, and chat messages for the
 /// example plugins.
-const STREAMS: [&str; 4] = ["events", "receipts", "typing", "messages"];
+pub(crate) const STREAMS: [&str; 4] = ["events", "receipts", "typing", "messages"];
 
 /// The room whose cached timeline and notifications the demo shows.
 const SHOWN_ROOM: &str = "!room0:demo.streamhost";
@@ -36,7 +40,8 @@ pub struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
-    /// Rows per second the generator writes.
+    /// Rows per second the generator writes; 0 writes none (append your own rows to the
+    /// writer's HTTP API).
     #[arg(long, default_value_t = 2_000)]
     pub rate: u64,
     /// Rows per append request.
@@ -51,29 +56,36 @@ pub struct DemoArgs {
 
 /// Runs the demo until `shutdown` or the duration ends.
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.rate > 0 && args.batch > 0,
-        "--rate and --batch must be positive"
-    );
+    anyhow::ensure!(args.batch > 0, "--batch must be positive");
     let dir = tempfile::tempdir().context("creating a temporary folder")?;
     let cluster = Cluster::start(dir.path(), args.plugins.as_deref()).await?;
     cluster.print_banner(dir.path());
 
     let written = Arc::new(AtomicU64::new(0));
     let traffic = CancellationToken::new();
-    let generator = tokio::spawn(traffic::generate(
-        ApiClient::new(cluster.writer_url()),
-        args.rate,
-        args.batch,
-        written.clone(),
-        traffic.clone(),
-    ));
+    let generator = (args.rate > 0).then(|| {
+        tokio::spawn(traffic::generate(
+            ApiClient::new(cluster.writer_url()),
+            args.rate,
+            args.batch,
+            written.clone(),
+            traffic.clone(),
+        ))
+    });
+    if generator.is_none() {
+        println!(
+            "  --rate 0: no generated traffic; append rows with POST {}/v1/streams/STREAM/rows",
+            cluster.writer_url()
+        );
+    }
     let duration = args.duration.map(Duration::from_secs);
     status::report_each_second(&cluster, &written, duration, &shutdown).await;
 
     // Stop the traffic, give the readers a moment to apply the last rows, then stop everything.
     traffic.cancel();
-    let _ = generator.await;
+    if let Some(generator) = generator {
+        let _ = generator.await;
+    }
     cluster.drain(written.load(Ordering::Relaxed)).await;
     let broken = cluster.broken_plugins();
     cluster.stop().await?;

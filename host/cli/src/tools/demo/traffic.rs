@@ -13,7 +13,7 @@ use super::STREAMS;
 
 /// Appends `batch` rows per request at `rate` rows per second, round-robin over the
 /// streams, counting acknowledged rows in `written`, until `stop` fires.
-pub(super) async fn generate(
+pub(crate) async fn generate(
     client: ApiClient,
     rate: u64,
     batch: u64,

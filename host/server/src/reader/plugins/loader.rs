@@ -55,7 +55,9 @@ fn declared_name(dir: &Path) -> String {
 async fn load_version(host: &Arc<PluginHost>, dir: PathBuf) -> Result<Arc<PluginVersion>, String> {
     let runtime = host.runtime.clone();
     let grants = host.config.grants.clone();
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
+        let _in_span = span.enter();
         let files = PluginFiles::in_dir(&dir).map_err(|e| e.to_string())?;
         let manifest = Manifest::load_in(&dir).map_err(|e| e.to_string())?;
         let declared = &runtime.config().destinations;
@@ -180,7 +182,9 @@ async fn start(
         .collect();
     let services = slot.services().clone();
     let first = version.clone();
+    let span = tracing::Span::current();
     let started = tokio::task::spawn_blocking(move || {
+        let _in_span = span.enter();
         let mut instance = first.instantiate(services.clone())?;
         instance.init(&resume_after)?;
         services.kv().stage();
@@ -195,7 +199,7 @@ async fn start(
             let message = format!("init failed: {failure}");
             let mut status = slot.status();
             status.state = PluginRunState::Failed(message.clone());
-            status.report(FailureReport {
+            let report = FailureReport {
                 at_ms: 0,
                 plugin: slot.name().to_string(),
                 version: version.sha256().to_string(),
@@ -208,7 +212,11 @@ async fn start(
                 failure,
                 log_lines: slot.services().log().recent(),
                 batch_file: None,
-            });
+            };
+            if let Some(observer) = host.ctx.observer.get() {
+                observer.call_failed(&report);
+            }
+            status.report(report);
             tracing::error!(plugin = %slot.name(), error = %message, "plugin failed to start");
             return Err(message);
         }
@@ -229,9 +237,11 @@ async fn start(
         (cursors, runs),
         rx,
     );
+    // The worker's log lines carry the span they were started in (the reader's name).
+    let span = tracing::Span::current();
     let thread = std::thread::Builder::new()
         .name(format!("plugin-{}", slot.name()))
-        .spawn(move || worker.run())
+        .spawn(move || span.in_scope(|| worker.run()))
         .map_err(|e| format!("starting the plugin thread: {e}"))?;
     host.threads
         .lock()
@@ -256,34 +266,38 @@ pub(super) fn watch(host: Arc<PluginHost>, dir: PathBuf) -> anyhow::Result<()> {
     })?;
     watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
     let shutdown = host.shutdown.clone();
-    tokio::spawn(async move {
-        let _watcher = watcher;
-        loop {
-            let first = tokio::select! {
-                path = rx.recv() => match path { Some(p) => p, None => return },
-                () = shutdown.cancelled() => return,
-            };
-            let mut changed = HashSet::new();
-            changed.extend(plugin_folder(&dir, &first));
-            // Wait for the folder to go quiet.
-            while let Ok(Some(path)) = tokio::time::timeout(WATCH_DEBOUNCE, rx.recv()).await {
-                changed.extend(plugin_folder(&dir, &path));
-            }
-            for folder in changed {
-                if !folder.join("plugin.toml").is_file() || unchanged(&host, &folder) {
-                    continue;
+    let span = tracing::Span::current();
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let _watcher = watcher;
+            loop {
+                let first = tokio::select! {
+                    path = rx.recv() => match path { Some(p) => p, None => return },
+                    () = shutdown.cancelled() => return,
+                };
+                let mut changed = HashSet::new();
+                changed.extend(plugin_folder(&dir, &first));
+                // Wait for the folder to go quiet.
+                while let Ok(Some(path)) = tokio::time::timeout(WATCH_DEBOUNCE, rx.recv()).await {
+                    changed.extend(plugin_folder(&dir, &path));
                 }
-                match reload(&host, folder.clone()).await {
-                    Ok(sha) => {
-                        tracing::info!(folder = %folder.display(), %sha, "plugin folder changed; reloaded")
+                for folder in changed {
+                    if !folder.join("plugin.toml").is_file() || unchanged(&host, &folder) {
+                        continue;
                     }
-                    Err(error) => {
-                        tracing::warn!(folder = %folder.display(), %error, "plugin folder changed; reload failed")
+                    match reload(&host, folder.clone()).await {
+                        Ok(sha) => {
+                            tracing::info!(folder = %folder.display(), %sha, "plugin folder changed; reloaded")
+                        }
+                        Err(error) => {
+                            tracing::warn!(folder = %folder.display(), %error, "plugin folder changed; reload failed")
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+        span,
+    ));
     Ok(())
 }
 

@@ -15,7 +15,8 @@
 //! `loader` (finding, loading and reloading plugins; the folder watcher), [`query_cache`],
 //! `query_queue` (each plugin's bounded queue of cache misses), [`notifications`], `api` (the
 //! HTTP endpoints), `rate_limit` (requests per client address on them), `admin` (the admin
-//! endpoints), `authorizer` (the `[reader.auth]` authorizer plugin, asked by `reader::auth`).
+//! endpoints), `authorizer` (the `[reader.auth]` authorizer plugin, asked by `reader::auth`),
+//! `observe` (the hook a tool such as `streamhost plugin dev` watches the calls through).
 
 mod admin;
 mod api;
@@ -24,6 +25,7 @@ mod feed;
 mod files;
 mod loader;
 pub mod notifications;
+mod observe;
 pub mod query_cache;
 mod query_queue;
 mod rate_limit;
@@ -33,7 +35,7 @@ mod worker;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -46,6 +48,7 @@ pub(crate) use self::api::{router as api_router, summaries_json};
 pub(crate) use self::feed::FeedRead;
 pub(crate) use self::feed::{Advance, Feed, FeedBounds, ReaderPositions, Reset};
 use self::notifications::{NotificationHub, RingBounds};
+pub use self::observe::{AppliedBatch, PluginObserver};
 use self::query_cache::QueryCache;
 pub use self::slot::{FailureReport, PluginRunState, PluginSlot};
 use self::store::PluginStore;
@@ -164,6 +167,8 @@ pub(crate) struct HostContext {
     metrics: PluginMetrics,
     /// The delivery worker of the pushes, when destinations are declared.
     pushes: Option<Arc<PushDelivery>>,
+    /// Told about every call, when a tool watches (`streamhost plugin dev`).
+    observer: OnceLock<Arc<dyn PluginObserver>>,
 }
 
 /// The reader's plugins.
@@ -247,6 +252,7 @@ impl PluginHost {
             queue_timeout: Duration::from_millis(config.queries.queue_timeout_ms),
             metrics,
             pushes,
+            observer: OnceLock::new(),
         });
         let host = Arc::new(PluginHost {
             ctx,
@@ -267,6 +273,12 @@ impl PluginHost {
             }
         }
         Ok(host)
+    }
+
+    /// Tells `observer` about every batch the plugins apply and every failed call from now
+    /// on; false if an observer was already set.
+    pub fn observe(&self, observer: Arc<dyn PluginObserver>) -> bool {
+        self.ctx.observer.set(observer).is_ok()
     }
 
     /// The delivery worker of the pushes, when destinations are declared.

@@ -70,7 +70,9 @@ impl PushDelivery {
             ));
         }
         for lane in lanes {
-            tokio::spawn(lane.run(wake.subscribe(), shutdown.clone()));
+            tokio::spawn(tracing::Instrument::in_current_span(
+                lane.run(wake.subscribe(), shutdown.clone()),
+            ));
         }
         let delivery = Arc::new(PushDelivery {
             outbox,

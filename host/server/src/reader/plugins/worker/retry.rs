@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use streamhost_plugin_runtime::{Batch as WasmBatch, Failure, FailureReason};
+use streamhost_plugin_runtime::{Batch as WasmBatch, Effect, Failure, FailureReason};
 use streamhost_proto::{RowJson, ServerCommand, Token};
 
+use super::super::observe::AppliedBatch;
 use super::super::slot::{FailureReport, PluginRunState};
 use super::super::store::DeadLetter;
 use super::{Group, Halt, Worker};
@@ -34,6 +35,7 @@ impl Worker {
         let mut waits = retry_waits(self.ctx.backoff);
         loop {
             attempt += 1;
+            let log_mark = self.services.log().kept();
             let started = Instant::now();
             let result = match self.ensure_instance() {
                 Ok(instance) => instance.on_batch(batch),
@@ -43,6 +45,7 @@ impl Worker {
             let failure = match result {
                 Ok(returned) => {
                     self.services.kv().stage();
+                    self.observe_batch(batch, &returned.effects, log_mark);
                     let source = (batch.stream.clone(), batch.token);
                     group
                         .sources
@@ -154,7 +157,28 @@ impl Worker {
             backtrace = failure.backtrace.as_deref().unwrap_or(""),
             "plugin call failed"
         );
+        if let Some(observer) = self.ctx.observer.get() {
+            observer.call_failed(&report);
+        }
         self.slot.status().report(report);
+    }
+
+    /// Tells the observer, if any, that `batch` returned `effects`, with the log lines the
+    /// call wrote (those kept after `log_mark`).
+    fn observe_batch(&self, batch: &WasmBatch, effects: &[Effect], log_mark: u64) {
+        let Some(observer) = self.ctx.observer.get() else {
+            return;
+        };
+        observer.batch_applied(&AppliedBatch {
+            plugin: self.slot.name(),
+            version: self.version.sha256(),
+            stream: &batch.stream,
+            instance: &batch.instance,
+            tokens: (batch.prev_token, batch.token),
+            rows: batch.rows.len(),
+            effects,
+            log_lines: self.services.log().since(log_mark),
+        });
     }
 
     /// Writes `batch` as RDATA lines for `streamhost plugin run --input`; returns the path.
