@@ -69,7 +69,9 @@ fn error_codes(source: &str) -> Vec<String> {
         .filter(|literal| {
             literal.len() > 2
                 && literal.starts_with("M_")
-                && literal[2..].bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                && literal[2..]
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'_')
         })
         .map(str::to_owned)
         .collect()
