@@ -58,11 +58,7 @@ pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltP
     };
     write("streamhost.js", carried("streamhost.js"))?;
     write("streamhost-imports.js", &imports_module(&manifest))?;
-    manifest.write_wit(&staging.dir.join("wit"))?;
-    stage::fix_times(&staging.dir)?;
-    let scratch = staging.dir.join("tmp");
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| anyhow::anyhow!("creating {}: {e}", scratch.display()))?;
+    let scratch = staging.seal(&manifest)?;
 
     let wasm = staging.dir.join("plugin.wasm");
     let mut cmd = Command::new("node");

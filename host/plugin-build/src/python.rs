@@ -35,11 +35,7 @@ pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltP
     stage::copy_files(dir, &files, &plugin)?;
     std::fs::write(plugin.join(HELPER), helper())
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", plugin.join(HELPER).display()))?;
-    manifest.write_wit(&staging.dir.join("wit"))?;
-    stage::fix_times(&staging.dir)?;
-    let scratch = staging.dir.join("tmp");
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| anyhow::anyhow!("creating {}: {e}", scratch.display()))?;
+    let scratch = staging.seal(&manifest)?;
 
     let wasm = staging.dir.join("plugin.wasm");
     let mut cmd = Command::new(&componentize);

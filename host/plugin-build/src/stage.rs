@@ -169,6 +169,18 @@ impl Staging {
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
         Ok(Staging { dir, _lock: lock })
     }
+
+    /// Writes the narrowed world into `wit/`, gives every staged file the fixed time, and
+    /// creates the componentizer's scratch folder `tmp/` (its `TMPDIR`, so nothing it unpacks
+    /// lands outside the staging folder), which it returns.
+    pub(crate) fn seal(&self, manifest: &ManifestImports) -> anyhow::Result<PathBuf> {
+        manifest.write_wit(&self.dir.join("wit"))?;
+        fix_times(&self.dir)?;
+        let scratch = self.dir.join("tmp");
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", scratch.display()))?;
+        Ok(scratch)
+    }
 }
 
 /// Copies `files` from `source` into `dest`.
