@@ -1,7 +1,7 @@
 //! A hook for tools that watch a reader's plugins at work (`streamhost plugin dev`): each batch
 //! a plugin's `on-batch` returned, with its effects and the log lines it wrote, and each failed
 //! call's report. Set once with [`PluginHost::observe`](super::PluginHost::observe); a reader
-//! without an observer pays nothing for it.
+//! without an observer pays one uncontended lock of the plugin's log book per batch for it.
 
 use streamhost_plugin_runtime::Effect;
 
