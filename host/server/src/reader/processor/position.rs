@@ -19,6 +19,7 @@ impl Processor {
         } = position;
         let key = (stream, instance);
         self.note_writer_position(&key, new);
+        self.tie_stamp(&key, new);
         let cleared = self.assembler.clear(&key.0, &key.1);
         if cleared > 0 {
             tracing::debug!(stream = %key.0, instance = %key.1, rows = cleared, "POSITION cleared an unfinished batch run");

@@ -42,6 +42,7 @@ use super::HostContext;
 use super::feed::{FeedRead, Key, Run};
 use super::slot::{Control, PluginSlot};
 use super::store::DeadLetter;
+use crate::metrics::{Gauge, Histogram};
 use crate::reader::ledger::Ledger;
 use crate::reader::push::outbox::Staged;
 
@@ -95,6 +96,10 @@ pub(crate) struct Worker {
     deferred: Vec<Control>,
     quarantined: bool,
     counters_seen: HashMap<String, u64>,
+    /// `plugin_batch_duration_seconds` of this plugin, looked up once.
+    batch_duration: Histogram,
+    /// `plugin_quarantined` of this plugin: 1 while `quarantined`.
+    quarantined_gauge: Gauge,
 }
 
 impl Worker {
@@ -109,6 +114,9 @@ impl Worker {
         rx: Receiver<Control>,
     ) -> Worker {
         let services = slot.services().clone();
+        let batch_duration = ctx.metrics.batch_duration.with(&[slot.name()]);
+        let quarantined_gauge = ctx.metrics.quarantined.with(&[slot.name()]);
+        quarantined_gauge.set(0);
         Worker {
             slot,
             ctx,
@@ -121,6 +129,8 @@ impl Worker {
             deferred: Vec::new(),
             quarantined: false,
             counters_seen: HashMap::new(),
+            batch_duration,
+            quarantined_gauge,
         }
     }
 

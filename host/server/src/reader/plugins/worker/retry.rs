@@ -42,6 +42,7 @@ impl Worker {
                 Err(failure) => Err(failure),
             };
             let duration = started.elapsed();
+            self.batch_duration.observe(duration.as_secs_f64());
             let failure = match result {
                 Ok(returned) => {
                     self.services.kv().stage();
@@ -118,6 +119,7 @@ impl Worker {
     fn quarantine(&mut self, reason: String) {
         tracing::error!(plugin = %self.slot.name(), %reason, "plugin quarantined");
         self.quarantined = true;
+        self.quarantined_gauge.set(1);
         self.instance = None;
         self.slot.status().state = PluginRunState::Quarantined(reason);
         self.ctx.metrics.quarantines.with(&[self.slot.name()]).inc();
