@@ -18,9 +18,7 @@ use openmetrics_parser::{
 use serde_json::Value;
 use streamhost_integration_tests::plugins::{PluginFolder, grants_for};
 use streamhost_integration_tests::push_receiver::PushReceiver;
-use streamhost_integration_tests::{
-    TestReader, TestWriter, metric, rows_body, wait_until,
-};
+use streamhost_integration_tests::{TestReader, TestWriter, metric, rows_body, wait_until};
 use streamhost_server::client::ApiClient;
 use streamhost_server::config::DestinationConfig;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -149,7 +147,11 @@ impl Scrape {
             .unwrap_or_else(|e| panic!("Prometheus text from {addr} rejected: {e:?}\n{plain}"));
         let scrape = Scrape { exposition };
         // Both formats offer the same series names.
-        assert_eq!(scrape.sample_names(), prometheus_names(&prometheus), "{addr}");
+        assert_eq!(
+            scrape.sample_names(),
+            prometheus_names(&prometheus),
+            "{addr}"
+        );
         scrape
     }
 
@@ -199,7 +201,9 @@ impl Scrape {
 }
 
 /// The series names of a Prometheus-text scrape, as [`Scrape::sample_names`] gives them.
-fn prometheus_names(exposition: &MetricsExposition<PrometheusType, PrometheusValue>) -> BTreeSet<String> {
+fn prometheus_names(
+    exposition: &MetricsExposition<PrometheusType, PrometheusValue>,
+) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for (name, family) in &exposition.families {
         if family.family_type == PrometheusType::Histogram {
@@ -452,8 +456,12 @@ async fn replication_series_are_labelled_by_the_clients_name() {
         assert_eq!(status, 200);
         String::from_utf8(body.to_vec()).expect("UTF-8")
     };
-    let by_name =
-        |text: &str, name: &str| metric(text, &format!("streamhost_replication_client_connections{{name=\"{name}\"}}"));
+    let by_name = |text: &str, name: &str| {
+        metric(
+            text,
+            &format!("streamhost_replication_client_connections{{name=\"{name}\"}}"),
+        )
+    };
 
     // Before NAME, a connection counts as `unnamed`.
     let silent = replication_client(writer.replication_addr(), "").await;

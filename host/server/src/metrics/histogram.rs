@@ -22,22 +22,21 @@ impl Buckets {
     /// Local work: a commit, a plugin batch, a query, an HTTP call on the same host
     /// (100 µs to 10 s).
     pub const FAST: Buckets = Buckets(&[
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-        2.5, 5.0, 10.0,
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
     ]);
 
     /// End to end across processes, where backlogs show: write to apply, a notification
     /// reaching a waiting client (1 ms to 2 minutes).
     pub const END_TO_END: Buckets = Buckets(&[
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        60.0, 120.0,
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0,
     ]);
 
     /// Calls over the network to someone else's server: pushes, catch-up requests
     /// (1 ms to 60 s, the longest timeouts).
     pub const REMOTE: Buckets = Buckets(&[
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        60.0,
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     ]);
 
     pub(super) fn histogram(self) -> Histogram {
@@ -71,7 +70,11 @@ pub struct Histogram(Arc<Core>);
 impl Histogram {
     /// Records `seconds` (a negative or NaN value counts as 0).
     pub fn observe(&self, seconds: f64) {
-        let v = if seconds.is_nan() { 0.0 } else { seconds.max(0.0) };
+        let v = if seconds.is_nan() {
+            0.0
+        } else {
+            seconds.max(0.0)
+        };
         let core = &*self.0;
         let bucket = core.bounds.partition_point(|bound| *bound < v);
         core.buckets[bucket].fetch_add(1, Ordering::Relaxed);
@@ -135,7 +138,11 @@ mod tests {
         h.observe(0.0002);
         h.observe(-1.0); // clamped to 0
         h.observe(1000.0); // +Inf
-        let counts: Vec<u64> = h.0.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let counts: Vec<u64> =
+            h.0.buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect();
         assert_eq!(counts[0], 2);
         assert_eq!(counts[1], 1);
         assert_eq!(*counts.last().unwrap(), 1);

@@ -270,7 +270,12 @@ impl Registry {
 
     /// Registers a labelled counter family (`name` ends with `_total`).
     pub fn counter_vec(&self, name: &str, help: &str, labels: &[&'static str]) -> CounterVec {
-        self.vec(counter_name(name), help, labels, Counter::default as fn() -> Counter)
+        self.vec(
+            counter_name(name),
+            help,
+            labels,
+            Counter::default as fn() -> Counter,
+        )
     }
 
     /// Registers a labelled gauge family.
@@ -285,7 +290,12 @@ impl Registry {
         help: &str,
         labels: &[&'static str],
     ) -> FloatGaugeVec {
-        self.vec(name, help, labels, FloatGauge::default as fn() -> FloatGauge)
+        self.vec(
+            name,
+            help,
+            labels,
+            FloatGauge::default as fn() -> FloatGauge,
+        )
     }
 
     /// Registers a labelled histogram family with `buckets` (upper bounds in seconds).

@@ -176,6 +176,9 @@ mod tests {
     #[test]
     fn reads_this_process() {
         let f = read().expect("/proc is readable on Linux");
-        assert!(f.threads >= 1 && f.resident_bytes > 0 && f.open_fds > 0, "{f:?}");
+        assert!(
+            f.threads >= 1 && f.resident_bytes > 0 && f.open_fds > 0,
+            "{f:?}"
+        );
     }
 }

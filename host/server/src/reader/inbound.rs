@@ -44,9 +44,7 @@ impl Inbound {
             Inbound::Connected(_)
             | Inbound::Position(..)
             | Inbound::Disconnected(_)
-            | Inbound::Stamp(..) => {
-                MESSAGE_OVERHEAD
-            }
+            | Inbound::Stamp(..) => MESSAGE_OVERHEAD,
         }
     }
 }

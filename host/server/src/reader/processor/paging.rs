@@ -121,7 +121,9 @@ impl Processor {
                 () = self.shutdown.cancelled() => return Err(ProcessorError::Shutdown),
                 result = self.catchup.fetch(stream, from, upto) => result,
             };
-            self.counters(stream).catchup_duration.observe_since(started);
+            self.counters(stream)
+                .catchup_duration
+                .observe_since(started);
             let error = match result {
                 Ok(page) => return Ok(Fetched::Page(page)),
                 Err(CatchupError::Unavailable(reason)) => return Ok(Fetched::Unavailable(reason)),

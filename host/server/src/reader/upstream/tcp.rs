@@ -22,10 +22,10 @@ use super::{Ended, Inlet, Lost, lost, until_dropped};
 use crate::clock::unix_ms;
 use crate::config::ReaderConfig;
 use crate::metrics::Counter;
-use crate::writer::STAMP_DIGITS;
 use crate::net::tls::{ClientTls, ClientTlsStream};
 use crate::reader::inbound::{ConnId, Inbound};
 use crate::reader::status::Shared;
+use crate::writer::STAMP_DIGITS;
 
 /// Room made in the receive buffer before each read, so one read can take many lines.
 const READ_CHUNK: usize = 64 * 1024;
@@ -456,11 +456,22 @@ mod tests {
             commit_stamp("0001733450000123456"),
             Some(1_733_450_000_123_456)
         );
-        assert_eq!(commit_stamp("1733450000123456"), Some(1_733_450_000_123_456));
-        assert_eq!(commit_stamp("1733450000123"), None, "Synapse's milliseconds");
+        assert_eq!(
+            commit_stamp("1733450000123456"),
+            Some(1_733_450_000_123_456)
+        );
+        assert_eq!(
+            commit_stamp("1733450000123"),
+            None,
+            "Synapse's milliseconds"
+        );
         assert_eq!(commit_stamp("17334500001234x6"), None);
         assert_eq!(commit_stamp("hello there, friend"), None);
-        assert_eq!(commit_stamp("99999999999999999999999"), None, "overflows u64");
+        assert_eq!(
+            commit_stamp("99999999999999999999999"),
+            None,
+            "overflows u64"
+        );
     }
 
     #[test]

@@ -187,14 +187,7 @@ async fn handle(
     let Some(tls) = context.tls.clone() else {
         // The plain path keeps tokio's owned halves (no lock between them).
         let (read_half, write_half) = stream.into_split();
-        return serve_connection(
-            read_half,
-            write_half,
-            handshake_deadline,
-            context,
-            done,
-        )
-        .await;
+        return serve_connection(read_half, write_half, handshake_deadline, context, done).await;
     };
     let accepted = tokio::select! {
         accepted = tls.accept(stream, peer) => accepted,
@@ -206,14 +199,7 @@ async fn handle(
     let (read_half, mut write_half) = tokio::io::split(stream);
     match admission {
         Admission::Allowed => {
-            serve_connection(
-                read_half,
-                write_half,
-                handshake_deadline,
-                context,
-                done,
-            )
-            .await
+            serve_connection(read_half, write_half, handshake_deadline, context, done).await
         }
         Admission::Refused => {
             context.metrics.errors.with(&["client_not_allowed"]).inc();

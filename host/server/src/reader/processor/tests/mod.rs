@@ -567,7 +567,8 @@ async fn a_commit_stamp_is_observed_once_its_token_is_committed() {
     ])
     .await;
     let text = h.processor.shared.metrics.registry.render();
-    let count = "streamhost_reader_write_to_apply_seconds_count{stream=\"events\",instance=\"master\"} 1";
+    let count =
+        "streamhost_reader_write_to_apply_seconds_count{stream=\"events\",instance=\"master\"} 1";
     assert!(text.contains(count), "{text}");
     // 250 ms ago: in the (0.1, 0.25] or (0.25, 0.5] bucket, never below 0.1 s.
     assert!(
