@@ -314,14 +314,15 @@ async fn a_running_demo_serves_every_histogram_with_observations_to_a_strict_par
 
     // Rows first, so the late reader has something to catch up on.
     let writer_client = ApiClient::new(format!("http://{}", demo.writer_http));
-    wait_until(Duration::from_secs(30), || async {
-        let streams = writer_client.get_json("/v1/streams").await.ok()?;
-        let events = streams["streams"]
-            .as_array()?
-            .iter()
-            .find(|s| s["name"] == "events")?["position"]
-            .as_i64()?;
-        (events > 50).then_some(())
+    wait_until(Duration::from_secs(30), "50 rows on events", || async {
+        let Ok(streams) = writer_client.get_json("/v1/streams").await else {
+            return false;
+        };
+        streams["streams"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["name"] == "events"))
+            .and_then(|events| events["position"].as_i64())
+            .is_some_and(|position| position > 50)
     })
     .await;
     let receiver = PushReceiver::start().await;
@@ -348,6 +349,32 @@ async fn a_running_demo_serves_every_histogram_with_observations_to_a_strict_par
     .await;
     let late_addr = late.reader().http_addr();
 
+    // Every histogram family present has observations, and these in particular: what only
+    // the demo's writer and own reader show (appends, write-to-apply from its writer's
+    // stamps, the plugins' batches, queries and notifications) and what the late reader adds
+    // (a catch-up served by the demo's writer, pushes).
+    let writer_needs = [
+        "streamhost_append_duration_seconds",
+        "streamhost_catchup_duration_seconds",
+    ];
+    let own_needs = [
+        "streamhost_reader_write_to_apply_seconds",
+        "streamhost_plugin_batch_duration_seconds",
+        "streamhost_plugin_query_duration_seconds",
+        "streamhost_plugin_notification_delivery_seconds",
+    ];
+    let late_needs = [
+        "streamhost_reader_catchup_duration_seconds",
+        "streamhost_push_send_duration_seconds",
+    ];
+    let unobserved = |scrape: &Scrape, needs: &[&str]| -> Vec<String> {
+        let counts = scrape.histogram_counts();
+        needs
+            .iter()
+            .filter(|family| !counts.get(**family).is_some_and(|n| *n > 0))
+            .map(|family| family.to_string())
+            .collect()
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let (writer, readers) = loop {
         // A query and a notification each round, on the demo's first reader.
@@ -361,40 +388,21 @@ async fn a_running_demo_serves_every_histogram_with_observations_to_a_strict_par
             .await;
         let writer = Scrape::of(demo.writer_http).await;
         let readers = [Scrape::of(reader).await, Scrape::of(late_addr).await];
-        let quiet_writer = silent(&[&writer]);
-        let quiet_readers = silent(&[&readers[0], &readers[1]]);
-        if quiet_writer.is_empty() && quiet_readers.is_empty() {
+        let mut waiting: Vec<String> = silent(&[&writer]).into_iter().collect();
+        waiting.extend(silent(&[&readers[0], &readers[1]]));
+        waiting.extend(unobserved(&writer, &writer_needs));
+        waiting.extend(unobserved(&readers[0], &own_needs));
+        waiting.extend(unobserved(&readers[1], &late_needs));
+        if waiting.is_empty() {
             break (writer, readers);
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "histograms without observations after 90 s: writer {quiet_writer:?}, \
-             readers {quiet_readers:?}"
+            "histograms without observations after 90 s: {waiting:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
 
-    // What only the demo's own reader can show: write-to-apply (its writer's stamps) and the
-    // plugins' batches, queries and notifications.
-    let own = readers[0].histogram_counts();
-    for family in [
-        "streamhost_reader_write_to_apply_seconds",
-        "streamhost_plugin_batch_duration_seconds",
-        "streamhost_plugin_query_duration_seconds",
-        "streamhost_plugin_notification_delivery_seconds",
-    ] {
-        assert!(own.get(family).is_some_and(|n| *n > 0), "{family}: {own:?}");
-    }
-    let late_counts = readers[1].histogram_counts();
-    for family in [
-        "streamhost_reader_catchup_duration_seconds",
-        "streamhost_push_send_duration_seconds",
-    ] {
-        assert!(
-            late_counts.get(family).is_some_and(|n| *n > 0),
-            "{family}: {late_counts:?}"
-        );
-    }
     for scrape in [&writer, &readers[0]] {
         let names = scrape.sample_names();
         for name in [
@@ -465,18 +473,21 @@ async fn replication_series_are_labelled_by_the_clients_name() {
 
     // Before NAME, a connection counts as `unnamed`.
     let silent = replication_client(writer.replication_addr(), "").await;
-    wait_until(Duration::from_secs(10), || async {
-        (by_name(&metrics().await, "unnamed") == Some(1.0)).then_some(())
+    wait_until(Duration::from_secs(10), "an unnamed connection", || async {
+        by_name(&metrics().await, "unnamed") == Some(1.0)
     })
     .await;
     // Two connections with one name share its series, whatever their ports.
     let a = replication_client(writer.replication_addr(), "NAME worker-a\nREPLICATE \n").await;
     let b = replication_client(writer.replication_addr(), "NAME worker-a\nREPLICATE \n").await;
-    wait_until(Duration::from_secs(10), || async {
-        let text = metrics().await;
-        (by_name(&text, "worker-a") == Some(2.0) && by_name(&text, "unnamed") == Some(1.0))
-            .then_some(())
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "two connections named worker-a",
+        || async {
+            let text = metrics().await;
+            by_name(&text, "worker-a") == Some(2.0) && by_name(&text, "unnamed") == Some(1.0)
+        },
+    )
     .await;
     let text = metrics().await;
     assert!(
@@ -492,11 +503,14 @@ async fn replication_series_are_labelled_by_the_clients_name() {
         "{text}"
     );
     drop((a, silent));
-    wait_until(Duration::from_secs(10), || async {
-        let text = metrics().await;
-        (by_name(&text, "worker-a") == Some(1.0) && by_name(&text, "unnamed") == Some(0.0))
-            .then_some(())
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the closed connections gone",
+        || async {
+            let text = metrics().await;
+            by_name(&text, "worker-a") == Some(1.0) && by_name(&text, "unnamed") == Some(0.0)
+        },
+    )
     .await;
     drop(b);
 }

@@ -237,10 +237,10 @@ impl Registry {
         constructor: C,
     ) -> Labelled<M, C>
     where
-        Family<Labels, M, C>: EncodeMetric + Clone + std::fmt::Debug + Send + Sync + 'static,
+        Family<Labels, M, C>: prometheus_client::registry::Metric + Clone,
     {
         let family = Family::new_with_constructor(constructor);
-        self.add(name, help, Declared(family.clone()));
+        self.add(name, help, family.clone());
         Labelled {
             family,
             labels: labels.into(),
@@ -324,21 +324,6 @@ impl Registry {
         };
         encoded.expect("writing to a String cannot fail");
         out
-    }
-}
-
-/// A family rendered even before its first series (its `# HELP` and `# TYPE`), so every
-/// metric name is in `/metrics` from the start, as dashboards and alert rules expect.
-#[derive(Debug)]
-struct Declared<F>(F);
-
-impl<F: EncodeMetric> EncodeMetric for Declared<F> {
-    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        self.0.encode(encoder)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        self.0.metric_type()
     }
 }
 

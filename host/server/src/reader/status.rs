@@ -154,7 +154,7 @@ impl ReaderMetrics {
         let r = Registry::new();
         let per_stream = |name: &str, help: &str| r.counter_vec(name, help, &["stream"]);
         let per_key = |name: &str, help: &str| r.gauge_vec(name, help, &["stream", "instance"]);
-        ReaderMetrics {
+        let metrics = ReaderMetrics {
             commands_in: r.counter_vec(
                 "reader_commands_in_total",
                 "Replication commands received, by command.",
@@ -238,7 +238,24 @@ impl ReaderMetrics {
                 Buckets::REMOTE,
             ),
             registry: r,
+        };
+        // At zero from the start, so `rate()` sees the first error.
+        for reason in [
+            "connect",
+            "io",
+            "closed",
+            "decode",
+            "line_too_long",
+            "wrong_remote",
+            "ping_timeout",
+            "remote_error",
+            "catchup",
+            "apply",
+            "processor",
+        ] {
+            metrics.errors.with(&[reason]);
         }
+        metrics
     }
 }
 

@@ -61,6 +61,11 @@ impl Processor {
             Some(known) => *known = token,
             None => {
                 self.writer_positions.insert(key.clone(), token);
+                // The key's gap series at zero from the start, so `increase()` sees the first.
+                self.shared
+                    .metrics
+                    .gaps
+                    .with(&[key.0.as_str(), key.1.as_str()]);
             }
         }
         if !self.touched.contains(key) {

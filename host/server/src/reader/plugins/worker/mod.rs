@@ -82,6 +82,22 @@ struct Group {
     resets: Vec<(Key, Token, Run)>,
 }
 
+/// The `reason` labels of `plugin_failures_total` (`FailureReason::as_str`).
+const FAILURE_REASONS: [&str; 12] = [
+    "retry",
+    "skip",
+    "fatal",
+    "trap",
+    "outside-grant",
+    "cpu-deadline",
+    "memory",
+    "stack",
+    "effects",
+    "kv-quota",
+    "log-rate",
+    "host-memory",
+];
+
 /// One plugin's worker; see the module docs.
 pub(crate) struct Worker {
     slot: Arc<PluginSlot>,
@@ -117,6 +133,14 @@ impl Worker {
         let batch_duration = ctx.metrics.batch_duration.with(&[slot.name()]);
         let quarantined_gauge = ctx.metrics.quarantined.with(&[slot.name()]);
         quarantined_gauge.set(0);
+        // The plugin's failure series, and its gap series of the streams it names, at zero
+        // from the start, so `rate()` and `increase()` see the first of each.
+        for stream in version.description().streams.iter().filter(|s| *s != "*") {
+            ctx.metrics.gaps.with(&[slot.name(), stream]);
+        }
+        for reason in FAILURE_REASONS {
+            ctx.metrics.failures.with(&[slot.name(), reason]);
+        }
         Worker {
             slot,
             ctx,
