@@ -205,15 +205,22 @@ struct QuarantineRequest {
 /// The state's reason for an operator's quarantine: `by operator` and the reason given, if
 /// any. An empty body, `{}` and a blank reason are all "no reason".
 fn operator_reason(body: &[u8]) -> Result<String, ApiError> {
-    let request = if body.iter().all(u8::is_ascii_whitespace) {
+    let bad = |e: &dyn std::fmt::Display| {
+        ApiError::bad_request(
+            "M_BAD_JSON",
+            format!("the body must be empty or {{\"reason\": \"...\"}}: {e}"),
+        )
+    };
+    let request: QuarantineRequest = if body.iter().all(u8::is_ascii_whitespace) {
         QuarantineRequest::default()
     } else {
-        serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(
-                "M_BAD_JSON",
-                format!("the body must be empty or {{\"reason\": \"...\"}}: {e}"),
-            )
-        })?
+        // Through a `Value`: serde would also read a struct from an array.
+        match serde_json::from_slice(body).map_err(|e| bad(&e))? {
+            object @ serde_json::Value::Object(_) => {
+                serde_json::from_value(object).map_err(|e| bad(&e))?
+            }
+            _ => return Err(bad(&"not a JSON object")),
+        }
     };
     let given = request.reason.as_deref().map(str::trim).unwrap_or_default();
     if given.len() > MAX_REASON_BYTES {
