@@ -1,15 +1,17 @@
 //! `streamhost admin` as an operator runs it: the real binary against a real reader process
 //! running example plugins (`stream-stats`, and `evil` skipping every batch so it has dead
-//! letters): each subcommand's table and `--json`, a quarantine and its resume, and the errors
-//! an operator meets (no token, a wrong one, an unknown plugin, a reader that is not there).
+//! letters): each subcommand's table and `--json`, a quarantine and its resume, the errors an
+//! operator meets (no token, a wrong one, an unknown plugin, a reader that is not there), and
+//! an `https://` reader.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use streamhost_integration_tests::certs::TestCa;
 use streamhost_integration_tests::plugins::PluginFolder;
 use streamhost_integration_tests::process::Process;
-use streamhost_integration_tests::{TestWriter, wait_until};
+use streamhost_integration_tests::{TestReader, TestWriter, wait_until};
 use streamhost_server::client::ApiClient;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_streamhost-under-test");
@@ -525,4 +527,32 @@ async fn errors_say_which_token_which_plugin_and_which_reader() {
 async fn assert_reader_still_answers(deployment: &Deployment) {
     let status = deployment.api().get_json("/v1/status").await.unwrap();
     assert_eq!(status["name"], "admin-cli");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_reader_is_reached_with_its_ca_in_ssl_cert_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca");
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let server = ca.server_tls(dir.path(), "reader", None);
+    let reader =
+        TestReader::spawn_with(&writer, "https-reader", None, |c| c.http.tls = Some(server)).await;
+    let url = format!("https://{}", reader.reader().http_addr());
+    let ca_file = ca.cert_file.to_str().unwrap();
+    let run = admin(&["status", "--url", &url], &[("SSL_CERT_FILE", ca_file)]).await;
+    assert!(
+        run.out().starts_with("reader https-reader: connected to "),
+        "{run:#?}"
+    );
+    // Without the CA the certificate is not trusted, and the error says where it failed.
+    let run = admin(
+        &["status", "--url", &url],
+        &[("SSL_CERT_FILE", "/dev/null")],
+    )
+    .await;
+    assert!(
+        run.error()
+            .contains(&format!("cannot reach the reader at {url}")),
+        "{run:#?}"
+    );
 }
