@@ -1,5 +1,6 @@
 //! The `streamhost` commands and their flags; the writer's and reader's flags override the
-//! config file.
+//! config file. The completions and the man pages are generated from these definitions
+//! (`tools::manual`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use streamhost_server::config::{ConfigFile, ReaderConfig, Secret, WriterConfig};
     about = "Streamhost: an append-only log streamed over Synapse's replication protocol"
 )]
 pub struct Cli {
-    /// Log format on stderr.
+    /// Log format, on stderr (the demo's go to its log file).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// The command to run.
@@ -48,6 +49,13 @@ pub enum Command {
     Bench(streamhost_bench::BenchArgs),
     /// Work with reader plugins without a reader.
     Plugin(PluginArgs),
+    /// Ask a running reader's admin API: plugins, reload, quarantine, resume, dead letters,
+    /// status.
+    Admin(crate::tools::admin::AdminArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions(crate::tools::manual::CompletionsArgs),
+    /// Write the man pages, generated from these command definitions.
+    Man(crate::tools::manual::ManArgs),
 }
 
 /// How `streamhost writer --help` and `streamhost reader --help` end: where secrets go.

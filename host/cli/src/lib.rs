@@ -2,17 +2,25 @@
 //! signals, run the chosen command.
 //!
 //! File map:
-//! - `cli`: the commands and their flags (writer, reader, tail, demo, bench, plugin).
+//! - `cli`: the commands and their flags (writer, reader, tail, demo, bench, plugin, admin,
+//!   completions, man).
 //! - `tools/`: what runs beside the product: `tail` (decoded replication traffic), `demo` (a
-//!   writer, two readers and traffic in one process) and `plugin_run` (recorded traffic
-//!   replayed through one plugin).
+//!   writer, two readers and traffic in one process), `plugin_*` (plugins without a reader),
+//!   `admin` (a reader's admin API from the command line) and `manual` (completions and man
+//!   pages).
 //!
 //! The writer and the reader are `streamhost_server`; `streamhost bench` is `streamhost_bench`.
 
+use std::io::Write as _;
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{Layer, Registry};
 
 use crate::cli::{Cli, Command, LogFormat, PluginArgs, PluginCommand};
 
@@ -22,7 +30,16 @@ pub mod tools;
 /// Parses the command line, runs the command, and maps failure to a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // The demo keeps stdout for its status lines and opens its log file itself.
+    if !matches!(cli.command, Command::Demo(_)) {
+        init_tracing(
+            cli.log_format,
+            LogOutput {
+                file: None,
+                stderr: true,
+            },
+        );
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -30,7 +47,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, cli.log_format)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -39,7 +56,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     match command {
@@ -55,7 +72,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Demo(args) => tools::demo::run(args, shutdown).await,
+        Command::Demo(args) => tools::demo::run(args, log_format, shutdown).await,
         Command::Bench(args) => streamhost_bench::run(args).await,
         Command::Plugin(PluginArgs {
             command: PluginCommand::Run(args),
@@ -90,6 +107,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Plugin(PluginArgs {
             command: PluginCommand::Dev(args),
         }) => tools::plugin_dev::run(args, shutdown).await,
+        Command::Admin(args) => {
+            let printed = tools::admin::run(&args).await?;
+            print_out(printed.as_bytes())
+        }
+        Command::Completions(args) => {
+            let mut script = Vec::new();
+            tools::manual::completions(&args, &mut script);
+            print_out(&script)
+        }
+        Command::Man(args) => {
+            let mut text = Vec::new();
+            tools::manual::man(&args, &mut text)?;
+            print_out(&text)
+        }
+    }
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`| head`) is not an error.
+fn print_out(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
@@ -117,16 +157,42 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `streamhost=info`, which also covers the
+/// Where log lines go.
+pub(crate) struct LogOutput {
+    /// A file (lines without colours), as the demo's log.
+    pub(crate) file: Option<std::fs::File>,
+    /// Stderr.
+    pub(crate) stderr: bool,
+}
+
+/// Logs to `output`, filtered by `RUST_LOG` (default `streamhost=info`, which also covers the
 /// `streamhost_server`, `streamhost_cli` and other `streamhost_*` crates: a target prefix).
-fn init_tracing(format: LogFormat) {
+pub(crate) fn init_tracing(format: LogFormat, output: LogOutput) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("streamhost=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let mut layers = Vec::new();
+    if let Some(file) = output.file {
+        // A line is one write to the file; the lock keeps lines whole across threads.
+        layers.push(log_layer(format, Mutex::new(file), false));
+    }
+    if output.stderr {
+        layers.push(log_layer(format, std::io::stderr, true));
+    }
+    tracing_subscriber::registry()
+        .with(layers)
+        .with(filter)
+        .init();
+}
+
+/// One destination's formatting layer; `ansi` allows colours (still off under `NO_COLOR`).
+fn log_layer<W>(format: LogFormat, writer: W, ansi: bool) -> Box<dyn Layer<Registry> + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = if ansi { layer } else { layer.with_ansi(false) };
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
     }
 }

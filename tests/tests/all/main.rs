@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod accept_errors;
+mod admin_cli;
 mod compile_cache;
+mod completions;
 mod conformance;
 mod conformance_pushers;
 mod deployment;

@@ -1,7 +1,8 @@
 //! `streamhost plugin dev` and the demo's flags, as a user runs them: the real binary
 //! reloading a saved plugin into its local writer and reader (the new version applies
 //! batches; a broken one leaves the old version running), the demo without generated
-//! traffic, and the demo's log lines naming the reader they come from.
+//! traffic, the demo's stdout (banner and status lines, no log lines) and log file, and with
+//! `--verbose` its log lines on stderr naming the reader they come from.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -155,9 +156,15 @@ fn the_demo_at_rate_0_writes_no_rows() {
 }
 
 #[test]
-fn the_demo_log_lines_name_the_reader_they_come_from() {
+fn with_verbose_the_demo_logs_on_stderr_naming_the_reader_each_line_comes_from() {
     let folder = PluginFolder::with(&["stream-stats"]);
-    let (_, stderr) = demo(&["--rate", "0", "--plugins", folder.path().to_str().unwrap()]);
+    let (_, stderr) = demo(&[
+        "--rate",
+        "0",
+        "--verbose",
+        "--plugins",
+        folder.path().to_str().unwrap(),
+    ]);
     for reader in ["reader-1", "reader-2"] {
         let span = format!("reader{{name={reader}}}");
         for message in ["reader started", "plugin running"] {
@@ -169,4 +176,136 @@ fn the_demo_log_lines_name_the_reader_they_come_from() {
             );
         }
     }
+}
+
+/// Whether `line` is a log line (the text format's level after the timestamp).
+fn is_log_line(line: &str) -> bool {
+    [" INFO ", " WARN ", " ERROR ", " DEBUG "]
+        .iter()
+        .any(|level| line.contains(level))
+}
+
+#[test]
+fn the_demo_prints_banner_and_status_on_stdout_and_logs_to_its_file() {
+    let folder = PluginFolder::with(&["stream-stats"]);
+    let mut child = Command::new(BINARY)
+        .args(["demo", "--rate", "100", "--duration", "60", "--plugins"])
+        .arg(folder.path())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The banner, then status lines; stop at the second status line.
+    let mut printed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while printed
+        .iter()
+        .filter(|l: &&String| l.starts_with("["))
+        .count()
+        < 2
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => printed.push(line),
+            Err(e) => panic!("no status lines ({e:?}) after:\n{}", printed.join("\n")),
+        }
+    }
+    let text = printed.join("\n");
+    let log = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("  logs    "))
+        .unwrap_or_else(|| panic!("no logs line:\n{text}"));
+    let log = std::path::PathBuf::from(log);
+    assert!(log.ends_with("demo.log"), "{text}");
+    let at = |prefix: &str| {
+        printed
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line:\n{text}"))
+    };
+    // Each process's console right after its own line: the writer's needs no token, the
+    // readers' carry the admin token in the fragment.
+    let writer = at("  writer  http://");
+    let address = printed[writer]["  writer  http://".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        printed[writer + 1],
+        format!("  console http://{address}/console"),
+        "{text}"
+    );
+    let reader = at("  reader  http://");
+    let address = printed[reader]["  reader  http://".len()..].trim_end_matches("/v1/status");
+    assert!(
+        printed[reader + 1].starts_with(&format!("  console http://{address}/console#token=demo-")),
+        "{text}"
+    );
+    assert!(
+        printed.iter().all(|l| !is_log_line(l)),
+        "log lines on stdout:\n{text}"
+    );
+
+    // The log file has the log lines, while the demo runs.
+    let started = Instant::now();
+    let logged = loop {
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        if logged
+            .lines()
+            .any(|l| l.contains("reader{name=reader-2}") && l.contains("plugin running"))
+        {
+            break logged;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no log lines in {}:\n{logged}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        logged
+            .lines()
+            .any(|l| is_log_line(l) && l.contains("reader started")),
+        "{logged}"
+    );
+    assert!(!logged.contains('\u{1b}'), "no colours in the file");
+
+    // SIGTERM: a clean stop; nothing was ever logged to stderr.
+    let status = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().expect("the demo exits");
+    assert!(output.status.success(), "{output:?}");
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(
+        rest.iter().all(|l| !is_log_line(l)),
+        "log lines on stdout:\n{}",
+        rest.join("\n")
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("streamhost demo: stopped cleanly")),
+        "{rest:?}"
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!log.exists(), "a clean stop removes the demo's folder");
 }

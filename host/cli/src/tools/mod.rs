@@ -1,6 +1,8 @@
 //! The tools beside the product: each drives the server library from the outside.
 
+pub mod admin;
 pub mod demo;
+pub mod manual;
 pub mod plugin_build;
 pub mod plugin_dev;
 pub mod plugin_new;

@@ -85,16 +85,31 @@ impl Cluster {
         format!("http://{}", self.writer.http_addr())
     }
 
-    /// What runs where, and what to try.
-    pub(super) fn print_banner(&self, dir: &Path) {
+    /// What runs where, where the log goes, and what to try.
+    pub(super) fn print_banner(&self, dir: &Path, log: &Path, verbose: bool) {
         println!("streamhost demo: data in {}", dir.display());
+        println!(
+            "  logs    {}{}",
+            log.display(),
+            if verbose { " and stderr" } else { "" }
+        );
         println!(
             "  writer  http://{}  replication {}",
             self.writer.http_addr(),
             self.writer.replication_addr()
         );
+        // The writer runs without a read token here, so its console needs none.
+        println!("  console http://{}/console", self.writer.http_addr());
         for reader in &self.readers {
             println!("  reader  http://{}/v1/status", reader.http_addr());
+            match self.plugins.is_some() {
+                true => println!(
+                    "  console http://{}/console#token={}",
+                    reader.http_addr(),
+                    self.admin_token
+                ),
+                false => println!("  console http://{}/console", reader.http_addr()),
+            }
         }
         println!(
             "  try: streamhost tail --connect {}    (Ctrl-C stops the demo)",
@@ -121,7 +136,7 @@ impl Cluster {
             "       curl -N 'http://{first}/v1/notifications/stream?topics=room:{SHOWN_ROOM}'"
         );
         println!(
-            "       curl -H 'Authorization: Bearer {admin_token}' http://{first}/v1/admin/plugins"
+            "       STREAMHOST_ADMIN_TOKEN={admin_token} streamhost admin plugins --url http://{first}"
         );
     }
 

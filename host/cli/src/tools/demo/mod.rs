@@ -8,9 +8,14 @@
 //! the demo shows a cached read and the notifications it received. `DIR` is watched: replace
 //! a plugin's files and the readers hot-reload it.
 //!
+//! Stdout carries only the banner and the status lines; the log goes to `demo.log` in the
+//! demo's data folder (the banner names it), and to stderr as well with `--verbose`. The folder
+//! is removed when the demo stops cleanly and kept, with its log, when it fails.
+//!
 //! Files: `cluster` (the writer and the readers), `traffic` (the generator), `status` (the
 //! line printed each second).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,6 +25,8 @@ use streamhost_server::client::ApiClient;
 use tokio_util::sync::CancellationToken;
 
 use self::cluster::Cluster;
+use crate::LogOutput;
+use crate::cli::LogFormat;
 
 mod cluster;
 mod status;
@@ -52,14 +59,57 @@ pub struct DemoArgs {
     /// `target/plugins`.
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<std::path::PathBuf>,
+    /// Log on stderr too (the log always goes to demo.log in the demo's data folder).
+    #[arg(long)]
+    pub verbose: bool,
 }
 
-/// Runs the demo until `shutdown` or the duration ends.
-pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// The log file's name in the demo's data folder.
+const LOG_FILE: &str = "demo.log";
+
+/// Runs the demo until `shutdown` or the duration ends, logging in `log_format` to its log
+/// file (and stderr with `--verbose`).
+pub async fn run(
+    args: DemoArgs,
+    log_format: LogFormat,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0, "--batch must be positive");
     let dir = tempfile::tempdir().context("creating a temporary folder")?;
-    let cluster = Cluster::start(dir.path(), args.plugins.as_deref()).await?;
-    cluster.print_banner(dir.path());
+    let log = dir.path().join(LOG_FILE);
+    let file = std::fs::File::create(&log)
+        .with_context(|| format!("creating the demo's log file {}", log.display()))?;
+    crate::init_tracing(
+        log_format,
+        LogOutput {
+            file: Some(file),
+            stderr: args.verbose,
+        },
+    );
+    let result = run_in(&args, dir.path(), &log, shutdown).await;
+    if result.is_err() {
+        // Its log says what went wrong.
+        let kept = dir.keep();
+        return result.with_context(|| {
+            format!(
+                "the demo's folder {} is kept; its log is {}",
+                kept.display(),
+                kept.join(LOG_FILE).display()
+            )
+        });
+    }
+    result
+}
+
+/// The demo in `dir`, its log at `log`.
+async fn run_in(
+    args: &DemoArgs,
+    dir: &Path,
+    log: &Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let cluster = Cluster::start(dir, args.plugins.as_deref()).await?;
+    cluster.print_banner(dir, log, args.verbose);
 
     let written = Arc::new(AtomicU64::new(0));
     let traffic = CancellationToken::new();
