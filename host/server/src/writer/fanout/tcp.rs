@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Ring;
+use super::peers::{PeerEntry, Peers};
 use crate::clock::unix_ms;
 use crate::config::WriterConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
@@ -66,6 +67,8 @@ pub struct ReplicationContext {
     pub metrics: ReplicationMetrics,
     /// The listener's TLS, if it has one.
     pub tls: Option<Arc<ServerTls>>,
+    /// The open connections, for the console.
+    pub peers: Arc<Peers>,
 }
 
 /// What a refused client certificate is told before the connection closes.
@@ -89,6 +92,7 @@ impl ReplicationContext {
             handshake_timeout: config.replication.handshake_timeout(),
             metrics: ReplicationMetrics::register(registry),
             tls,
+            peers: Arc::default(),
         }
     }
 }
@@ -237,15 +241,24 @@ async fn serve_connection<R, W>(
     tracing::info!("replication connection opened");
     let (close, close_requests) = mpsc::channel(1);
     let peer_label = peer.to_string();
+    let entry = Arc::new(context.peers.register(peer));
     let writer = tokio::spawn(write_loop(
         write_half,
         frames,
         close_requests,
         context.clone(),
         done.clone(),
-        peer_label.clone(),
+        (peer_label.clone(), entry.clone()),
     ));
-    read_loop(read_half, &context, close, handshake_deadline, done.clone()).await;
+    read_loop(
+        read_half,
+        &context,
+        &entry,
+        close,
+        handshake_deadline,
+        done.clone(),
+    )
+    .await;
     let _ = writer.await;
     done.cancel();
     context.metrics.send_buffer.remove(&[&peer_label]);
@@ -259,6 +272,7 @@ async fn serve_connection<R, W>(
 async fn read_loop(
     mut socket: impl AsyncRead + Unpin,
     context: &ReplicationContext,
+    entry: &PeerEntry,
     close: mpsc::Sender<String>,
     handshake_deadline: Instant,
     done: CancellationToken,
@@ -300,10 +314,12 @@ async fn read_loop(
                 ClientCommand::Ping(_) => ping_seen = true,
                 ClientCommand::Replicate => {
                     introduced = true;
+                    entry.introduced();
                     context.signals.request_announce();
                 }
                 ClientCommand::Name(name) => {
                     introduced = true;
+                    entry.named(&name);
                     tracing::info!(client = %name, "client named itself");
                 }
                 ClientCommand::Error(text) => tracing::warn!(error = %text, "client sent ERROR"),
@@ -386,7 +402,7 @@ async fn write_loop(
     mut close_requests: mpsc::Receiver<String>,
     context: Arc<ReplicationContext>,
     done: CancellationToken,
-    peer: String,
+    (peer, entry): (String, Arc<PeerEntry>),
 ) {
     let metrics = &context.metrics;
     let depth = metrics.send_buffer.with(&[&peer]);
@@ -459,8 +475,10 @@ async fn write_loop(
         }
         if let Some(receiver) = &frames {
             depth.set(receiver.len() as i64);
+            entry.pending(receiver.len());
         }
     }
+    entry.gave_up();
     failed_to_keep_up(socket, &context, &done).await;
 }
 
