@@ -6,6 +6,7 @@ mod accept_errors;
 mod compile_cache;
 mod conformance;
 mod conformance_pushers;
+mod console;
 mod deployment;
 mod docs_links;
 mod docs_statuses;
