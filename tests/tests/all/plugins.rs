@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use streamhost_integration_tests::plugins::{PluginFolder, grants_for};
-use streamhost_integration_tests::{TestWriter, spawn_plugin_reader, wait_until};
+use streamhost_integration_tests::{TestReader, TestWriter, spawn_plugin_reader, wait_until};
 
 const EXAMPLES: [&str; 3] = ["room-timeline", "notifier", "stream-stats"];
 const WAIT: Duration = Duration::from_secs(30);
@@ -330,4 +330,289 @@ async fn a_quarantined_plugin_waits_behind_and_resumes_on_request() {
         .await
         .unwrap();
     assert_eq!(status, 401, "the admin API needs the token: {body:?}");
+}
+
+/// `method path` on `reader`'s admin API with `body`: the status and the body as JSON (or as
+/// a JSON string when it is not JSON).
+async fn admin_call(
+    reader: &TestReader,
+    method: hyper::Method,
+    path: &str,
+    body: &str,
+) -> (u16, Value) {
+    let (status, body) = reader
+        .admin()
+        .send(method, path, bytes::Bytes::from(body.to_owned()))
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    (status.as_u16(), json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_quarantine_holds_a_plugin_back_until_resumed_and_ends_with_a_restart() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let folder = PluginFolder::with(&["stream-stats"]);
+    let mut reader =
+        spawn_plugin_reader(&writer, "r", &folder, grants_for(&["stream-stats"])).await;
+    let quarantine = "/v1/admin/plugins/stream-stats/quarantine";
+    let count = |token: i64| {
+        format!("/v1/query/stream-stats/count?stream=messages&min_token=messages:{token}")
+    };
+    let tokens = writer
+        .append(
+            "messages",
+            &[message("!a:x", 0, &[]), message("!a:x", 1, &[])],
+        )
+        .await;
+    assert_eq!(reader.get(&count(tokens[1].0)).await.1, "2");
+
+    let (status, answer) = admin_call(
+        &reader,
+        hyper::Method::POST,
+        quarantine,
+        r#"{"reason": "disk full on the push target"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"quarantined": true, "reason": "by operator: disk full on the push target"})
+    );
+    let stats = reader.plugin("stream-stats").await;
+    assert_eq!(stats["state"], "quarantined", "{stats}");
+    assert_eq!(stats["reason"], "by operator: disk full on the push target");
+    let (status, answer) = admin_call(&reader, hyper::Method::POST, quarantine, "").await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["errcode"], "M_ALREADY_QUARANTINED");
+    assert!(
+        answer["error"].as_str().unwrap().contains("disk full"),
+        "{answer}"
+    );
+
+    // The reader applies new rows; the plugin's cursor waits where it was.
+    let tokens = writer
+        .append(
+            "messages",
+            &[
+                message("!a:x", 2, &[]),
+                message("!a:x", 3, &[]),
+                message("!a:x", 4, &[]),
+            ],
+        )
+        .await;
+    let last = tokens[2].0;
+    reader.wait_for("messages", tokens[2], WAIT).await;
+    let stats = reader.plugin("stream-stats").await;
+    assert_eq!(stats["lag"], 3, "its cursor waits: {stats}");
+    assert_eq!(stats["cursors"][0]["token"], last - 3, "{stats}");
+
+    let (status, answer) = admin_call(
+        &reader,
+        hyper::Method::POST,
+        "/v1/admin/plugins/stream-stats/resume",
+        "",
+    )
+    .await;
+    assert_eq!((status, answer), (200, json!({"resumed": true})));
+    assert_eq!(
+        reader.get(&count(last)).await.1,
+        "5",
+        "every row once, after the resume"
+    );
+    let (status, answer) = admin_call(
+        &reader,
+        hyper::Method::POST,
+        "/v1/admin/plugins/stream-stats/resume",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, answer["errcode"].as_str()),
+        (409, Some("M_NOT_QUARANTINED"))
+    );
+
+    // No reason, or a blank one: "by operator".
+    for body in ["", "{}", r#"{"reason": "  "}"#, r#"{"reason": null}"#] {
+        let (status, answer) = admin_call(&reader, hyper::Method::POST, quarantine, body).await;
+        assert_eq!(
+            (status, &answer["reason"]),
+            (200, &json!("by operator")),
+            "{body}: {answer}"
+        );
+        let (status, _) = admin_call(
+            &reader,
+            hyper::Method::POST,
+            "/v1/admin/plugins/stream-stats/resume",
+            "",
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+
+    // An operator's quarantine is the reader's memory, as one the failures caused: a restart
+    // starts the plugin again.
+    let (status, _) = admin_call(
+        &reader,
+        hyper::Method::POST,
+        quarantine,
+        r#"{"reason": "x"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    reader.restart_with(|_| {}).await;
+    wait_until(WAIT, "stream-stats to run after the restart", || async {
+        reader.plugin("stream-stats").await["state"] == "running"
+    })
+    .await;
+    assert_eq!(reader.get(&count(last)).await.1, "5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_refuses_a_bad_body_an_unknown_plugin_and_a_missing_token() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let folder = PluginFolder::with(&["stream-stats"]);
+    let reader = spawn_plugin_reader(&writer, "r", &folder, grants_for(&["stream-stats"])).await;
+    let quarantine = "/v1/admin/plugins/stream-stats/quarantine";
+    let long = format!(r#"{{"reason": "{}"}}"#, "x".repeat(1_001));
+    for (body, errcode) in [
+        ("not json", "M_BAD_JSON"),
+        (r#"{"reason": 5}"#, "M_BAD_JSON"),
+        (r#"{"why": "x"}"#, "M_BAD_JSON"),
+        (r#"["x"]"#, "M_BAD_JSON"),
+        (r#"{"reason": "two\nlines"}"#, "M_INVALID_PARAM"),
+        (long.as_str(), "M_INVALID_PARAM"),
+    ] {
+        let (status, answer) = admin_call(&reader, hyper::Method::POST, quarantine, body).await;
+        assert_eq!(
+            (status, answer["errcode"].as_str()),
+            (400, Some(errcode)),
+            "{body}: {answer}"
+        );
+        assert!(!answer["error"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(
+        reader.plugin("stream-stats").await["state"],
+        "running",
+        "nothing was quarantined"
+    );
+    let (status, answer) = admin_call(
+        &reader,
+        hyper::Method::POST,
+        "/v1/admin/plugins/nope/quarantine",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, answer["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("no plugin named nope")
+    );
+    let (status, _) = reader
+        .client()
+        .send(hyper::Method::POST, quarantine, bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(reader.plugin("stream-stats").await["state"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_newest_first_up_to_the_limit() {
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let folder = PluginFolder::with(&["evil", "stream-stats"]);
+    let mut grants = grants_for(&["evil", "stream-stats"]);
+    let mut config = toml::Table::new();
+    config.insert("mode".into(), toml::Value::String("skip".into()));
+    grants.get_mut("evil").unwrap().config = Some(config);
+    let reader = spawn_plugin_reader(&writer, "r", &folder, grants).await;
+    let letters = "/v1/admin/plugins/evil/dead-letters";
+    let mut tokens = Vec::new();
+    for n in 0..3 {
+        let token = writer.append("messages", &[message("!a:x", n, &[])]).await[0].0;
+        tokens.push(token);
+        wait_until(WAIT, "evil to skip the row", || async {
+            let (_, list) = admin_call(&reader, hyper::Method::GET, letters, "").await;
+            list[0]["to_token"] == token
+        })
+        .await;
+    }
+    let (status, list) = admin_call(&reader, hyper::Method::GET, letters, "").await;
+    assert_eq!(status, 200, "{list}");
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{list:?}");
+    let to: Vec<i64> = list
+        .iter()
+        .map(|l| l["to_token"].as_i64().unwrap())
+        .collect();
+    assert_eq!(to, [tokens[2], tokens[1], tokens[0]], "newest first");
+    let newest = &list[0];
+    assert_eq!(newest["stream"], "messages");
+    assert_eq!(newest["instance"], "master");
+    assert_eq!(newest["from_token"], tokens[1]);
+    assert!(
+        newest["reason"].as_str().unwrap().starts_with("evil skips"),
+        "{newest}"
+    );
+    assert!(
+        newest["at_ms"].as_i64().unwrap() > 1_577_836_800_000,
+        "{newest}"
+    );
+
+    let (status, two) = admin_call(
+        &reader,
+        hyper::Method::GET,
+        &format!("{letters}?limit=2"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(two.as_array().unwrap()[..], list[..2]);
+    let (status, none) = admin_call(
+        &reader,
+        hyper::Method::GET,
+        "/v1/admin/plugins/stream-stats/dead-letters?limit=1000",
+        "",
+    )
+    .await;
+    assert_eq!((status, none), (200, json!([])));
+    for limit in ["0", "-1", "1001", "ten", ""] {
+        let (status, answer) = admin_call(
+            &reader,
+            hyper::Method::GET,
+            &format!("{letters}?limit={limit}"),
+            "",
+        )
+        .await;
+        assert_eq!(
+            (status, answer["errcode"].as_str()),
+            (400, Some("M_INVALID_PARAM")),
+            "limit={limit}: {answer}"
+        );
+    }
+    let (status, answer) = admin_call(
+        &reader,
+        hyper::Method::GET,
+        "/v1/admin/plugins/nope/dead-letters",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, answer["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "{answer}"
+    );
+    let (status, _) = reader
+        .client()
+        .send(hyper::Method::GET, letters, bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
 }

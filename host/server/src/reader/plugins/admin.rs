@@ -1,6 +1,7 @@
 //! The admin endpoints, a router nested at `/v1/admin` behind the admin bearer token (403
 //! when the reader has none): `GET /v1/admin/plugins`, `POST /v1/admin/plugins/{name}/reload`,
-//! `POST /v1/admin/plugins/{name}/resume`, the API token endpoints
+//! `POST /v1/admin/plugins/{name}/quarantine`, `POST /v1/admin/plugins/{name}/resume`,
+//! `GET /v1/admin/plugins/{name}/dead-letters`, the API token endpoints
 //! (`reader::auth::admin`: `/v1/admin/tokens`) and, with destinations, the push endpoints
 //! (`reader::push::admin`: `/v1/admin/pushes`). Any other path under `/v1/admin`, or another
 //! method, is a 404.
@@ -12,15 +13,26 @@ use axum::Router;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
-use serde::Serialize;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use super::PluginHost;
 use super::api::{Summary, summary, unavailable};
-use super::slot::FailureReport;
-use crate::http::{self, ApiError, Bearer, Response, json};
+use super::slot::{FailureReport, PluginRunState};
+use crate::http::{self, ApiError, Bearer, Params, Response, json};
 
 /// Longest an admin request may take (a reload compiles the plugin); then 503.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Dead letters `GET .../dead-letters` answers without a `limit`, newest first.
+const DEAD_LETTERS_DEFAULT: i64 = 100;
+/// Most dead letters one answer holds. Each is a small row (a reason of at most a few KiB), so
+/// an answer stays well under a few MiB; older ones stay in the reader's database
+/// (`plugin_dead_letters`).
+const DEAD_LETTERS_MAX: i64 = 1_000;
+/// Longest reason an operator may give a quarantine, in bytes: it is shown in the plugin's
+/// state, the log and the console, not a place for documents.
+const MAX_REASON_BYTES: usize = 1_000;
 
 /// The admin router, for nesting at `/v1/admin`.
 pub(super) fn router(host: Arc<PluginHost>) -> Router {
@@ -32,6 +44,8 @@ pub(super) fn router(host: Arc<PluginHost>) -> Router {
         .route("/plugins", get(details))
         .route("/plugins/{name}/reload", post(reload))
         .route("/plugins/{name}/resume", post(resume))
+        .route("/plugins/{name}/quarantine", post(quarantine))
+        .route("/plugins/{name}/dead-letters", get(dead_letters))
         .with_state(Arc::clone(&host))
         .merge(crate::reader::auth::admin::router(host.auth.clone()));
     if let Some(pushes) = host.pushes() {
@@ -178,6 +192,111 @@ async fn resume(
         Err(message) if host.slot(&name).is_none() => Err(ApiError::not_found(message)),
         Err(message) => Err(unavailable(message)),
     }
+}
+
+/// The optional body of `POST /v1/admin/plugins/{name}/quarantine`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuarantineRequest {
+    /// Why, in the operator's words.
+    reason: Option<String>,
+}
+
+/// The state's reason for an operator's quarantine: `by operator` and the reason given, if
+/// any. An empty body, `{}` and a blank reason are all "no reason".
+fn operator_reason(body: &[u8]) -> Result<String, ApiError> {
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        QuarantineRequest::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(
+                "M_BAD_JSON",
+                format!("the body must be empty or {{\"reason\": \"...\"}}: {e}"),
+            )
+        })?
+    };
+    let given = request.reason.as_deref().map(str::trim).unwrap_or_default();
+    if given.len() > MAX_REASON_BYTES {
+        return Err(ApiError::bad_request(
+            "M_INVALID_PARAM",
+            format!("the reason is longer than {MAX_REASON_BYTES} bytes"),
+        ));
+    }
+    // One line: the reason goes into log lines and tables as it is.
+    if given.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "M_INVALID_PARAM",
+            "the reason must be one line without control characters",
+        ));
+    }
+    Ok(match given {
+        "" => "by operator".to_string(),
+        given => format!("by operator: {given}"),
+    })
+}
+
+/// `POST /v1/admin/plugins/{name}/quarantine`.
+async fn quarantine(
+    State(host): State<Arc<PluginHost>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(slot) = host.slot(&name) else {
+        return Err(ApiError::not_found(format!("no plugin named {name}")));
+    };
+    let reason = operator_reason(&body)?;
+    match host.quarantine(&name, reason.clone()).await {
+        Ok(true) => Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "quarantined": true, "reason": reason }),
+        )),
+        Ok(false) => {
+            let message = match slot.run_state() {
+                PluginRunState::Quarantined(why) => {
+                    format!("plugin {name} is already quarantined: {why}")
+                }
+                _ => format!("plugin {name} is already quarantined"),
+            };
+            Err(ApiError {
+                status: StatusCode::CONFLICT,
+                errcode: "M_ALREADY_QUARANTINED",
+                message,
+            })
+        }
+        Err(message) if host.slot(&name).is_none() => Err(ApiError::not_found(message)),
+        Err(message) => Err(unavailable(message)),
+    }
+}
+
+/// `GET /v1/admin/plugins/{name}/dead-letters?limit=N`: newest first.
+async fn dead_letters(
+    State(host): State<Arc<PluginHost>>,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    if host.slot(&name).is_none() {
+        return Err(ApiError::not_found(format!("no plugin named {name}")));
+    }
+    let limit = match params.get("limit") {
+        None => DEAD_LETTERS_DEFAULT,
+        Some(value) => value
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=DEAD_LETTERS_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "M_INVALID_PARAM",
+                    format!("limit must be a whole number from 1 to {DEAD_LETTERS_MAX}"),
+                )
+            })?,
+    };
+    let letters = host
+        .ctx
+        .store
+        .dead_letters(&name, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(json(StatusCode::OK, &letters))
 }
 
 /// A grant as the admin API shows it (without its configuration, which may hold secrets).

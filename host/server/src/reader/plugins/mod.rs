@@ -336,6 +336,19 @@ impl PluginHost {
         answer.await.map_err(|_| format!("plugin {name} stopped"))
     }
 
+    /// Quarantines `name` at its next batch boundary, as repeated failures would, with
+    /// `reason` as its state's reason; false if it was quarantined already.
+    pub async fn quarantine(&self, name: &str, reason: String) -> Result<bool, String> {
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| format!("no plugin named {name}"))?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if !slot.send(slot::Control::Quarantine { reason, reply }) {
+            return Err(format!("plugin {name} is not running"));
+        }
+        answer.await.map_err(|_| format!("plugin {name} stopped"))
+    }
+
     /// Stops every worker after its current call and waits for the threads.
     pub(crate) async fn stop(&self) {
         for slot in self.slots() {

@@ -26,7 +26,9 @@ const KEPT_PAUSES: usize = 1_000;
 pub enum PluginRunState {
     /// Loaded and following the feed.
     Running,
-    /// Stopped after repeated failures; its cursor waits. Lift with the admin API or a reload.
+    /// Stopped after repeated failures, or by the operator (`POST
+    /// /v1/admin/plugins/{name}/quarantine`); its cursor waits. Lift with the admin API or a
+    /// reload.
     Quarantined(String),
     /// Could not be loaded or initialised; nothing runs.
     Failed(String),
@@ -108,6 +110,12 @@ pub(crate) enum Control {
     },
     /// Lift a quarantine.
     Resume { reply: oneshot::Sender<bool> },
+    /// Quarantine now, for the operator's `reason`; the reply is false if the plugin already
+    /// was.
+    Quarantine {
+        reason: String,
+        reply: oneshot::Sender<bool>,
+    },
     /// Ask the plugin's `authorizer` export (`reader::auth`).
     Authorize(AuthorizeCall),
     /// Finish and exit.

@@ -1,7 +1,8 @@
-//! Control between batches: wake, stop, resume after a quarantine, reload (see `reload`) and
-//! the queued queries, answered on the plugin's instance so an answer reflects exactly the
-//! applied cursors: at most `per_batch` of them between two groups; one whose client has gone
-//! is dropped unrun, one that waited past its deadline is answered 503 unrun.
+//! Control between batches: wake, stop, quarantine on the operator's request, resume after a
+//! quarantine, reload (see `reload`) and the queued queries, answered on the plugin's instance
+//! so an answer reflects exactly the applied cursors: at most `per_batch` of them between two
+//! groups; one whose client has gone is dropped unrun, one that waited past its deadline is
+//! answered 503 unrun.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +31,14 @@ impl Worker {
                     self.resync()?;
                 }
                 let _ = reply.send(was);
+            }
+            Control::Quarantine { reason, reply } => {
+                let already = self.quarantined;
+                if !already {
+                    tracing::warn!(plugin = %self.slot.name(), %reason, "plugin quarantined by the operator");
+                    self.quarantine(reason);
+                }
+                let _ = reply.send(!already);
             }
         }
         Ok(())

@@ -99,7 +99,7 @@ impl Worker {
             if attempt > self.ctx.retries {
                 // Commit what succeeded before this batch, then stop here.
                 self.flush(group);
-                self.quarantine(format!(
+                let reason = format!(
                     "{} after {attempt} attempts on {} {} ({}, {}]: {}",
                     failure.reason.as_str(),
                     batch.stream,
@@ -107,16 +107,18 @@ impl Worker {
                     batch.prev_token,
                     batch.token,
                     failure.message
-                ));
+                );
+                tracing::error!(plugin = %self.slot.name(), %reason, "plugin quarantined");
+                self.quarantine(reason);
                 return Err(Halt::Quarantined);
             }
             self.wait(waits.next_delay())?;
         }
     }
 
-    /// Stops applying until a resume or a reload; the reader and other plugins go on.
-    fn quarantine(&mut self, reason: String) {
-        tracing::error!(plugin = %self.slot.name(), %reason, "plugin quarantined");
+    /// Stops applying until a resume or a reload; the reader and other plugins go on. The
+    /// same for a quarantine the failures caused and one the operator asked for.
+    pub(super) fn quarantine(&mut self, reason: String) {
         self.quarantined = true;
         self.instance = None;
         self.slot.status().state = PluginRunState::Quarantined(reason);
