@@ -102,7 +102,9 @@ impl Browser {
             session: String::new(),
             _profile: profile,
         };
-        let created = browser.command(Method::POST, "/session", capabilities).await;
+        let created = browser
+            .command(Method::POST, "/session", capabilities)
+            .await;
         browser.session = created["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session id in {created}"))

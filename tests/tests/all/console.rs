@@ -72,7 +72,8 @@ fn keep_appending(writer: ApiClient, stop: Arc<AtomicBool>) -> tokio::task::Join
             let rows: Vec<Value> = (0..5)
                 .map(|i| {
                     n += 1;
-                    json!({"room": "!console:x", "sender": "@a:x", "body": format!("m{n}.{i}"), "mentions": ["@b:x"]})
+                    // Markup in a payload must reach the page as text.
+                    json!({"room": "!console:x", "sender": "@a:x", "body": format!("<b>m{n}.{i}</b>"), "mentions": ["@b:x"]})
                 })
                 .collect();
             let body = Bytes::from(serde_json::to_vec(&rows).unwrap());
@@ -195,14 +196,20 @@ async fn the_console_shows_a_running_deployment_and_its_buttons_steer_the_plugin
     browser
         .screenshot(&shots.join("reader-unauthorized.png"))
         .await;
-    refused(&browser, &format!("{reader_url}/console#token={READER_READ}")).await;
-    refused(&browser, &format!("{writer_url}/console#token=wrong")).await;
+    refused(
+        &browser,
+        &format!("{reader_url}/console#token={READER_READ}"),
+    )
+    .await;
 
     // The admin token: the figures run.
     open(&browser, &format!("{reader_url}/console#token={ADMIN}")).await;
     let position = "#streams tr[data-key='messages/master'] .position";
     wait_until(Duration::from_secs(30), "the stream's position", || async {
-        browser.text_of(position).await.is_some_and(|t| number(&t) > 0)
+        browser
+            .text_of(position)
+            .await
+            .is_some_and(|t| number(&t) > 0)
     })
     .await;
     let href = browser.execute("return location.href;", json!([])).await;
@@ -246,6 +253,18 @@ async fn the_console_shows_a_running_deployment_and_its_buttons_steer_the_plugin
             .is_some_and(|t| t.starts_with("room:!console:x") || t.starts_with("user:@b:x"))
     })
     .await;
+    let payloads = browser
+        .execute(
+            "return {tags: document.querySelectorAll('#notifications b').length, \
+                     text: document.querySelector('#notifications td.payload').textContent};",
+            json!([]),
+        )
+        .await;
+    assert_eq!(payloads["tags"], 0, "{payloads}");
+    assert!(
+        payloads["text"].as_str().unwrap().contains("<b>m"),
+        "{payloads}"
+    );
     let upstream = browser.text_of("#upstream").await.unwrap();
     assert!(upstream.contains("connected"), "{upstream}");
     browser.screenshot(&shots.join("reader.png")).await;
@@ -259,7 +278,10 @@ async fn the_console_shows_a_running_deployment_and_its_buttons_steer_the_plugin
     browser.click(&quarantine).await;
     wait_for_text(&browser, state, "quarantined").await;
     let took = clicked.elapsed();
-    assert!(took < Duration::from_secs(1), "quarantine shown after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "quarantine shown after {took:?}"
+    );
     let api = plugin(&admin, "notifier").await;
     assert_eq!(api["state"], "quarantined", "{api}");
     let reason = browser
@@ -293,7 +315,10 @@ async fn the_console_shows_a_running_deployment_and_its_buttons_steer_the_plugin
     assert_eq!(code, StatusCode::OK, "{body:?}");
     wait_for_text(&browser, state, "quarantined").await;
     let took = quarantined.elapsed();
-    assert!(took < Duration::from_secs(1), "quarantine shown after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "quarantine shown after {took:?}"
+    );
     browser.click(&resume).await;
     wait_for_text(&browser, state, "running").await;
 
@@ -318,8 +343,12 @@ async fn the_console_shows_a_running_deployment_and_its_buttons_steer_the_plugin
     })
     .await;
 
-    // The writer's console: its stream and the reader, by NAME.
-    open(&browser, &format!("{writer_url}/console#token={WRITER_READ}")).await;
+    // The writer's console, refused a wrong token, then given the right one in its form: its
+    // stream and the reader, by NAME.
+    refused(&browser, &format!("{writer_url}/console#token=wrong")).await;
+    let submit = "document.getElementById('token').value = arguments[0]; \
+                  document.getElementById('login').requestSubmit();";
+    browser.execute(submit, json!([WRITER_READ])).await;
     wait_until(Duration::from_secs(10), "the reader by NAME", || async {
         browser
             .text_of("#readers .peer-name")
@@ -409,13 +438,19 @@ async fn the_console_data_takes_the_admin_token_and_streams_end_at_shutdown() {
         }
     };
     for path in ["/console/snapshot", "/console/events"] {
-        assert_eq!(status(&reader_url, None, path).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(&reader_url, None, path).await,
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(
             status(&reader_url, Some(READER_READ), path).await,
             StatusCode::UNAUTHORIZED,
             "the read token does not open the reader's console"
         );
-        assert_eq!(status(&writer_url, None, path).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(&writer_url, None, path).await,
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(
             status(&writer_url, Some(ADMIN), path).await,
             StatusCode::UNAUTHORIZED

@@ -70,5 +70,7 @@ pub(super) async fn answer(
 
 /// The event carrying one snapshot.
 fn snapshot_event(snapshot: &serde_json::Value) -> Event {
-    Event::default().event("snapshot").data(snapshot.to_string())
+    Event::default()
+        .event("snapshot")
+        .data(snapshot.to_string())
 }

@@ -25,7 +25,10 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 /// `GET /console` and its two assets.
 pub(super) fn router() -> Router {
     Router::new()
-        .route("/console", get(|| async { asset(HTML, "text/html; charset=utf-8") }))
+        .route(
+            "/console",
+            get(|| async { asset(HTML, "text/html; charset=utf-8") }),
+        )
         .route(
             "/console/console.js",
             get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),

@@ -60,7 +60,10 @@ async fn the_page_and_its_assets_are_open_and_hold_no_data() {
         let body = text(response).await;
         assert!(!body.contains("SECRET-FIGURE"), "{uri}");
         // Nothing from elsewhere: no CDN, no web fonts.
-        assert!(!body.contains("http://") && !body.contains("https://"), "{uri}");
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{uri}"
+        );
     }
 }
 
@@ -70,7 +73,11 @@ async fn the_data_endpoints_take_the_token() {
     for uri in ["/console/snapshot", "/console/events"] {
         for wrong in [None, Some("nope"), Some("")] {
             let response = console(&shutdown).oneshot(get(uri, wrong)).await.unwrap();
-            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{uri} {wrong:?}");
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{uri} {wrong:?}"
+            );
             assert!(!text(response).await.contains("SECRET-FIGURE"));
         }
     }
@@ -102,7 +109,11 @@ async fn frames(body: &mut Body, frames: usize) -> Vec<String> {
             buffer.push_str(std::str::from_utf8(&data).unwrap());
         }
     }
-    buffer.split("\n\n").take(frames).map(str::to_owned).collect()
+    buffer
+        .split("\n\n")
+        .take(frames)
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test]
@@ -127,7 +138,10 @@ async fn events_are_snapshots_framed_as_server_sent_events() {
     }
     // The first at once, then one every period.
     let took = started.elapsed();
-    assert!(took >= events::PERIOD * 2 && took < events::PERIOD * 6, "{took:?}");
+    assert!(
+        took >= events::PERIOD * 2 && took < events::PERIOD * 6,
+        "{took:?}"
+    );
 }
 
 #[tokio::test]

@@ -48,9 +48,7 @@ pub(crate) fn router(
         body_bytes: MAX_BODY_BYTES,
         body_read_timeout: http::layers::BODY_READ_TIMEOUT,
     };
-    let routes = own
-        .merge(plugins::api_router(plugins, read))
-        .merge(console);
+    let routes = own.merge(plugins::api_router(plugins, read)).merge(console);
     http::finish(routes, limits)
 }
 

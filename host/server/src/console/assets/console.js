@@ -75,7 +75,7 @@
     if (response.status === 401 || response.status === 403) {
       let message = "";
       try { message = (await response.json()).error || ""; } catch (e) { /* not JSON */ }
-      setLive("error", "unauthorized");
+      setLive("refused", "unauthorized");
       showError(`Access refused (${response.status}${message ? ": " + message : ""}). ` +
         "Open the page as /console#token=TOKEN or enter the token below.");
       $("login").hidden = false;
@@ -153,15 +153,17 @@
 
   function draw(canvas, values) {
     const ratio = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth || 160, h = canvas.clientHeight || 32;
+    const w = canvas.clientWidth || 240, h = canvas.clientHeight || 32;
     if (canvas.width !== w * ratio) { canvas.width = w * ratio; canvas.height = h * ratio; }
     const g = canvas.getContext("2d");
     g.setTransform(ratio, 0, 0, ratio, 0, 0);
     g.clearRect(0, 0, w, h);
     const max = Math.max(1, ...values);
     g.beginPath();
+    // The newest point at the right edge; a minute of history fills the width.
+    const start = POINTS - values.length;
     values.forEach((v, i) => {
-      const x = (i / (POINTS - 1)) * w, y = h - 2 - (v / max) * (h - 4);
+      const x = ((start + i) / (POINTS - 1)) * w, y = h - 2 - (v / max) * (h - 4);
       if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
     });
     g.strokeStyle = "#1a56db";

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
@@ -156,7 +156,10 @@ mod tests {
         let list = peers.list();
         assert_eq!(list[0].name.as_deref(), Some("reader-1"));
         assert_eq!((list[0].state, list[0].pending), ("streaming", 7));
-        assert_eq!((list[1].name.as_deref(), list[1].state), (None, "failed-to-keep-up"));
+        assert_eq!(
+            (list[1].name.as_deref(), list[1].state),
+            (None, "failed-to-keep-up")
+        );
         drop(first);
         assert_eq!(peers.list().len(), 1);
         assert_eq!(peers.list()[0].address, "127.0.0.1:2");
