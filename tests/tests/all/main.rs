@@ -16,6 +16,7 @@ mod hostile_plugins;
 mod hostile_queries;
 mod http_timeouts;
 mod idle_connections;
+mod metrics;
 mod outbound_http;
 mod plugin_artifacts;
 mod plugin_dev;

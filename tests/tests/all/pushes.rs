@@ -128,7 +128,7 @@ async fn a_receiver_answering_500_for_a_while_gets_every_push_after_it_recovers(
     );
     assert!(sample("pushes_retried_total").unwrap() >= 20.0, "{text}");
     assert!(
-        sample("push_send_duration_microseconds_count").unwrap() >= 40.0,
+        sample("push_send_duration_seconds_count").unwrap() >= 40.0,
         "{text}"
     );
     assert!(sample("push_outbox_depth").is_some(), "{text}");

@@ -1,4 +1,5 @@
-//! Successful answers: JSON, a body with its content type, Prometheus text.
+//! Successful answers: JSON, a body with its content type, metrics (Prometheus text or
+//! OpenMetrics).
 
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -25,11 +26,17 @@ pub fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) ->
     response
 }
 
-/// The Prometheus text of a registry.
-pub fn metrics(registry: &crate::metrics::Registry) -> Response {
+/// A registry's metrics in the format the request's `Accept` header asks for: OpenMetrics
+/// when it names `application/openmetrics-text` (as Prometheus does), else the Prometheus
+/// text format 0.0.4.
+pub fn metrics(registry: &crate::metrics::Registry, headers: &axum::http::HeaderMap) -> Response {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::negotiate(accept);
     with_type(
         StatusCode::OK,
-        registry.render().into(),
-        "text/plain; version=0.0.4",
+        registry.render_as(format).into(),
+        format.content_type(),
     )
 }

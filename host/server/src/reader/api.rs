@@ -71,6 +71,7 @@ async fn status(State(api): State<ReaderApi>) -> Response {
 }
 
 /// `GET /metrics`.
-async fn metrics(State(api): State<ReaderApi>) -> Response {
-    http::metrics(&api.shared.metrics.registry)
+async fn metrics(State(api): State<ReaderApi>, headers: axum::http::HeaderMap) -> Response {
+    api.shared.refresh_lag_seconds();
+    http::metrics(&api.shared.metrics.registry, &headers)
 }

@@ -22,6 +22,9 @@ pub(crate) enum Inbound {
     Position(ConnId, Position),
     /// The connection is gone; nothing more of it follows.
     Disconnected(ConnId),
+    /// A commit-time stamp (a `PING` of a Streamhost writer, µs since the epoch) for the next
+    /// `RDATA`/`POSITION` with a token, to measure write-to-apply.
+    Stamp(ConnId, u64),
 }
 
 /// Bytes counted for each queued message besides its row text (the message, its names, its
@@ -38,9 +41,10 @@ impl Inbound {
                     + rdata.stream.as_str().len()
                     + rdata.instance.as_str().len()
             }
-            Inbound::Connected(_) | Inbound::Position(..) | Inbound::Disconnected(_) => {
-                MESSAGE_OVERHEAD
-            }
+            Inbound::Connected(_)
+            | Inbound::Position(..)
+            | Inbound::Disconnected(_)
+            | Inbound::Stamp(..) => MESSAGE_OVERHEAD,
         }
     }
 }

@@ -3,11 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::{Serialize, Serializer};
 use streamhost_proto::{InstanceName, StreamName, Token};
 
-use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
+use crate::metrics::{
+    Buckets, Counter, CounterVec, FloatGaugeVec, Gauge, GaugeVec, HistogramVec, Registry,
+};
 
 /// Where the replication connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -141,6 +144,9 @@ pub(crate) struct ReaderMetrics {
     pub(crate) position: GaugeVec,
     pub(crate) writer_position: GaugeVec,
     pub(crate) lag: GaugeVec,
+    pub(crate) lag_seconds: FloatGaugeVec,
+    pub(crate) write_to_apply: HistogramVec,
+    pub(crate) catchup_duration: HistogramVec,
 }
 
 impl ReaderMetrics {
@@ -148,7 +154,7 @@ impl ReaderMetrics {
         let r = Registry::new();
         let per_stream = |name: &str, help: &str| r.counter_vec(name, help, &["stream"]);
         let per_key = |name: &str, help: &str| r.gauge_vec(name, help, &["stream", "instance"]);
-        ReaderMetrics {
+        let metrics = ReaderMetrics {
             commands_in: r.counter_vec(
                 "reader_commands_in_total",
                 "Replication commands received, by command.",
@@ -211,8 +217,45 @@ impl ReaderMetrics {
                 "The writer's last known position.",
             ),
             lag: per_key("reader_lag", "writer_position - position, never negative."),
+            lag_seconds: r.float_gauge_vec(
+                "reader_lag_seconds",
+                "How long the writer's position has been ahead of the committed position \
+                 without the reader catching up (0 when caught up); computed at each scrape.",
+                &["stream", "instance"],
+            ),
+            write_to_apply: r.histogram_vec(
+                "reader_write_to_apply_seconds",
+                "From the writer's commit to this reader's commit of the same token, sampled \
+                 (a Streamhost writer stamps at most one commit per ping interval on each \
+                 TCP connection); the two hosts' clock skew adds in, negatives count as 0.",
+                &["stream", "instance"],
+                Buckets::END_TO_END,
+            ),
+            catchup_duration: r.histogram_vec(
+                "reader_catchup_duration_seconds",
+                "Time of one catch-up fetch (HTTP or database), by stream.",
+                &["stream"],
+                Buckets::REMOTE,
+            ),
             registry: r,
+        };
+        // At zero from the start, so `rate()` sees the first error.
+        for reason in [
+            "connect",
+            "io",
+            "closed",
+            "decode",
+            "line_too_long",
+            "wrong_remote",
+            "ping_timeout",
+            "remote_error",
+            "catchup",
+            "apply",
+            "processor",
+        ] {
+            metrics.errors.with(&[reason]);
         }
+        metrics
     }
 }
 
@@ -227,6 +270,8 @@ pub(crate) struct StreamFigures {
     pub(crate) last_gap: Option<(Token, Token)>,
     pub(crate) resets: u64,
     pub(crate) last_reset: Option<(Token, Token)>,
+    /// Since when the writer's position has been ahead of the position, without a catch-up.
+    pub(crate) behind_since: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -303,6 +348,11 @@ impl Shared {
             let mut s = self.lock();
             let figures = s.streams.entry(key.clone()).or_default();
             update(figures);
+            if figures.writer_position <= figures.position {
+                figures.behind_since = None;
+            } else if figures.behind_since.is_none() {
+                figures.behind_since = Some(Instant::now());
+            }
             *figures
         };
         let labels = [key.0.as_str(), key.1.as_str()];
@@ -313,6 +363,20 @@ impl Shared {
             .lag
             .with(&labels)
             .set(writer.0.saturating_sub(figures.position.0));
+    }
+
+    /// Sets `reader_lag_seconds` of every stream from when it fell behind (before a scrape).
+    pub(crate) fn refresh_lag_seconds(&self) {
+        let s = self.lock();
+        for ((stream, instance), figures) in &s.streams {
+            let seconds = figures
+                .behind_since
+                .map_or(0.0, |since| since.elapsed().as_secs_f64());
+            self.metrics
+                .lag_seconds
+                .with(&[stream.as_str(), instance.as_str()])
+                .set(seconds);
+        }
     }
 
     pub(crate) fn snapshot(&self) -> ReaderStatus {

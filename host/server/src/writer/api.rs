@@ -11,13 +11,14 @@
 //!
 //! With `read_token` set, the read endpoints take it or the write token as their bearer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -28,7 +29,7 @@ use super::appender::{AppendError, Appender};
 use super::streams::StreamSet;
 use crate::config::Secret;
 use crate::http::{self, ApiError, Bearer, Limits, Params, Response};
-use crate::metrics::{CounterVec, Registry};
+use crate::metrics::{Buckets, Counter, Histogram, Registry};
 
 /// Longest a request may take (a commit, a catch-up read); then 503.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -62,18 +63,63 @@ pub struct WriterApi {
     pub catchup_row_limit: usize,
     /// Every metric of the writer.
     pub registry: Arc<Registry>,
-    /// Catch-up requests by stream.
-    pub catchup_requests: CounterVec,
+    /// The API's metrics, looked up once per stream.
+    pub metrics: ApiMetrics,
 }
 
-impl WriterApi {
-    /// Builds the catch-up metric in `registry`.
-    pub fn catchup_metric(registry: &Registry) -> CounterVec {
-        registry.counter_vec(
+/// The API's per-stream metrics, looked up once.
+pub struct ApiMetrics {
+    streams: HashMap<StreamName, StreamMetrics>,
+}
+
+/// One stream's handles.
+struct StreamMetrics {
+    catchup_requests: Counter,
+    catchup_duration: Histogram,
+    append_duration: Histogram,
+}
+
+impl ApiMetrics {
+    /// Registers the API's metrics in `registry`, with handles for each of `streams`.
+    pub fn register(registry: &Registry, streams: &StreamSet) -> ApiMetrics {
+        let catchup_requests = registry.counter_vec(
             "catchup_requests_total",
             "Catch-up requests served, by stream.",
             &["stream"],
-        )
+        );
+        let catchup_duration = registry.histogram_vec(
+            "catchup_duration_seconds",
+            "Time to serve a catch-up request (Synapse's or a reader's), from the handler \
+             to the answer's body being ready, by stream.",
+            &["stream"],
+            Buckets::FAST,
+        );
+        let append_duration = registry.histogram_vec(
+            "append_duration_seconds",
+            "Time from an append request reaching its handler to its acknowledgement (the \
+             rows durable in the log), by stream; failed appends are not observed.",
+            &["stream"],
+            Buckets::FAST,
+        );
+        let streams = streams
+            .iter()
+            .map(|(name, _)| {
+                let label = [name.as_str()];
+                (
+                    name.clone(),
+                    StreamMetrics {
+                        catchup_requests: catchup_requests.with(&label),
+                        catchup_duration: catchup_duration.with(&label),
+                        append_duration: append_duration.with(&label),
+                    },
+                )
+            })
+            .collect();
+        ApiMetrics { streams }
+    }
+
+    fn stream(&self, stream: &StreamName) -> &StreamMetrics {
+        &self.streams[stream]
     }
 }
 
@@ -121,6 +167,7 @@ async fn append(
     params: Params,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let Some((stream, _)) = api.streams.find(&stream) else {
         return Err(ApiError::not_found(format!("unknown stream {stream:?}")));
     };
@@ -146,6 +193,10 @@ async fn append(
         })
         .await
         .map_err(append_error)?;
+    api.metrics
+        .stream(&stream)
+        .append_duration
+        .observe_since(started);
     let tokens: Vec<i64> = tokens.iter().map(|t| t.0).collect();
     Ok(http::json(
         StatusCode::OK,
@@ -208,8 +259,8 @@ async fn list_streams(State(api): State<Arc<WriterApi>>) -> Response {
 }
 
 /// `GET /metrics`.
-async fn metrics(State(api): State<Arc<WriterApi>>) -> Response {
-    http::metrics(&api.registry)
+async fn metrics(State(api): State<Arc<WriterApi>>, headers: HeaderMap) -> Response {
+    http::metrics(&api.registry, &headers)
 }
 
 /// Synapse's catch-up endpoint.
@@ -218,12 +269,14 @@ async fn catch_up(
     Path((stream, _txn_id)): Path<(String, String)>,
     params: Params,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let Some((stream, recent)) = api.streams.find(&stream) else {
         return Err(ApiError::bad_request("M_UNKNOWN", "Unknown stream"));
     };
     let from = token_param(&params, "from_token")?;
     let upto = token_param(&params, "upto_token")?.min(recent.position());
-    api.catchup_requests.with(&[stream.as_str()]).inc();
+    let metrics = api.metrics.stream(stream);
+    metrics.catchup_requests.inc();
     let updates = match recent.read(from, upto, api.catchup_row_limit) {
         Some(updates) => updates,
         None => api
@@ -255,6 +308,7 @@ async fn catch_up(
         "],\"upto_token\":{},\"limited\":{}}}",
         updates.upto.0, updates.limited
     ));
+    metrics.catchup_duration.observe_since(started);
     Ok(http::with_type(
         StatusCode::OK,
         body.into(),

@@ -195,9 +195,10 @@ impl Task {
             jobs.into_iter().map(|job| (job.request, job.reply)).unzip();
         match self.log.append(&requests).await {
             Ok(all_tokens) => {
+                let committed_us = crate::clock::unix_us();
                 self.committed();
                 self.skip_foreign_rows(&requests, &all_tokens);
-                self.answer(requests, replies, all_tokens);
+                self.answer(requests, replies, all_tokens, committed_us);
                 self.poke.notify_one();
             }
             Err(e) => {
@@ -265,6 +266,7 @@ impl Task {
         requests: Vec<AppendRequest>,
         replies: Vec<Reply>,
         all_tokens: Vec<Vec<Token>>,
+        committed_us: u64,
     ) {
         for ((request, reply), tokens) in requests.into_iter().zip(replies).zip(all_tokens) {
             let recent = self
@@ -276,7 +278,11 @@ impl Task {
                 .with(&[request.stream.as_str()])
                 .add(tokens.len() as u64);
             if let Some(last) = tokens.last() {
-                recent.push(tokens.iter().copied().zip(request.rows), *last);
+                recent.push(
+                    tokens.iter().copied().zip(request.rows),
+                    *last,
+                    committed_us,
+                );
             }
             self.metrics.requests.inc();
             let _ = reply.send(Ok(tokens));

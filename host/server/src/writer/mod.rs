@@ -29,13 +29,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use appender::{AppendError, Appender};
 pub(crate) use recent::TailBounds;
-pub use streamer::Frame;
+pub use streamer::{Frame, STAMP_DIGITS};
 
 use crate::config::WriterConfig;
 use crate::metrics::Registry;
 use crate::net::accept::{self, Acceptor, ConnectionMetrics};
 use crate::net::tls::{self, ServerTls};
-use api::WriterApi;
+use api::{ApiMetrics, WriterApi};
 use fanout::Ring;
 use fanout::redis::RedisWriter;
 use fanout::tcp::ReplicationContext;
@@ -240,6 +240,7 @@ fn writer_api(
     instance: InstanceName,
     registry: Arc<Registry>,
 ) -> Arc<WriterApi> {
+    let metrics = ApiMetrics::register(&registry, &streams);
     Arc::new(WriterApi {
         appender,
         streams,
@@ -252,7 +253,7 @@ fn writer_api(
         max_body_bytes: config.max_body_bytes,
         max_append_rows: config.max_append_rows,
         catchup_row_limit: config.catchup_row_limit,
-        catchup_requests: WriterApi::catchup_metric(&registry),
+        metrics,
         registry,
     })
 }

@@ -51,6 +51,8 @@ struct Inner {
     /// Every row with a token above this is in `rows`.
     complete_after: Token,
     position: Token,
+    /// The position of the last commit pushed, and when it committed (µs since the epoch).
+    last_commit: (Token, u64),
 }
 
 impl RecentRows {
@@ -62,6 +64,7 @@ impl RecentRows {
                 bytes: 0,
                 complete_after: position,
                 position,
+                last_commit: (position, 0),
             }),
             bounds,
         }
@@ -72,10 +75,25 @@ impl RecentRows {
         self.inner.lock().expect("tail lock").position
     }
 
+    /// The position of the last commit pushed and when it committed (µs since the Unix
+    /// epoch; 0 before any).
+    pub fn last_commit(&self) -> (Token, u64) {
+        self.inner.lock().expect("tail lock").last_commit
+    }
+
     /// Records rows just committed and the new position. `rows` are in token order and above
-    /// the current position.
-    pub fn push(&self, rows: impl IntoIterator<Item = (Token, RowJson)>, position: Token) {
+    /// the current position; `committed_us` is when their commit returned (µs since the
+    /// epoch).
+    pub fn push(
+        &self,
+        rows: impl IntoIterator<Item = (Token, RowJson)>,
+        position: Token,
+        committed_us: u64,
+    ) {
         let mut inner = self.inner.lock().expect("tail lock");
+        if position > inner.last_commit.0 {
+            inner.last_commit = (position, committed_us);
+        }
         for (token, row) in rows {
             inner.bytes += weight(&row);
             inner.rows.push_back((token, row));
@@ -178,7 +196,7 @@ mod tests {
     #[test]
     fn reads_within_limit_without_cutting_a_token() {
         let tail = RecentRows::new(Token(1), rows(100));
-        tail.push([row(2), row(3), row(3), row(4)], Token(4));
+        tail.push([row(2), row(3), row(3), row(4)], Token(4), 0);
         let first = tail.read(Token(1), Token(4), 2).unwrap();
         assert_eq!(
             first.rows.iter().map(|r| r.0.0).collect::<Vec<_>>(),
@@ -195,7 +213,7 @@ mod tests {
     #[test]
     fn evicted_range_is_not_served() {
         let tail = RecentRows::new(Token(1), rows(2));
-        tail.push([row(2), row(3), row(4)], Token(4));
+        tail.push([row(2), row(3), row(4)], Token(4), 0);
         assert!(tail.read(Token(1), Token(4), 10).is_none());
         assert_eq!(tail.read(Token(2), Token(4), 10).unwrap().rows.len(), 2);
     }
@@ -208,11 +226,11 @@ mod tests {
             bytes: 120,
         };
         let tail = RecentRows::new(Token(1), bounds);
-        tail.push([row(2), row(3), row(3), row(4)], Token(4));
+        tail.push([row(2), row(3), row(3), row(4)], Token(4), 0);
         assert!(tail.read(Token(2), Token(4), 10).is_none(), "both 3s went");
         let updates = tail.read(Token(3), Token(4), 10).unwrap();
         assert_eq!(updates.rows, vec![row(4)]);
-        tail.push([row(5), row(6)], Token(6));
+        tail.push([row(5), row(6)], Token(6), 0);
         assert!(tail.read(Token(3), Token(6), 10).is_none());
         assert_eq!(tail.read(Token(4), Token(6), 10).unwrap().rows.len(), 2);
     }
@@ -224,7 +242,7 @@ mod tests {
             bytes: 10,
         };
         let tail = RecentRows::new(Token(1), bounds);
-        tail.push([row(2)], Token(2));
+        tail.push([row(2)], Token(2), 0);
         assert!(tail.read(Token(1), Token(2), 10).is_none());
         assert_eq!(tail.read(Token(2), Token(2), 10).unwrap().rows, vec![]);
         assert_eq!(tail.position(), Token(2));
@@ -233,9 +251,9 @@ mod tests {
     #[test]
     fn rows_committed_elsewhere_are_left_to_the_log() {
         let tail = RecentRows::new(Token(1), rows(10));
-        tail.push([row(2)], Token(2));
+        tail.push([row(2)], Token(2), 0);
         tail.skip_to(Token(4));
-        tail.push([row(5)], Token(5));
+        tail.push([row(5)], Token(5), 0);
         assert_eq!(tail.position(), Token(5));
         assert!(
             tail.read(Token(2), Token(5), 10).is_none(),
@@ -250,7 +268,7 @@ mod tests {
     #[test]
     fn upto_is_clamped_to_the_position() {
         let tail = RecentRows::new(Token(1), rows(10));
-        tail.push([row(2)], Token(2));
+        tail.push([row(2)], Token(2), 0);
         let updates = tail.read(Token(1), Token(99), 10).unwrap();
         assert_eq!(updates.upto, Token(2));
         assert!(!updates.limited);

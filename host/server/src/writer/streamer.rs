@@ -28,6 +28,10 @@ pub struct Frame {
     pub name: CommandName,
     /// The wire line including `\n`.
     pub line: Bytes,
+    /// For the line that completes a commit (its token is the commit's position): when the
+    /// log committed it, in microseconds since the Unix epoch. A TCP connection may send it
+    /// ahead of the line as a `PING` (see `fanout::tcp`), for the readers' write-to-apply.
+    pub stamp: Option<u64>,
 }
 
 impl Frame {
@@ -38,6 +42,7 @@ impl Frame {
             Ok(()) => Some(Frame {
                 name: command.name(),
                 line: line.into(),
+                stamp: None,
             }),
             Err(e) => {
                 tracing::error!(error = %e, "cannot send command");
@@ -46,6 +51,11 @@ impl Frame {
         }
     }
 }
+
+/// Digits of a commit-time stamp sent as a `PING` (microseconds since the epoch, zero-padded):
+/// 16, where Synapse's own `PING`s carry 13 (milliseconds). A reader takes a `PING` of this
+/// many digits or more as a stamp for the next `RDATA`/`POSITION` with a token.
+pub const STAMP_DIGITS: usize = 16;
 
 /// How connections ask the streamer for work.
 #[derive(Debug, Default)]
@@ -150,7 +160,10 @@ impl Streamer {
                     }
                 },
             };
-            self.send_updates(stream, *last, &updates);
+            // The commit time travels with the line that reaches the last commit's position.
+            let (commit_position, commit_us) = recent.last_commit();
+            let stamp = (commit_position == updates.upto).then_some(commit_us);
+            self.send_updates(stream, *last, &updates, stamp);
             *last = updates.upto;
             progressed = true;
         }
@@ -163,34 +176,66 @@ impl Streamer {
         }
     }
 
-    fn send_updates(&self, stream: &StreamName, last: Token, updates: &Updates) {
+    /// Sends `updates`; `stamp` (the commit time of `updates.upto`) goes with the line that
+    /// carries that token.
+    fn send_updates(
+        &self,
+        stream: &StreamName,
+        last: Token,
+        updates: &Updates,
+        stamp: Option<u64>,
+    ) {
         let rows = &updates.rows;
+        let sent_upto = rows.last().map_or(last, |(token, _)| *token);
+        let position_follows = updates.upto > sent_upto;
         for (i, (token, row)) in rows.iter().enumerate() {
             let shares_next = rows.get(i + 1).is_some_and(|(next, _)| next == token);
-            self.send_rdata(stream, if shares_next { None } else { Some(*token) }, row);
+            let last_line = i + 1 == rows.len() && !position_follows;
+            self.send_rdata(
+                stream,
+                if shares_next { None } else { Some(*token) },
+                row,
+                stamp.filter(|_| last_line),
+            );
         }
-        let sent_upto = rows.last().map_or(last, |(token, _)| *token);
-        if updates.upto > sent_upto {
-            self.send(&ServerCommand::Position(Position {
-                stream: stream.clone(),
-                instance: self.instance.clone(),
-                prev: sent_upto,
-                new: updates.upto,
-            }));
+        if position_follows {
+            self.send_stamped(
+                &ServerCommand::Position(Position {
+                    stream: stream.clone(),
+                    instance: self.instance.clone(),
+                    prev: sent_upto,
+                    new: updates.upto,
+                }),
+                stamp,
+            );
         }
     }
 
-    fn send_rdata(&self, stream: &StreamName, token: Option<Token>, row: &RowJson) {
-        self.send(&ServerCommand::Rdata(Rdata {
-            stream: stream.clone(),
-            instance: self.instance.clone(),
-            token,
-            row: row.clone(),
-        }));
+    fn send_rdata(
+        &self,
+        stream: &StreamName,
+        token: Option<Token>,
+        row: &RowJson,
+        stamp: Option<u64>,
+    ) {
+        self.send_stamped(
+            &ServerCommand::Rdata(Rdata {
+                stream: stream.clone(),
+                instance: self.instance.clone(),
+                token,
+                row: row.clone(),
+            }),
+            stamp,
+        );
     }
 
     fn send(&self, command: &ServerCommand) {
-        if let Some(frame) = Frame::encode(command) {
+        self.send_stamped(command, None);
+    }
+
+    fn send_stamped(&self, command: &ServerCommand, stamp: Option<u64>) {
+        if let Some(mut frame) = Frame::encode(command) {
+            frame.stamp = stamp;
             // No receivers is fine: nobody is connected.
             let _ = self.frames.send(frame);
         }

@@ -56,7 +56,7 @@ use super::auth::{Auth, Authorize};
 use super::catchup::CatchupSource;
 use super::push::PushDelivery;
 use crate::config::{AuthConfig, PluginsConfig};
-use crate::metrics::{CounterVec, Registry};
+use crate::metrics::{Buckets, CounterVec, GaugeVec, HistogramVec, Registry};
 
 /// The plugin metrics on the reader's `/metrics`.
 pub(crate) struct PluginMetrics {
@@ -72,11 +72,41 @@ pub(crate) struct PluginMetrics {
     notifications_dropped: CounterVec,
     queries_dropped: CounterVec,
     rate_limited: CounterVec,
+    batch_duration: HistogramVec,
+    query_duration: HistogramVec,
+    quarantined: GaugeVec,
+    notification_delivery: HistogramVec,
 }
 
 impl PluginMetrics {
     fn new(registry: &Registry) -> PluginMetrics {
         PluginMetrics {
+            batch_duration: registry.histogram_vec(
+                "plugin_batch_duration_seconds",
+                "Time of one on-batch call of a plugin (each attempt, failed ones too).",
+                &["plugin"],
+                Buckets::FAST,
+            ),
+            query_duration: registry.histogram_vec(
+                "plugin_query_duration_seconds",
+                "Time of one query call on a plugin's instance (cache misses; hits never \
+                 reach the plugin), by plugin and query.",
+                &["plugin", "query"],
+                Buckets::FAST,
+            ),
+            quarantined: registry.gauge_vec(
+                "plugin_quarantined",
+                "1 while a plugin is quarantined (automatically or by an operator), else 0.",
+                &["plugin"],
+            ),
+            notification_delivery: registry.histogram_vec(
+                "plugin_notification_delivery_seconds",
+                "From a notification's publication (the commit of the plugin's group whose \
+                 effect it is) to its sending to a waiting client (long poll or event \
+                 stream), once per client it goes to.",
+                &["plugin"],
+                Buckets::END_TO_END,
+            ),
             batches: registry.counter_vec(
                 "plugin_batches_total",
                 "Batches a plugin applied.",
@@ -233,10 +263,13 @@ impl PluginHost {
                 )
                 .per_plugin(config.queries.cache_keys, config.queries.cache_window),
             ),
-            hub: Arc::new(NotificationHub::new(
-                RingBounds::of(&config),
-                Some(metrics.notifications_dropped.clone()),
-            )),
+            hub: Arc::new(
+                NotificationHub::new(
+                    RingBounds::of(&config),
+                    Some(metrics.notifications_dropped.clone()),
+                )
+                .with_delivery_metric(metrics.notification_delivery.clone()),
+            ),
             feed: Arc::new(Feed::new(FeedBounds::of(&config), positions)),
             handle: tokio::runtime::Handle::current(),
             failures: files::FailureFiles::open(&data).with_context(|| {

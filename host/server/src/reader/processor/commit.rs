@@ -79,6 +79,7 @@ impl Processor {
             self.touched.insert(entry.key.clone());
         }
         self.publish_to_feed(batches, &committed, resets);
+        self.observe_stamps();
         self.publish(&applied);
     }
 

@@ -37,6 +37,7 @@ mod plugin_feed;
 mod position;
 mod rdata;
 mod runs;
+mod stamps;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -153,6 +154,8 @@ pub(crate) struct Processor {
     resettable: HashSet<StreamName>,
     /// Resets for the next commit, in the order found (each found with nothing else ready).
     resets: Vec<PendingReset>,
+    /// Commit-time stamps, for write-to-apply.
+    stamps: stamps::Stamps,
 }
 
 impl Processor {
@@ -201,6 +204,7 @@ impl Processor {
             first_position: FirstPosition::CatchUp,
             resettable: HashSet::default(),
             resets: Vec::new(),
+            stamps: stamps::Stamps::default(),
         })
     }
 
@@ -293,7 +297,8 @@ impl Processor {
             }
             // Commands of a connection that is not current cannot be queued behind its
             // `Disconnected`; ignore them defensively.
-            Inbound::Rdata(..) | Inbound::Position(..) => {}
+            Inbound::Stamp(id, stamp_us) if self.conn == Some(id) => self.on_stamp(stamp_us),
+            Inbound::Rdata(..) | Inbound::Position(..) | Inbound::Stamp(..) => {}
         }
     }
 }

@@ -115,11 +115,15 @@ impl Processor {
         loop {
             attempt += 1;
             self.counters(stream).catchup_requests.inc();
+            let started = std::time::Instant::now();
             let result = tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => return Err(ProcessorError::Shutdown),
                 result = self.catchup.fetch(stream, from, upto) => result,
             };
+            self.counters(stream)
+                .catchup_duration
+                .observe_since(started);
             let error = match result {
                 Ok(page) => return Ok(Fetched::Page(page)),
                 Err(CatchupError::Unavailable(reason)) => return Ok(Fetched::Unavailable(reason)),

@@ -19,6 +19,7 @@ impl Processor {
         } = position;
         let key = (stream, instance);
         self.note_writer_position(&key, new);
+        self.tie_stamp(&key, new);
         let cleared = self.assembler.clear(&key.0, &key.1);
         if cleared > 0 {
             tracing::debug!(stream = %key.0, instance = %key.1, rows = cleared, "POSITION cleared an unfinished batch run");
@@ -60,6 +61,11 @@ impl Processor {
             Some(known) => *known = token,
             None => {
                 self.writer_positions.insert(key.clone(), token);
+                // The key's gap series at zero from the start, so `increase()` sees the first.
+                self.shared
+                    .metrics
+                    .gaps
+                    .with(&[key.0.as_str(), key.1.as_str()]);
             }
         }
         if !self.touched.contains(key) {

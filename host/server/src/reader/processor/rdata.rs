@@ -26,6 +26,7 @@ impl Processor {
         let key = (batch.stream.clone(), batch.instance.clone());
         self.note_writer_position(&key, batch.token);
         if batch.token > self.position(&key) {
+            self.tie_stamp(&key, batch.token);
             self.push_ready(&key, batch);
         } else {
             tracing::debug!(stream = %key.0, instance = %key.1, token = %batch.token, "RDATA at or below the applied position: dropped");

@@ -2,7 +2,7 @@
 //! to the reader's status after every commit; counters are looked up once per stream.
 
 use super::{HashMap, Processor};
-use crate::metrics::Counter;
+use crate::metrics::{Counter, Histogram};
 use crate::reader::ledger::Key;
 use streamhost_proto::StreamName;
 
@@ -15,6 +15,7 @@ pub(super) struct StreamCounters {
     pub(super) rows: Counter,
     pub(super) catchup_requests: Counter,
     pub(super) catchup_rows: Counter,
+    pub(super) catchup_duration: Histogram,
 }
 
 impl Processor {
@@ -30,6 +31,7 @@ impl Processor {
                 rows: m.rows_applied.with(&[s]),
                 catchup_requests: m.catchup_requests.with(&[s]),
                 catchup_rows: m.catchup_rows.with(&[s]),
+                catchup_duration: m.catchup_duration.with(&[s]),
             };
             self.counters.insert(stream.clone(), counters);
         }

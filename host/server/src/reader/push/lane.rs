@@ -18,7 +18,7 @@ use super::policy::{self, Verdict};
 use super::sender::Sender;
 use crate::clock::unix_ms;
 use crate::config::DestinationConfig;
-use crate::metrics::Counter;
+use crate::metrics::{Counter, Histogram};
 
 /// Most waiting pushes a lane holds in memory; more are read as these leave.
 const WINDOW: usize = 1_024;
@@ -66,8 +66,7 @@ struct Counters {
     failed: Counter,
     retried: Counter,
     dead: Counter,
-    latency_sum: Counter,
-    latency_count: Counter,
+    send_duration: Histogram,
 }
 
 /// One destination's delivery; see the module docs.
@@ -104,8 +103,7 @@ impl Lane {
             failed: metrics.failed.with(&by),
             retried: metrics.retried.with(&by),
             dead: metrics.dead.with(&by),
-            latency_sum: metrics.latency_sum.with(&by),
-            latency_count: metrics.latency_count.with(&by),
+            send_duration: metrics.send_duration.with(&by),
         };
         Lane {
             name,
@@ -229,10 +227,7 @@ impl Lane {
 
     /// Applies an attempt's verdict to the outbox, the window and the metrics.
     async fn settle(&mut self, id: i64, verdict: Verdict, took: Duration) {
-        self.counters.latency_count.inc();
-        self.counters
-            .latency_sum
-            .add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        self.counters.send_duration.observe(took.as_secs_f64());
         let Some((push, _)) = self.window.get(&id).cloned() else {
             return;
         };

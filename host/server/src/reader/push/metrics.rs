@@ -1,8 +1,7 @@
-//! The push metrics on the reader's `/metrics`, by destination. The metrics module has no
-//! histogram, so send latency is a sum and a count (microseconds and attempts): their ratio
-//! over a window is the mean latency.
+//! The push metrics on the reader's `/metrics`, by destination, with the send latency as a
+//! histogram in seconds.
 
-use crate::metrics::{CounterVec, GaugeVec, Registry};
+use crate::metrics::{Buckets, CounterVec, GaugeVec, HistogramVec, Registry};
 
 /// Counters and gauges of the delivery worker.
 #[derive(Clone)]
@@ -13,8 +12,7 @@ pub(crate) struct PushMetrics {
     pub(crate) dead: CounterVec,
     pub(crate) depth: GaugeVec,
     pub(crate) oldest_age: GaugeVec,
-    pub(crate) latency_sum: CounterVec,
-    pub(crate) latency_count: CounterVec,
+    pub(crate) send_duration: HistogramVec,
 }
 
 impl PushMetrics {
@@ -44,16 +42,12 @@ impl PushMetrics {
                 "Age of the oldest push waiting in the outbox (0 when it is empty).",
                 by,
             ),
-            latency_sum: registry.counter_vec(
-                "push_send_duration_microseconds_sum",
-                "Time spent in attempts (request to the end of the answer, or the timeout), \
-                 in microseconds; divide by push_send_duration_microseconds_count.",
+            send_duration: registry.histogram_vec(
+                "push_send_duration_seconds",
+                "Time of one push attempt: the request to the end of the answer, or the \
+                 timeout.",
                 by,
-            ),
-            latency_count: registry.counter_vec(
-                "push_send_duration_microseconds_count",
-                "Attempts timed in push_send_duration_microseconds_sum.",
-                by,
+                Buckets::REMOTE,
             ),
         }
     }

@@ -9,6 +9,12 @@
 //! commands before them are fine), or silence past the ping timeout (once the peer has
 //! PINGed) ends the connection with `ERROR <reason>`. Only that connection is affected.
 //!
+//! A line that completes a commit carries the commit's time (`Frame::stamp`); when no `PING`
+//! went out for a ping interval, the write half sends `PING <µs since the epoch, 16 digits>`
+//! just before it, for the readers' write-to-apply histogram (docs/design.md, decision 51).
+//! The connection's series are labelled by the client's `NAME` (`unnamed` until it sends
+//! one), not its address.
+//!
 //! Connections are accepted within the listener's `max_connections` (`crate::net::accept`);
 //! each holds its slot until both halves end. With `[writer.replication.tls]` each connection
 //! first runs its TLS handshake (within the listener's handshake timeout, in its own task); a
@@ -27,7 +33,7 @@ use streamhost_proto::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,6 +45,7 @@ use crate::config::WriterConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
 use crate::net::accept::{Acceptor, ConnectionPermit};
 use crate::net::tls::{Admission, ServerTls};
+use crate::writer::STAMP_DIGITS;
 use crate::writer::streamer::{Frame, StreamerSignals};
 
 /// Bytes gathered from the broadcast before one socket write.
@@ -104,6 +111,7 @@ pub struct ReplicationMetrics {
     commands_out: HashMap<CommandName, Counter>,
     errors: CounterVec,
     send_buffer: GaugeVec,
+    by_name: GaugeVec,
 }
 
 impl ReplicationMetrics {
@@ -136,8 +144,15 @@ impl ReplicationMetrics {
             ),
             send_buffer: registry.gauge_vec(
                 "replication_send_buffer_depth",
-                "Commands waiting to be written to a connection, by peer.",
-                &["peer"],
+                "Commands waiting to be written to the connections of a client, by the name \
+                 it gave in NAME (`unnamed` before it does); connections sharing a name add up.",
+                &["name"],
+            ),
+            by_name: registry.gauge_vec(
+                "replication_client_connections",
+                "Open replication connections by the client's NAME (`unnamed` before it \
+                 sends one).",
+                &["name"],
             ),
         }
     }
@@ -240,7 +255,8 @@ async fn serve_connection<R, W>(
     context.metrics.connections.add(1);
     tracing::info!("replication connection opened");
     let (close, close_requests) = mpsc::channel(1);
-    let peer_label = peer.to_string();
+    let (name_tx, name_rx) = watch::channel(UNNAMED.to_owned());
+    context.metrics.by_name.with(&[UNNAMED]).add(1);
     let entry = Arc::new(context.peers.register(peer));
     let writer = tokio::spawn(write_loop(
         write_half,
@@ -248,7 +264,8 @@ async fn serve_connection<R, W>(
         close_requests,
         context.clone(),
         done.clone(),
-        (peer_label.clone(), entry.clone()),
+        name_rx,
+        entry.clone(),
     ));
     read_loop(
         read_half,
@@ -257,11 +274,12 @@ async fn serve_connection<R, W>(
         close,
         handshake_deadline,
         done.clone(),
+        &name_tx,
     )
     .await;
     let _ = writer.await;
     done.cancel();
-    context.metrics.send_buffer.remove(&[&peer_label]);
+    context.metrics.by_name.with(&[&name_tx.borrow()]).add(-1);
     context.metrics.connections.add(-1);
     tracing::info!("replication connection closed");
 }
@@ -276,6 +294,7 @@ async fn read_loop(
     close: mpsc::Sender<String>,
     handshake_deadline: Instant,
     done: CancellationToken,
+    name: &watch::Sender<String>,
 ) {
     let mut framer = LineFramer::new(MAX_LINE_LENGTH);
     let mut ping_seen = false;
@@ -317,10 +336,20 @@ async fn read_loop(
                     entry.introduced();
                     context.signals.request_announce();
                 }
-                ClientCommand::Name(name) => {
+                ClientCommand::Name(client) => {
                     introduced = true;
-                    entry.named(&name);
-                    tracing::info!(client = %name, "client named itself");
+                    entry.named(&client);
+                    tracing::info!(%client, "client named itself");
+                    let by_name = &context.metrics.by_name;
+                    name.send_if_modified(|label| {
+                        if *label == client {
+                            return false;
+                        }
+                        by_name.with(&[label]).add(-1);
+                        by_name.with(&[&client]).add(1);
+                        *label = client;
+                        true
+                    });
                 }
                 ClientCommand::Error(text) => tracing::warn!(error = %text, "client sent ERROR"),
                 // Accepted and counted; this writer has no presence, federation or lock state.
@@ -402,10 +431,18 @@ async fn write_loop(
     mut close_requests: mpsc::Receiver<String>,
     context: Arc<ReplicationContext>,
     done: CancellationToken,
-    (peer, entry): (String, Arc<PeerEntry>),
+    mut name: watch::Receiver<String>,
+    entry: Arc<PeerEntry>,
 ) {
     let metrics = &context.metrics;
-    let depth = metrics.send_buffer.with(&[&peer]);
+    // The depth series is the client's NAME's, shared with its other connections: this
+    // connection adds its own depth and takes it back when it renames or ends.
+    let mut depth = DepthShare {
+        gauge: metrics.send_buffer.with(&[&name.borrow_and_update()]),
+        shown: 0,
+    };
+    // When this connection last sent a PING: stamps are sent at most once a ping interval.
+    let mut last_ping = Instant::now();
     // `None` once the peer has failed to keep up: dropping the receiver at once releases
     // the streamer, which waits for the slowest reader.
     let mut frames = Some(frames);
@@ -446,6 +483,7 @@ async fn write_loop(
             &mut close_requests,
             &mut out,
             idle.as_mut(),
+            &mut last_ping,
             &context,
             &done,
         );
@@ -473,6 +511,9 @@ async fn write_loop(
                 return;
             }
         }
+        if name.has_changed().unwrap_or(false) {
+            depth.rename(metrics.send_buffer.with(&[&name.borrow_and_update()]));
+        }
         if let Some(receiver) = &frames {
             depth.set(receiver.len() as i64);
             entry.pending(receiver.len());
@@ -490,6 +531,7 @@ async fn next_event(
     close_requests: &mut mpsc::Receiver<String>,
     out: &mut Vec<u8>,
     idle: Pin<&mut Sleep>,
+    last_ping: &mut Instant,
     context: &ReplicationContext,
     done: &CancellationToken,
 ) -> Event {
@@ -500,10 +542,10 @@ async fn next_event(
         () = done.cancelled() => Event::Done,
         received = receiver.recv() => match received {
             Ok(frame) => {
-                add_frame(out, metrics, &frame);
+                add_frame(out, context, last_ping, &frame);
                 while out.len() < WRITE_CHUNK {
                     match receiver.try_recv() {
-                        Ok(frame) => add_frame(out, metrics, &frame),
+                        Ok(frame) => add_frame(out, context, last_ping, &frame),
                         Err(_) => break,
                     }
                 }
@@ -513,6 +555,7 @@ async fn next_event(
             Err(broadcast::error::RecvError::Closed) => Event::Closed,
         },
         () = idle => {
+            *last_ping = Instant::now();
             push(out, metrics, &ServerCommand::Ping(unix_ms().to_string()));
             Event::Output
         }
@@ -598,7 +641,58 @@ async fn write_watching(
     }
 }
 
-fn add_frame(out: &mut Vec<u8>, metrics: &ReplicationMetrics, frame: &Frame) {
+/// A `PING` payload carrying a commit time: the microseconds since the epoch, zero-padded
+/// to [`STAMP_DIGITS`] digits. Synapse takes a `PING`'s text as opaque (and sends a
+/// 13-digit millisecond time), so the line stays one Synapse accepts; a reader tells a
+/// stamp from an ordinary `PING` by its length.
+fn stamp_text(stamp_us: u64) -> String {
+    format!("{stamp_us:0width$}", width = STAMP_DIGITS)
+}
+
+/// The label of a connection's series until the client sends `NAME`.
+const UNNAMED: &str = "unnamed";
+
+/// A connection's share of its client's send-buffer series: what it added, taken back when
+/// it moves to another name or ends.
+struct DepthShare {
+    gauge: Gauge,
+    shown: i64,
+}
+
+impl DepthShare {
+    fn set(&mut self, depth: i64) {
+        self.gauge.add(depth - self.shown);
+        self.shown = depth;
+    }
+
+    fn rename(&mut self, gauge: Gauge) {
+        self.gauge.add(-self.shown);
+        gauge.add(self.shown);
+        self.gauge = gauge;
+    }
+}
+
+impl Drop for DepthShare {
+    fn drop(&mut self) {
+        self.gauge.add(-self.shown);
+    }
+}
+
+/// Adds `frame`, after a `PING` with its commit-time stamp when it has one and no `PING` went
+/// out for a ping interval (so `PING`s never come closer than Synapse's own).
+fn add_frame(
+    out: &mut Vec<u8>,
+    context: &ReplicationContext,
+    last_ping: &mut Instant,
+    frame: &Frame,
+) {
+    let metrics = &context.metrics;
+    if let Some(stamp) = frame.stamp
+        && last_ping.elapsed() >= context.ping_interval
+    {
+        *last_ping = Instant::now();
+        push(out, metrics, &ServerCommand::Ping(stamp_text(stamp)));
+    }
     out.extend_from_slice(&frame.line);
     metrics.commands_out[&frame.name].inc();
 }

@@ -7,13 +7,13 @@
 //! which wakes every waiter and stream.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::watch;
 
 use super::ring::{Ring, RingBounds, weight};
-use crate::metrics::CounterVec;
+use crate::metrics::{CounterVec, HistogramVec};
 
 /// Bytes of notifications one read copies out of the ring at most (one larger notification
 /// goes alone), so a page answered to a client never costs more.
@@ -34,6 +34,9 @@ pub struct Notification {
     /// authorizer is asked about it only once it has applied that row.
     #[serde(skip)]
     pub source: Option<Source>,
+    /// When it was published (its plugin's group committed), for the delivery latency.
+    #[serde(skip)]
+    pub published: Instant,
 }
 
 impl crate::reader::auth::Delivered for Notification {
@@ -74,6 +77,8 @@ pub struct NotificationHub {
     latest: watch::Sender<u64>,
     /// `plugin_notifications_dropped_total{plugin, bound}`, when the hub reports drops.
     dropped: Option<CounterVec>,
+    /// `plugin_notification_delivery_seconds{plugin}`, when the hub reports deliveries.
+    delivery: Option<HistogramVec>,
 }
 
 impl NotificationHub {
@@ -84,6 +89,23 @@ impl NotificationHub {
             ring: Mutex::new(Ring::new(bounds)),
             latest: watch::Sender::new(0),
             dropped,
+            delivery: None,
+        }
+    }
+
+    /// Observes in `delivery` (label `plugin`) how long each notification delivered waited.
+    pub fn with_delivery_metric(mut self, delivery: HistogramVec) -> NotificationHub {
+        self.delivery = Some(delivery);
+        self
+    }
+
+    /// Records that `notifications` are being sent to a client: the time since each was
+    /// published.
+    pub fn delivered(&self, notifications: &[Notification]) {
+        if let Some(delivery) = &self.delivery {
+            for n in notifications {
+                delivery.with(&[&n.plugin]).observe_since(n.published);
+            }
         }
     }
 

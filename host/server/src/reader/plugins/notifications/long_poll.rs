@@ -48,6 +48,7 @@ pub(super) async fn answer(
             since = page.next;
             continue;
         }
+        notifications.hub.delivered(&kept);
         let page = NotificationPage {
             notifications: kept,
             ..page

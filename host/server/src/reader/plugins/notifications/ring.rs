@@ -157,6 +157,7 @@ impl Ring {
             topic,
             payload,
             source,
+            published: std::time::Instant::now(),
         });
         let mut evicted = Vec::new();
         if weight > self.bounds.plugin_bytes.min(self.bounds.bytes) {

@@ -152,6 +152,7 @@ async fn run_stream(
         let Ok(kept) = access.keep(page.notifications).await else {
             return;
         };
+        hub.delivered(&kept);
         for notification in &kept {
             if !send(&buffer, &shutdown, notify_event(notification)).await {
                 return;

@@ -110,6 +110,7 @@ fn notify_text(seq: u64, plugin: &str, topic: &str, payload: &str) -> String {
         topic: topic.into(),
         payload: payload.into(),
         source: None,
+        published: std::time::Instant::now(),
     };
     format!(
         "id: {seq}\nevent: notify\ndata: {}\n\n",

@@ -25,6 +25,7 @@ impl Worker {
                 let was = self.quarantined;
                 if was {
                     self.quarantined = false;
+                    self.quarantined_gauge.set(0);
                     self.instance = None;
                     self.slot.status().state = PluginRunState::Running;
                     tracing::info!(plugin = %self.slot.name(), "quarantine lifted");
@@ -131,7 +132,14 @@ impl Worker {
         let (result, duration) = match self.ensure_instance() {
             Ok(instance) => {
                 let started = Instant::now();
-                (instance.query(name, args), started.elapsed())
+                let result = instance.query(name, args);
+                let duration = started.elapsed();
+                self.ctx
+                    .metrics
+                    .query_duration
+                    .with(&[&plugin, name])
+                    .observe(duration.as_secs_f64());
+                (result, duration)
             }
             Err(failure) => (Err(failure), Duration::ZERO),
         };

@@ -42,6 +42,7 @@ use super::HostContext;
 use super::feed::{FeedRead, Key, Run};
 use super::slot::{Control, PluginSlot};
 use super::store::DeadLetter;
+use crate::metrics::{Gauge, Histogram};
 use crate::reader::ledger::Ledger;
 use crate::reader::push::outbox::Staged;
 
@@ -81,6 +82,22 @@ struct Group {
     resets: Vec<(Key, Token, Run)>,
 }
 
+/// The `reason` labels of `plugin_failures_total` (`FailureReason::as_str`).
+const FAILURE_REASONS: [&str; 12] = [
+    "retry",
+    "skip",
+    "fatal",
+    "trap",
+    "outside-grant",
+    "cpu-deadline",
+    "memory",
+    "stack",
+    "effects",
+    "kv-quota",
+    "log-rate",
+    "host-memory",
+];
+
 /// One plugin's worker; see the module docs.
 pub(crate) struct Worker {
     slot: Arc<PluginSlot>,
@@ -95,6 +112,10 @@ pub(crate) struct Worker {
     deferred: Vec<Control>,
     quarantined: bool,
     counters_seen: HashMap<String, u64>,
+    /// `plugin_batch_duration_seconds` of this plugin, looked up once.
+    batch_duration: Histogram,
+    /// `plugin_quarantined` of this plugin: 1 while `quarantined`.
+    quarantined_gauge: Gauge,
 }
 
 impl Worker {
@@ -109,6 +130,17 @@ impl Worker {
         rx: Receiver<Control>,
     ) -> Worker {
         let services = slot.services().clone();
+        let batch_duration = ctx.metrics.batch_duration.with(&[slot.name()]);
+        let quarantined_gauge = ctx.metrics.quarantined.with(&[slot.name()]);
+        quarantined_gauge.set(0);
+        // The plugin's failure series, and its gap series of the streams it names, at zero
+        // from the start, so `rate()` and `increase()` see the first of each.
+        for stream in version.description().streams.iter().filter(|s| *s != "*") {
+            ctx.metrics.gaps.with(&[slot.name(), stream]);
+        }
+        for reason in FAILURE_REASONS {
+            ctx.metrics.failures.with(&[slot.name(), reason]);
+        }
         Worker {
             slot,
             ctx,
@@ -121,6 +153,8 @@ impl Worker {
             deferred: Vec::new(),
             quarantined: false,
             counters_seen: HashMap::new(),
+            batch_duration,
+            quarantined_gauge,
         }
     }
 

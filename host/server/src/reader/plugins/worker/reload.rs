@@ -66,6 +66,7 @@ impl Worker {
                 tracing::info!(plugin = %self.slot.name(), from = %old.sha256(), to = %version.sha256(), pause_us = pause.as_micros() as u64, restored = snapshot.is_some(), "plugin reloaded");
                 if self.quarantined {
                     self.quarantined = false;
+                    self.quarantined_gauge.set(0);
                     self.deferred.push(Control::Wake);
                     let _ = self.resync();
                 }

@@ -42,6 +42,7 @@ impl Worker {
                 Err(failure) => Err(failure),
             };
             let duration = started.elapsed();
+            self.batch_duration.observe(duration.as_secs_f64());
             let failure = match result {
                 Ok(returned) => {
                     self.services.kv().stage();
@@ -120,6 +121,7 @@ impl Worker {
     /// same for a quarantine the failures caused and one the operator asked for.
     pub(super) fn quarantine(&mut self, reason: String) {
         self.quarantined = true;
+        self.quarantined_gauge.set(1);
         self.instance = None;
         self.slot.status().state = PluginRunState::Quarantined(reason);
         self.ctx.metrics.quarantines.with(&[self.slot.name()]).inc();

@@ -550,3 +550,31 @@ async fn a_disconnect_forgets_pending_runs_but_queued_rows_still_apply() {
 
 mod failures_and_gaps;
 mod resets;
+
+#[tokio::test]
+async fn a_commit_stamp_is_observed_once_its_token_is_committed() {
+    let mut h = harness(MemoryCatchup::new(&[], 100)).await;
+    let stamp_us = crate::clock::unix_us() - 250_000;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 0, 0)),
+        Inbound::Stamp(1, stamp_us),
+        Inbound::Rdata(1, rdata("events", "master", None, "[1]")),
+        Inbound::Rdata(1, rdata("events", "master", Some(1), "[2]")),
+        // A stamp of another connection is not this one's.
+        Inbound::Stamp(2, stamp_us),
+        Inbound::Rdata(1, rdata("events", "master", Some(2), "[3]")),
+    ])
+    .await;
+    let text = h.processor.shared.metrics.registry.render();
+    let count =
+        "streamhost_reader_write_to_apply_seconds_count{stream=\"events\",instance=\"master\"} 1";
+    assert!(text.contains(count), "{text}");
+    // 250 ms ago: in the (0.1, 0.25] or (0.25, 0.5] bucket, never below 0.1 s.
+    assert!(
+        text.contains(
+            "streamhost_reader_write_to_apply_seconds_bucket{stream=\"events\",instance=\"master\",le=\"0.1\"} 0"
+        ),
+        "{text}"
+    );
+}
