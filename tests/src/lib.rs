@@ -3,8 +3,9 @@
 //! polling helpers, the real binary as a process, a scripted fake Synapse on Redis, a Redis
 //! of a test's own with TLS, test certificates (`certs`), a PostgreSQL of a test's own with
 //! TLS, a reader process for hostile plugins (`hostile`), and a raw server-sent event client
-//! (`sse`).
+//! (`sse`) and headless Chromium over WebDriver (`browser`).
 
+pub mod browser;
 pub mod certs;
 pub mod hostile;
 pub mod plugins;

@@ -10,6 +10,7 @@
 //!   and its Wasm plugins (`reader/plugins/`).
 //! - `redis/`: the Redis plumbing writer and reader share (connections, TLS, channel names,
 //!   metrics); it imports neither.
+//! - `console/`: the live web page each process serves (`/console`), its snapshot and events.
 //! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
 //! - `net/`: what every listener shares below the protocols: the accepting loop with its
 //!   connection cap, and TLS on every listener and towards the writer.
@@ -24,6 +25,7 @@ pub mod backoff;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod metrics;
 pub mod net;

@@ -8,6 +8,7 @@ mod compile_cache;
 mod completions;
 mod conformance;
 mod conformance_pushers;
+mod console;
 mod deployment;
 mod docs_links;
 mod docs_statuses;

@@ -1,6 +1,7 @@
 //! The reader's HTTP API: `GET /v1/status` and `GET /metrics` (see `docs/reader.md`; behind
-//! `read_token` when it is set, which the admin token also passes), and the plugin endpoints
-//! (`plugins::api`: a 404 saying so when the reader runs no plugins).
+//! `read_token` when it is set, which the admin token also passes), the plugin endpoints
+//! (`plugins::api`: a 404 saying so when the reader runs no plugins) and the live web console
+//! (`GET /console`, `crate::console`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +27,13 @@ struct ReaderApi {
     plugins: Option<Arc<PluginHost>>,
 }
 
-/// The reader's router; `read` guards its own endpoints and `GET /v1/plugins`.
+/// The reader's router; `read` guards its own endpoints and `GET /v1/plugins`; the
+/// `console` routes beside them.
 pub(crate) fn router(
     shared: Arc<Shared>,
     plugins: Option<Arc<PluginHost>>,
     read: Bearer,
+    console: Router,
 ) -> Router {
     let own = Router::new()
         .route("/v1/status", get(status))
@@ -45,7 +48,8 @@ pub(crate) fn router(
         body_bytes: MAX_BODY_BYTES,
         body_read_timeout: http::layers::BODY_READ_TIMEOUT,
     };
-    http::finish(own.merge(plugins::api_router(plugins, read)), limits)
+    let routes = own.merge(plugins::api_router(plugins, read)).merge(console);
+    http::finish(routes, limits)
 }
 
 /// `GET /v1/status`: with plugins, each one's state and lag joins the reader's own status,

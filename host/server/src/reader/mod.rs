@@ -156,7 +156,23 @@ impl Reader {
         let http = Acceptor::new(http, "reader.http", &config.http, &connections);
         let read = Bearer::optional(config.read_token.as_deref())
             .or(config.plugins.admin_token.as_deref());
-        let router = api::router(shared.clone(), plugins.clone(), read);
+        let console = crate::console::router(
+            Arc::new(crate::console::ReaderSource {
+                shared: shared.clone(),
+                plugins: plugins.clone(),
+                admin: config.plugins.admin_token.is_some(),
+            }),
+            // The admin token; only a reader without one shows its console to the read token.
+            Bearer::optional(
+                config
+                    .plugins
+                    .admin_token
+                    .as_deref()
+                    .or(config.read_token.as_deref()),
+            ),
+            stop.clone(),
+        );
+        let router = api::router(shared.clone(), plugins.clone(), read, console);
         let tasks = vec![
             spawn_guarded("processor", &stop, processor.run(rx)),
             spawn_guarded("connection", &stop, upstream.follow(inlet)),

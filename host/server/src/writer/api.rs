@@ -6,6 +6,8 @@
 //! - `GET /_synapse/replication/get_repl_stream_updates/{stream}/{txn_id}?from_token=&upto_token=`:
 //!   `{"updates": [[token, row], ...], "upto_token": n, "limited": bool}` (Synapse's shape).
 //! - `GET /metrics`: Prometheus text (behind `read_token`).
+//! - `GET /console` and `/console/...`: the live web console (`crate::console`), its data
+//!   behind `read_token`.
 //!
 //! With `read_token` set, the read endpoints take it or the write token as their bearer.
 
@@ -121,13 +123,18 @@ impl ApiMetrics {
     }
 }
 
+/// What guards the read endpoints: `read_token`, which the write token also passes.
+pub fn read_bearer(read_token: &Option<Secret>, write_token: &Option<Secret>) -> Bearer {
+    Bearer::optional(read_token.as_deref()).or(write_token.as_deref())
+}
+
 /// The writer's router: appends behind `write_token`, catch-up behind `replication_secret`,
 /// the stream list and metrics behind `read_token` (or `write_token`), answers within
-/// [`REQUEST_TIMEOUT`], bodies up to `max_body_bytes`.
-pub fn router(api: Arc<WriterApi>) -> Router {
+/// [`REQUEST_TIMEOUT`], bodies up to `max_body_bytes`; the `console` routes beside them.
+pub fn router(api: Arc<WriterApi>, console: Router) -> Router {
     let write = Bearer::optional(api.write_token.as_deref());
     let replication = Bearer::optional(api.replication_secret.as_deref());
-    let read = Bearer::optional(api.read_token.as_deref()).or(api.write_token.as_deref());
+    let read = read_bearer(&api.read_token, &api.write_token);
     let limits = Limits {
         body_bytes: api.max_body_bytes,
         body_read_timeout: http::layers::BODY_READ_TIMEOUT,
@@ -147,7 +154,8 @@ pub fn router(api: Arc<WriterApi>) -> Router {
         )
         .route("/metrics", get(metrics).route_layer(read.layer()))
         .layer(http::layers::timeout(REQUEST_TIMEOUT))
-        .with_state(api);
+        .with_state(api)
+        .merge(console);
     http::finish(routes, limits)
 }
 

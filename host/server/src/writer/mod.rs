@@ -12,10 +12,10 @@
 
 mod api;
 mod appender;
-mod fanout;
+pub(crate) mod fanout;
 mod recent;
 pub(crate) mod streamer;
-mod streams;
+pub(crate) mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,6 +104,7 @@ impl Writer {
             &registry,
             replication_tls,
         ));
+        let peers = context.peers.clone();
         let redis_task = redis.map(|redis| tokio::spawn(redis.run(shutdown.clone())));
         let connections = ConnectionMetrics::register(&registry);
         let replication = Acceptor::new(
@@ -115,11 +116,21 @@ impl Writer {
         let http = Acceptor::new(http, "writer.http", &config.http, &connections);
         let replication_task =
             tokio::spawn(fanout::tcp::serve(replication, context, shutdown.clone()));
+        let console = crate::console::router(
+            Arc::new(crate::console::WriterSource {
+                name: instance.as_str().to_owned(),
+                server_name: config.server_name.clone(),
+                streams: streams.clone(),
+                peers,
+            }),
+            api::read_bearer(&config.read_token, &config.write_token),
+            shutdown.clone(),
+        );
         let api = writer_api(&config, appender, streams, log.clone(), instance, registry);
         let http_task = tokio::spawn(crate::http::serve(
             http,
             http_tls,
-            api::router(api),
+            api::router(api, console),
             shutdown.clone(),
         ));
         tracing::info!(%http_addr, %replication_addr, "writer listening");

@@ -319,6 +319,11 @@ impl PluginHost {
         self.ctx.pushes.as_ref()
     }
 
+    /// The notification hub the plugins publish to.
+    pub(crate) fn hub(&self) -> &Arc<NotificationHub> {
+        &self.ctx.hub
+    }
+
     /// The feed the processor publishes its commits to.
     pub(crate) fn feed(&self) -> &Arc<Feed> {
         &self.ctx.feed

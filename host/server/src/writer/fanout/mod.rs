@@ -4,6 +4,7 @@
 //! - [`tcp`]: the replication listener. Each connection subscribes when it opens (before
 //!   `SERVER`, so it misses no frame) and writes every frame to its peer; a peer more than
 //!   `max_pending_commands` behind is closed with `ERROR Failed to keep up`.
+//! - [`peers`]: the open connections with the `NAME` each peer gave, for the console.
 //! - [`redis`]: with `[writer.redis]`, the publisher subscribes at every (re)connect and
 //!   publishes each frame's bare line on channel `<server_name>`, holding a stream's lines
 //!   back until its announcement has gone through.
@@ -12,6 +13,7 @@
 //! from a peer, and the publisher's own (re)connect). The streamer waits for the slowest
 //! subscriber, so a fan-out that stops reading holds it up until it is given up.
 
+pub(crate) mod peers;
 pub(crate) mod redis;
 pub(crate) mod tcp;
 

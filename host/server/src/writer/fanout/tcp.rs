@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Ring;
+use super::peers::{PeerEntry, Peers};
 use crate::clock::unix_ms;
 use crate::config::WriterConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
@@ -73,6 +74,8 @@ pub struct ReplicationContext {
     pub metrics: ReplicationMetrics,
     /// The listener's TLS, if it has one.
     pub tls: Option<Arc<ServerTls>>,
+    /// The open connections, for the console.
+    pub peers: Arc<Peers>,
 }
 
 /// What a refused client certificate is told before the connection closes.
@@ -96,6 +99,7 @@ impl ReplicationContext {
             handshake_timeout: config.replication.handshake_timeout(),
             metrics: ReplicationMetrics::register(registry),
             tls,
+            peers: Arc::default(),
         }
     }
 }
@@ -187,7 +191,15 @@ async fn handle(
     let Some(tls) = context.tls.clone() else {
         // The plain path keeps tokio's owned halves (no lock between them).
         let (read_half, write_half) = stream.into_split();
-        return serve_connection(read_half, write_half, handshake_deadline, context, done).await;
+        return serve_connection(
+            read_half,
+            write_half,
+            peer,
+            handshake_deadline,
+            context,
+            done,
+        )
+        .await;
     };
     let accepted = tokio::select! {
         accepted = tls.accept(stream, peer) => accepted,
@@ -199,7 +211,15 @@ async fn handle(
     let (read_half, mut write_half) = tokio::io::split(stream);
     match admission {
         Admission::Allowed => {
-            serve_connection(read_half, write_half, handshake_deadline, context, done).await
+            serve_connection(
+                read_half,
+                write_half,
+                peer,
+                handshake_deadline,
+                context,
+                done,
+            )
+            .await
         }
         Admission::Refused => {
             context.metrics.errors.with(&["client_not_allowed"]).inc();
@@ -222,6 +242,7 @@ async fn handle(
 async fn serve_connection<R, W>(
     read_half: R,
     write_half: W,
+    peer: SocketAddr,
     handshake_deadline: Instant,
     context: Arc<ReplicationContext>,
     done: CancellationToken,
@@ -236,6 +257,7 @@ async fn serve_connection<R, W>(
     let (close, close_requests) = mpsc::channel(1);
     let (name_tx, name_rx) = watch::channel(UNNAMED.to_owned());
     context.metrics.by_name.with(&[UNNAMED]).add(1);
+    let entry = Arc::new(context.peers.register(peer));
     let writer = tokio::spawn(write_loop(
         write_half,
         frames,
@@ -243,10 +265,12 @@ async fn serve_connection<R, W>(
         context.clone(),
         done.clone(),
         name_rx,
+        entry.clone(),
     ));
     read_loop(
         read_half,
         &context,
+        &entry,
         close,
         handshake_deadline,
         done.clone(),
@@ -266,6 +290,7 @@ async fn serve_connection<R, W>(
 async fn read_loop(
     mut socket: impl AsyncRead + Unpin,
     context: &ReplicationContext,
+    entry: &PeerEntry,
     close: mpsc::Sender<String>,
     handshake_deadline: Instant,
     done: CancellationToken,
@@ -308,10 +333,12 @@ async fn read_loop(
                 ClientCommand::Ping(_) => ping_seen = true,
                 ClientCommand::Replicate => {
                     introduced = true;
+                    entry.introduced();
                     context.signals.request_announce();
                 }
                 ClientCommand::Name(client) => {
                     introduced = true;
+                    entry.named(&client);
                     tracing::info!(%client, "client named itself");
                     let by_name = &context.metrics.by_name;
                     name.send_if_modified(|label| {
@@ -405,6 +432,7 @@ async fn write_loop(
     context: Arc<ReplicationContext>,
     done: CancellationToken,
     mut name: watch::Receiver<String>,
+    entry: Arc<PeerEntry>,
 ) {
     let metrics = &context.metrics;
     // The depth series is the client's NAME's, shared with its other connections: this
@@ -488,8 +516,10 @@ async fn write_loop(
         }
         if let Some(receiver) = &frames {
             depth.set(receiver.len() as i64);
+            entry.pending(receiver.len());
         }
     }
+    entry.gave_up();
     failed_to_keep_up(socket, &context, &done).await;
 }
 

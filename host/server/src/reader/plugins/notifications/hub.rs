@@ -150,6 +150,13 @@ impl NotificationHub {
         *self.latest.borrow()
     }
 
+    /// The newest `max` notifications still held (any topic), oldest first.
+    pub fn recent(&self, max: usize) -> Vec<Notification> {
+        let ring = self.lock();
+        let since = ring.latest().saturating_sub(max as u64);
+        ring.after(since).map(|n| Notification::clone(n)).collect()
+    }
+
     /// A receiver of the latest seq, changed on every publish; pair it with
     /// [`NotificationHub::read`] (subscribe first, then read, then await a change).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
