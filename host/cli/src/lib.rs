@@ -4,8 +4,9 @@
 //! File map:
 //! - `cli`: the commands and their flags (writer, reader, tail, demo, bench, plugin).
 //! - `tools/`: what runs beside the product: `tail` (decoded replication traffic), `demo` (a
-//!   writer, two readers and traffic in one process) and `plugin_run` (recorded traffic
-//!   replayed through one plugin).
+//!   writer, two readers and traffic in one process), `plugin_run` (recorded traffic
+//!   replayed through one plugin), `config_check` (a configuration checked and printed,
+//!   secrets masked) and `synapse_import` (a reader's configuration from Synapse's YAML).
 //!
 //! The writer and the reader are `streamhost_server`; `streamhost bench` is `streamhost_bench`.
 
@@ -14,7 +15,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, LogFormat, PluginArgs, PluginCommand};
+use crate::cli::{
+    Cli, Command, ConfigArgs, ConfigCommand, LogFormat, PluginArgs, PluginCommand, SynapseArgs,
+    SynapseCommand,
+};
 
 pub mod cli;
 pub mod tools;
@@ -90,6 +94,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Plugin(PluginArgs {
             command: PluginCommand::Dev(args),
         }) => tools::plugin_dev::run(args, shutdown).await,
+        Command::Config(ConfigArgs {
+            command: ConfigCommand::Check(args),
+        }) => tools::config_check::run(
+            &args,
+            &streamhost_server::config::Environment::from_process()?,
+            &mut std::io::stdout().lock(),
+        ),
+        Command::Synapse(SynapseArgs {
+            command: SynapseCommand::Import(args),
+        }) => tools::synapse_import::run(&args, &mut std::io::stdout().lock()),
     }
 }
 
