@@ -4,6 +4,7 @@
 
 mod accept_errors;
 mod compile_cache;
+mod config_env;
 mod conformance;
 mod conformance_pushers;
 mod deployment;
@@ -40,6 +41,7 @@ mod secrets;
 mod secure_defaults;
 mod security_matrix;
 mod synapse;
+mod synapse_import;
 mod tail;
 mod tls;
 mod writer_http;
