@@ -268,6 +268,9 @@ headers = {{ Authorization = "Bearer {PLANTED}-header" }}
     );
 }
 
+/// A configuration file, the environment over it, and what the error must say.
+type Case<'a> = (String, &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test]
 async fn config_check_refuses_an_invalid_configuration_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -276,7 +279,7 @@ async fn config_check_refuses_an_invalid_configuration_with_the_reason() {
         std::fs::write(&path, text).unwrap();
         path.to_str().unwrap().to_owned()
     };
-    let cases: [(String, &[(&str, &str)], &str); 5] = [
+    let cases: [Case; 5] = [
         (
             write("zero.toml", "[writer]\ncatchup_row_limit = 0\n"),
             &[],
