@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use streamhost_server::config::{ConfigFile, ReaderConfig, Secret, WriterConfig};
+use streamhost_server::config::{ConfigFile, Environment, ReaderConfig, WriterConfig};
 
 /// Streamhost: an append-only log streamed over Synapse's replication protocol.
 #[derive(Debug, Parser)]
@@ -49,6 +49,10 @@ pub enum Command {
     Bench(streamhost_bench::BenchArgs),
     /// Work with reader plugins without a reader.
     Plugin(PluginArgs),
+    /// Check a configuration and print its effective settings.
+    Config(ConfigArgs),
+    /// Configure a reader from a Synapse deployment's own configuration.
+    Synapse(SynapseArgs),
     /// Ask a running reader's admin API: plugins, reload, quarantine, resume, dead letters,
     /// status.
     Admin(crate::tools::admin::AdminArgs),
@@ -59,7 +63,11 @@ pub enum Command {
 }
 
 /// How `streamhost writer --help` and `streamhost reader --help` end: where secrets go.
-const SECRETS_HELP: &str = "Secrets are never flags (`ps` shows a process's flags to every \
+const SECRETS_HELP: &str = "Every setting of the config file can also be an environment \
+variable: its TOML path upper-cased, tables joined by a double underscore \
+(STREAMHOST_WRITER__HTTP__ADDRESS=0.0.0.0:8480); the file is read first, then the \
+environment, then these flags (docs/configuration.md, \"Environment variables\"). \
+Secrets are never flags (`ps` shows a process's flags to every \
 user of the machine). Set them in the environment (STREAMHOST_WRITE_TOKEN, \
 STREAMHOST_REPLICATION_SECRET, STREAMHOST_ADMIN_TOKEN, STREAMHOST_READ_TOKEN; a database URL with its password in \
 STREAMHOST_DATABASE_URL or STREAMHOST_LOG_DATABASE_URL), name a file holding them (the \
@@ -114,42 +122,15 @@ pub struct WriterArgs {
 }
 
 impl WriterArgs {
-    /// The config file's `[writer]` table with the environment's secrets and these flags
-    /// applied, its secret files read.
+    /// The config file's `[writer]` table with the process's `STREAMHOST_…` environment and
+    /// these flags over it, its secret files read.
     pub fn resolve(&self) -> anyhow::Result<WriterConfig> {
-        self.resolve_with(|name| std::env::var(name).ok())
+        self.resolve_with(&Environment::from_process()?)
     }
 
-    /// [`WriterArgs::resolve`] with the environment variables `env` gives.
-    pub fn resolve_with(
-        &self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<WriterConfig> {
-        let mut config = match &self.config {
-            Some(path) => ConfigFile::load(path)?.writer,
-            None => WriterConfig::default(),
-        };
-        if let Some(v) = env_secret(&env, "STREAMHOST_DATABASE_URL")? {
-            config.database.url = Some(v.into());
-        }
-        secret_from_env(
-            &env,
-            "STREAMHOST_WRITE_TOKEN",
-            &mut config.write_token,
-            &mut config.write_token_file,
-        )?;
-        secret_from_env(
-            &env,
-            "STREAMHOST_REPLICATION_SECRET",
-            &mut config.replication_secret,
-            &mut config.replication_secret_file,
-        )?;
-        secret_from_env(
-            &env,
-            "STREAMHOST_READ_TOKEN",
-            &mut config.read_token,
-            &mut config.read_token_file,
-        )?;
+    /// [`WriterArgs::resolve`] with the environment `env`.
+    pub fn resolve_with(&self, env: &Environment) -> anyhow::Result<WriterConfig> {
+        let mut config = ConfigFile::resolve(self.config.as_deref(), env)?.writer;
         if let Some(v) = self.http {
             config.http.address = v;
         }
@@ -248,42 +229,15 @@ pub struct ReaderArgs {
 }
 
 impl ReaderArgs {
-    /// The config file's `[reader]` table with the environment's secrets and these flags
-    /// applied, its secret files read.
+    /// The config file's `[reader]` table with the process's `STREAMHOST_…` environment and
+    /// these flags over it, its secret files read.
     pub fn resolve(&self) -> anyhow::Result<ReaderConfig> {
-        self.resolve_with(|name| std::env::var(name).ok())
+        self.resolve_with(&Environment::from_process()?)
     }
 
-    /// [`ReaderArgs::resolve`] with the environment variables `env` gives.
-    pub fn resolve_with(
-        &self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<ReaderConfig> {
-        let mut config = match &self.config {
-            Some(path) => ConfigFile::load(path)?.reader,
-            None => ReaderConfig::default(),
-        };
-        if let Some(v) = env_secret(&env, "STREAMHOST_LOG_DATABASE_URL")? {
-            config.log_database_url = Some(v.into());
-        }
-        secret_from_env(
-            &env,
-            "STREAMHOST_REPLICATION_SECRET",
-            &mut config.replication_secret,
-            &mut config.replication_secret_file,
-        )?;
-        secret_from_env(
-            &env,
-            "STREAMHOST_READ_TOKEN",
-            &mut config.read_token,
-            &mut config.read_token_file,
-        )?;
-        secret_from_env(
-            &env,
-            "STREAMHOST_ADMIN_TOKEN",
-            &mut config.plugins.admin_token,
-            &mut config.plugins.admin_token_file,
-        )?;
+    /// [`ReaderArgs::resolve`] with the environment `env`.
+    pub fn resolve_with(&self, env: &Environment) -> anyhow::Result<ReaderConfig> {
+        let mut config = ConfigFile::resolve(self.config.as_deref(), env)?.reader;
         if let Some(v) = &self.writer {
             config.writer = v.clone();
         }
@@ -331,30 +285,6 @@ impl ReaderArgs {
         config.validate()?;
         Ok(config)
     }
-}
-
-/// The environment variable `name`, if set; set but empty is an error (an empty bearer token
-/// would let anyone in).
-fn env_secret(env: impl Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<String>> {
-    match env(name) {
-        Some(value) if value.is_empty() => anyhow::bail!("{name} is set but empty"),
-        value => Ok(value),
-    }
-}
-
-/// The secret in the environment variable `name`, when set, replaces `secret` and the file
-/// that would have held it.
-fn secret_from_env(
-    env: impl Fn(&str) -> Option<String>,
-    name: &str,
-    secret: &mut Option<Secret>,
-    file: &mut Option<PathBuf>,
-) -> anyhow::Result<()> {
-    if let Some(value) = env_secret(env, name)? {
-        *secret = Some(value.into());
-        *file = None;
-    }
-    Ok(())
 }
 
 /// A URL given as `flag`, refused (without repeating it) when it holds a password: `ps`
@@ -406,6 +336,38 @@ pub enum PluginCommand {
     Dev(crate::tools::plugin_dev::PluginDevArgs),
 }
 
+/// Flags of `streamhost config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// What to do with a configuration.
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+/// The `streamhost config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file with the STREAMHOST_ environment over it, as a start
+    /// would, and print every effective setting as TOML, secrets masked.
+    Check(crate::tools::config_check::ConfigCheckArgs),
+}
+
+/// Flags of `streamhost synapse`.
+#[derive(Debug, Args)]
+pub struct SynapseArgs {
+    /// What to do with a Synapse deployment.
+    #[command(subcommand)]
+    pub command: SynapseCommand,
+}
+
+/// The `streamhost synapse` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SynapseCommand {
+    /// Write the reader configuration that follows the Synapse configured by
+    /// homeserver.yaml (and a worker's YAML over it).
+    Import(crate::tools::synapse_import::SynapseImportArgs),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,9 +401,59 @@ mod tests {
         let Command::Writer(args) = cli.command else {
             panic!("writer")
         };
-        let config = args.resolve().unwrap();
+        let config = args.resolve_with(&env(&[])).unwrap();
         assert_eq!(config.server_name, "file.example");
         assert_eq!(config.streams, vec!["b".to_string(), "c".to_string()]);
+    }
+
+    #[test]
+    fn the_environment_beats_the_file_and_a_flag_beats_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[writer]\nserver_name = \"file\"\ninstance_name = \"file\"\ntail_rows = 1\n\
+             [reader]\nname = \"file\"\ninbound_queue = 1\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let vars = [
+            ("STREAMHOST_WRITER__SERVER_NAME", "env"),
+            ("STREAMHOST_WRITER__INSTANCE_NAME", "env"),
+            ("STREAMHOST_READER__NAME", "env"),
+            ("STREAMHOST_READER__INBOUND_QUEUE", "2"),
+        ];
+        let writer = writer_args(&["--config", config, "--instance-name", "flag"])
+            .resolve_with(&env(&vars))
+            .unwrap();
+        assert_eq!(writer.tail_rows, 1, "the file over the default");
+        assert_eq!(writer.server_name, "env", "the environment over the file");
+        assert_eq!(writer.instance_name, "flag", "a flag over the environment");
+        let reader = reader_args(&["--config", config])
+            .resolve_with(&env(&vars))
+            .unwrap();
+        assert_eq!((reader.name.as_str(), reader.inbound_queue), ("env", 2));
+        let err = reader_args(&["--config", config])
+            .resolve_with(&env(&[(
+                "STREAMHOST_READER__HTTP__ADDRESS",
+                "localhost:http",
+            )]))
+            .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("STREAMHOST_READER__HTTP__ADDRESS (setting reader.http.address)"),
+            "{err}"
+        );
+        let err = writer_args(&[])
+            .resolve_with(&env(&[(
+                "STREAMHOST_WRITER__HTTP__MAX_CONNECTIONS",
+                "many",
+            )]))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("STREAMHOST_WRITER__HTTP__MAX_CONNECTIONS"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -450,10 +462,10 @@ mod tests {
         let file = dir.path().join("read");
         std::fs::write(&file, "r-from-file\n").unwrap();
         let vars = [("STREAMHOST_READ_TOKEN", "w-from-env")];
-        let config = writer_args(&[]).resolve_with(env(&vars)).unwrap();
+        let config = writer_args(&[]).resolve_with(&env(&vars)).unwrap();
         assert_eq!(config.read_token.as_deref(), Some("w-from-env"));
         let config = reader_args(&["--read-token-file", file.to_str().unwrap()])
-            .resolve_with(env(&vars))
+            .resolve_with(&env(&vars))
             .unwrap();
         assert_eq!(config.read_token.as_deref(), Some("r-from-file"));
         assert!(Cli::try_parse_from(["streamhost", "reader", "--read-token", "r"]).is_err());
@@ -475,12 +487,8 @@ mod tests {
         args
     }
 
-    fn env<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        |name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| (*v).to_owned())
-        }
+    fn env(vars: &[(&str, &str)]) -> Environment {
+        Environment::from_pairs(vars.iter().copied())
     }
 
     #[test]
@@ -512,7 +520,7 @@ mod tests {
             ("STREAMHOST_DATABASE_URL", "postgres://u:pw-from-env@db/log"),
         ];
         let config = writer_args(&["--replication-secret-file", file.to_str().unwrap()])
-            .resolve_with(env(&vars))
+            .resolve_with(&env(&vars))
             .unwrap();
         assert_eq!(config.write_token.as_deref(), Some("from-env"));
         assert_eq!(config.replication_secret.as_deref(), Some("from-file"));
@@ -525,7 +533,7 @@ mod tests {
             ("STREAMHOST_LOG_DATABASE_URL", "postgres://u:pw@db/log"),
         ];
         let config = reader_args(&["--replication-secret-file", file.to_str().unwrap()])
-            .resolve_with(env(&vars))
+            .resolve_with(&env(&vars))
             .unwrap();
         assert_eq!(
             config.plugins.admin_token.as_deref(),
@@ -533,7 +541,7 @@ mod tests {
         );
         assert_eq!(config.replication_secret.as_deref(), Some("from-file"));
         let err = writer_args(&[])
-            .resolve_with(env(&[("STREAMHOST_WRITE_TOKEN", "")]))
+            .resolve_with(&env(&[("STREAMHOST_WRITE_TOKEN", "")]))
             .unwrap_err();
         assert!(err.to_string().contains("STREAMHOST_WRITE_TOKEN"), "{err}");
     }
@@ -556,18 +564,18 @@ mod tests {
         ] {
             let err = if role == "writer" {
                 writer_args(&[flag, url])
-                    .resolve_with(env(&[]))
+                    .resolve_with(&env(&[]))
                     .unwrap_err()
             } else {
                 reader_args(&[flag, url])
-                    .resolve_with(env(&[]))
+                    .resolve_with(&env(&[]))
                     .unwrap_err()
             };
             let err = format!("{err:#}");
             assert!(err.contains(flag) && !err.contains("pw-in-argv"), "{err}");
         }
         let config = writer_args(&["--database-url", "postgres://u@db/log?sslmode=require"])
-            .resolve_with(env(&[]))
+            .resolve_with(&env(&[]))
             .unwrap();
         assert_eq!(
             config.database.url.as_deref(),

@@ -2,12 +2,13 @@
 //! signals, run the chosen command.
 //!
 //! File map:
-//! - `cli`: the commands and their flags (writer, reader, tail, demo, bench, plugin, admin,
-//!   completions, man).
+//! - `cli`: the commands and their flags (writer, reader, tail, demo, bench, plugin, config,
+//!   synapse, admin, completions, man).
 //! - `tools/`: what runs beside the product: `tail` (decoded replication traffic), `demo` (a
 //!   writer, two readers and traffic in one process), `plugin_*` (plugins without a reader),
-//!   `admin` (a reader's admin API from the command line) and `manual` (completions and man
-//!   pages).
+//!   `config_check` (a configuration checked and printed, secrets masked), `synapse_import`
+//!   (a reader's configuration from Synapse's YAML), `admin` (a reader's admin API from the
+//!   command line) and `manual` (completions and man pages).
 //!
 //! The writer and the reader are `streamhost_server`; `streamhost bench` is `streamhost_bench`.
 
@@ -22,7 +23,10 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
 
-use crate::cli::{Cli, Command, LogFormat, PluginArgs, PluginCommand};
+use crate::cli::{
+    Cli, Command, ConfigArgs, ConfigCommand, LogFormat, PluginArgs, PluginCommand, SynapseArgs,
+    SynapseCommand,
+};
 
 pub mod cli;
 pub mod tools;
@@ -107,6 +111,16 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
         Command::Plugin(PluginArgs {
             command: PluginCommand::Dev(args),
         }) => tools::plugin_dev::run(args, shutdown).await,
+        Command::Config(ConfigArgs {
+            command: ConfigCommand::Check(args),
+        }) => tools::config_check::run(
+            &args,
+            &streamhost_server::config::Environment::from_process()?,
+            &mut std::io::stdout().lock(),
+        ),
+        Command::Synapse(SynapseArgs {
+            command: SynapseCommand::Import(args),
+        }) => tools::synapse_import::run(&args, &mut std::io::stdout().lock()),
         Command::Admin(args) => {
             let printed = tools::admin::run(&args).await?;
             print_out(printed.as_bytes())

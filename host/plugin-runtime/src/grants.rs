@@ -6,14 +6,14 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::LoadError;
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 
 /// What the operator allows one plugin (`[plugins.grants.<name>]` in the reader's config).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Grant {
     /// Streams it may receive; `*` allows every stream.

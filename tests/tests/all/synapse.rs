@@ -96,7 +96,7 @@ pub(crate) async fn start_reader(synapse: &mut FakeSynapse, config: &str) -> (Pr
 }
 
 /// [`start_reader`] with these environment variables set for the process.
-async fn start_reader_with_env(
+pub(crate) async fn start_reader_with_env(
     synapse: &mut FakeSynapse,
     config: &str,
     env: &[(&str, &Path)],

@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[reader.auth]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Require a token on the plugin query and notification endpoints. Unset, auth is on as
@@ -44,12 +44,14 @@ impl Default for AuthConfig {
 }
 
 /// One `[[reader.auth.tokens]]`.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TokenConfig {
     /// A name for the operator (logs, metrics); unique.
     pub name: String,
-    /// The secret a client sends as `Authorization: Bearer <token>`.
+    /// The secret a client sends as `Authorization: Bearer <token>` (serialized as `***`,
+    /// like a [`Secret`](super::Secret)).
+    #[serde(serialize_with = "super::secrets::serialize_masked")]
     pub token: Option<String>,
     /// A file holding the secret (its surrounding whitespace ignored), instead of `token`.
     pub token_file: Option<PathBuf>,

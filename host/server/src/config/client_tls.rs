@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The reader's TLS towards its writer. When the table is present the TCP replication
 /// connection is TLS; an `https://` `writer_http` (catch-up) uses the same CA, client
 /// certificate and name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientTlsConfig {
     /// PEM CA certificates the writer's certificate must chain to; none trusts the system's

@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 /// One listener's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListenerConfig {
     /// Where it listens (port 0 picks a free port).
     pub address: SocketAddr,
@@ -38,7 +38,7 @@ pub struct ListenerConfig {
 /// A listener's TLS (`[….tls]`): its certificate and key, and the CA its clients'
 /// certificates must chain to when client certificates are required (mTLS). The files are
 /// read again when they change, so a renewed certificate is served without a restart.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTlsConfig {
     /// PEM certificate chain, the listener's own certificate first.

@@ -1,7 +1,8 @@
 //! The one TOML configuration file (`--config`), its defaults and validation.
 //!
-//! Layering: built-in defaults, then the file, then command-line flags (applied in `cli`).
-//! Unknown keys are errors that name the key. `[reader.synapse]` is in [`synapse`]; the
+//! Layering: built-in defaults, then the file, then `STREAMHOST_…` environment variables
+//! (laid over the file's TOML tree in [`env`], [`ConfigFile::resolve`]), then command-line
+//! flags (applied in `cli`). Unknown keys are errors that name the key (or the variable). `[reader.synapse]` is in [`synapse`]; the
 //! memory bounds' checks and conversions are in `bounds`; `[reader.plugins.queries]` and
 //! `[reader.plugins.rate_limit]` are in [`queries`], `[reader.plugins]` itself in `plugins`;
 //! listeners' settings are in `listener`, and the secure-defaults check of their exposure (run at start) in [`exposure`];
@@ -13,6 +14,7 @@ mod auth;
 mod bounds;
 mod client_tls;
 mod destinations;
+pub mod env;
 pub mod exposure;
 mod listener;
 mod plugins;
@@ -26,12 +28,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use streamhost_proto::{InstanceName, StreamName};
 
 pub use self::auth::{AuthConfig, MIN_TOKEN_BYTES, TokenConfig};
 pub use self::client_tls::ClientTlsConfig;
 pub use self::destinations::{DestinationConfig, for_plugins as destinations_for_plugins};
+pub use self::env::Environment;
 pub use self::listener::{ListenerConfig, ServerTlsConfig};
 pub use self::plugins::PluginsConfig;
 pub use self::queries::{QueriesConfig, RateLimitConfig};
@@ -40,7 +43,7 @@ pub use self::secrets::{Secret, SecretUrl};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
 
 /// The whole file: a `[writer]` and a `[reader]` table, both optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConfigFile {
     /// Settings of `streamhost writer`.
@@ -61,10 +64,35 @@ impl ConfigFile {
     pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
         Ok(toml::from_str(text)?)
     }
+
+    /// The configuration a process starts from before its flags: the defaults, the file at
+    /// `path` if any, then the `STREAMHOST_…` settings of `env` over them ([`env`]). Errors
+    /// name the file's key or the variable.
+    pub fn resolve(path: Option<&Path>, env: &Environment) -> anyhow::Result<ConfigFile> {
+        let mut tree = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                // Parsed as the whole file first, so its errors point into the text.
+                ConfigFile::parse(&text)
+                    .with_context(|| format!("in config {}", path.display()))?;
+                toml::from_str(&text)?
+            }
+            None => toml::Table::new(),
+        };
+        env::apply(&mut tree, env)?;
+        Ok(tree.try_into()?)
+    }
+
+    /// The configuration as TOML, every key included (unset ones are left out), with every
+    /// secret as `***` and every URL's password as `***` ([`secrets`]).
+    pub fn to_masked_toml(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
 }
 
 /// The writer's log database (`[writer.database]`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite:PATH`, or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=…]` for
@@ -76,7 +104,7 @@ pub struct DatabaseConfig {
 }
 
 /// How the writer runs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WriterConfig {
     /// The HTTP API's listener (appends, catch-up, status, metrics).
@@ -134,7 +162,7 @@ pub struct WriterConfig {
 /// Redis replication mode (Synapse's `redis` section): where Redis is, how the two
 /// connections (one publishing, one subscribed) keep alive and reconnect, and their TLS
 /// (`docs/configuration.md`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://[[user]:password@]host[:port][/db]`, `rediss://…` for TLS, or
@@ -395,7 +423,7 @@ impl WriterConfig {
 }
 
 /// How a reader runs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReaderConfig {
     /// The writer's replication address (`HOST:PORT`).

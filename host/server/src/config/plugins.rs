@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{QueriesConfig, RateLimitConfig, Secret};
 
 /// The reader's plugins: where they are, what each is granted, and the host's bounds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {
     /// Folder with one sub-folder per plugin (`plugin.toml` and one `.wasm`); none loads no

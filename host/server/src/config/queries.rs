@@ -3,11 +3,11 @@
 //! client address on the query and notification endpoints). `docs/configuration.md` and
 //! `docs/plugins.md` ("What a plugin can and cannot cost the host") describe them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[reader.plugins.queries]`: each plugin's queue of cache misses waiting for its worker, and
 /// how much of the query cache one plugin's keys may hold.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueriesConfig {
     /// Cache misses waiting for one plugin's worker; a further one is answered 503 at once.
@@ -38,7 +38,7 @@ impl Default for QueriesConfig {
 
 /// `[reader.plugins.rate_limit]`: a token bucket per client address over the query and
 /// notification endpoints (429 past it).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Requests per second one client address may make, sustained; 0 turns the limit off.

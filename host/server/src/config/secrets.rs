@@ -2,6 +2,9 @@
 //! [`SecretUrl`] (a URL whose password is never shown), and the `*_file` keys that read them
 //! from files ([`load`], [`load_password`]).
 //!
+//! Serializing a configuration (`streamhost config check`) writes every secret as `***` and
+//! every URL with its password as `***`: the values never leave through serde.
+//!
 //! A secret is set in the file, by an environment variable, or by a file named in the
 //! configuration, never on the command line (which `ps` shows to every user). Files are read
 //! once, at start; the value replaces the `*_file` key, so a configuration that has been
@@ -12,7 +15,7 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// A secret value (a bearer token, a password): `Debug` prints `***`, and there is no
 /// `Display`, so a configuration can be logged whole. The value is read with
@@ -40,6 +43,27 @@ impl Deref for Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
+    }
+}
+
+/// Always `***`: a serialized configuration shows that the secret is set, never its value.
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(MASK)
+    }
+}
+
+/// What a serialized configuration shows in place of a secret.
+pub const MASK: &str = "***";
+
+/// Serializes a secret kept as a plain `Option<String>` as [`Secret`] does: `***` when set.
+pub fn serialize_masked<S: Serializer>(
+    value: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_str(MASK),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -84,6 +108,13 @@ impl Deref for SecretUrl {
 impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.redacted(), f)
+    }
+}
+
+/// The URL with its password as `***` ([`SecretUrl::redacted`]).
+impl Serialize for SecretUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
     }
 }
 

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{RedisConfig, Secret};
 use streamhost_log::percent_encode;
 
 /// Following a Synapse (`[reader.synapse]`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SynapseConfig {
     /// Synapse's `server_name`; the Redis channel is named after it.
@@ -36,7 +36,7 @@ pub struct SynapseConfig {
 
 /// Synapse's `redis` section, with Synapse's key names and defaults, plus Streamhost's two
 /// timing keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SynapseRedisConfig {
     /// Accepted for copy-paste from Synapse's config; must not be `false`.
@@ -95,7 +95,7 @@ impl Default for SynapseRedisConfig {
 }
 
 /// One `instance_map` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceLocation {
     /// Host of the instance's HTTP replication listener.
@@ -108,7 +108,7 @@ pub struct InstanceLocation {
 }
 
 /// A `stream_writers` value: one instance name or a list (Synapse accepts both).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum StreamWriters {
     /// One writer.
