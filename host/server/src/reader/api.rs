@@ -15,7 +15,8 @@ use super::plugins::{self, PluginHost};
 use super::status::Shared;
 use crate::http::{self, Bearer, Limits, Response, json};
 
-/// Largest request body: no endpoint of the reader reads one.
+/// Largest request body: the few endpoints that read one (an API token's issue, an operator's
+/// quarantine reason) take small JSON objects.
 const MAX_BODY_BYTES: usize = 64 << 10;
 
 /// Longest `/v1/status` or `/metrics` may take; then 503.
