@@ -2,6 +2,7 @@
 //! signals, run the chosen command.
 //!
 //! File map:
+//! - `logging`: where log lines go (stderr, the demo's file) and their format.
 //! - `cli`: the commands and their flags (writer, reader, tail, demo, bench, plugin, config,
 //!   synapse, admin, completions, man).
 //! - `tools/`: what runs beside the product: `tail` (decoded replication traffic), `demo` (a
@@ -14,21 +15,17 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::Mutex;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{Layer, Registry};
 
 use crate::cli::{
-    Cli, Command, ConfigArgs, ConfigCommand, LogFormat, PluginArgs, PluginCommand, SynapseArgs,
-    SynapseCommand,
+    Cli, Command, ConfigArgs, ConfigCommand, PluginArgs, PluginCommand, SynapseArgs, SynapseCommand,
 };
+use crate::logging::{LogFormat, LogOutput, init_tracing};
 
 pub mod cli;
+pub mod logging;
 pub mod tools;
 
 /// Parses the command line, runs the command, and maps failure to a non-zero exit.
@@ -127,12 +124,12 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
         }
         Command::Completions(args) => {
             let mut script = Vec::new();
-            tools::manual::completions(&args, &mut script);
+            tools::manual::completions(&args, Cli::command(), &mut script);
             print_out(&script)
         }
         Command::Man(args) => {
             let mut text = Vec::new();
-            tools::manual::man(&args, &mut text)?;
+            tools::manual::man(&args, Cli::command(), &mut text)?;
             print_out(&text)
         }
     }
@@ -168,45 +165,5 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         } else {
             std::process::exit(130);
         }
-    }
-}
-
-/// Where log lines go.
-pub(crate) struct LogOutput {
-    /// A file (lines without colours), as the demo's log.
-    pub(crate) file: Option<std::fs::File>,
-    /// Stderr.
-    pub(crate) stderr: bool,
-}
-
-/// Logs to `output`, filtered by `RUST_LOG` (default `streamhost=info`, which also covers the
-/// `streamhost_server`, `streamhost_cli` and other `streamhost_*` crates: a target prefix).
-pub(crate) fn init_tracing(format: LogFormat, output: LogOutput) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("streamhost=info"));
-    let mut layers = Vec::new();
-    if let Some(file) = output.file {
-        // A line is one write to the file; the lock keeps lines whole across threads.
-        layers.push(log_layer(format, Mutex::new(file), false));
-    }
-    if output.stderr {
-        layers.push(log_layer(format, std::io::stderr, true));
-    }
-    tracing_subscriber::registry()
-        .with(layers)
-        .with(filter)
-        .init();
-}
-
-/// One destination's formatting layer; `ansi` allows colours (still off under `NO_COLOR`).
-fn log_layer<W>(format: LogFormat, writer: W, ansi: bool) -> Box<dyn Layer<Registry> + Send + Sync>
-where
-    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
-{
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
-    let layer = if ansi { layer } else { layer.with_ansi(false) };
-    match format {
-        LogFormat::Text => layer.boxed(),
-        LogFormat::Json => layer.json().boxed(),
     }
 }

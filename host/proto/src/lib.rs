@@ -12,6 +12,7 @@
 //!   writes it (compact, non-ASCII escaped): a fast canonical scan (`json/scan.rs`) with a
 //!   rewriting parser behind it (`json/rewrite.rs`).
 //! - [`framing`]: [`LineFramer`], LF framing with the 16,384-byte line cap.
+//! - [`stamp`]: commit-time stamps, a Streamhost writer's `PING` text (write-to-apply latency).
 //! - [`token`]: [`Token`] and the stream / instance name newtypes.
 //! - `pyint`: Python `int()` parsing, which Synapse uses for every integer field.
 
@@ -19,6 +20,7 @@ pub mod command;
 pub mod framing;
 pub mod json;
 mod pyint;
+pub mod stamp;
 pub mod token;
 
 pub use command::{

@@ -228,6 +228,14 @@ async fn the_console_shows_a_running_deployment_and_its_buttons_steer_the_plugin
             .map(|s| s["position"].as_i64().unwrap())
             .unwrap()
     };
+    // The lag in seconds is shown beside the lag in tokens: a small number while the reader
+    // keeps up with a steady trickle of appends (never the time since it was last idle).
+    let lag_seconds = browser
+        .text_of("#streams tr[data-key='messages/master'] .lag-seconds")
+        .await
+        .expect("a lag in seconds");
+    let lag_seconds: f64 = lag_seconds.parse().expect("a number of seconds");
+    assert!((0.0..5.0).contains(&lag_seconds), "lag {lag_seconds} s");
     let before = api_position().await;
     // A snapshot taken after `before` reaches the page within two periods.
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -1,15 +1,13 @@
 //! `streamhost completions SHELL` and `streamhost man`: shell completion scripts
 //! (`clap_complete`) and man pages (`clap_mangen`), both generated from the command
-//! definitions in `cli`, so they never drift from the flags the binary takes.
+//! definitions in `cli` (handed in as a `clap::Command`), so they never drift from the flags
+//! the binary takes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::CommandFactory;
 use clap_complete::Shell;
-
-use crate::cli::Cli;
 
 /// Flags of `streamhost completions`.
 #[derive(Debug, clap::Args)]
@@ -33,14 +31,16 @@ pub struct ManArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Writes the completion script for `args.shell` to `out`.
-pub fn completions(args: &CompletionsArgs, out: &mut dyn Write) {
-    clap_complete::generate(args.shell, &mut Cli::command(), "streamhost", out);
+/// Writes the completion script of `command` (the whole command line) for `args.shell` to
+/// `out`.
+pub fn completions(args: &CompletionsArgs, mut command: clap::Command, out: &mut dyn Write) {
+    clap_complete::generate(args.shell, &mut command, "streamhost", out);
 }
 
-/// Writes the man pages as `args` asks; with `--out`, lists the files written on `out`.
-pub fn man(args: &ManArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut command = Cli::command().disable_help_subcommand(true);
+/// Writes the man pages of `command` (the whole command line) as `args` asks; with `--out`,
+/// lists the files written on `out`.
+pub fn man(args: &ManArgs, command: clap::Command, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut command = command.disable_help_subcommand(true);
     command.build();
     let Some(dir) = &args.out else {
         return clap_mangen::Man::new(command)

@@ -17,7 +17,9 @@ use super::secrets::{self, Secret};
 #[serde(deny_unknown_fields, default)]
 pub struct DestinationConfig {
     /// Where pushes are POSTed (`http://` or `https://`); for outbound HTTP, requests whose URL
-    /// starts with it get `headers`.
+    /// starts with it get `headers`. Shown by `config check` with its password and query values
+    /// masked (a webhook URL often carries its key there).
+    #[serde(serialize_with = "serialize_url_masked")]
     pub url: String,
     /// Headers sent with every push and attached to granted outbound requests under `url`
     /// (for example `Authorization`); never shown to plugins, logs or status.
@@ -137,6 +139,25 @@ pub fn for_plugins(
     std::sync::Arc::new(map)
 }
 
+/// `url` with the password of its authority and the value of every query parameter as `***`.
+fn serialize_url_masked<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    let redacted = streamhost_log::redact_url(url);
+    let masked = match redacted.split_once('?') {
+        Some((base, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) => format!("{key}={}", secrets::MASK),
+                    None => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
+        }
+        None => redacted,
+    };
+    serializer.serialize_str(&masked)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -151,6 +172,22 @@ mod tests {
 
     fn error(mut config: DestinationConfig) -> String {
         format!("{:#}", config.load_secrets("hook").unwrap_err())
+    }
+
+    #[test]
+    fn a_serialized_destination_masks_the_urls_password_and_query_values() {
+        let mut config = destination("https://hook:s3cret@push.example.org/notify?key=k3y&v=2");
+        config
+            .headers
+            .insert("Authorization".into(), "Bearer t0ken".into());
+        let text = toml::to_string(&config).unwrap();
+        for secret in ["s3cret", "k3y", "t0ken"] {
+            assert!(!text.contains(secret), "{secret} shown in {text}");
+        }
+        assert!(
+            text.contains("https://hook:***@push.example.org/notify?key=***&v=***"),
+            "{text}"
+        );
     }
 
     #[test]

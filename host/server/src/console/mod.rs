@@ -3,10 +3,11 @@
 //!
 //! - [`page`]: `GET /console` (the HTML, no data in it), `GET /console/console.js` and
 //!   `GET /console/console.css`, embedded with `include_str!`; open to anyone.
-//! - [`snapshot`]: what the page shows, as one JSON object: [`WriterSource`] (streams and
-//!   positions, the connected readers by `NAME`) and [`ReaderSource`] (its upstream, streams,
-//!   lag and gaps, plugins with their last failure, recent notifications).
-//!   `GET /console/snapshot` answers it once.
+//! - [`snapshot`]: `GET /console/snapshot`, what the page shows as one JSON object, from the
+//!   process's [`Source`]: the writer's (`writer/console.rs`: streams and positions, the
+//!   connected readers by `NAME`) or a reader's (`reader/console.rs`: its upstream,
+//!   streams, lag and gaps, plugins with their last failure, recent notifications). The
+//!   console knows neither: they depend on it, not it on them.
 //! - [`events`]: `GET /console/events`, the snapshot as server-sent events every
 //!   [`events::PERIOD`], at most [`events::MAX_STREAMS`] at once, ending at shutdown.
 //!
@@ -28,7 +29,6 @@ use axum::routing::get;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use self::snapshot::{ReaderSource, WriterSource};
 use crate::http::Bearer;
 
 /// What a console shows: one snapshot of its process as JSON, cheap enough to take twice a

@@ -183,23 +183,3 @@ async fn streams_are_capped_and_end_at_shutdown() {
         assert!(rest.is_ok());
     }
 }
-
-#[test]
-fn a_reader_without_plugins_shows_its_status_and_no_plugin_panels() {
-    let shared = Arc::new(crate::reader::status::Shared::new(
-        "reader-9".into(),
-        "127.0.0.1:9092".into(),
-    ));
-    let source = ReaderSource {
-        shared,
-        plugins: None,
-        admin: false,
-    };
-    let snapshot = source.snapshot();
-    assert_eq!(snapshot["role"], "reader");
-    assert_eq!(snapshot["name"], "reader-9");
-    assert_eq!(snapshot["admin"], false);
-    assert_eq!(snapshot["status"]["connection"]["state"], "connecting");
-    assert!(snapshot["plugins"].is_null() && snapshot["notifications"].is_null());
-    assert!(snapshot["at_ms"].as_u64().unwrap() > 0);
-}

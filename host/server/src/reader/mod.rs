@@ -35,7 +35,9 @@ mod api;
 pub mod auth;
 pub mod batches;
 pub mod catchup;
+mod console;
 pub(crate) mod inbound;
+pub(crate) mod lag;
 pub(crate) mod ledger;
 pub mod plugins;
 pub(crate) mod processor;
@@ -157,7 +159,7 @@ impl Reader {
         let read = Bearer::optional(config.read_token.as_deref())
             .or(config.plugins.admin_token.as_deref());
         let console = crate::console::router(
-            Arc::new(crate::console::ReaderSource {
+            Arc::new(console::ReaderSource {
                 shared: shared.clone(),
                 plugins: plugins.clone(),
                 admin: config.plugins.admin_token.is_some(),

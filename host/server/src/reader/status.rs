@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::{Serialize, Serializer};
 use streamhost_proto::{InstanceName, StreamName, Token};
 
+use super::lag::LagClock;
 use crate::metrics::{
     Buckets, Counter, CounterVec, FloatGaugeVec, Gauge, GaugeVec, HistogramVec, Registry,
 };
@@ -38,7 +39,7 @@ pub struct ConnectionStatus {
 }
 
 /// One (stream, instance) the reader follows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StreamStatus {
     /// The stream.
     #[serde(serialize_with = "display")]
@@ -55,6 +56,9 @@ pub struct StreamStatus {
     pub writer_position: Token,
     /// `writer_position - position`, never negative.
     pub lag: i64,
+    /// Seconds the oldest row not yet applied has waited since the reader saw its position
+    /// (0 when caught up); `streamhost_reader_lag_seconds`.
+    pub lag_seconds: f64,
     /// Rows applied (committed) since the reader started.
     pub rows_applied: u64,
     /// Batches applied (committed) since the reader started.
@@ -92,7 +96,7 @@ pub struct ResetRange {
 }
 
 /// A snapshot of a reader (`GET /v1/status`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ReaderStatus {
     /// The reader's `NAME`.
     pub name: String,
@@ -260,7 +264,7 @@ impl ReaderMetrics {
 }
 
 /// Per (stream, instance) figures behind [`StreamStatus`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct StreamFigures {
     pub(crate) position: Token,
     pub(crate) writer_position: Token,
@@ -270,8 +274,8 @@ pub(crate) struct StreamFigures {
     pub(crate) last_gap: Option<(Token, Token)>,
     pub(crate) resets: u64,
     pub(crate) last_reset: Option<(Token, Token)>,
-    /// Since when the writer's position has been ahead of the position, without a catch-up.
-    pub(crate) behind_since: Option<Instant>,
+    /// When each writer position not yet applied was first seen (the lag in seconds).
+    pub(crate) lag_clock: LagClock,
 }
 
 #[derive(Debug)]
@@ -344,34 +348,31 @@ impl Shared {
         key: &(StreamName, InstanceName),
         update: impl FnOnce(&mut StreamFigures),
     ) {
-        let figures = {
+        let (position, writer_position) = {
             let mut s = self.lock();
             let figures = s.streams.entry(key.clone()).or_default();
             update(figures);
-            if figures.writer_position <= figures.position {
-                figures.behind_since = None;
-            } else if figures.behind_since.is_none() {
-                figures.behind_since = Some(Instant::now());
-            }
-            *figures
+            let (writer, position) = (figures.writer_position, figures.position);
+            figures.lag_clock.observe(writer, position, Instant::now());
+            (figures.position, figures.writer_position)
         };
         let labels = [key.0.as_str(), key.1.as_str()];
-        let writer = figures.writer_position.max(figures.position);
-        self.metrics.position.with(&labels).set(figures.position.0);
+        let writer = writer_position.max(position);
+        self.metrics.position.with(&labels).set(position.0);
         self.metrics.writer_position.with(&labels).set(writer.0);
         self.metrics
             .lag
             .with(&labels)
-            .set(writer.0.saturating_sub(figures.position.0));
+            .set(writer.0.saturating_sub(position.0));
     }
 
-    /// Sets `reader_lag_seconds` of every stream from when it fell behind (before a scrape).
+    /// Sets `reader_lag_seconds` of every stream: how long its oldest unapplied row has waited
+    /// (before a scrape).
     pub(crate) fn refresh_lag_seconds(&self) {
         let s = self.lock();
+        let now = Instant::now();
         for ((stream, instance), figures) in &s.streams {
-            let seconds = figures
-                .behind_since
-                .map_or(0.0, |since| since.elapsed().as_secs_f64());
+            let seconds = figures.lag_clock.seconds(now);
             self.metrics
                 .lag_seconds
                 .with(&[stream.as_str(), instance.as_str()])
@@ -381,6 +382,7 @@ impl Shared {
 
     pub(crate) fn snapshot(&self) -> ReaderStatus {
         let s = self.lock();
+        let now = Instant::now();
         ReaderStatus {
             name: self.name.clone(),
             writer: self.writer.clone(),
@@ -397,6 +399,7 @@ impl Shared {
                         position: f.position,
                         writer_position,
                         lag: writer_position.0.saturating_sub(f.position.0),
+                        lag_seconds: f.lag_clock.seconds(now),
                         rows_applied: f.rows_applied,
                         batches_applied: f.batches_applied,
                         gaps: f.gaps,

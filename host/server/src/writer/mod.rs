@@ -12,6 +12,7 @@
 
 mod api;
 mod appender;
+mod console;
 pub(crate) mod fanout;
 mod recent;
 pub(crate) mod streamer;
@@ -29,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use appender::{AppendError, Appender};
 pub(crate) use recent::TailBounds;
-pub use streamer::{Frame, STAMP_DIGITS};
+pub use streamer::Frame;
 
 use crate::config::WriterConfig;
 use crate::metrics::Registry;
@@ -117,7 +118,7 @@ impl Writer {
         let replication_task =
             tokio::spawn(fanout::tcp::serve(replication, context, shutdown.clone()));
         let console = crate::console::router(
-            Arc::new(crate::console::WriterSource {
+            Arc::new(console::WriterSource {
                 name: instance.as_str().to_owned(),
                 server_name: config.server_name.clone(),
                 streams: streams.clone(),

@@ -52,11 +52,6 @@ impl Frame {
     }
 }
 
-/// Digits of a commit-time stamp sent as a `PING` (microseconds since the epoch, zero-padded):
-/// 16, where Synapse's own `PING`s carry 13 (milliseconds). A reader takes a `PING` of this
-/// many digits or more as a stamp for the next `RDATA`/`POSITION` with a token.
-pub const STAMP_DIGITS: usize = 16;
-
 /// How connections ask the streamer for work.
 #[derive(Debug, Default)]
 pub struct StreamerSignals {

@@ -25,8 +25,7 @@ use streamhost_server::client::ApiClient;
 use tokio_util::sync::CancellationToken;
 
 use self::cluster::Cluster;
-use crate::LogOutput;
-use crate::cli::LogFormat;
+use crate::logging::{LogFormat, LogOutput, init_tracing};
 
 mod cluster;
 mod status;
@@ -79,7 +78,7 @@ pub async fn run(
     let log = dir.path().join(LOG_FILE);
     let file = std::fs::File::create(&log)
         .with_context(|| format!("creating the demo's log file {}", log.display()))?;
-    crate::init_tracing(
+    init_tracing(
         log_format,
         LogOutput {
             file: Some(file),

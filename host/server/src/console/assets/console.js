@@ -151,7 +151,15 @@
     return Math.max(0, rate);
   }
 
-  function draw(canvas, values) {
+  // A level's history (a lag, not a count): charted as it is, not as a rate.
+  function trackLevel(key, value) {
+    let s = series.get(key);
+    if (!s) { s = { points: [], rates: [] }; series.set(key, s); }
+    s.rates.push(Math.max(0, value));
+    if (s.rates.length > POINTS) s.rates.shift();
+  }
+
+  function draw(canvas, values, color) {
     const ratio = window.devicePixelRatio || 1;
     const w = canvas.clientWidth || 240, h = canvas.clientHeight || 32;
     if (canvas.width !== w * ratio) { canvas.width = w * ratio; canvas.height = h * ratio; }
@@ -166,7 +174,7 @@
       const x = ((start + i) / (POINTS - 1)) * w, y = h - 2 - (v / max) * (h - 4);
       if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
     });
-    g.strokeStyle = "#1a56db";
+    g.strokeStyle = color || "#1a56db";
     g.lineWidth = 1.5;
     g.stroke();
   }
@@ -215,12 +223,12 @@
     body.replaceChildren(...rows);
   }
 
-  function chartCell(row, key, kept) {
+  function chartCell(row, key, kept, color) {
     const canvas = kept || document.createElement("canvas");
     canvas.className = "chart";
     const td = cell(row, canvas);
     td.className = "chart-cell";
-    requestAnimationFrame(() => { const s = series.get(key); if (s) draw(canvas, s.rates); });
+    requestAnimationFrame(() => { const s = series.get(key); if (s) draw(canvas, s.rates, color); });
   }
 
   function render(s) {
@@ -278,19 +286,23 @@
       if (v instanceof Node) dd.append(v); else dd.textContent = v;
       dl.append(dt, dd);
     }
-    header($("streams"), ["Stream", "Instance", "Position", "Writer", "Lag (tokens)", "Rows/s", "Last minute"]);
+    header($("streams"), ["Stream", "Instance", "Position", "Writer", "Lag (tokens)", "Lag (s)", "Rows/s", "Rows/s, last minute", "Lag (s), last minute"]);
     syncRows($("streams"), st.streams, (x) => x.stream + "/" + x.instance, (row, x) => {
       const key = "r:" + x.stream + "/" + x.instance;
+      const lagKey = "l:" + x.stream + "/" + x.instance;
       const rate = track(key, s.at_ms, x.rows_applied);
-      const canvas = row.querySelector("canvas");
+      trackLevel(lagKey, x.lag_seconds);
+      const [rateCanvas, lagCanvas] = row.querySelectorAll("canvas");
       row.replaceChildren();
       cell(row, x.stream);
       cell(row, x.instance);
       cell(row, fmt(x.position), "num position");
       cell(row, fmt(x.writer_position), "num");
       cell(row, fmt(x.lag), "num lag");
+      cell(row, x.lag_seconds.toFixed(1), "num lag-seconds");
       cell(row, fmt(rate), "num rate");
-      chartCell(row, key, canvas);
+      chartCell(row, key, rateCanvas);
+      chartCell(row, lagKey, lagCanvas, "#c2410c");
     });
     renderPlugins(s);
     renderNotifications(s);

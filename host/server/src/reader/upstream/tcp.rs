@@ -25,7 +25,6 @@ use crate::metrics::Counter;
 use crate::net::tls::{ClientTls, ClientTlsStream};
 use crate::reader::inbound::{ConnId, Inbound};
 use crate::reader::status::Shared;
-use crate::writer::STAMP_DIGITS;
 
 /// Room made in the receive buffer before each read, so one read can take many lines.
 const READ_CHUNK: usize = 64 * 1024;
@@ -372,7 +371,7 @@ impl<'a, W: AsyncWrite + Unpin> Connection<'a, W> {
             }
             ServerCommand::Ping(text) => {
                 self.writer_pinged = true;
-                if let Some(stamp_us) = commit_stamp(&text) {
+                if let Some(stamp_us) = streamhost_proto::stamp::decode_stamp(&text) {
                     self.waiting = Some(Inbound::Stamp(self.id, stamp_us));
                 }
             }
@@ -436,43 +435,9 @@ impl<'a, W: AsyncWrite + Unpin> Connection<'a, W> {
     }
 }
 
-/// The commit time a Streamhost writer's `PING` carries (µs since the epoch, at least
-/// [`STAMP_DIGITS`] digits; see `writer::fanout::tcp`); `None` for an ordinary `PING`
-/// (Synapse's carry 13-digit milliseconds).
-fn commit_stamp(text: &str) -> Option<u64> {
-    if text.len() < STAMP_DIGITS || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{commit_stamp, host_of};
-
-    #[test]
-    fn only_a_long_all_digit_ping_is_a_commit_stamp() {
-        assert_eq!(
-            commit_stamp("0001733450000123456"),
-            Some(1_733_450_000_123_456)
-        );
-        assert_eq!(
-            commit_stamp("1733450000123456"),
-            Some(1_733_450_000_123_456)
-        );
-        assert_eq!(
-            commit_stamp("1733450000123"),
-            None,
-            "Synapse's milliseconds"
-        );
-        assert_eq!(commit_stamp("17334500001234x6"), None);
-        assert_eq!(commit_stamp("hello there, friend"), None);
-        assert_eq!(
-            commit_stamp("99999999999999999999999"),
-            None,
-            "overflows u64"
-        );
-    }
+    use super::host_of;
 
     #[test]
     fn the_host_of_an_address_drops_the_port_and_brackets() {

@@ -22,14 +22,13 @@
 //! `ERROR client certificate not allowed` and nothing else. The lines are the same over TLS; a
 //! plain listener sends exactly what it did without TLS support.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use streamhost_proto::{
-    ClientCommand, CommandName, DecodeError, LineFramer, MAX_LINE_LENGTH, ServerCommand, is_blank,
+    ClientCommand, DecodeError, LineFramer, MAX_LINE_LENGTH, ServerCommand, is_blank,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -40,12 +39,13 @@ use tokio_util::task::TaskTracker;
 
 use super::Ring;
 use super::peers::{PeerEntry, Peers};
+pub use super::tcp_metrics::ReplicationMetrics;
+use super::tcp_metrics::{DepthShare, UNNAMED};
 use crate::clock::unix_ms;
 use crate::config::WriterConfig;
-use crate::metrics::{Counter, CounterVec, Gauge, GaugeVec, Registry};
+use crate::metrics::Registry;
 use crate::net::accept::{Acceptor, ConnectionPermit};
 use crate::net::tls::{Admission, ServerTls};
-use crate::writer::STAMP_DIGITS;
 use crate::writer::streamer::{Frame, StreamerSignals};
 
 /// Bytes gathered from the broadcast before one socket write.
@@ -100,60 +100,6 @@ impl ReplicationContext {
             metrics: ReplicationMetrics::register(registry),
             tls,
             peers: Arc::default(),
-        }
-    }
-}
-
-/// The replication server's metrics.
-pub struct ReplicationMetrics {
-    connections: Gauge,
-    commands_in: HashMap<CommandName, Counter>,
-    commands_out: HashMap<CommandName, Counter>,
-    errors: CounterVec,
-    send_buffer: GaugeVec,
-    by_name: GaugeVec,
-}
-
-impl ReplicationMetrics {
-    /// Registers the metrics.
-    pub fn register(registry: &Registry) -> ReplicationMetrics {
-        let commands_in = registry.counter_vec(
-            "replication_commands_in_total",
-            "Replication commands received, by command.",
-            &["command"],
-        );
-        let commands_out = registry.counter_vec(
-            "replication_commands_out_total",
-            "Replication commands sent, by command.",
-            &["command"],
-        );
-        ReplicationMetrics {
-            connections: registry.gauge("replication_connections", "Open replication connections."),
-            commands_in: CommandName::ALL
-                .iter()
-                .map(|n| (*n, commands_in.with(&[n.as_str()])))
-                .collect(),
-            commands_out: CommandName::ALL
-                .iter()
-                .map(|n| (*n, commands_out.with(&[n.as_str()])))
-                .collect(),
-            errors: registry.counter_vec(
-                "replication_errors_total",
-                "Replication connections closed with ERROR, by reason.",
-                &["reason"],
-            ),
-            send_buffer: registry.gauge_vec(
-                "replication_send_buffer_depth",
-                "Commands waiting to be written to the connections of a client, by the name \
-                 it gave in NAME (`unnamed` before it does); connections sharing a name add up.",
-                &["name"],
-            ),
-            by_name: registry.gauge_vec(
-                "replication_client_connections",
-                "Open replication connections by the client's NAME (`unnamed` before it \
-                 sends one).",
-                &["name"],
-            ),
         }
     }
 }
@@ -641,43 +587,6 @@ async fn write_watching(
     }
 }
 
-/// A `PING` payload carrying a commit time: the microseconds since the epoch, zero-padded
-/// to [`STAMP_DIGITS`] digits. Synapse takes a `PING`'s text as opaque (and sends a
-/// 13-digit millisecond time), so the line stays one Synapse accepts; a reader tells a
-/// stamp from an ordinary `PING` by its length.
-fn stamp_text(stamp_us: u64) -> String {
-    format!("{stamp_us:0width$}", width = STAMP_DIGITS)
-}
-
-/// The label of a connection's series until the client sends `NAME`.
-const UNNAMED: &str = "unnamed";
-
-/// A connection's share of its client's send-buffer series: what it added, taken back when
-/// it moves to another name or ends.
-struct DepthShare {
-    gauge: Gauge,
-    shown: i64,
-}
-
-impl DepthShare {
-    fn set(&mut self, depth: i64) {
-        self.gauge.add(depth - self.shown);
-        self.shown = depth;
-    }
-
-    fn rename(&mut self, gauge: Gauge) {
-        self.gauge.add(-self.shown);
-        gauge.add(self.shown);
-        self.gauge = gauge;
-    }
-}
-
-impl Drop for DepthShare {
-    fn drop(&mut self) {
-        self.gauge.add(-self.shown);
-    }
-}
-
 /// Adds `frame`, after a `PING` with its commit-time stamp when it has one and no `PING` went
 /// out for a ping interval (so `PING`s never come closer than Synapse's own).
 fn add_frame(
@@ -691,7 +600,11 @@ fn add_frame(
         && last_ping.elapsed() >= context.ping_interval
     {
         *last_ping = Instant::now();
-        push(out, metrics, &ServerCommand::Ping(stamp_text(stamp)));
+        push(
+            out,
+            metrics,
+            &ServerCommand::Ping(streamhost_proto::stamp::encode_stamp(stamp)),
+        );
     }
     out.extend_from_slice(&frame.line);
     metrics.commands_out[&frame.name].inc();
