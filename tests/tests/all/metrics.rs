@@ -371,7 +371,7 @@ async fn a_running_demo_serves_every_histogram_with_observations_to_a_strict_par
         let counts = scrape.histogram_counts();
         needs
             .iter()
-            .filter(|family| counts.get(**family).is_none_or(|n| *n <= 0))
+            .filter(|family| counts.get(**family).is_none_or(|n| *n == 0))
             .map(|family| family.to_string())
             .collect()
     };
