@@ -4,7 +4,8 @@
 //! - [`tcp`]: the replication listener. Each connection subscribes when it opens (before
 //!   `SERVER`, so it misses no frame) and writes every frame to its peer; a peer more than
 //!   `max_pending_commands` behind is closed with `ERROR Failed to keep up`.
-//! - `tcp_metrics`: the listener's metrics, labelled by the client's `NAME`.
+//! - `tcp_metrics`: the listener's metrics, labelled by the client's `NAME`; `tcp_out`: what
+//!   a connection writes (frames with their commit-time stamp `PING`s, counted commands).
 //! - [`peers`]: the open connections with the `NAME` each peer gave, for the console.
 //! - [`redis`]: with `[writer.redis]`, the publisher subscribes at every (re)connect and
 //!   publishes each frame's bare line on channel `<server_name>`, holding a stream's lines
@@ -18,6 +19,7 @@ pub(crate) mod peers;
 pub(crate) mod redis;
 pub(crate) mod tcp;
 mod tcp_metrics;
+mod tcp_out;
 
 use std::sync::Arc;
 

@@ -41,6 +41,7 @@ use super::Ring;
 use super::peers::{PeerEntry, Peers};
 pub use super::tcp_metrics::ReplicationMetrics;
 use super::tcp_metrics::{DepthShare, UNNAMED};
+use super::tcp_out::{add_frame, push};
 use crate::clock::unix_ms;
 use crate::config::WriterConfig;
 use crate::metrics::Registry;
@@ -584,34 +585,5 @@ async fn write_watching(
             }
             () = done.cancelled() => return Flow::Stop,
         }
-    }
-}
-
-/// Adds `frame`, after a `PING` with its commit-time stamp when it has one and no `PING` went
-/// out for a ping interval (so `PING`s never come closer than Synapse's own).
-fn add_frame(
-    out: &mut Vec<u8>,
-    context: &ReplicationContext,
-    last_ping: &mut Instant,
-    frame: &Frame,
-) {
-    let metrics = &context.metrics;
-    if let Some(stamp) = frame.stamp
-        && last_ping.elapsed() >= context.ping_interval
-    {
-        *last_ping = Instant::now();
-        push(
-            out,
-            metrics,
-            &ServerCommand::Ping(streamhost_proto::stamp::encode_stamp(stamp)),
-        );
-    }
-    out.extend_from_slice(&frame.line);
-    metrics.commands_out[&frame.name].inc();
-}
-
-fn push(out: &mut Vec<u8>, metrics: &ReplicationMetrics, command: &ServerCommand) {
-    if command.encode(out).is_ok() {
-        metrics.commands_out[&command.name()].inc();
     }
 }
