@@ -63,6 +63,27 @@ pub(super) fn run(
     checks
 }
 
+/// A plugin's count of every stream (`None`: it did not answer) is the log's row count.
+pub(super) fn plugin_counts(
+    log: &LogRows,
+    name: &str,
+    counts: &BTreeMap<String, Option<u64>>,
+) -> Check {
+    let mut check = Check::new(format!("{name}: every row applied once (row counts)"));
+    for (stream, rows) in log {
+        check.checked += rows.len();
+        let got = counts.get(stream).copied().flatten();
+        if got != Some(rows.len() as u64) {
+            check.violations.push(format!(
+                "{stream}: the plugin counted {}, the log has {}",
+                got.map_or("nothing".to_string(), |n| n.to_string()),
+                rows.len()
+            ));
+        }
+    }
+    check
+}
+
 /// Every acknowledged row is in the log at the token it was acknowledged with.
 fn acknowledged_kept(log: &LogRows, history: &History) -> Check {
     let mut check = Check::new("no acknowledged row lost (writer's log)");

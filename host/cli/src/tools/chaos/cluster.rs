@@ -12,6 +12,7 @@ use streamhost_server::client::ApiClient;
 use streamhost_server::reader::ReaderStore;
 
 use super::checks::{Applied, LogRows};
+use super::plugins::ReaderPlugins;
 use super::processes::{Node, free_port};
 use super::proxy::Proxy;
 use super::schedule::{Fault, Shape, Step};
@@ -32,6 +33,8 @@ pub(super) struct Plan {
     pub(super) tcp_readers: usize,
     /// Readers following over Redis pub/sub.
     pub(super) redis_readers: usize,
+    /// Built plugins (`scripts/build-plugins`): every reader runs `stream-stats` from them.
+    pub(super) plugins: Option<PathBuf>,
 }
 
 /// Everything running.
@@ -39,8 +42,11 @@ pub(super) struct Cluster {
     pub(super) writer: Node,
     pub(super) readers: Vec<Node>,
     reader_data: Vec<PathBuf>,
-    reader_urls: Vec<String>,
+    /// The readers' HTTP APIs.
+    pub(super) reader_urls: Vec<String>,
     proxies: Vec<Proxy>,
+    /// Each reader's plugin, with `--plugins`.
+    plugins: Vec<ReaderPlugins>,
     pub(super) redis: Option<Server>,
     pub(super) postgres: Option<Server>,
     /// The writer's HTTP API.
@@ -98,6 +104,7 @@ impl Cluster {
             reader_data: Vec::new(),
             reader_urls: Vec::new(),
             proxies: Vec::new(),
+            plugins: Vec::new(),
             redis,
             postgres,
             writer_url,
@@ -130,6 +137,12 @@ impl Cluster {
                 "--record-rows",
             ]);
             args.extend(["--data".to_string(), data.display().to_string()]);
+            if let Some(source) = &plan.plugins {
+                let plugins = ReaderPlugins::install(source, &dir.join(format!("{name}-plugins")))?;
+                args.extend(["--plugins".to_string(), plugins.dir.display().to_string()]);
+                args.extend(["--config".to_string(), plugins.config.display().to_string()]);
+                cluster.plugins.push(plugins);
+            }
             if n >= plan.tcp_readers {
                 let redis = cluster.redis.as_ref().context("Redis readers need Redis")?;
                 args.extend(words(&["--redis-url", &redis.redis_url()]));
@@ -143,6 +156,11 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Whether the readers run a plugin.
+    pub(super) fn has_plugins(&self) -> bool {
+        !self.plugins.is_empty()
+    }
+
     /// The faults this cluster can take.
     pub(super) fn shape(&self) -> Shape {
         Shape {
@@ -150,6 +168,7 @@ impl Cluster {
             tcp_readers: self.proxies.len(),
             redis: self.redis.is_some(),
             postgres: self.postgres.is_some(),
+            plugins: !self.plugins.is_empty(),
         }
     }
 
@@ -190,6 +209,7 @@ impl Cluster {
                 tokio::time::sleep(step.hold).await;
                 pg.start().await?;
             }
+            Fault::ReloadPlugin(n) => self.plugins[n].reload()?,
         }
         Ok(())
     }

@@ -3,13 +3,14 @@
 //! Redis ones on its own Redis server) as child processes of this executable, clients
 //! appending with retries, and injects faults on a schedule drawn from `--seed`: SIGKILL and
 //! restart of the writer and of readers, cut, delayed and reset replication links, Redis and
-//! PostgreSQL crashes. At the end it checks the history (every acknowledged append, every
+//! PostgreSQL crashes, and with `--plugins` a plugin hot-reloaded. At the end it checks the history (every acknowledged append, every
 //! row each reader applied) against the writer's log, prints the faults by kind and the
 //! checks, and fails on any violation.
 //!
 //! Files: `schedule` (the seeded fault schedule), `processes` (the writer and readers as
 //! children), `servers` (Redis and PostgreSQL of its own), `proxy` (the replication links),
-//! `cluster` (all of them and how a fault is injected), `history` (the clients and what was
+//! `cluster` (all of them and how a fault is injected), `plugins` (the readers' plugin with
+//! `--plugins`), `history` (the clients and what was
 //! acknowledged), `checks` (the end checks), `report` (the summary).
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use self::schedule::{Schedule, fresh_seed};
 mod checks;
 mod cluster;
 mod history;
+mod plugins;
 mod processes;
 mod proxy;
 mod report;
@@ -72,6 +74,10 @@ pub struct ChaosArgs {
     /// Clients appending concurrently.
     #[arg(long, default_value_t = 4)]
     pub clients: u64,
+    /// Built plugins (`scripts/build-plugins DIR`): every reader runs DIR/stream-stats,
+    /// hot-reloaded as a fault, and its row counts are checked [default: no plugins].
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<std::path::PathBuf>,
     /// Keep the run's folder (data and every process's log) even when the run passes.
     #[arg(long)]
     pub keep: bool,
@@ -117,6 +123,7 @@ async fn run_in(
         postgres: args.db == Db::Postgres,
         tcp_readers: args.tcp_readers,
         redis_readers: args.redis_readers,
+        plugins: args.plugins.clone(),
     };
     let mut cluster = Cluster::start(dir, &plan).await?;
     println!(
@@ -191,11 +198,25 @@ async fn run_in(
             "{reader} did not reach the writer's positions within {CATCH_UP_TIMEOUT:?}"
         ));
     }
+    let mut plugin_checks = Vec::new();
+    if cluster.has_plugins() {
+        let want: BTreeMap<String, u64> = log
+            .iter()
+            .map(|(s, r)| (s.clone(), r.len() as u64))
+            .collect();
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        for (reader, url) in cluster.readers.iter().zip(&cluster.reader_urls) {
+            let counts = plugins::counts(url, &want, deadline).await;
+            let name = format!("{} {}", reader.name, plugins::PLUGIN);
+            plugin_checks.push(checks::plugin_counts(&log, &name, &counts));
+        }
+    }
     problems.extend(cluster.stop().await);
     let applied = cluster.applied().await?;
     cluster.stop_servers().await;
     let history = std::mem::take(&mut *history.lock().expect("history lock"));
-    let checks = checks::run(&log, &history, &applied, INSTANCE);
+    let mut checks = checks::run(&log, &history, &applied, INSTANCE);
+    checks.extend(plugin_checks);
     let summary = Summary {
         seed,
         db: db_name(args.db),

@@ -51,11 +51,13 @@ pub(super) enum Fault {
     RestartRedis,
     /// Crash the PostgreSQL server (immediate shutdown), then start it again.
     RestartPostgres,
+    /// Change reader `n`'s plugin manifest on disk (an equivalent form): a hot reload.
+    ReloadPlugin(usize),
 }
 
 impl Fault {
     /// Every kind's name, in the order the report lists them.
-    pub(super) const KINDS: [&'static str; 7] = [
+    pub(super) const KINDS: [&'static str; 8] = [
         "writer SIGKILL",
         "reader SIGKILL",
         "link cut",
@@ -63,6 +65,7 @@ impl Fault {
         "link reset",
         "redis restart",
         "postgres restart",
+        "plugin reload",
     ];
 
     /// This fault's kind, one of [`Fault::KINDS`].
@@ -75,6 +78,7 @@ impl Fault {
             Fault::ResetLink(_) => 4,
             Fault::RestartRedis => 5,
             Fault::RestartPostgres => 6,
+            Fault::ReloadPlugin(_) => 7,
         };
         Fault::KINDS[index]
     }
@@ -91,6 +95,8 @@ pub(super) struct Shape {
     pub(super) redis: bool,
     /// A PostgreSQL server of the tool's own holds the log.
     pub(super) postgres: bool,
+    /// Every reader runs a plugin from a folder of its own.
+    pub(super) plugins: bool,
 }
 
 /// The next fault: wait `pause`, inject `fault`, heal it after `hold`.
@@ -183,6 +189,10 @@ impl Schedule {
         if shape.postgres {
             choices.push((1, Fault::RestartPostgres));
         }
+        if shape.plugins && shape.readers > 0 {
+            let n = self.rng.below(shape.readers as u64) as usize;
+            choices.push((1, Fault::ReloadPlugin(n)));
+        }
         choices
     }
 }
@@ -204,6 +214,7 @@ mod tests {
         tcp_readers: 2,
         redis: true,
         postgres: true,
+        plugins: true,
     };
 
     #[test]
@@ -228,6 +239,7 @@ mod tests {
                 Fault::CutLink(n) | Fault::DelayLink(n) | Fault::ResetLink(n) => {
                     assert!(n < SHAPE.tcp_readers)
                 }
+                Fault::ReloadPlugin(n) => assert!(n < SHAPE.readers),
                 _ => {}
             }
         }
@@ -250,6 +262,7 @@ mod tests {
         let shape = Shape {
             redis: false,
             postgres: false,
+            plugins: false,
             ..SHAPE
         };
         let mut schedule = Schedule::new(3, shape);
