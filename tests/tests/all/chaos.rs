@@ -1,9 +1,11 @@
 //! `streamhost chaos`, the real binary, for a short run: faults are injected (writer and
-//! reader SIGKILLs, link faults, a Redis restart, and PostgreSQL restarts on `--db
-//! postgres`) and every check passes. CI's short version of the 600-s soaks in
+//! reader SIGKILLs, link faults, a Redis restart, plugin reloads, and PostgreSQL restarts on
+//! `--db postgres`) and every check passes. CI's short version of the 600-s soaks in
 //! RELIABILITY.md.
 
 use std::process::Command;
+
+use streamhost_integration_tests::plugins::PLUGINS_DIR;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_streamhost-under-test");
 
@@ -62,7 +64,7 @@ fn assert_passed_with_faults(report: &str, kinds: &[&str]) {
 
 #[test]
 fn a_short_chaos_run_on_sqlite_injects_faults_and_finds_no_violation() {
-    let report = chaos(&["--duration", "25", "--seed", "18"]);
+    let report = chaos(&["--duration", "25", "--seed", "18", "--plugins", PLUGINS_DIR]);
     assert!(report.contains("seed 18"), "{report}");
     assert_passed_with_faults(
         &report,
@@ -70,9 +72,15 @@ fn a_short_chaos_run_on_sqlite_injects_faults_and_finds_no_violation() {
             "writer SIGKILL",
             "reader SIGKILL",
             "link cut",
+            "link delayed",
             "link reset",
             "redis restart",
+            "plugin reload",
         ],
+    );
+    assert!(
+        report.contains("reader-1 stream-stats: every row applied once (row counts)"),
+        "{report}"
     );
 }
 
