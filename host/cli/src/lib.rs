@@ -3,14 +3,14 @@
 //!
 //! File map:
 //! - `logging`: where log lines go (stderr, the demo's file) and their format.
-//! - `cli`: the commands and their flags (writer, reader, tail, demo, chaos, bench, plugin, config,
-//!   synapse, admin, completions, man).
+//! - `cli`: the commands and their flags (writer, reader, tail, demo, chaos, bench, plugin,
+//!   config, synapse, admin, completions, man).
 //! - `tools/`: what runs beside the product: `tail` (decoded replication traffic), `demo` (a
 //!   writer, two readers and traffic in one process), `chaos` (a soak under faults with
-//!   exactly-once checks), `plugin_*` (plugins without a reader),
-//!   `config_check` (a configuration checked and printed, secrets masked), `synapse_import`
-//!   (a reader's configuration from Synapse's YAML), `admin` (a reader's admin API from the
-//!   command line) and `manual` (completions and man pages).
+//!   exactly-once checks), `plugin_*` (plugins without a reader), `config_check` (a
+//!   configuration checked and printed, secrets masked), `synapse_import` (a reader's
+//!   configuration from Synapse's YAML), `admin` (a reader's admin API from the command line)
+//!   and `manual` (completions and man pages).
 //!
 //! The writer and the reader are `streamhost_server`; `streamhost bench` is `streamhost_bench`.
 
