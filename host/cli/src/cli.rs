@@ -37,6 +37,9 @@ pub enum Command {
     Tail(TailArgs),
     /// A writer, two readers and generated traffic in one process on a temporary SQLite file.
     Demo(crate::tools::demo::DemoArgs),
+    /// A soak under faults (process kills, cut links, server crashes) that checks every
+    /// acknowledged row reached every reader exactly once; `--seed` replays a run.
+    Chaos(crate::tools::chaos::ChaosArgs),
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench(streamhost_bench::BenchArgs),
     /// Work with reader plugins without a reader.

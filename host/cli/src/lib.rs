@@ -3,13 +3,14 @@
 //!
 //! File map:
 //! - `logging`: where log lines go (stderr, the demo's file) and their format.
-//! - `cli`: the commands and their flags (writer, reader, tail, demo, bench, plugin, config,
-//!   synapse, admin, completions, man).
+//! - `cli`: the commands and their flags (writer, reader, tail, demo, chaos, bench, plugin,
+//!   config, synapse, admin, completions, man).
 //! - `tools/`: what runs beside the product: `tail` (decoded replication traffic), `demo` (a
-//!   writer, two readers and traffic in one process), `plugin_*` (plugins without a reader),
-//!   `config_check` (a configuration checked and printed, secrets masked), `synapse_import`
-//!   (a reader's configuration from Synapse's YAML), `admin` (a reader's admin API from the
-//!   command line) and `manual` (completions and man pages).
+//!   writer, two readers and traffic in one process), `chaos` (a soak under faults with
+//!   exactly-once checks), `plugin_*` (plugins without a reader), `config_check` (a
+//!   configuration checked and printed, secrets masked), `synapse_import` (a reader's
+//!   configuration from Synapse's YAML), `admin` (a reader's admin API from the command line)
+//!   and `manual` (completions and man pages).
 //!
 //! The writer and the reader are `streamhost_server`; `streamhost bench` is `streamhost_bench`.
 
@@ -74,6 +75,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             .await
         }
         Command::Demo(args) => tools::demo::run(args, log_format, shutdown).await,
+        Command::Chaos(args) => tools::chaos::run(args, shutdown).await,
         Command::Bench(args) => streamhost_bench::run(args).await,
         Command::Plugin(PluginArgs {
             command: PluginCommand::Run(args),

@@ -4,6 +4,7 @@
 
 mod accept_errors;
 mod admin_cli;
+mod chaos;
 mod compile_cache;
 mod completions;
 mod config_env;

@@ -1,6 +1,7 @@
 //! The tools beside the product: each drives the server library from the outside.
 
 pub mod admin;
+pub mod chaos;
 pub mod config_check;
 pub mod demo;
 pub mod manual;
