@@ -1,6 +1,6 @@
 //! What can go wrong with the log, and the result type of its operations.
 
-use streamhost_proto::{JsonError, StreamName};
+use streamhost_proto::{JsonError, StreamName, Token};
 
 /// What can go wrong with the log.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,16 @@ pub enum LogError {
     /// An append on a log opened with [`Log::open_read_only`].
     #[error("the log was opened read-only")]
     ReadOnly,
+    /// A read from below the stream's floor: rows it asked for were trimmed by retention.
+    #[error("rows of stream {stream} up to token {trimmed_upto} were trimmed from the log")]
+    Trimmed {
+        /// The stream read.
+        stream: StreamName,
+        /// The highest token trimmed: a read from this token on is served.
+        trimmed_upto: Token,
+        /// The lowest token still in the log (none if the stream has no rows).
+        earliest: Option<Token>,
+    },
 }
 
 impl From<JsonError> for LogError {

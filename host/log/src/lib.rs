@@ -19,12 +19,16 @@
 //! In both, the first row of a stream gets token 2 (position 1 is the implicit origin, as in
 //! Synapse). [`Log::open_read_only`] opens either database for reading only (readers catching
 //! up straight from the shared database).
+//!
+//! Retention ([`Log::trim`], `trim.rs`) deletes a stream's oldest rows and raises its floor;
+//! a read from below the floor fails with [`LogError::Trimmed`], never answers short.
 
 mod append;
 mod error;
 mod open;
 mod positions;
 mod read;
+mod trim;
 mod url;
 
 use std::collections::HashMap;
@@ -34,6 +38,7 @@ use sqlx::{PgPool, SqlitePool};
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
 
 pub use error::{LogError, Result};
+pub use trim::{TrimOutcome, trimmed_after};
 pub use url::{Backend, has_password, percent_encode, redact_url, with_password};
 
 /// The position of a stream with no rows: Synapse's implicit origin.

@@ -9,6 +9,10 @@ impl Log {
     ///
     /// Never cuts a token in half: when the limit falls inside a run of rows sharing a token,
     /// the run is left for the next call, or returned whole if it is the first token.
+    ///
+    /// Fails with [`crate::LogError::Trimmed`] when `from` is below the stream's floor (rows
+    /// after it were trimmed). The floor is read after the rows, and a trim raises it in the
+    /// transaction that deletes them, so a read racing a trim is refused, never short.
     pub async fn read_range(
         &self,
         stream: &StreamName,
@@ -27,6 +31,7 @@ impl Log {
         let mut rows = self
             .select(stream, from, upto, Some((limit + 1) as i64))
             .await?;
+        self.check_floor(stream, from).await?;
         if rows.len() <= limit {
             return Ok(Updates {
                 rows,
@@ -42,6 +47,7 @@ impl Log {
             rows = self
                 .select(stream, Token(boundary.0 - 1), boundary, None)
                 .await?;
+            self.check_floor(stream, from).await?;
             return Ok(Updates {
                 rows,
                 upto: boundary,

@@ -703,7 +703,7 @@ async fn the_http_api_serves_status_metrics_and_json_404s() {
         serde_json::json!({
             "stream": "events", "instance": "master", "position": 9, "writer_position": 9, "lag": 0,
             "lag_seconds": 0.0, "rows_applied": 1, "batches_applied": 1, "gaps": 0, "last_gap": null,
-            "resets": 0, "last_reset": null
+            "trimmed": 0, "last_trimmed": null, "resets": 0, "last_reset": null
         })
     );
 

@@ -42,6 +42,7 @@ mod reader_authorizer;
 mod redis;
 mod redis_tls;
 mod replication;
+mod retention;
 mod secrets;
 mod secure_defaults;
 mod security_matrix;

@@ -3,6 +3,7 @@
 //! Layering: built-in defaults, then the file, then `STREAMHOST_…` environment variables
 //! (laid over the file's TOML tree in [`env`], [`ConfigFile::resolve`]), then command-line
 //! flags (applied in `cli`). Unknown keys are errors that name the key (or the variable).
+//! `[writer.retention]` and `[reader.plugins.retention]` are in `retention`;
 //! `[reader.synapse]` is in [`synapse`], `[writer.redis]` and `[reader.redis]` in `redis`; the
 //! memory bounds' checks and conversions are in `bounds`; `[reader.plugins.queries]` and
 //! `[reader.plugins.rate_limit]` are in [`queries`], `[reader.plugins]` itself in `plugins`;
@@ -22,6 +23,7 @@ mod listener;
 mod plugins;
 mod queries;
 mod redis;
+mod retention;
 mod scope;
 pub mod secrets;
 mod synapse;
@@ -42,6 +44,9 @@ pub use self::listener::{ListenerConfig, ServerTlsConfig};
 pub use self::plugins::PluginsConfig;
 pub use self::queries::{QueriesConfig, RateLimitConfig};
 pub use self::redis::RedisConfig;
+pub use self::retention::{
+    Limits as RetentionLimits, PluginRetention, StreamRetention, WriterRetention,
+};
 pub use self::scope::{Pattern, Scope};
 pub use self::secrets::{Secret, SecretUrl};
 pub use self::synapse::{InstanceLocation, StreamWriters, SynapseConfig, SynapseRedisConfig};
@@ -161,6 +166,8 @@ pub struct WriterConfig {
     /// Also replicate over Redis pub/sub (`[writer.redis]`), on channel `<server_name>`,
     /// beside the TCP listener.
     pub redis: Option<RedisConfig>,
+    /// Trimming the log per stream (`[writer.retention]`, in `retention`); off by default.
+    pub retention: WriterRetention,
 }
 
 impl Default for WriterConfig {
@@ -189,6 +196,7 @@ impl Default for WriterConfig {
             ping_interval_ms: 5_000,
             ping_timeout_ms: 25_000,
             redis: None,
+            retention: WriterRetention::default(),
         }
     }
 }
@@ -264,7 +272,7 @@ impl WriterConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.http.validate("writer.http")?;
         self.replication.validate("writer.replication")?;
-        self.stream_names()?;
+        self.retention.validate(&self.stream_names()?)?;
         if let Some(url) = &self.database.url {
             streamhost_log::Backend::of_url(url).context("writer.database.url")?;
         }
@@ -470,6 +478,7 @@ impl ReaderConfig {
         self.validate_bounds()?;
         self.plugins.queries.validate()?;
         self.plugins.rate_limit.validate()?;
+        self.plugins.retention.validate()?;
         self.auth.validate()?;
         destinations::check_grants(&self.plugins.grants, &self.destinations)?;
         anyhow::ensure!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{QueriesConfig, RateLimitConfig, Secret};
+use super::{PluginRetention, QueriesConfig, RateLimitConfig, Secret};
 
 /// The reader's plugins: where they are, what each is granted, and the host's bounds.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -53,6 +53,8 @@ pub struct PluginsConfig {
     /// Requests per client address on the query and notification endpoints
     /// (`[reader.plugins.rate_limit]`).
     pub rate_limit: RateLimitConfig,
+    /// Pruning of dead letters and failure files (`[reader.plugins.retention]`).
+    pub retention: PluginRetention,
 }
 
 impl Default for PluginsConfig {
@@ -77,6 +79,7 @@ impl Default for PluginsConfig {
             grants: Default::default(),
             queries: QueriesConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            retention: PluginRetention::default(),
         }
     }
 }

@@ -64,10 +64,16 @@ pub struct StreamStatus {
     /// Batches applied (committed) since the reader started.
     pub batches_applied: u64,
     /// Ranges of rows missed and not fetchable (a Synapse stream whose rows are only in
-    /// Synapse's database) since the reader started.
+    /// Synapse's database, or rows the writer trimmed) since the reader started; every one is
+    /// also a row of `reader_gaps` in `reader.sqlite`.
     pub gaps: u64,
     /// The latest of those ranges.
     pub last_gap: Option<GapRange>,
+    /// Of `gaps`, the ranges the writer had trimmed by retention before this reader fetched
+    /// them (its catch-up answered 410); the reader followed on from the earliest token kept.
+    pub trimmed: u64,
+    /// The latest of those ranges.
+    pub last_trimmed: Option<GapRange>,
     /// Times the writer restarted its tokens (a Synapse process restarting resets `typing`,
     /// `federation` and `presence_federation`) and the reader followed it back, since the
     /// reader started.
@@ -140,6 +146,7 @@ pub(crate) struct ReaderMetrics {
     pub(crate) catchup_rows: CounterVec,
     pub(crate) writer_behind: CounterVec,
     pub(crate) gaps: CounterVec,
+    pub(crate) trimmed: CounterVec,
     pub(crate) resets: CounterVec,
     pub(crate) reconnects: Counter,
     pub(crate) errors: CounterVec,
@@ -191,6 +198,13 @@ impl ReaderMetrics {
                 "reader_gaps_total",
                 "Token ranges missed that no catch-up source can provide (Synapse streams \
                  whose rows are only in Synapse's database); each is logged with its range.",
+                &["stream", "instance"],
+            ),
+            trimmed: r.counter_vec(
+                "reader_trimmed_gaps_total",
+                "Catch-ups answered 410 by the writer (rows trimmed by its retention before \
+                 this reader fetched them); each is also a gap, logged with its range and \
+                 recorded in reader.sqlite.",
                 &["stream", "instance"],
             ),
             resets: r.counter_vec(
@@ -272,6 +286,8 @@ pub(crate) struct StreamFigures {
     pub(crate) batches_applied: u64,
     pub(crate) gaps: u64,
     pub(crate) last_gap: Option<(Token, Token)>,
+    pub(crate) trimmed: u64,
+    pub(crate) last_trimmed: Option<(Token, Token)>,
     pub(crate) resets: u64,
     pub(crate) last_reset: Option<(Token, Token)>,
     /// When each writer position not yet applied was first seen (the lag in seconds).
@@ -404,6 +420,11 @@ impl Shared {
                         batches_applied: f.batches_applied,
                         gaps: f.gaps,
                         last_gap: f.last_gap.map(|(from, to)| GapRange {
+                            from: from.0,
+                            to: to.0,
+                        }),
+                        trimmed: f.trimmed,
+                        last_trimmed: f.last_trimmed.map(|(from, to)| GapRange {
                             from: from.0,
                             to: to.0,
                         }),

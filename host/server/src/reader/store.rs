@@ -1,6 +1,6 @@
 //! The reader's own SQLite database (`reader.sqlite`): the applied position of every
 //! (stream, instance), with the writer's run it belongs to, and, with the recording sink,
-//! every delivered row.
+//! every delivered row, and the gaps it moved past (`reader_gaps`).
 //!
 //! WAL with `synchronous = NORMAL`: a `kill -9` loses nothing committed; an OS crash may lose
 //! the last commits, but positions and the sink's writes share each transaction, so they
@@ -33,6 +33,25 @@ pub(crate) const RUN_START: Token = Token(0);
 
 /// Positions per multi-row upsert: 4 bound values each.
 const UPSERT_CHUNK: usize = 1_000;
+
+/// A token range `(from, to]` of a (stream, instance) the reader moved past without its rows
+/// (a row of `reader_gaps`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// The stream.
+    pub stream: StreamName,
+    /// The writer instance.
+    pub instance: InstanceName,
+    /// The reader's position when it found the gap (excluded).
+    pub from: Token,
+    /// The position it moved on to (included).
+    pub to: Token,
+    /// `trimmed` (the writer's retention deleted the rows: a 410) or `unavailable` (no
+    /// source has them).
+    pub reason: String,
+    /// When it was found, in ms since the Unix epoch.
+    pub at_ms: i64,
+}
 
 /// The reader's database. Cloning shares the connection pool.
 #[derive(Clone, Debug)]
@@ -142,6 +161,48 @@ impl ReaderStore {
                  run = excluded.run",
             );
             upsert.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Every recorded gap, oldest first.
+    pub async fn gaps(&self) -> anyhow::Result<Vec<Gap>> {
+        let rows = sqlx::query(
+            "SELECT stream, instance, from_token, to_token, reason, at_ms FROM reader_gaps \
+             ORDER BY rowid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let (stream, instance) = key_of(row)?;
+                Ok(Gap {
+                    stream,
+                    instance,
+                    from: Token(row.try_get("from_token")?),
+                    to: Token(row.try_get("to_token")?),
+                    reason: row.try_get("reason")?,
+                    at_ms: row.try_get("at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records `gaps` inside the caller's transaction (the one that moves past them).
+    pub(crate) async fn write_gaps(tx: &mut SqliteConnection, gaps: &[Gap]) -> anyhow::Result<()> {
+        for gap in gaps {
+            sqlx::query(
+                "INSERT INTO reader_gaps (stream, instance, from_token, to_token, reason, at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(gap.stream.as_str())
+            .bind(gap.instance.as_str())
+            .bind(gap.from.0)
+            .bind(gap.to.0)
+            .bind(&gap.reason)
+            .bind(gap.at_ms)
+            .execute(&mut *tx)
+            .await?;
         }
         Ok(())
     }

@@ -4,7 +4,8 @@
 //!   atomically; answers `{"stream": s, "tokens": [...]}` after the commit.
 //! - `GET /v1/streams`: every stream and its position (behind `read_token`).
 //! - `GET /_synapse/replication/get_repl_stream_updates/{stream}/{txn_id}?from_token=&upto_token=`:
-//!   `{"updates": [[token, row], ...], "upto_token": n, "limited": bool}` (Synapse's shape).
+//!   `{"updates": [[token, row], ...], "upto_token": n, "limited": bool}` (Synapse's shape);
+//!   410 when rows after `from_token` were trimmed by retention (`retention::gone`).
 //! - `GET /metrics`: Prometheus text (behind `read_token`).
 //! - `GET /console` and `/console/...`: the live web console (`crate::console`), its data
 //!   behind `read_token`.
@@ -22,10 +23,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::value::RawValue;
-use streamhost_log::{AppendRequest, Log};
+use streamhost_log::{AppendRequest, Log, LogError};
 use streamhost_proto::{InstanceName, MAX_LINE_LENGTH, RowJson, StreamName, Token};
 
 use super::appender::{AppendError, Appender};
+use super::retention::{self, CatchupHolds};
 use super::streams::StreamSet;
 use crate::config::Secret;
 use crate::http::{self, ApiError, Bearer, Limits, Params, Response};
@@ -65,6 +67,8 @@ pub struct WriterApi {
     pub registry: Arc<Registry>,
     /// The API's metrics, looked up once per stream.
     pub metrics: ApiMetrics,
+    /// Where catch-up requests hold rows against retention.
+    pub holds: Arc<CatchupHolds>,
 }
 
 /// The API's per-stream metrics, looked up once.
@@ -75,6 +79,7 @@ pub struct ApiMetrics {
 /// One stream's handles.
 struct StreamMetrics {
     catchup_requests: Counter,
+    catchup_trimmed: Counter,
     catchup_duration: Histogram,
     append_duration: Histogram,
 }
@@ -94,6 +99,12 @@ impl ApiMetrics {
             &["stream"],
             Buckets::FAST,
         );
+        let catchup_trimmed = registry.counter_vec(
+            "catchup_trimmed_total",
+            "Catch-up requests answered 410 because rows after their from_token were \
+             trimmed by retention, by stream.",
+            &["stream"],
+        );
         let append_duration = registry.histogram_vec(
             "append_duration_seconds",
             "Time from an append request reaching its handler to its acknowledgement (the \
@@ -109,6 +120,7 @@ impl ApiMetrics {
                     name.clone(),
                     StreamMetrics {
                         catchup_requests: catchup_requests.with(&label),
+                        catchup_trimmed: catchup_trimmed.with(&label),
                         catchup_duration: catchup_duration.with(&label),
                         append_duration: append_duration.with(&label),
                     },
@@ -277,14 +289,32 @@ async fn catch_up(
     let upto = token_param(&params, "upto_token")?.min(recent.position());
     let metrics = api.metrics.stream(stream);
     metrics.catchup_requests.inc();
+    if streamhost_log::trimmed_after(from, recent.floor()) {
+        metrics.catchup_trimmed.inc();
+        let earliest = api.log.earliest_token(stream).await.ok().flatten();
+        return Ok(retention::gone(stream, from, recent.floor(), earliest));
+    }
     let updates = match recent.read(from, upto, api.catchup_row_limit) {
         Some(updates) => updates,
-        None => api
+        None => match api
             .log
             .read_range(stream, from, upto, api.catchup_row_limit)
             .await
-            .map_err(ApiError::internal)?,
+        {
+            Ok(updates) => updates,
+            Err(LogError::Trimmed {
+                trimmed_upto,
+                earliest,
+                ..
+            }) => {
+                metrics.catchup_trimmed.inc();
+                return Ok(retention::gone(stream, from, trimmed_upto, earliest));
+            }
+            Err(e) => return Err(ApiError::internal(e)),
+        },
     };
+    // Rows after `from` stay a while: this reader may be paging through its backlog.
+    api.holds.note(stream, from);
     // Rows are canonical JSON already: splice them in rather than re-serialising.
     let mut body = String::with_capacity(
         64 + updates

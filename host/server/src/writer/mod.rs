@@ -9,12 +9,15 @@
 //!                          ▲  reads (last sent, position] from the tail, or the log
 //!              REPLICATE ──┘  (announce POSITIONs)
 //! ```
+//!
+//! With `[writer.retention]`, a task trims each stream's oldest rows (`retention`).
 
 mod api;
 mod appender;
 mod console;
 pub(crate) mod fanout;
 mod recent;
+mod retention;
 pub(crate) mod streamer;
 pub(crate) mod streams;
 
@@ -40,6 +43,7 @@ use api::{ApiMetrics, WriterApi};
 use fanout::Ring;
 use fanout::redis::RedisWriter;
 use fanout::tcp::ReplicationContext;
+use retention::{CatchupHolds, Retention};
 use streamer::Streamer;
 use streams::StreamSet;
 
@@ -52,6 +56,7 @@ pub struct Writer {
     streamer: JoinHandle<()>,
     replication: JoinHandle<()>,
     redis: Option<JoinHandle<()>>,
+    retention: Option<JoinHandle<()>>,
     log: Log,
 }
 
@@ -96,6 +101,19 @@ impl Writer {
             high_water: ring.high_water,
         };
         let streamer_task = tokio::spawn(streamer.run(shutdown.clone()));
+        let holds = Arc::new(CatchupHolds::new(config.retention.hold()));
+        let retention = Retention::new(
+            log.clone(),
+            streams.clone(),
+            holds.clone(),
+            config.retention.clone(),
+            &registry,
+        )
+        .await
+        .context("reading the log's retention floors")?;
+        let retention_task = retention
+            .enabled()
+            .then(|| tokio::spawn(retention.run(shutdown.clone())));
         let replication_tls =
             ServerTls::of(&config.replication, "writer.replication", tls::ALPN_NONE)?;
         let http_tls = ServerTls::of(&config.http, "writer.http", tls::ALPN_HTTP1)?;
@@ -127,7 +145,15 @@ impl Writer {
             api::read_bearer(&config.read_token, &config.write_token),
             shutdown.clone(),
         );
-        let api = writer_api(&config, appender, streams, log.clone(), instance, registry);
+        let api = writer_api(
+            &config,
+            appender,
+            streams,
+            log.clone(),
+            instance,
+            registry,
+            holds,
+        );
         let http_task = tokio::spawn(crate::http::serve(
             http,
             http_tls,
@@ -143,6 +169,7 @@ impl Writer {
             streamer: streamer_task,
             replication: replication_task,
             redis: redis_task,
+            retention: retention_task,
             log,
         })
     }
@@ -167,6 +194,9 @@ impl Writer {
         self.replication.await.context("replication server task")?;
         if let Some(redis) = self.redis {
             redis.await.context("Redis replication task")?;
+        }
+        if let Some(retention) = self.retention {
+            retention.await.context("retention task")?;
         }
         self.log.close().await;
         Ok(())
@@ -240,6 +270,7 @@ fn writer_api(
     log: Log,
     instance: InstanceName,
     registry: Arc<Registry>,
+    holds: Arc<CatchupHolds>,
 ) -> Arc<WriterApi> {
     let metrics = ApiMetrics::register(&registry, &streams);
     Arc::new(WriterApi {
@@ -256,5 +287,6 @@ fn writer_api(
         catchup_row_limit: config.catchup_row_limit,
         metrics,
         registry,
+        holds,
     })
 }

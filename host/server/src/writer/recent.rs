@@ -1,6 +1,8 @@
 //! The bounded in-memory tail of each stream: the newest committed rows and the stream's
 //! position, so the streamer and catch-up rarely read SQL. Bounded by rows and by bytes
 //! ([`TailBounds`]); past either, the oldest tokens go and reads of them go to the log.
+//! It also holds the stream's retention floor (the highest token trimmed from the log) and
+//! how far the streamer has sent, which retention never trims past.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -53,6 +55,10 @@ struct Inner {
     position: Token,
     /// The position of the last commit pushed, and when it committed (µs since the epoch).
     last_commit: (Token, u64),
+    /// The highest token trimmed from the log: reads from below it are refused.
+    floor: Token,
+    /// The highest token the streamer has put in the ring.
+    streamed: Token,
 }
 
 impl RecentRows {
@@ -65,6 +71,8 @@ impl RecentRows {
                 complete_after: position,
                 position,
                 last_commit: (position, 0),
+                floor: streamhost_log::ORIGIN,
+                streamed: position,
             }),
             bounds,
         }
@@ -79,6 +87,36 @@ impl RecentRows {
     /// epoch; 0 before any).
     pub fn last_commit(&self) -> (Token, u64) {
         self.inner.lock().expect("tail lock").last_commit
+    }
+
+    /// The highest token trimmed from the log ([`streamhost_log::ORIGIN`] when none).
+    pub fn floor(&self) -> Token {
+        self.inner.lock().expect("tail lock").floor
+    }
+
+    /// Raises the floor to `upto` and drops the rows at or below it, before the log deletes
+    /// them: from then on a read from below `upto` is refused, so none can come back short.
+    pub fn trim(&self, upto: Token) {
+        let mut inner = self.inner.lock().expect("tail lock");
+        if upto <= inner.floor {
+            return;
+        }
+        inner.floor = upto;
+        while let Some((_, row)) = inner.rows.pop_front_if(|(t, _)| *t <= upto) {
+            inner.bytes -= weight(&row);
+        }
+        inner.complete_after = inner.complete_after.max(upto);
+    }
+
+    /// The highest token the streamer has sent (or passed over with nobody connected).
+    pub fn streamed(&self) -> Token {
+        self.inner.lock().expect("tail lock").streamed
+    }
+
+    /// Records that the streamer has sent everything up to `token`.
+    pub fn note_streamed(&self, token: Token) {
+        let mut inner = self.inner.lock().expect("tail lock");
+        inner.streamed = inner.streamed.max(token);
     }
 
     /// Records rows just committed and the new position. `rows` are in token order and above
@@ -263,6 +301,21 @@ mod tests {
             tail.read(Token(4), Token(5), 10).unwrap().rows,
             vec![row(5)]
         );
+    }
+
+    #[test]
+    fn a_trim_raises_the_floor_and_drops_the_rows_under_it() {
+        let tail = RecentRows::new(Token(1), rows(10));
+        tail.push([row(2), row(3), row(4)], Token(4), 0);
+        tail.trim(Token(3));
+        assert_eq!(tail.floor(), Token(3));
+        assert!(tail.read(Token(2), Token(4), 10).is_none());
+        assert_eq!(
+            tail.read(Token(3), Token(4), 10).unwrap().rows,
+            vec![row(4)]
+        );
+        tail.trim(Token(2));
+        assert_eq!(tail.floor(), Token(3), "never lowered");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use streamhost_log::{Log, Updates};
+use streamhost_log::{Log, LogError, Updates};
 use streamhost_proto::{
     CommandName, InstanceName, Position, Rdata, RowJson, ServerCommand, StreamName, Token,
 };
@@ -137,6 +137,7 @@ impl Streamer {
                 // Nobody to tell: fast-forward, as Synapse does. New connections get a
                 // POSITION and catch up over HTTP.
                 *last = position;
+                recent.note_streamed(position);
                 continue;
             }
             self.wait_for_room().await;
@@ -148,6 +149,23 @@ impl Streamer {
                     .await
                 {
                     Ok(updates) => updates,
+                    Err(LogError::Trimmed { trimmed_upto, .. }) => {
+                        // Trimmed before it was sent (another appender's retention on a
+                        // shared log): say so with a POSITION whose `prev` is past the gap,
+                        // so every reader behind it catches up, meets the 410 and records
+                        // the gap, rather than skipping it unnoticed.
+                        tracing::warn!(%stream, from = last.0, trimmed_upto = trimmed_upto.0, "rows were trimmed before they were streamed");
+                        self.send(&ServerCommand::Position(Position {
+                            stream: stream.clone(),
+                            instance: self.instance.clone(),
+                            prev: trimmed_upto,
+                            new: trimmed_upto,
+                        }));
+                        *last = trimmed_upto;
+                        recent.note_streamed(trimmed_upto);
+                        progressed = true;
+                        continue;
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, %stream, "reading the log for replication; retrying");
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -160,6 +178,7 @@ impl Streamer {
             let stamp = (commit_position == updates.upto).then_some(commit_us);
             self.send_updates(stream, *last, &updates, stamp);
             *last = updates.upto;
+            recent.note_streamed(updates.upto);
             progressed = true;
         }
         progressed

@@ -52,8 +52,19 @@ impl CatchupSource for DbCatchup {
             )
             .await
             .map_err(|_| CatchupError::Transport("log database read timed out".into()))?
-            // A database error is worth retrying: the processor's retries ride out a restart.
-            .map_err(|e| CatchupError::Transport(e.to_string()))?;
+            .map_err(|e| match e {
+                streamhost_log::LogError::Trimmed {
+                    trimmed_upto,
+                    earliest,
+                    ..
+                } => CatchupError::Trimmed {
+                    trimmed_upto,
+                    earliest,
+                },
+                // A database error is worth retrying: the processor's retries ride out a
+                // restart.
+                e => CatchupError::Transport(e.to_string()),
+            })?;
             Ok(CatchupPage {
                 updates: read.rows,
                 upto: read.upto,

@@ -102,6 +102,9 @@ impl CatchupSource for HttpCatchup {
             let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, self.get(&path))
                 .await
                 .map_err(|_| CatchupError::Transport("timed out".into()))??;
+            if status == StatusCode::GONE {
+                return Err(parse_gone(&body));
+            }
             if !status.is_success() {
                 let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
                 return Err(CatchupError::Status { status, body: text });
@@ -117,6 +120,25 @@ struct WirePage<'a> {
     updates: Vec<(i64, &'a RawValue)>,
     upto_token: i64,
     limited: bool,
+}
+
+/// The body of a 410: `trimmed_upto` (and `earliest_token`) beside the usual `errcode` and
+/// `error`.
+#[derive(Deserialize)]
+struct WireGone {
+    trimmed_upto: i64,
+    earliest_token: Option<i64>,
+}
+
+/// Reads a 410 answer: [`CatchupError::Trimmed`], or `Malformed` when it does not say how far.
+fn parse_gone(body: &[u8]) -> CatchupError {
+    match serde_json::from_slice::<WireGone>(body) {
+        Ok(gone) => CatchupError::Trimmed {
+            trimmed_upto: Token(gone.trimmed_upto),
+            earliest: gone.earliest_token.map(Token),
+        },
+        Err(e) => CatchupError::Malformed(format!("410 answer without trimmed_upto: {e}")),
+    }
 }
 
 /// Parses a 200 answer, keeping each row's JSON as canonical [`RowJson`].
@@ -159,6 +181,23 @@ mod tests {
             rows,
             vec![(3, r#"["a",1]"#), (3, r#"{"k":null}"#), (5, r#""\u00e9""#)]
         );
+    }
+
+    #[test]
+    fn a_410_says_how_far_the_writer_trimmed() {
+        let body =
+            br#"{"errcode":"M_TRIMMED","error":"trimmed","trimmed_upto":41,"earliest_token":42}"#;
+        assert!(matches!(
+            parse_gone(body),
+            CatchupError::Trimmed {
+                trimmed_upto: Token(41),
+                earliest: Some(Token(42))
+            }
+        ));
+        assert!(matches!(
+            parse_gone(br#"{"errcode":"M_TRIMMED","error":"x"}"#),
+            CatchupError::Malformed(_)
+        ));
     }
 
     #[test]

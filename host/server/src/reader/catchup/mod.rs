@@ -55,6 +55,15 @@ pub enum CatchupError {
     /// database): the range is a gap, to be reported, never retried.
     #[error("no catch-up source: {0}")]
     Unavailable(String),
+    /// The writer's retention trimmed rows after the request's `from` (HTTP 410): every row
+    /// up to `trimmed_upto` is gone; asking again from `trimmed_upto` is served.
+    #[error("rows up to token {trimmed_upto} were trimmed by the writer's retention")]
+    Trimmed {
+        /// The highest token trimmed.
+        trimmed_upto: Token,
+        /// The lowest token the writer still keeps, when it said.
+        earliest: Option<Token>,
+    },
 }
 
 impl CatchupError {
@@ -63,7 +72,9 @@ impl CatchupError {
         match self {
             CatchupError::Transport(_) => true,
             CatchupError::Status { status, .. } => status.is_server_error(),
-            CatchupError::Malformed(_) | CatchupError::Unavailable(_) => false,
+            CatchupError::Malformed(_)
+            | CatchupError::Unavailable(_)
+            | CatchupError::Trimmed { .. } => false,
         }
     }
 }

@@ -3,9 +3,11 @@
 //! `streamhost plugin run`) is a handle beneath it. A name that came from the network or a
 //! plugin (a stream, an instance, a plugin) becomes a file-name part only through
 //! [`file_name_part`], so it can never name another folder (`docs/design.md`, decision 33).
+//! The folder is pruned by count and age (`FailureFiles::prune`, `[reader.plugins.retention]`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, DirBuilder, DirBuilderExt, OpenOptions, OpenOptionsExt};
@@ -55,6 +57,36 @@ impl FailureFiles {
         let mut file = self.dir.open_with(&name, &options)?;
         file.write_all(contents)?;
         Ok(self.path.join(name))
+    }
+}
+
+impl FailureFiles {
+    /// Deletes the files older than `before` (none by age when `None`) and all but the newest
+    /// `keep` (0: none by count), by modification time; returns how many went. Blocking.
+    pub(crate) fn prune(&self, keep: u64, before: Option<SystemTime>) -> std::io::Result<u64> {
+        let mut files = Vec::new();
+        for entry in self.dir.entries()? {
+            let entry = entry?;
+            let metadata = entry.metadata()?;
+            if metadata.is_file() {
+                files.push((metadata.modified()?.into_std(), entry.file_name()));
+            }
+        }
+        // Newest first; a name breaks ties so the order is stable.
+        files.sort_by(|a, b| b.cmp(a));
+        let mut pruned = 0;
+        for (i, (modified, name)) in files.iter().enumerate() {
+            let too_many = keep > 0 && i as u64 >= keep;
+            let too_old = before.is_some_and(|before| *modified < before);
+            if too_many || too_old {
+                match self.dir.remove_file(name) {
+                    Ok(()) => pruned += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(pruned)
     }
 }
 
@@ -143,6 +175,38 @@ mod tests {
         assert!(a.len() <= MAX_PART, "{a}");
         assert_ne!(a, b);
         assert!(!a.contains("%2~") && !a.contains("%~"), "{a}");
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_files_and_drops_old_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let files = FailureFiles::open(root.path()).unwrap();
+        let folder = root.path().join(FAILURES_FOLDER);
+        let now = SystemTime::now();
+        for (i, age_s) in [(0, 40), (1, 30), (2, 20), (3, 10)] {
+            let path = files.write(&["p", &i.to_string()], b"x").unwrap();
+            let at = now - std::time::Duration::from_secs(age_s);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        }
+        let names = || {
+            let mut names: Vec<String> = std::fs::read_dir(&folder)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(files.prune(3, None).unwrap(), 1, "the oldest goes");
+        assert_eq!(names(), ["p-1.rdata", "p-2.rdata", "p-3.rdata"]);
+        let before = now - std::time::Duration::from_secs(15);
+        assert_eq!(files.prune(0, Some(before)).unwrap(), 2);
+        assert_eq!(names(), ["p-3.rdata"]);
+        assert_eq!(files.prune(0, None).unwrap(), 0, "no limits, nothing goes");
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! `query_queue` (each plugin's bounded queue of cache misses), [`notifications`], `api` (the
 //! HTTP endpoints), `rate_limit` (requests per client address on them), `admin` (the admin
 //! endpoints), `authorizer` (the `[reader.auth]` authorizer plugin, asked by `reader::auth`),
-//! `observe` (the hook a tool such as `streamhost plugin dev` watches the calls through).
+//! `observe` (the hook a tool such as `streamhost plugin dev` watches the calls through),
+//! `prune` (dead letters and failure files pruned by count and age).
 
 mod admin;
 mod api;
@@ -26,6 +27,7 @@ mod files;
 mod loader;
 pub mod notifications;
 mod observe;
+mod prune;
 pub mod query_cache;
 mod query_queue;
 mod rate_limit;
@@ -299,6 +301,12 @@ impl PluginHost {
         if let Some(authorizer) = &authorizer {
             authorizer.attach(Arc::downgrade(&host));
         }
+        prune::spawn(
+            host.ctx.clone(),
+            host.config.retention.clone(),
+            registry,
+            host.shutdown.clone(),
+        );
         if let Some(dir) = host.config.dir.clone() {
             loader::load_all(&host, &dir).await;
             if host.config.watch {

@@ -99,6 +99,37 @@ impl PluginStore {
             .collect())
     }
 
+    /// Deletes dead letters older than `before_ms` (ms since the epoch; 0: none by age) and,
+    /// per plugin, all but the newest `keep` (0: none by count); returns how many went.
+    pub(crate) async fn prune_dead_letters(
+        &self,
+        keep: u64,
+        before_ms: i64,
+    ) -> anyhow::Result<u64> {
+        let mut pruned = 0;
+        if before_ms > 0 {
+            pruned += sqlx::query("DELETE FROM plugin_dead_letters WHERE at_ms < ?")
+                .bind(before_ms)
+                .execute(&self.pool)
+                .await
+                .context("pruning dead letters by age")?
+                .rows_affected();
+        }
+        if keep > 0 {
+            pruned += sqlx::query(
+                "DELETE FROM plugin_dead_letters WHERE rowid IN (SELECT rowid FROM \
+                 (SELECT rowid, ROW_NUMBER() OVER (PARTITION BY plugin ORDER BY rowid DESC) AS n \
+                 FROM plugin_dead_letters) WHERE n > ?)",
+            )
+            .bind(keep as i64)
+            .execute(&self.pool)
+            .await
+            .context("pruning dead letters by count")?
+            .rows_affected();
+        }
+        Ok(pruned)
+    }
+
     /// Writes cursors (token and run), key-value changes, dead letters and pushes of one group
     /// in one transaction. A cursor may move backwards (to a writer's new run).
     pub(crate) async fn commit(

@@ -1,6 +1,6 @@
-//! Group commit and rollback: the ready batches, the sink's resets and the changed positions
-//! go to the database in one transaction; then the ledger, the status, the counters and the
-//! plugins' feed learn of it. A failed transaction forgets everything not committed.
+//! Group commit and rollback: the ready batches, the sink's resets, the changed positions and
+//! the gaps found go to the database in one transaction; then the ledger, the status, the
+//! counters and the plugins' feed learn of it. A failed transaction forgets everything not committed.
 
 use anyhow::Context;
 use streamhost_proto::{InstanceName, StreamName, Token};
@@ -15,7 +15,7 @@ impl Processor {
     /// status and metrics. On failure rolls back to the committed positions (see module docs)
     /// and returns [`ProcessorError::CommitFailed`].
     pub(crate) async fn commit(&mut self) -> Result<(), ProcessorError> {
-        if self.ready.is_empty() && self.ledger.is_clean() {
+        if self.ready.is_empty() && self.ledger.is_clean() && self.gaps.is_empty() {
             self.publish(&HashMap::default());
             return Ok(());
         }
@@ -61,6 +61,9 @@ impl Processor {
         ReaderStore::write_positions(&mut tx, positions)
             .await
             .context("writing positions")?;
+        ReaderStore::write_gaps(&mut tx, &self.gaps)
+            .await
+            .context("recording gaps")?;
         tx.commit().await.context("committing")
     }
 
@@ -69,6 +72,7 @@ impl Processor {
     fn committed_group(&mut self) {
         self.shared.metrics.commits.inc();
         self.pause.reset();
+        self.gaps.clear();
         let batches = std::mem::take(&mut self.ready);
         self.ready_rows = 0;
         self.ready_bytes = 0;
@@ -105,6 +109,7 @@ impl Processor {
         self.ready_rows = 0;
         self.ready_bytes = 0;
         self.resets.clear();
+        self.gaps.clear();
         self.ledger.rollback();
         self.forget_connection();
     }

@@ -66,7 +66,7 @@ use super::sink::{Batch, BatchSink};
 use super::status::Shared;
 #[cfg(doc)]
 use super::store::Run;
-use super::store::{RUN_START, ReaderStore};
+use super::store::{Gap, RUN_START, ReaderStore};
 use crate::backoff::Backoff;
 
 /// Rows after which a group is committed even if more commands are waiting. Bounds the
@@ -156,6 +156,8 @@ pub(crate) struct Processor {
     resets: Vec<PendingReset>,
     /// Commit-time stamps, for write-to-apply.
     stamps: stamps::Stamps,
+    /// Gaps found since the last commit, recorded with it.
+    gaps: Vec<Gap>,
 }
 
 impl Processor {
@@ -205,6 +207,7 @@ impl Processor {
             resettable: HashSet::default(),
             resets: Vec::new(),
             stamps: stamps::Stamps::default(),
+            gaps: Vec::new(),
         })
     }
 

@@ -1,13 +1,17 @@
 //! Catch-up, page by page: fetches `(cur, new]` of a key from the catch-up source (retrying
 //! transient failures), checks each page against the endpoint's contract, delivers its rows
-//! and commits whenever a group fills. Rows no source has are reported as a gap.
+//! and commits whenever a group fills. Rows no source has are reported as a gap; rows the
+//! writer trimmed (a 410) are a gap too, after which catch-up follows on from the earliest
+//! token kept.
 
 use streamhost_proto::{StreamName, Token};
 
 use super::failure::pauses;
 use super::{Processor, ProcessorError};
+use crate::clock::unix_ms;
 use crate::reader::catchup::{CatchupError, CatchupPage};
 use crate::reader::ledger::Key;
+use crate::reader::store::Gap;
 
 /// Tries of one catch-up request when the failure is transient.
 const CATCHUP_ATTEMPTS: u32 = 5;
@@ -18,6 +22,16 @@ enum Fetched {
     Page(CatchupPage),
     /// No source has these rows: a gap to report (the reason says why).
     Unavailable(String),
+    /// The writer trimmed every row up to this token: a gap, then go on from it.
+    Trimmed(Token),
+}
+
+/// Why a range is a gap.
+enum GapCause<'a> {
+    /// No source has the rows.
+    Unavailable(&'a str),
+    /// The writer's retention deleted them.
+    Trimmed,
 }
 
 impl Processor {
@@ -34,8 +48,28 @@ impl Processor {
             let page = match self.fetch(&key.0, from, new).await? {
                 Fetched::Page(page) => page,
                 Fetched::Unavailable(reason) => {
-                    self.report_gap(key, from, new, &reason);
+                    self.report_gap(key, from, new, GapCause::Unavailable(&reason));
                     return Ok(());
+                }
+                Fetched::Trimmed(floor) if floor <= from => {
+                    let message = format!(
+                        "catch-up of {} from {from}: answered 410 with trimmed_upto {floor}, \
+                         not above the request",
+                        key.0
+                    );
+                    self.fail(message, "catchup").await;
+                    return Err(ProcessorError::CatchupGaveUp);
+                }
+                Fetched::Trimmed(floor) => {
+                    let to = floor.min(new);
+                    self.report_gap(key, from, to, GapCause::Trimmed);
+                    if to >= new {
+                        return Ok(());
+                    }
+                    // Follow on from the earliest token kept.
+                    self.ledger.advance(key, to);
+                    from = to;
+                    continue;
                 }
             };
             self.counters(&key.0)
@@ -84,21 +118,45 @@ impl Processor {
     }
 
     /// Reports that `(from, to]` of `key` was missed and cannot be fetched: a warning, the
-    /// `reader_gaps_total` metric and the stream's entry in the status. The position then
-    /// moves on to `to` (the caller's `POSITION`), so the gap is reported once.
-    fn report_gap(&mut self, key: &Key, from: Token, to: Token, reason: &str) {
-        tracing::warn!(
-            stream = %key.0, instance = %key.1, from = from.0, to = to.0, %reason,
-            "gap: rows in (from, to] were missed and cannot be fetched; following on from `to`"
-        );
-        self.shared
-            .metrics
-            .gaps
-            .with(&[key.0.as_str(), key.1.as_str()])
-            .inc();
+    /// `reader_gaps_total` metric (and `reader_trimmed_gaps_total` for a 410), the stream's
+    /// entry in the status, and a `reader_gaps` row written with the next commit. The
+    /// position then moves on to `to`, so the gap is reported once.
+    fn report_gap(&mut self, key: &Key, from: Token, to: Token, cause: GapCause<'_>) {
+        let labels = [key.0.as_str(), key.1.as_str()];
+        let reason = match cause {
+            GapCause::Unavailable(reason) => {
+                tracing::warn!(
+                    stream = %key.0, instance = %key.1, from = from.0, to = to.0, %reason,
+                    "gap: rows in (from, to] were missed and cannot be fetched; following on from `to`"
+                );
+                "unavailable"
+            }
+            GapCause::Trimmed => {
+                tracing::warn!(
+                    stream = %key.0, instance = %key.1, from = from.0, to = to.0,
+                    "gap: the writer trimmed rows in (from, to] before this reader fetched them \
+                     (catch-up answered 410); following on from the earliest token kept"
+                );
+                self.shared.metrics.trimmed.with(&labels).inc();
+                "trimmed"
+            }
+        };
+        self.shared.metrics.gaps.with(&labels).inc();
         self.shared.update_stream(key, |f| {
             f.gaps += 1;
             f.last_gap = Some((from, to));
+            if reason == "trimmed" {
+                f.trimmed += 1;
+                f.last_trimmed = Some((from, to));
+            }
+        });
+        self.gaps.push(Gap {
+            stream: key.0.clone(),
+            instance: key.1.clone(),
+            from,
+            to,
+            reason: reason.to_owned(),
+            at_ms: unix_ms() as i64,
         });
     }
 
@@ -127,6 +185,9 @@ impl Processor {
             let error = match result {
                 Ok(page) => return Ok(Fetched::Page(page)),
                 Err(CatchupError::Unavailable(reason)) => return Ok(Fetched::Unavailable(reason)),
+                Err(CatchupError::Trimmed { trimmed_upto, .. }) => {
+                    return Ok(Fetched::Trimmed(trimmed_upto));
+                }
                 Err(error) => error,
             };
             if !error.is_transient() || attempt == CATCHUP_ATTEMPTS {

@@ -62,10 +62,9 @@ impl Processor {
             None => {
                 self.writer_positions.insert(key.clone(), token);
                 // The key's gap series at zero from the start, so `increase()` sees the first.
-                self.shared
-                    .metrics
-                    .gaps
-                    .with(&[key.0.as_str(), key.1.as_str()]);
+                let labels = [key.0.as_str(), key.1.as_str()];
+                self.shared.metrics.gaps.with(&labels);
+                self.shared.metrics.trimmed.with(&labels);
             }
         }
         if !self.touched.contains(key) {

@@ -1,6 +1,7 @@
 //! Gaps in the plugin's view: rows it needs that the feed no longer holds are fetched from
 //! the catch-up source (retried until they come or a stop is requested); rows no source has
-//! are a gap, reported with a dead letter and stepped over.
+//! are a gap, reported with a dead letter and stepped over; so are rows the writer trimmed,
+//! after which the plugin follows on from the earliest token kept.
 
 use streamhost_proto::{RowJson, Token};
 
@@ -50,6 +51,13 @@ impl Worker {
                 Err(CatchupError::Unavailable(reason)) => {
                     self.report_gap(key, from, to, &reason, group);
                     return Ok(());
+                }
+                Err(CatchupError::Trimmed { trimmed_upto, .. }) if trimmed_upto > from => {
+                    // The writer's retention got there first: a gap up to the earliest token
+                    // kept, then the rest as usual.
+                    let upto = trimmed_upto.min(to);
+                    self.report_gap(key, from, upto, "trimmed by the writer's retention", group);
+                    from = upto;
                 }
                 Err(error) => {
                     tracing::warn!(plugin = %self.slot.name(), stream = %key.0, from = from.0, to = to.0, %error, "plugin catch-up failed; retrying");

@@ -95,6 +95,42 @@ async fn a_gap_no_source_can_fill_is_reported_once_and_the_stream_follows_on() {
 }
 
 #[tokio::test]
+async fn trimmed_rows_are_a_recorded_gap_and_catch_up_follows_on_from_the_floor() {
+    let rows: Vec<(i64, String)> = (6..=9).map(|t| (t, format!("[{t}]"))).collect();
+    let rows: Vec<(i64, &str)> = rows.iter().map(|(t, r)| (*t, r.as_str())).collect();
+    let mut catchup = MemoryCatchup::new(&rows, 2);
+    catchup.floor = Token(5);
+    let mut h = harness(catchup).await;
+    h.feed(vec![
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 0, 0)),
+        Inbound::Rdata(1, rdata("events", "master", Some(2), "[2]")),
+        // The reader is at 2; the writer kept only what is after 5.
+        Inbound::Position(1, position("events", "master", 9, 9)),
+    ])
+    .await;
+    let tokens: Vec<i64> = h.delivered().iter().map(|d| d.3).collect();
+    assert_eq!(tokens, vec![2, 6, 7, 8, 9], "the kept rows follow the gap");
+    let status = h.processor.shared.snapshot();
+    let stream = status.stream("events", "master").unwrap();
+    assert_eq!((stream.gaps, stream.trimmed), (1, 1));
+    assert_eq!(stream.last_trimmed, Some(GapRange { from: 2, to: 5 }));
+    let gaps = h.processor.store.gaps().await.unwrap();
+    assert_eq!(gaps.len(), 1);
+    assert_eq!(
+        (gaps[0].from, gaps[0].to, gaps[0].reason.as_str()),
+        (Token(2), Token(5), "trimmed")
+    );
+    let text = h.processor.shared.metrics.registry.render();
+    assert!(
+        text.contains(
+            "streamhost_reader_trimmed_gaps_total{stream=\"events\",instance=\"master\"} 1"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn joining_a_live_synapse_starts_unknown_streams_at_their_announcement() {
     let mut catchup = MemoryCatchup::new(&[], 100);
     catchup.unavailable = true;

@@ -98,6 +98,8 @@ struct MemoryCatchup {
     broken: bool,
     /// Answers `Unavailable` (a Synapse stream with no catch-up source).
     unavailable: bool,
+    /// Rows up to this token were trimmed: a request from below it is answered `Trimmed`.
+    floor: Token,
 }
 
 impl MemoryCatchup {
@@ -108,6 +110,7 @@ impl MemoryCatchup {
             requests: Mutex::new(Vec::new()),
             broken: false,
             unavailable: false,
+            floor: Token(1),
         }
     }
 }
@@ -128,6 +131,12 @@ impl CatchupSource for MemoryCatchup {
                 return Err(CatchupError::Unavailable(
                     "only in Synapse's database".into(),
                 ));
+            }
+            if streamhost_log::trimmed_after(from, self.floor) {
+                return Err(CatchupError::Trimmed {
+                    trimmed_upto: self.floor,
+                    earliest: Some(Token(self.floor.0 + 1)),
+                });
             }
             if self.broken {
                 return Err(CatchupError::Status {
