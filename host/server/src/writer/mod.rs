@@ -10,7 +10,7 @@
 //!              REPLICATE ──┘  (announce POSITIONs)
 //! ```
 
-mod api;
+pub(crate) mod api;
 mod appender;
 mod console;
 pub(crate) mod fanout;
