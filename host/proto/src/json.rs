@@ -11,8 +11,8 @@
 mod escape;
 mod float;
 mod items;
-mod rewrite;
-mod scan;
+pub(crate) mod rewrite;
+pub(crate) mod scan;
 
 use std::fmt;
 

@@ -15,9 +15,12 @@
 //! - [`stamp`]: commit-time stamps, a Streamhost writer's `PING` text (write-to-apply latency).
 //! - [`token`]: [`Token`] and the stream / instance name newtypes.
 //! - `pyint`: Python `int()` parsing, which Synapse uses for every integer field.
+//! - `fuzzing`: the JSON scanner's and rewriter's own entry points, for `fuzz/` only.
 
 pub mod command;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod json;
 mod pyint;
 pub mod stamp;

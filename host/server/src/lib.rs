@@ -14,6 +14,7 @@
 //! - `http`, `metrics`: what the writer's and reader's HTTP APIs share.
 //! - `net/`: what every listener shares below the protocols: the accepting loop with its
 //!   connection cap, and TLS on every listener and towards the writer.
+//! - `fuzzing`: narrow entry points to private parsers, for the fuzz targets in `fuzz/` only.
 //! - `backoff`, `clock`: the one retry schedule (exponential, capped, jittered) and the one
 //!   wall-clock reading.
 //!
@@ -26,6 +27,8 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod console;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod net;

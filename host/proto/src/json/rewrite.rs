@@ -8,7 +8,7 @@ use super::float::python_repr;
 use super::{JsonError, MAX_DEPTH, MAX_INT_DIGITS};
 
 /// Parses `text` as Python's `json.loads` does and returns Synapse's serialisation of it.
-pub(super) fn rewrite(text: &[u8]) -> Result<Vec<u8>, JsonError> {
+pub(crate) fn rewrite(text: &[u8]) -> Result<Vec<u8>, JsonError> {
     let text = match std::str::from_utf8(text) {
         Ok(text) => text,
         Err(e) => return Err(error(e.valid_up_to(), "invalid UTF-8")),

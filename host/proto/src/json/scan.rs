@@ -16,7 +16,7 @@ const INLINE_KEYS: usize = 16;
 
 /// Whether `text` is one JSON value that Python's `json.loads` accepts and that
 /// `json.dumps(separators=(',', ':'), ensure_ascii=True)` would write back byte for byte.
-pub(super) fn is_canonical(text: &[u8]) -> bool {
+pub(crate) fn is_canonical(text: &[u8]) -> bool {
     let mut scanner = Scanner { text, pos: 0 };
     scanner.value(0) && scanner.pos == text.len()
 }

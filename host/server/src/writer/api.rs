@@ -346,7 +346,7 @@ async fn catch_up(
     ))
 }
 
-fn token_param(params: &Params, name: &str) -> Result<Token, ApiError> {
+pub(crate) fn token_param(params: &Params, name: &str) -> Result<Token, ApiError> {
     let value = params
         .get(name)
         .ok_or_else(|| ApiError::bad_request("M_MISSING_PARAM", format!("missing {name}")))?;
@@ -361,7 +361,7 @@ fn token_param(params: &Params, name: &str) -> Result<Token, ApiError> {
 
 /// Parses a JSON array body of at most `max_rows` rows (more: 413 naming the limit) into
 /// canonical rows, each small enough for one `RDATA` line.
-fn parse_rows(
+pub(crate) fn parse_rows(
     body: &[u8],
     stream: &StreamName,
     instance: &InstanceName,

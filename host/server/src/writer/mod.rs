@@ -12,7 +12,7 @@
 //!
 //! With `[writer.retention]`, a task trims each stream's oldest rows (`retention`).
 
-mod api;
+pub(crate) mod api;
 mod appender;
 mod console;
 pub(crate) mod fanout;

@@ -171,6 +171,13 @@ pub fn is_known(stream: &str) -> bool {
     stream == "events" || stream == "federation" || shape_of(STREAMS, stream).is_some()
 }
 
+/// The streams this module converts: `events`, `federation` and every plain-array stream.
+pub(crate) fn converted_streams() -> impl Iterator<Item = &'static str> {
+    ["events", "federation"]
+        .into_iter()
+        .chain(STREAMS.iter().map(|(name, _)| *name))
+}
+
 fn shape_of(table: &[(&str, Shape)], name: &str) -> Option<Shape> {
     table.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
