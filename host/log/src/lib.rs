@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::{PgPool, SqlitePool};
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
 
-pub use error::{LogError, Result};
+pub use error::{LogError, Result, is_disk_full};
 pub use url::{Backend, has_password, percent_encode, redact_url, with_password};
 
 /// The position of a stream with no rows: Synapse's implicit origin.

@@ -1,11 +1,14 @@
 //! Group commit and rollback: the ready batches, the sink's resets and the changed positions
 //! go to the database in one transaction; then the ledger, the status, the counters and the
-//! plugins' feed learn of it. A failed transaction forgets everything not committed.
+//! plugins' feed learn of it. A failed transaction forgets everything not committed; one that
+//! failed on a full disk is also reported as such (`disk_full` in the status) until a commit
+//! succeeds.
 
 use anyhow::Context;
 use streamhost_proto::{InstanceName, StreamName, Token};
 
 use super::{HashMap, Processor, ProcessorError, RUN_START};
+use crate::reader::disk::is_disk_full;
 use crate::reader::ledger::Key;
 use crate::reader::sink::Batch;
 use crate::reader::store::{ReaderStore, Run};
@@ -26,6 +29,9 @@ impl Processor {
             .map(|((stream, instance), token, run)| (stream, instance, token, run))
             .collect();
         if let Err(error) = self.write(&positions).await {
+            if is_disk_full(&error) {
+                self.shared.set_disk_full(Some(&format!("{error:#}")));
+            }
             self.rollback();
             self.fail(format!("applying batches: {error:#}"), "apply")
                 .await;
@@ -68,6 +74,7 @@ impl Processor {
     /// committed side, hands the group to the plugins and publishes the status.
     fn committed_group(&mut self) {
         self.shared.metrics.commits.inc();
+        self.shared.set_disk_full(None);
         self.pause.reset();
         let batches = std::mem::take(&mut self.ready);
         self.ready_rows = 0;
