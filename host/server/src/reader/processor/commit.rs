@@ -41,15 +41,34 @@ impl Processor {
         Ok(())
     }
 
-    /// The transaction: the sink's resets, the ready batches and `positions`.
+    /// The transaction on a connection of its own, which is closed rather than pooled again
+    /// when the transaction fails: SQLite may leave a transaction open after a failed
+    /// statement or `COMMIT` (a full disk), which sqlx no longer tracks, and such a connection
+    /// would go on reading an old snapshot.
     async fn write(
         &self,
         positions: &[(StreamName, InstanceName, Token, Run)],
     ) -> anyhow::Result<()> {
-        let mut tx = self
+        let mut conn = self
             .store
             .pool()
-            .begin()
+            .acquire()
+            .await
+            .context("taking a connection")?;
+        let result = self.write_on(&mut conn, positions).await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
+    }
+
+    /// The transaction: the sink's resets, the ready batches and `positions`.
+    async fn write_on(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        positions: &[(StreamName, InstanceName, Token, Run)],
+    ) -> anyhow::Result<()> {
+        let mut tx = sqlx::Connection::begin(conn)
             .await
             .context("beginning a transaction")?;
         for reset in &self.resets {
