@@ -2,8 +2,9 @@
 //! SQLite files (or a fresh PostgreSQL schema for the writer's log), raw replication clients,
 //! polling helpers, the real binary as a process, a scripted fake Synapse on Redis, a Redis
 //! of a test's own with TLS, test certificates (`certs`), a PostgreSQL of a test's own with
-//! TLS, a reader process for hostile plugins (`hostile`), and a raw server-sent event client
-//! (`sse`) and headless Chromium over WebDriver (`browser`).
+//! TLS, a reader process for hostile plugins (`hostile`), a raw server-sent event client
+//! (`sse`), headless Chromium over WebDriver (`browser`), and a small tmpfs of a test's own that
+//! it fills to the last byte (`small_disk`).
 
 pub mod browser;
 pub mod certs;
@@ -17,6 +18,7 @@ pub mod push_receiver;
 pub mod raw;
 pub mod redis;
 pub mod redis_tls;
+pub mod small_disk;
 pub mod sse;
 pub mod synapse;
 

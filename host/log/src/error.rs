@@ -47,6 +47,39 @@ pub enum LogError {
     },
 }
 
+impl LogError {
+    /// Whether the log's storage is out of space: the failure lasts until an operator frees
+    /// space (see [`is_disk_full`]), unlike a restarting database.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            LogError::Database(e) | LogError::CommitUnknown(e) => is_disk_full(e),
+            _ => false,
+        }
+    }
+}
+
+/// SQLite's `SQLITE_FULL`: a write failed with `ENOSPC` (SQLite reports it so for the
+/// database, its WAL and its journal).
+const SQLITE_FULL: &str = "13";
+/// SQLite's `SQLITE_IOERR_SHMSIZE`: the WAL index (`-shm`) could not be extended.
+const SQLITE_IOERR_SHMSIZE: &str = "4874";
+/// PostgreSQL's `disk_full` (class 53, "insufficient resources"): a table, index or
+/// temporary file could not be extended. The rest of class 53 (out of memory, too many
+/// connections) passes by itself and is not a full disk.
+const PG_DISK_FULL: &str = "53100";
+
+/// Whether `e` says the database's disk is full: SQLite's `SQLITE_FULL` (or a WAL index it
+/// could not extend), PostgreSQL's `53100 disk_full`, or an I/O error `ENOSPC`.
+pub fn is_disk_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            [SQLITE_FULL, SQLITE_IOERR_SHMSIZE, PG_DISK_FULL].contains(&&*code)
+        }),
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    }
+}
+
 impl From<JsonError> for LogError {
     fn from(e: JsonError) -> Self {
         LogError::Corrupt(format!("stored row is not canonical JSON: {e}"))

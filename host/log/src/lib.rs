@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::{PgPool, SqlitePool};
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
 
-pub use error::{LogError, Result};
+pub use error::{LogError, Result, is_disk_full};
 pub use trim::{TrimOutcome, trimmed_after};
 pub use url::{Backend, has_password, percent_encode, redact_url, with_password};
 

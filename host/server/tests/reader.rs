@@ -698,6 +698,7 @@ async fn the_http_api_serves_status_metrics_and_json_404s() {
     assert_eq!(status["writer"], writer.addr.to_string());
     assert_eq!(status["connection"]["state"], "connected");
     assert_eq!(status["reconnects"], 0);
+    assert_eq!(status["disk_full"], false);
     assert_eq!(
         status["streams"][0],
         serde_json::json!({
@@ -715,6 +716,7 @@ async fn the_http_api_serves_status_metrics_and_json_404s() {
         "streamhost_reader_catchup_requests_total{stream=\"events\"} 1",
         "streamhost_reader_lag{stream=\"events\",instance=\"master\"} 0",
         "streamhost_reader_connected 1",
+        "streamhost_reader_disk_full 0",
     ] {
         // Whole lines: a `# HELP` text must not pass for a sample.
         assert!(

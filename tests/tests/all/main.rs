@@ -15,6 +15,7 @@ mod deployment;
 mod docs_links;
 mod docs_statuses;
 mod faults;
+mod full_disk;
 mod hostile_languages;
 mod hostile_plugins;
 mod hostile_queries;

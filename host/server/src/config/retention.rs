@@ -11,7 +11,7 @@ use streamhost_proto::StreamName;
 
 /// How much of each stream the writer's log keeps. Every limit is 0 (none) by default: a
 /// trimmed row is gone for every reader that has not applied it, so trimming is chosen, not
-/// assumed (design.md, decision 56a).
+/// assumed (design.md, decision 56).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WriterRetention {

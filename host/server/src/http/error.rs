@@ -1,5 +1,5 @@
 //! [`ApiError`]: every 4xx and 5xx answer, `{"errcode": ..., "error": message}`, plus
-//! `retry_after_ms` and a `Retry-After` header on a 503.
+//! `retry_after_ms` and a `Retry-After` header on a 503 and a 507.
 
 use axum::http::StatusCode;
 use axum::http::header::{HeaderValue, RETRY_AFTER};
@@ -92,28 +92,37 @@ impl ApiError {
 /// again, so this only keeps an outage from becoming a storm of retries.
 const RETRY_AFTER_SECS: u64 = 1;
 
+/// How long a client should wait before retrying a 507 (a full disk): space comes back by an
+/// operator's hand, so sooner retries would only fail again.
+const FULL_DISK_RETRY_AFTER_SECS: u64 = 10;
+
 impl IntoResponse for ApiError {
     /// The response for this error. A 503 (the log database is down, or the process is
     /// stopping) tells the client when to retry, as a `Retry-After` header and, Matrix-style,
-    /// `retry_after_ms` in the body, so retrying clients do not spin through an outage.
+    /// `retry_after_ms` in the body, so retrying clients do not spin through an outage. A 507
+    /// (the disk is full) does too, with a longer wait.
     fn into_response(self) -> Response {
-        if self.status != StatusCode::SERVICE_UNAVAILABLE {
-            return json(
-                self.status,
-                &serde_json::json!({ "errcode": self.errcode, "error": self.message }),
-            );
-        }
+        let retry_after_secs = match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => RETRY_AFTER_SECS,
+            StatusCode::INSUFFICIENT_STORAGE => FULL_DISK_RETRY_AFTER_SECS,
+            _ => {
+                return json(
+                    self.status,
+                    &serde_json::json!({ "errcode": self.errcode, "error": self.message }),
+                );
+            }
+        };
         let mut response = json(
             self.status,
             &serde_json::json!({
                 "errcode": self.errcode,
                 "error": self.message,
-                "retry_after_ms": RETRY_AFTER_SECS * 1_000,
+                "retry_after_ms": retry_after_secs * 1_000,
             }),
         );
         response
             .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
         response
     }
 }
@@ -131,7 +140,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_503_says_when_to_retry_and_other_errors_do_not() {
+    async fn a_503_and_a_507_say_when_to_retry_and_other_errors_do_not() {
         let unavailable = ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             errcode: "M_UNAVAILABLE",
@@ -142,6 +151,15 @@ mod tests {
         let answer = body(unavailable).await;
         assert_eq!(answer["retry_after_ms"], 1_000, "{answer}");
         assert_eq!(answer["errcode"], "M_UNAVAILABLE");
+
+        let full = ApiError {
+            status: StatusCode::INSUFFICIENT_STORAGE,
+            errcode: "M_INSUFFICIENT_STORAGE",
+            message: "full".into(),
+        }
+        .into_response();
+        assert_eq!(full.headers()[RETRY_AFTER], "10");
+        assert_eq!(body(full).await["retry_after_ms"], 10_000);
 
         let bad = ApiError::bad_request("M_BAD_JSON", "no").into_response();
         assert!(bad.headers().get(RETRY_AFTER).is_none());

@@ -26,6 +26,7 @@
 //!   catch-up endpoint (or its database).
 //! - [`sink`]: [`Batch`], [`BatchSink`], the recording and discarding sinks.
 //! - [`store`]: the reader's SQLite database.
+//! - `disk`: telling a commit that failed on a full disk from other failures.
 //! - [`status`]: [`ReaderStatus`] and the metrics.
 //! - [`plugins`]: the Wasm plugins, their workers and their HTTP endpoints.
 //! - `push`: delivering the plugins' pushes from the outbox to their destinations.
@@ -36,6 +37,7 @@ pub mod auth;
 pub mod batches;
 pub mod catchup;
 mod console;
+mod disk;
 pub(crate) mod inbound;
 pub(crate) mod lag;
 pub(crate) mod ledger;

@@ -112,6 +112,10 @@ pub struct ReaderStatus {
     pub connection: ConnectionStatus,
     /// Connection attempts after the first.
     pub reconnects: u64,
+    /// True while the reader's last commit failed because its disk is full: it applies
+    /// nothing (its positions stay where they were committed) and tries again after a
+    /// back-off until space is freed; `streamhost_reader_disk_full`.
+    pub disk_full: bool,
     /// Every (stream, instance) seen or stored, by stream then instance.
     pub streams: Vec<StreamStatus>,
 }
@@ -152,6 +156,7 @@ pub(crate) struct ReaderMetrics {
     pub(crate) errors: CounterVec,
     pub(crate) commits: Counter,
     pub(crate) connected: Gauge,
+    pub(crate) disk_full: Gauge,
     pub(crate) position: GaugeVec,
     pub(crate) writer_position: GaugeVec,
     pub(crate) lag: GaugeVec,
@@ -229,6 +234,11 @@ impl ReaderMetrics {
                 "Group commits of the reader database.",
             ),
             connected: r.gauge("reader_connected", "1 while connected to the writer."),
+            disk_full: r.gauge(
+                "reader_disk_full",
+                "1 while the reader's last commit failed because its disk is full (it applies \
+                 nothing until space is freed), 0 otherwise.",
+            ),
             position: per_key("reader_position", "Committed position."),
             writer_position: per_key(
                 "reader_writer_position",
@@ -298,6 +308,7 @@ pub(crate) struct StreamFigures {
 struct State {
     connection: ConnectionStatus,
     reconnects: u64,
+    disk_full: bool,
     streams: BTreeMap<(StreamName, InstanceName), StreamFigures>,
 }
 
@@ -323,6 +334,7 @@ impl Shared {
                     server_name: None,
                 },
                 reconnects: 0,
+                disk_full: false,
                 streams: BTreeMap::new(),
             }),
         }
@@ -356,6 +368,27 @@ impl Shared {
     /// Records errors that do not end a connection (catch-up, apply) for the status.
     pub(crate) fn note_error(&self, error: String) {
         self.lock().connection.last_error = Some(error);
+    }
+
+    /// Records whether the reader's disk is full (`error`: the failed commit's error while
+    /// it is), logging when it fills and when space is back.
+    pub(crate) fn set_disk_full(&self, error: Option<&str>) {
+        let full = error.is_some();
+        if !full && self.metrics.disk_full.get() == 0 {
+            // The usual case, after every commit: nothing to change.
+            return;
+        }
+        let was = std::mem::replace(&mut self.lock().disk_full, full);
+        self.metrics.disk_full.set(i64::from(full));
+        match error {
+            Some(error) if !was => tracing::error!(
+                %error,
+                "the reader's disk is full: applying nothing until space is freed (retrying \
+                 with a back-off)"
+            ),
+            None if was => tracing::info!("the reader's disk has space again: applying resumed"),
+            _ => {}
+        }
     }
 
     /// Updates the figures of `key` through `update` and refreshes its gauges.
@@ -404,6 +437,7 @@ impl Shared {
             writer: self.writer.clone(),
             connection: s.connection.clone(),
             reconnects: s.reconnects,
+            disk_full: s.disk_full,
             streams: s
                 .streams
                 .iter()

@@ -1,7 +1,8 @@
 //! The writer's HTTP API: append rows, list streams, Synapse's catch-up endpoint, metrics.
 //!
 //! - `POST /v1/streams/{stream}/rows[?shared_token=true]`: a JSON array of rows, committed
-//!   atomically; answers `{"stream": s, "tokens": [...]}` after the commit.
+//!   atomically; answers `{"stream": s, "tokens": [...]}` after the commit, 503 while the log
+//!   database is away and 507 while its disk is full (both with `Retry-After`).
 //! - `GET /v1/streams`: every stream and its position (behind `read_token`).
 //! - `GET /_synapse/replication/get_repl_stream_updates/{stream}/{txn_id}?from_token=&upto_token=`:
 //!   `{"updates": [[token, row], ...], "upto_token": n, "limited": bool}` (Synapse's shape);
@@ -245,6 +246,13 @@ fn append_error(e: AppendError) -> ApiError {
             "M_UNAVAILABLE",
             "the log database failed; nothing of this request was committed (retry)",
         ),
+        AppendError::DiskFull(_) => ApiError {
+            status: StatusCode::INSUFFICIENT_STORAGE,
+            errcode: "M_INSUFFICIENT_STORAGE",
+            message: "the writer's log database is out of disk space; nothing of this request \
+                      was committed (retry once space is freed: no restart is needed)"
+                .into(),
+        },
         AppendError::Unknown(_) => ApiError::unavailable(
             "M_UNAVAILABLE",
             "the log database connection was lost while committing: this request may have \

@@ -7,6 +7,11 @@
 //! and counted (`append_failures_total`, `log_database_up`). While the database stays away,
 //! clients retrying fail a commit every few milliseconds: the log gets the first failure and
 //! then one line per [`FAILURE_LOG_INTERVAL`], the metrics every one.
+//!
+//! A full disk (SQLite's `SQLITE_FULL`, PostgreSQL's `53100 disk_full`) is told apart
+//! ([`AppendError::DiskFull`], answered 507, `log_disk_full` 1): the failed statement or
+//! transaction was rolled back, so nothing of its group is in the log and nothing was
+//! acknowledged. The next group tries again, so appends succeed once space is freed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +40,10 @@ pub enum AppendError {
     /// The log failed; nothing of the request was committed.
     #[error("committing to the log: {0}")]
     Log(String),
+    /// The log's disk is full; nothing of the request was committed. Appends succeed again
+    /// once space is freed, without a restart: every group tries the database again.
+    #[error("the log's disk is full: {0}")]
+    DiskFull(String),
     /// The connection was lost at COMMIT and the outcome could not be checked: the rows may
     /// be in the log.
     #[error("commit outcome unknown: {0}")]
@@ -65,6 +74,7 @@ struct AppendMetrics {
     requests: Counter,
     failures: Counter,
     database_up: Gauge,
+    disk_full: Gauge,
     skipped: CounterVec,
 }
 
@@ -91,11 +101,16 @@ impl Appender {
             requests: registry.counter("append_requests_total", "Append requests committed."),
             failures: registry.counter(
                 "append_failures_total",
-                "Log transactions that failed (their requests answered 503).",
+                "Log transactions that failed (their requests answered 503, or 507 on a full disk).",
             ),
             database_up: registry.gauge(
                 "log_database_up",
                 "1 while the last log commit succeeded, 0 after a failed one.",
+            ),
+            disk_full: registry.gauge(
+                "log_disk_full",
+                "1 while the last log commit failed because the log's disk is full (appends \
+                 answered 507), 0 otherwise.",
             ),
             skipped: registry.counter_vec(
                 "append_tokens_skipped_total",
@@ -221,6 +236,7 @@ impl Task {
             );
             health.failed_commits = 0;
             metrics.database_up.set(1);
+            metrics.disk_full.set(0);
         }
     }
 
@@ -296,6 +312,15 @@ impl Task {
         health.failed_commits += 1;
         self.metrics.failures.inc();
         self.metrics.database_up.set(0);
+        let disk_full = e.is_disk_full();
+        if disk_full && self.metrics.disk_full.get() == 0 {
+            // Its own line whatever the interval: the operator must act (free space).
+            tracing::error!(
+                error = %e,
+                "the log's disk is full: appends are answered 507 until space is freed"
+            );
+        }
+        self.metrics.disk_full.set(i64::from(disk_full));
         if health.failed_commits == 1 {
             health.failing_since = Instant::now();
         }
@@ -315,9 +340,12 @@ impl Task {
 /// Answers every waiter of a failed commit with its error.
 fn answer_failure(e: &LogError, replies: Vec<Reply>) {
     let unknown = matches!(e, LogError::CommitUnknown(_));
+    let disk_full = e.is_disk_full();
     for reply in replies {
         let error = if unknown {
             AppendError::Unknown(e.to_string())
+        } else if disk_full {
+            AppendError::DiskFull(e.to_string())
         } else {
             AppendError::Log(e.to_string())
         };

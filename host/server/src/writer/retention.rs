@@ -6,7 +6,7 @@
 //! log where each limit cuts, take the highest cut, then lower it to what must stay: the
 //! newest token (the stream's position lives in it), everything the streamer has not sent
 //! yet, and the rows after any catch-up request made within `hold_ms`. The tail's floor is
-//! raised before the log deletes, so no read comes back short (design.md, decision 56b).
+//! raised before the log deletes, so no read comes back short (design.md, decision 57).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

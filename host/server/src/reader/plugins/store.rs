@@ -131,7 +131,9 @@ impl PluginStore {
     }
 
     /// Writes cursors (token and run), key-value changes, dead letters and pushes of one group
-    /// in one transaction. A cursor may move backwards (to a writer's new run).
+    /// in one transaction. A cursor may move backwards (to a writer's new run). The connection
+    /// of a failed transaction is closed, not pooled again: SQLite may leave its transaction
+    /// open (a full disk), and it would go on reading an old snapshot.
     pub(crate) async fn commit(
         &self,
         plugin: &str,
@@ -140,64 +142,83 @@ impl PluginStore {
         dead: &[DeadLetter],
         pushes: &[Staged],
     ) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await.context("beginning a transaction")?;
-        for ((stream, instance), token, run) in cursors {
-            sqlx::query(
-                "INSERT INTO plugin_cursors (plugin, stream, instance, token, run) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (plugin, stream, instance) \
-                 DO UPDATE SET token = excluded.token, run = excluded.run",
-            )
-            .bind(plugin)
-            .bind(stream.as_str())
-            .bind(instance.as_str())
-            .bind(token.0)
-            .bind(run.0)
-            .execute(&mut *tx)
-            .await
-            .context("writing a plugin cursor")?;
+        let mut conn = self.pool.acquire().await.context("taking a connection")?;
+        let result = commit_on(&mut conn, plugin, cursors, kv, dead, pushes).await;
+        if result.is_err() {
+            conn.close_on_drop();
         }
-        for (key, value) in kv {
-            match value {
-                Some(value) => {
-                    sqlx::query(
-                        "INSERT INTO plugin_kv (plugin, key, value) VALUES (?, ?, ?) \
-                         ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
-                    )
+        result
+    }
+}
+
+/// [`PluginStore::commit`]'s transaction on `conn`.
+async fn commit_on(
+    conn: &mut sqlx::SqliteConnection,
+    plugin: &str,
+    cursors: &[(Key, Token, Run)],
+    kv: &[KvChange],
+    dead: &[DeadLetter],
+    pushes: &[Staged],
+) -> anyhow::Result<()> {
+    let mut tx = sqlx::Connection::begin(conn)
+        .await
+        .context("beginning a transaction")?;
+    for ((stream, instance), token, run) in cursors {
+        sqlx::query(
+            "INSERT INTO plugin_cursors (plugin, stream, instance, token, run) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (plugin, stream, instance) \
+             DO UPDATE SET token = excluded.token, run = excluded.run",
+        )
+        .bind(plugin)
+        .bind(stream.as_str())
+        .bind(instance.as_str())
+        .bind(token.0)
+        .bind(run.0)
+        .execute(&mut *tx)
+        .await
+        .context("writing a plugin cursor")?;
+    }
+    for (key, value) in kv {
+        match value {
+            Some(value) => {
+                sqlx::query(
+                    "INSERT INTO plugin_kv (plugin, key, value) VALUES (?, ?, ?) \
+                     ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(plugin)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+            }
+            None => {
+                sqlx::query("DELETE FROM plugin_kv WHERE plugin = ? AND key = ?")
                     .bind(plugin)
                     .bind(key)
-                    .bind(value)
                     .execute(&mut *tx)
                     .await
-                }
-                None => {
-                    sqlx::query("DELETE FROM plugin_kv WHERE plugin = ? AND key = ?")
-                        .bind(plugin)
-                        .bind(key)
-                        .execute(&mut *tx)
-                        .await
-                }
             }
-            .context("writing a plugin's key-value store")?;
         }
-        for letter in dead {
-            sqlx::query(
-                "INSERT INTO plugin_dead_letters \
-                 (plugin, stream, instance, from_token, to_token, reason, at_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(plugin)
-            .bind(&letter.stream)
-            .bind(&letter.instance)
-            .bind(letter.from_token)
-            .bind(letter.to_token)
-            .bind(&letter.reason)
-            .bind(letter.at_ms)
-            .execute(&mut *tx)
-            .await
-            .context("writing a dead letter")?;
-        }
-        outbox::insert(&mut tx, plugin, pushes, unix_ms()).await?;
-        tx.commit().await.context("committing plugin state")?;
-        Ok(())
+        .context("writing a plugin's key-value store")?;
     }
+    for letter in dead {
+        sqlx::query(
+            "INSERT INTO plugin_dead_letters \
+             (plugin, stream, instance, from_token, to_token, reason, at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(plugin)
+        .bind(&letter.stream)
+        .bind(&letter.instance)
+        .bind(letter.from_token)
+        .bind(letter.to_token)
+        .bind(&letter.reason)
+        .bind(letter.at_ms)
+        .execute(&mut *tx)
+        .await
+        .context("writing a dead letter")?;
+    }
+    outbox::insert(&mut tx, plugin, pushes, unix_ms()).await?;
+    tx.commit().await.context("committing plugin state")?;
+    Ok(())
 }

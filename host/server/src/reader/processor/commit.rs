@@ -1,11 +1,14 @@
 //! Group commit and rollback: the ready batches, the sink's resets, the changed positions and
 //! the gaps found go to the database in one transaction; then the ledger, the status, the
-//! counters and the plugins' feed learn of it. A failed transaction forgets everything not committed.
+//! counters and the plugins' feed learn of it. A failed transaction forgets everything not
+//! committed; one that failed on a full disk is also reported as such (`disk_full` in the
+//! status) until a commit succeeds.
 
 use anyhow::Context;
 use streamhost_proto::{InstanceName, StreamName, Token};
 
 use super::{HashMap, Processor, ProcessorError, RUN_START};
+use crate::reader::disk::is_disk_full;
 use crate::reader::ledger::Key;
 use crate::reader::sink::Batch;
 use crate::reader::store::{ReaderStore, Run};
@@ -26,6 +29,9 @@ impl Processor {
             .map(|((stream, instance), token, run)| (stream, instance, token, run))
             .collect();
         if let Err(error) = self.write(&positions).await {
+            if is_disk_full(&error) {
+                self.shared.set_disk_full(Some(&format!("{error:#}")));
+            }
             self.rollback();
             self.fail(format!("applying batches: {error:#}"), "apply")
                 .await;
@@ -35,15 +41,34 @@ impl Processor {
         Ok(())
     }
 
-    /// The transaction: the sink's resets, the ready batches and `positions`.
+    /// The transaction on a connection of its own, which is closed rather than pooled again
+    /// when the transaction fails: SQLite may leave a transaction open after a failed
+    /// statement or `COMMIT` (a full disk), which sqlx no longer tracks, and such a connection
+    /// would go on reading an old snapshot.
     async fn write(
         &self,
         positions: &[(StreamName, InstanceName, Token, Run)],
     ) -> anyhow::Result<()> {
-        let mut tx = self
+        let mut conn = self
             .store
             .pool()
-            .begin()
+            .acquire()
+            .await
+            .context("taking a connection")?;
+        let result = self.write_on(&mut conn, positions).await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
+    }
+
+    /// The transaction: the sink's resets, the ready batches and `positions`.
+    async fn write_on(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        positions: &[(StreamName, InstanceName, Token, Run)],
+    ) -> anyhow::Result<()> {
+        let mut tx = sqlx::Connection::begin(conn)
             .await
             .context("beginning a transaction")?;
         for reset in &self.resets {
@@ -71,6 +96,7 @@ impl Processor {
     /// committed side, hands the group to the plugins and publishes the status.
     fn committed_group(&mut self) {
         self.shared.metrics.commits.inc();
+        self.shared.set_disk_full(None);
         self.pause.reset();
         self.gaps.clear();
         let batches = std::mem::take(&mut self.ready);

@@ -1,13 +1,14 @@
 //! A group's commit: the plugin's changed cursors, its key-value writes, dead letters and
 //! pushes (to the outbox) in one transaction, after which the push delivery is woken; only
 //! then are the group's effects applied (cache evictions, notifications), its metrics
-//! counted and the cursors published. A failed commit forgets the
-//! group: the cursors go back and the rows are fetched again.
+//! counted and the cursors published. A failed commit (a full disk, say) forgets the
+//! group: the cursors go back, and after a back-off the rows are fetched and applied again.
 
 use streamhost_plugin_runtime::{Effect, Invalidation, Notification};
 
 use super::super::notifications::Source;
 use super::{Group, Worker};
+use crate::reader::disk::is_disk_full;
 
 impl Worker {
     /// Whether the group's effects hold half the plugin's host memory budget: committed then,
@@ -36,12 +37,15 @@ impl Worker {
             &group.pushes,
         ));
         if let Err(error) = committed {
-            tracing::error!(plugin = %name, error = %format!("{error:#}"), "committing plugin state failed; the rows will be applied again");
+            let disk_full = is_disk_full(&error);
+            tracing::error!(plugin = %name, error = %format!("{error:#}"), disk_full, "committing plugin state failed; the rows will be applied again after a back-off");
             self.services.kv().discard_all();
             self.cursors.rollback();
             self.instance = None;
+            self.commit_failed = true;
             return;
         }
+        self.commit_pauses.reset();
         self.services.kv().commit();
         self.cursors.commit();
         if !group.pushes.is_empty()

@@ -42,6 +42,7 @@ use super::HostContext;
 use super::feed::{FeedRead, Key, Run};
 use super::slot::{Control, PluginSlot};
 use super::store::DeadLetter;
+use crate::backoff::Backoff;
 use crate::metrics::{Gauge, Histogram};
 use crate::reader::ledger::Ledger;
 use crate::reader::push::outbox::Staged;
@@ -54,6 +55,11 @@ pub(crate) const MAX_BATCH_ROWS: usize = 1_024;
 const GROUP_ROWS: usize = 4_096;
 /// Wait between attempts to fetch a gap from the writer.
 const CATCHUP_RETRY: Duration = Duration::from_secs(1);
+/// First wait after a failed commit of the plugin's state (a full disk, say); doubles after
+/// each failure in a row up to [`COMMIT_RETRY_MAX`].
+const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait after failed commits.
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// Why processing stopped early.
 enum Halt {
@@ -116,6 +122,11 @@ pub(crate) struct Worker {
     batch_duration: Histogram,
     /// `plugin_quarantined` of this plugin: 1 while `quarantined`.
     quarantined_gauge: Gauge,
+    /// The last group's commit failed: wait, then apply its rows again from the reader's
+    /// positions.
+    commit_failed: bool,
+    /// The waits after failed commits; reset by a commit.
+    commit_pauses: Backoff,
 }
 
 impl Worker {
@@ -155,6 +166,8 @@ impl Worker {
             counters_seen: HashMap::new(),
             batch_duration,
             quarantined_gauge,
+            commit_failed: false,
+            commit_pauses: Backoff::new(COMMIT_RETRY_FIRST, COMMIT_RETRY_MAX),
         }
     }
 
@@ -195,6 +208,14 @@ impl Worker {
                     Ok(control) => self.handle(control)?,
                     Err(_) => return Err(Halt::Stop),
                 }
+                continue;
+            }
+            if std::mem::take(&mut self.commit_failed) {
+                // Its rows are applied again from the reader's positions, not only when the
+                // next commit of the feed arrives.
+                let pause = self.commit_pauses.next_delay();
+                self.wait(pause)?;
+                self.resync()?;
                 continue;
             }
             match self.ctx.feed.read(self.seq, GROUP_ROWS) {
