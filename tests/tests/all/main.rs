@@ -2,6 +2,22 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+/// Runs (in a module that imports `LogBackend`) `scenario(backend)` as two tests, `scenario::sqlite` and `scenario::postgres`.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(super::LogBackend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario(super::LogBackend::Postgres).await;
+            }
+        }
+    )*};
+}
+
 mod accept_errors;
 mod admin_cli;
 mod chaos;

@@ -56,22 +56,6 @@ pub(crate) async fn write_rows(
     all
 }
 
-/// Runs `scenario(backend)` as two tests, `scenario::sqlite` and `scenario::postgres`.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(super::LogBackend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(super::LogBackend::Postgres).await;
-            }
-        }
-    )*};
-}
-
 on_both_backends!(
     two_readers_get_exactly_the_100k_written_rows_over_5_streams,
     a_restarted_reader_resumes_without_gap_or_repeat,

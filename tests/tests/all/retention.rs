@@ -14,22 +14,6 @@ use streamhost_proto::Token;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Runs `scenario(backend)` as two tests, `scenario::sqlite` and `scenario::postgres`.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(super::LogBackend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(super::LogBackend::Postgres).await;
-            }
-        }
-    )*};
-}
-
 on_both_backends!(
     a_reader_that_was_away_meets_the_410_and_follows_on_with_the_gap_recorded,
     a_reader_catching_up_from_the_log_database_follows_on_the_same_way,

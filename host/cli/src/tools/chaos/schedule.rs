@@ -51,7 +51,8 @@ pub(super) enum Fault {
     RestartRedis,
     /// Crash the PostgreSQL server (immediate shutdown), then start it again.
     RestartPostgres,
-    /// Change reader `n`'s plugin manifest on disk (an equivalent form): a hot reload.
+    /// Replace reader `n`'s plugin component with a new version (a custom section appended):
+    /// a hot reload.
     ReloadPlugin(usize),
 }
 
