@@ -146,7 +146,8 @@ impl PluginVersion {
             )));
         }
         let asks_all = self.manifest.streams.iter().any(|s| s == "*");
-        for stream in &description.streams {
+        // `*` in the description wants every stream granted: it never contradicts the manifest.
+        for stream in description.streams.iter().filter(|s| *s != "*") {
             if !asks_all && !self.manifest.streams.contains(stream) {
                 return Err(describe_error(format!(
                     "describe wants stream {stream}, which plugin.toml does not request"

@@ -24,13 +24,16 @@
 //! | `giant-log` | logs 1,000 (`count`) lines of 16 MiB (`bytes`) each (one line, made in `init`) |
 //! | `notify-flood` | returns 400 (`count`) `notify("evil", …)` effects of 10,000-byte (`bytes`) payloads |
 //! | `snapshot-bomb` | behaves like `none`; its `snapshot` returns 48 MiB (`bytes`) |
+//! | `trap-marked` | counts each stream's rows in the key-value store (`count:<stream>`, read by the query `count`), and traps (a panic) on a batch holding a row whose `trap_until_ms` is still ahead of the host's clock: every retry traps until then (`streamhost chaos`'s plugin-trap fault) |
 //!
 //! In every mode the query `big` (cache `big`, no arguments) answers a JSON string of 32 MiB
 //! (`bytes`, when the mode is not one of the above), and `describe` says `snapshots`:
 //! `snapshot` returns nothing (but in `snapshot-bomb`) and `restore` starts afresh from the
 //! configuration, like `init`.
 //!
-//! Whatever the mode, its query `loop` (cache `evil`) loops forever, for the query deadline.
+//! Whatever the mode, its query `loop` (cache `evil`) loops forever, for the query deadline,
+//! and its query `count` (cache `evil`, key `{stream}`) answers the stream's count as a JSON
+//! number (0 but in `trap-marked`).
 //!
 //! There is no mode that grows a Wasm table: stable Rust on `wasm32-wasip2` has no way to emit
 //! `table.grow` (no intrinsic, and inline assembly for wasm is unstable).
@@ -40,7 +43,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use streamhost_guest_sdk::{
-    Batch, Cursor, Description, Effect, Plugin, PluginError, counters, export_plugin, kv, log,
+    Batch, Cursor, Description, Effect, Plugin, PluginError, clock, counters, export_plugin, kv,
+    log, required_arg,
 };
 
 /// The configuration `init` receives.
@@ -76,6 +80,7 @@ enum Mode {
     GiantLog,
     NotifyFlood,
     SnapshotBomb,
+    TrapMarked,
 }
 
 impl Mode {
@@ -151,12 +156,56 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1).wrapping_mul(31) ^ depth
 }
 
+/// The key-value key of `stream`'s row count (`trap-marked`).
+fn count_key(stream: &str) -> String {
+    format!("count:{stream}")
+}
+
+/// The stored row count of `stream`, 0 when there is none.
+fn count(stream: &str) -> Result<u64, PluginError> {
+    let key = count_key(stream);
+    match kv::get(&key) {
+        None => Ok(0),
+        Some(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| PluginError::fatal(format!("kv value of `{key}` is not a count"))),
+    }
+}
+
+/// A row marked to make the plugin trap: `{"trap_until_ms": T, ...}`.
+#[derive(Deserialize)]
+struct TrapMark {
+    trap_until_ms: u64,
+}
+
+/// Traps (panics) when a row of `batch` is marked to trap until a time still ahead of the
+/// host's clock. Only rows that mention the field are parsed.
+fn trap_if_marked(batch: &Batch) -> Result<(), PluginError> {
+    let now = clock::now_ms();
+    for row in &batch.rows {
+        if !row.data.contains("trap_until_ms") {
+            continue;
+        }
+        let mark: TrapMark = row.json()?;
+        if now < mark.trap_until_ms {
+            panic!(
+                "evil: row {} is marked to trap for {} ms more",
+                row.token,
+                mark.trap_until_ms - now
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Plugin for Evil {
     fn describe() -> Description {
         Description::new("evil", env!("CARGO_PKG_VERSION"))
-            .stream("messages")
+            .stream("*")
             .query("big", "big", "big")
             .query("loop", "evil", "loop")
+            .query("count", "evil", "{stream}")
             .snapshots(true)
     }
 
@@ -181,6 +230,7 @@ impl Plugin for Evil {
             "giant-log" => Mode::GiantLog,
             "notify-flood" => Mode::NotifyFlood,
             "snapshot-bomb" => Mode::SnapshotBomb,
+            "trap-marked" => Mode::TrapMarked,
             other => return Err(PluginError::fatal(format!("unknown mode `{other}`"))),
         };
         let bytes = config.bytes.unwrap_or(mode.default_bytes());
@@ -208,7 +258,7 @@ impl Plugin for Evil {
         })
     }
 
-    fn query(&mut self, name: &str, _args: &[(String, String)]) -> Result<String, PluginError> {
+    fn query(&mut self, name: &str, args: &[(String, String)]) -> Result<String, PluginError> {
         match name {
             "big" => big_answer(self.bytes),
             "loop" => {
@@ -217,6 +267,7 @@ impl Plugin for Evil {
                     i = black_box(i.wrapping_add(1));
                 }
             }
+            "count" => Ok(count(required_arg(args, "stream")?)?.to_string()),
             other => Err(PluginError::fatal(format!("no query {other}"))),
         }
     }
@@ -284,6 +335,12 @@ impl Plugin for Evil {
                     .collect());
             }
             Mode::SnapshotBomb => {}
+            Mode::TrapMarked => {
+                trap_if_marked(&batch)?;
+                let total = count(&batch.stream)? + batch.rows.len() as u64;
+                kv::set(&count_key(&batch.stream), total.to_string().as_bytes())?;
+                return Ok(vec![Effect::invalidate("evil", batch.stream)]);
+            }
         }
         Ok(vec![Effect::notify("evil", batch.token.to_string())])
     }

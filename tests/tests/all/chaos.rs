@@ -1,6 +1,6 @@
 //! `streamhost chaos`, the real binary, for a short run: faults are injected (writer and
-//! reader SIGKILLs, link faults, a Redis restart, plugin reloads, and PostgreSQL restarts on
-//! `--db postgres`) and every check passes. CI's short version of the 600-s soaks in
+//! reader SIGKILLs, link faults, a Redis restart, plugin reloads and traps, and PostgreSQL
+//! restarts on `--db postgres`) and every check passes. CI's short version of the 600-s soaks in
 //! RELIABILITY.md.
 
 use std::process::Command;
@@ -76,12 +76,26 @@ fn a_short_chaos_run_on_sqlite_injects_faults_and_finds_no_violation() {
             "link reset",
             "redis restart",
             "plugin reload",
+            "plugin trap",
         ],
     );
-    assert!(
-        report.contains("reader-1 stream-stats: every row applied once (row counts)"),
-        "{report}"
-    );
+    for reader in ["reader-1", "reader-2", "reader-3"] {
+        for plugin in ["stream-stats", "evil"] {
+            let check = format!("{reader} {plugin}: every row applied once (row counts)");
+            assert!(report.contains(&check), "no {check:?}: {report}");
+        }
+    }
+    // The trap faults made the plugin fail, and each failure it had was on a trap row's batch
+    // at least once: `plugins: N failed batches written to plugin-failures/, M of them ...`.
+    let trapped: u64 = report
+        .lines()
+        .find_map(|l| l.strip_prefix("plugins: "))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .expect("the plugins line")
+        .parse()
+        .expect("a count");
+    assert!(trapped > 0, "no batch trapped on a marked row: {report}");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use streamhost_server::client::ApiClient;
 use streamhost_server::reader::ReaderStore;
 
 use super::checks::{Applied, LogRows};
-use super::plugins::ReaderPlugins;
+use super::plugins::{Failures, ReaderPlugins};
 use super::processes::{Node, free_port};
 use super::proxy::Proxy;
 use super::schedule::{Fault, Shape, Step};
@@ -33,7 +33,8 @@ pub(super) struct Plan {
     pub(super) tcp_readers: usize,
     /// Readers following over Redis pub/sub.
     pub(super) redis_readers: usize,
-    /// Built plugins (`scripts/build-plugins`): every reader runs `stream-stats` from them.
+    /// Built plugins (`scripts/build-plugins --with-evil`): every reader runs `stream-stats`
+    /// and `evil` from them.
     pub(super) plugins: Option<PathBuf>,
 }
 
@@ -45,7 +46,7 @@ pub(super) struct Cluster {
     /// The readers' HTTP APIs.
     pub(super) reader_urls: Vec<String>,
     proxies: Vec<Proxy>,
-    /// Each reader's plugin, with `--plugins`.
+    /// Each reader's plugins, with `--plugins`.
     plugins: Vec<ReaderPlugins>,
     pub(super) redis: Option<Server>,
     pub(super) postgres: Option<Server>,
@@ -210,6 +211,9 @@ impl Cluster {
                 pg.start().await?;
             }
             Fault::ReloadPlugin(n) => self.plugins[n].reload()?,
+            Fault::TrapPlugin => {
+                anyhow::bail!("a plugin trap is a client's row, not injected here")
+            }
         }
         Ok(())
     }
@@ -296,6 +300,17 @@ impl Cluster {
         if let Some(pg) = &mut self.postgres {
             pg.stop().await;
         }
+    }
+
+    /// The batches the readers' plugins failed on, all readers together.
+    pub(super) fn plugin_failures(&self) -> anyhow::Result<Failures> {
+        let mut all = Failures::default();
+        for data in &self.reader_data {
+            let one = Failures::read(data)?;
+            all.batches += one.batches;
+            all.trapped += one.trapped;
+        }
+        Ok(all)
     }
 
     /// What each reader applied, from its database (after [`Cluster::stop`]).

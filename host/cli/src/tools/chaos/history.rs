@@ -7,6 +7,9 @@
 //! log itself (a read-only handle on the writer's database): if its rows are there they are
 //! acknowledged with the tokens found, otherwise it sends them again. So every row is
 //! committed once, and the check can count exactly.
+//!
+//! The plugin-trap faults' rows are appended the same way by one more client, numbered after
+//! the others: `{"id": "t-<n>", "client": c, "n": n, "trap_until_ms": T}`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -78,26 +81,70 @@ pub(super) async fn client(
             .map(|(i, id)| serde_json::json!({"id": id, "client": client, "n": i}))
             .collect();
         n += count;
-        let body = Bytes::from(serde_json::to_vec(&rows).expect("JSON"));
-        let after = last.get(&stream).copied().unwrap_or(Token(1));
-        let tokens = ends.append_once(&stream, body, shared, &ids, after).await;
+        ends.append(&stream, &rows, shared, ids, &mut last).await;
+    }
+}
+
+/// Runs the client that appends the plugin-trap faults' rows, as client number `client`:
+/// for each hold received, one row to a stream drawn at random, marked to make the plugin
+/// trap until the hold has passed. Ends when the sender is dropped.
+pub(super) async fn trap_rows(
+    client: u64,
+    seed: u64,
+    ends: Ends,
+    streams: Vec<String>,
+    mut holds: tokio::sync::mpsc::UnboundedReceiver<Duration>,
+) {
+    let mut rng = Rng::new(seed ^ client.wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut last: HashMap<String, Token> = HashMap::new();
+    let mut n: u64 = 0;
+    while let Some(hold) = holds.recv().await {
+        let stream = streams[rng.below(streams.len() as u64) as usize].clone();
+        let id = format!("t-{n}");
+        let until = now_ms() + hold.as_millis() as u64;
+        let row = serde_json::json!({"id": id, "client": client, "n": n, "trap_until_ms": until});
+        n += 1;
+        ends.append(&stream, &[row], false, vec![id], &mut last)
+            .await;
+    }
+}
+
+/// Milliseconds since the Unix epoch (the plugins compare their clock with it).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Ends {
+    /// Appends `rows` (whose ids are `ids`) to `stream` until they are known committed, and
+    /// records them as acknowledged; `last` holds the client's last token per stream.
+    async fn append(
+        &self,
+        stream: &str,
+        rows: &[serde_json::Value],
+        shared: bool,
+        ids: Vec<String>,
+        last: &mut HashMap<String, Token>,
+    ) {
+        let body = Bytes::from(serde_json::to_vec(rows).expect("JSON"));
+        let after = last.get(stream).copied().unwrap_or(Token(1));
+        let tokens = self.append_once(stream, body, shared, &ids, after).await;
         if let Some(&max) = tokens.iter().max() {
-            last.insert(stream.clone(), max);
+            last.insert(stream.to_owned(), max);
         }
-        let mut history = ends.history.lock().expect("history lock");
+        let mut history = self.history.lock().expect("history lock");
         for (id, token) in ids.into_iter().zip(tokens) {
             history.acked.insert(
                 id,
                 Ack {
-                    stream: stream.clone(),
+                    stream: stream.to_owned(),
                     token,
                 },
             );
         }
     }
-}
 
-impl Ends {
     /// Appends `body` (rows `ids`, which go after `after`) until it is known committed;
     /// returns each row's token.
     async fn append_once(

@@ -3,15 +3,16 @@
 //! Redis ones on its own Redis server) as child processes of this executable, clients
 //! appending with retries, and injects faults on a schedule drawn from `--seed`: SIGKILL and
 //! restart of the writer and of readers, cut, delayed and reset replication links, Redis and
-//! PostgreSQL crashes, and with `--plugins` a plugin hot-reloaded. At the end it checks the history (every acknowledged append, every
-//! row each reader applied) against the writer's log, prints the faults by kind and the
-//! checks, and fails on any violation.
+//! PostgreSQL crashes, and with `--plugins` a plugin hot-reloaded and a plugin made to trap.
+//! At the end it checks the history (every acknowledged append, every row each reader and
+//! plugin applied) against the writer's log, prints the faults by kind and the checks, and
+//! fails on any violation.
 //!
 //! Files: `schedule` (the seeded fault schedule), `processes` (the writer and readers as
 //! children), `servers` (Redis and PostgreSQL of its own), `proxy` (the replication links),
-//! `cluster` (all of them and how a fault is injected), `plugins` (the readers' plugin with
-//! `--plugins`), `history` (the clients and what was
-//! acknowledged), `checks` (the end checks), `report` (the summary).
+//! `cluster` (all of them and how a fault is injected), `plugins` (the readers' plugins with
+//! `--plugins`), `history` (the clients and what was acknowledged), `checks` (the end
+//! checks), `report` (the summary).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use self::cluster::{Cluster, Plan, STREAMS};
 use self::history::History;
 use self::report::Summary;
-use self::schedule::{Schedule, fresh_seed};
+use self::schedule::{Fault, Schedule, fresh_seed};
 
 mod checks;
 mod cluster;
@@ -74,8 +75,9 @@ pub struct ChaosArgs {
     /// Clients appending concurrently.
     #[arg(long, default_value_t = 4)]
     pub clients: u64,
-    /// Built plugins (`scripts/build-plugins DIR`): every reader runs DIR/stream-stats,
-    /// hot-reloaded as a fault, and its row counts are checked [default: no plugins].
+    /// Built plugins (`scripts/build-plugins --with-evil DIR`): every reader runs
+    /// DIR/stream-stats, hot-reloaded as a fault, and DIR/evil, made to trap as a fault; both
+    /// plugins' row counts are checked [default: no plugins].
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<std::path::PathBuf>,
     /// Keep the run's folder (data and every process's log) even when the run passes.
@@ -139,23 +141,28 @@ async fn run_in(
         .await
         .context("opening the writer's log to read it back")?;
     let history = Arc::new(Mutex::new(History::default()));
+    let ends = history::Ends {
+        writer: ApiClient::new(cluster.writer_url.clone()),
+        oracle: oracle.clone(),
+        history: history.clone(),
+    };
+    let streams = || STREAMS.iter().map(|s| s.to_string()).collect();
     let clients_stop = CancellationToken::new();
-    let clients: Vec<_> = (0..args.clients)
+    let mut clients: Vec<_> = (0..args.clients)
         .map(|n| {
-            let ends = history::Ends {
-                writer: ApiClient::new(cluster.writer_url.clone()),
-                oracle: oracle.clone(),
-                history: history.clone(),
-            };
-            tokio::spawn(history::client(
-                n,
-                seed,
-                ends,
-                STREAMS.iter().map(|s| s.to_string()).collect(),
-                clients_stop.clone(),
-            ))
+            let stop = clients_stop.clone();
+            tokio::spawn(history::client(n, seed, ends.clone(), streams(), stop))
         })
         .collect();
+    // The plugin-trap faults' rows come from one more client, numbered after the others.
+    let (trap_holds, holds) = tokio::sync::mpsc::unbounded_channel();
+    clients.push(tokio::spawn(history::trap_rows(
+        args.clients,
+        seed,
+        ends,
+        streams(),
+        holds,
+    )));
 
     let mut schedule = Schedule::new(seed, cluster.shape());
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -170,7 +177,11 @@ async fn run_in(
             () = shutdown.cancelled() => break,
         }
         tracing::debug!(?step, "fault");
-        cluster.inject(step).await?;
+        match step.fault {
+            // Not a fault of the cluster's: a row for the trap client to append.
+            Fault::TrapPlugin => trap_holds.send(step.hold)?,
+            _ => cluster.inject(step).await?,
+        }
         *faults.entry(step.fault.kind()).or_default() += 1;
         problems.extend(cluster.restart_exited().await?);
         if Instant::now() >= next_progress {
@@ -186,6 +197,7 @@ async fn run_in(
     let seconds = started.elapsed().as_secs();
 
     clients_stop.cancel();
+    drop(trap_holds);
     for client in clients {
         tokio::time::timeout(CATCH_UP_TIMEOUT, client)
             .await
@@ -206,13 +218,16 @@ async fn run_in(
             .collect();
         let deadline = Instant::now() + CATCH_UP_TIMEOUT;
         for (reader, url) in cluster.readers.iter().zip(&cluster.reader_urls) {
-            let counts = plugins::counts(url, &want, deadline).await;
-            let name = format!("{} {}", reader.name, plugins::PLUGIN);
-            plugin_checks.push(checks::plugin_counts(&log, &name, &counts));
+            for plugin in [plugins::PLUGIN, plugins::TRAPPING] {
+                let counts = plugins::counts(url, plugin, &want, deadline).await;
+                let name = format!("{} {plugin}", reader.name);
+                plugin_checks.push(checks::plugin_counts(&log, &name, &counts));
+            }
         }
     }
     problems.extend(cluster.stop().await);
     let applied = cluster.applied().await?;
+    let failures = cluster.plugin_failures()?;
     cluster.stop_servers().await;
     let history = std::mem::take(&mut *history.lock().expect("history lock"));
     let mut checks = checks::run(&log, &history, &applied, INSTANCE);
@@ -223,6 +238,7 @@ async fn run_in(
         seconds,
         faults: &faults,
         history: &history,
+        failures: cluster.has_plugins().then_some(failures),
         problems: &problems,
         checks: &checks,
     };

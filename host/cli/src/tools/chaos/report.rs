@@ -6,6 +6,7 @@ use std::io::Write;
 
 use super::checks::Check;
 use super::history::History;
+use super::plugins::Failures;
 use super::schedule::Fault;
 
 /// What the report needs from the run.
@@ -20,6 +21,8 @@ pub(super) struct Summary<'a> {
     pub(super) faults: &'a BTreeMap<&'static str, u64>,
     /// The clients' history.
     pub(super) history: &'a History,
+    /// With `--plugins`: the batches the readers' plugins failed on.
+    pub(super) failures: Option<Failures>,
     /// Problems outside the checks: processes that exited on their own, readers that did not
     /// catch up, unclean exits.
     pub(super) problems: &'a [String],
@@ -55,6 +58,13 @@ impl Summary<'_> {
             h.ambiguous,
             h.found_committed
         )?;
+        if let Some(f) = self.failures {
+            writeln!(
+                out,
+                "plugins: {} failed batches written to plugin-failures/, {} of them evil's on a trap row",
+                f.batches, f.trapped
+            )?;
+        }
         writeln!(out, "checks:")?;
         for check in self.checks {
             let verdict = match check.violations.len() {
@@ -63,7 +73,7 @@ impl Summary<'_> {
             };
             writeln!(
                 out,
-                "  {:<52} {:>9} checked  {verdict}",
+                "  {:<60} {:>9} checked  {verdict}",
                 check.name, check.checked
             )?;
             for v in check.violations.iter().take(10) {

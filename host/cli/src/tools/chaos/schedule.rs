@@ -54,11 +54,14 @@ pub(super) enum Fault {
     /// Replace reader `n`'s plugin component with a new version (a custom section appended):
     /// a hot reload.
     ReloadPlugin(usize),
+    /// Append a row that makes every reader's `evil` plugin trap on its batch, and on every
+    /// retry, until the hold has passed.
+    TrapPlugin,
 }
 
 impl Fault {
     /// Every kind's name, in the order the report lists them.
-    pub(super) const KINDS: [&'static str; 8] = [
+    pub(super) const KINDS: [&'static str; 9] = [
         "writer SIGKILL",
         "reader SIGKILL",
         "link cut",
@@ -67,6 +70,7 @@ impl Fault {
         "redis restart",
         "postgres restart",
         "plugin reload",
+        "plugin trap",
     ];
 
     /// This fault's kind, one of [`Fault::KINDS`].
@@ -80,6 +84,7 @@ impl Fault {
             Fault::RestartRedis => 5,
             Fault::RestartPostgres => 6,
             Fault::ReloadPlugin(_) => 7,
+            Fault::TrapPlugin => 8,
         };
         Fault::KINDS[index]
     }
@@ -96,7 +101,7 @@ pub(super) struct Shape {
     pub(super) redis: bool,
     /// A PostgreSQL server of the tool's own holds the log.
     pub(super) postgres: bool,
-    /// Every reader runs a plugin from a folder of its own.
+    /// Every reader runs plugins (`stream-stats` and `evil`) from a folder of its own.
     pub(super) plugins: bool,
 }
 
@@ -150,6 +155,7 @@ impl Schedule {
             Fault::DelayLink(_) => self.rng.millis(200, 1_500),
             Fault::CutLink(_) => self.rng.millis(100, 1_000),
             Fault::ResetLink(_) => Duration::ZERO,
+            Fault::TrapPlugin => self.rng.millis(500, 1_500),
             _ => self.rng.millis(0, 400),
         };
         Step { pause, fault, hold }
@@ -193,6 +199,7 @@ impl Schedule {
         if shape.plugins && shape.readers > 0 {
             let n = self.rng.below(shape.readers as u64) as usize;
             choices.push((1, Fault::ReloadPlugin(n)));
+            choices.push((1, Fault::TrapPlugin));
         }
         choices
     }
