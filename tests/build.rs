@@ -8,7 +8,9 @@
 //! instruction Rust cannot emit; `evil-alias`, whose strings share their bytes) is a
 //! hand-written core module: it is assembled with `wat` and made a component of the `reader`
 //! world of `streamhost:plugin@0.1.0` (`wit/previous/0.1.0`) with `wit-component`, so the tests
-//! keep loading components built against the previous interface version.
+//! keep loading components built against earlier interface versions. Each is also made a
+//! component of 0.2.0's `reader` (`wit/previous/0.2.0`, whose `handler` has the same functions)
+//! in `$OUT_DIR/plugins-0.2.0/<name>/` (constants `<NAME>_V0_2_DIR`).
 //!
 //! The Python and JavaScript plugins (`plugins/python/*`, `plugins/javascript/*`) are built by
 //! the code a user runs as `streamhost plugin build` (the `streamhost-plugin-build` crate),
@@ -69,8 +71,24 @@ fn main() {
         let wasm = dir.join(format!("{name}.wasm"));
         let wat = plugins_src.join(name).join("component.wat");
         if wat.is_file() {
-            // Built against 0.1.0: the components that keep older versions loading.
-            build_wat_component(&wat, &root.join("wit/previous/0.1.0"), &wasm);
+            // Built against 0.1.0 and 0.2.0: the components that keep older versions loading.
+            build_wat_component(&wat, &root.join("wit/previous/0.1.0"), "0.1.0", &wasm);
+            let v2 = out_dir.join("plugins-0.2.0").join(name);
+            fs::create_dir_all(&v2).unwrap_or_else(|e| panic!("create {}: {e}", v2.display()));
+            copy(
+                &plugins_src.join(name).join("plugin.toml"),
+                &v2.join("plugin.toml"),
+            );
+            let v2_wasm = v2.join(format!("{name}.wasm"));
+            build_wat_component(&wat, &root.join("wit/previous/0.2.0"), "0.2.0", &v2_wasm);
+            writeln!(
+                consts,
+                "/// `{name}` built against `streamhost:plugin@0.2.0`.\n\
+                 pub const {}_V0_2_DIR: &str = {:?};",
+                name.replace('-', "_").to_uppercase(),
+                path_str(&v2)
+            )
+            .expect("write to a String");
         } else {
             copy(
                 &target_dir
@@ -306,9 +324,12 @@ fn build(plugins_src: &Path, target_dir: &Path) {
     }
 }
 
-/// Assembles the core module in `wat` and makes it a component of `wit/`'s `reader` world.
-fn build_wat_component(wat: &Path, wit: &Path, out: &Path) {
-    let text = fs::read_to_string(wat).unwrap_or_else(|e| panic!("read {}: {e}", wat.display()));
+/// Assembles `wat` (whose exports are named for 0.1.0) as a component of the `reader` world
+/// of the WIT package `version` in `wit`.
+fn build_wat_component(wat: &Path, wit: &Path, version: &str, out: &Path) {
+    let text = fs::read_to_string(wat)
+        .unwrap_or_else(|e| panic!("read {}: {e}", wat.display()))
+        .replace("/handler@0.1.0#", &format!("/handler@{version}#"));
     let mut module =
         wat::parse_str(&text).unwrap_or_else(|e| panic!("assemble {}: {e}", wat.display()));
     let mut resolve = wit_parser::Resolve::default();

@@ -97,11 +97,17 @@ export function parseJson(text) {
   return value;
 }
 
-/** One row of the log: its token (BigInt) and its JSON text exactly as the writer stored it. */
+/**
+ * One row of the log: its token (BigInt), its JSON text exactly as the writer stored it, and
+ * `fields`: the values of the plugin's `static fields` the host extracted from it, by name (an
+ * object without prototype; a name the row lacks is not in it; integers are Numbers as
+ * `JSON.parse` makes them; arrays and objects come parsed).
+ */
 export class Row {
-  constructor(token, data) {
+  constructor(token, data, fields = Object.create(null)) {
     this.token = token;
     this.data = data;
+    this.fields = fields;
   }
 
   /** The row parsed as JSON (see `parseJson`); throws a SyntaxError when it is not. */
@@ -120,6 +126,33 @@ export class Cursor {
 }
 
 /** Consecutive rows of one stream from one writer instance, tokens (BigInt) ascending. */
+// What each kind of extracted field becomes in `Row.fields` (absent fields are left out).
+const FIELD_VALUE = {
+  null: () => null,
+  boolean: (value) => value,
+  integer: (value) => Number(value),
+  number: (value) => value,
+  text: (value) => value,
+  json: (value) => parseJson(value),
+};
+
+// The batch's rows with their extracted fields (row i's field j is values[i * n + j]).
+function toRows(rows, names, values) {
+  const n = names.length;
+  if (n === 0) return rows.map((r) => new Row(r.token, r.data));
+  const typed = new Array(rows.length);
+  for (let i = 0; i < rows.length; i += 1) {
+    const fields = Object.create(null);
+    for (let j = 0; j < n; j += 1) {
+      const value = values[i * n + j];
+      const toJs = FIELD_VALUE[value.tag];
+      if (toJs !== undefined) fields[names[j]] = toJs(value.val);
+    }
+    typed[i] = new Row(rows[i].token, rows[i].data, fields);
+  }
+  return typed;
+}
+
 export class Batch {
   constructor(stream, instance, prevToken, token, rows) {
     this.stream = stream;
@@ -328,6 +361,11 @@ export class Plugin {
   static queries = [];
   /** Whether `snapshot` and `restore` carry its state across a reload. */
   static snapshots = false;
+  /**
+   * Row fields the host extracts into `Row.fields`: top-level names (`"room"`) or paths through
+   * nested objects, keys joined by dots (`"content.body"`). Reading them needs no JSON parsing.
+   */
+  static fields = [];
 
   constructor(config, resumeAfter) {}
 
@@ -429,14 +467,16 @@ export function exportPlugin(PluginClass) {
         plugin = new PluginClass(parseConfig(config), toCursors(resumeAfter));
       }),
 
-    onBatch: (batch) =>
+    wantedFields: () => [...PluginClass.fields],
+
+    onBatch: (batch, values) =>
       guarded(() => {
         const typed = new Batch(
           batch.stream,
           batch.instance,
           batch.prevToken,
           batch.token,
-          batch.rows.map((r) => new Row(r.token, r.data)),
+          toRows(batch.rows, PluginClass.fields, values),
         );
         const effects = current().onBatch(typed) ?? [];
         return Array.from(effects, toWitEffect);

@@ -43,6 +43,7 @@ try:
     from wit_world.imports import types as _types
 except ImportError:  # a world importing wasi:http too names it after its package
     from wit_world.imports import streamhost_plugin_types as _types
+from wit_world.imports import fields as _fields
 
 __all__ = [
     "Batch", "Cursor", "Fatal", "Invalidate", "InvalidateAll", "Notify", "Plugin", "PluginError",
@@ -100,16 +101,55 @@ def parse_json(text: str) -> Any:
     return value
 
 
-@dataclass(frozen=True)
 class Row:
-    """One row of the log: its token and its JSON text exactly as the writer stored it."""
+    """One row of the log: its token, its JSON text exactly as the writer stored it, and
+    `fields`: the values of the plugin's `fields` the host extracted from it, by name (a name
+    the row lacks is not in the dict; JSON null is None, arrays and objects come parsed)."""
 
-    token: int
-    data: str
+    __slots__ = ("token", "data", "fields")
+
+    def __init__(self, token: int, data: str, fields: Optional[Dict[str, Any]] = None):
+        self.token = token
+        self.data = data
+        self.fields = {} if fields is None else fields
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Row) and (self.token, self.data, self.fields) == (
+            other.token, other.data, other.fields)
+
+    def __repr__(self) -> str:
+        return f"Row(token={self.token!r}, data={self.data!r}, fields={self.fields!r})"
 
     def json(self) -> Any:
         """The row parsed as JSON (see `parse_json`); raises ValueError when it is not."""
         return parse_json(self.data)
+
+
+# What each kind of extracted field becomes in `Row.fields` (absent fields are left out).
+_FIELD_VALUE: Dict[type, Callable[[Any], Any]] = {
+    _fields.FieldValue_Null: lambda v: None,
+    _fields.FieldValue_Boolean: lambda v: v.value,
+    _fields.FieldValue_Integer: lambda v: v.value,
+    _fields.FieldValue_Number: lambda v: v.value,
+    _fields.FieldValue_Text: lambda v: v.value,
+    _fields.FieldValue_Json: lambda v: parse_json(v.value),
+}
+
+
+def _rows(rows: List[Any], names: List[str], values: List[Any]) -> List[Row]:
+    """The batch's rows with their extracted fields (row i's field j is values[i * n + j])."""
+    if not names:
+        return [Row(r.token, r.data) for r in rows]
+    n, typed = len(names), []
+    convert = _FIELD_VALUE.get
+    for i, r in enumerate(rows):
+        fields = {}
+        for name, value in zip(names, values[i * n:(i + 1) * n]):
+            to_python = convert(type(value))
+            if to_python is not None:
+                fields[name] = to_python(value)
+        typed.append(Row(r.token, r.data, fields))
+    return typed
 
 
 @dataclass(frozen=True)
@@ -352,6 +392,9 @@ class Plugin:
     streams: List[str] = []
     queries: List[Query] = []
     snapshots: bool = False
+    # Row fields the host extracts into `Row.fields`: top-level names ("room") or paths through
+    # nested objects, keys joined by dots ("content.body"). Reading them needs no JSON parsing.
+    fields: List[str] = []
 
     def __init__(self, config: Any, resume_after: List[Cursor]) -> None:
         pass
@@ -456,9 +499,12 @@ def export(plugin_class: type) -> type:
             _guarded(lambda: start(
                 lambda: plugin_class(_parse_config(config), _cursors(resume_after))))
 
-        def on_batch(self, batch: _types.Batch) -> List[_types.Effect]:
+        def wanted_fields(self) -> List[str]:
+            return list(plugin_class.fields)
+
+        def on_batch(self, batch: _types.Batch, values: List[Any]) -> List[_types.Effect]:
             def run() -> List[_types.Effect]:
-                rows_ = [Row(r.token, r.data) for r in batch.rows]
+                rows_ = _rows(batch.rows, plugin_class.fields, values)
                 typed = Batch(batch.stream, batch.instance, batch.prev_token, batch.token, rows_)
                 effects = plugin().on_batch(typed)
                 return [_to_wit_effect(e) for e in effects or []]

@@ -1,6 +1,6 @@
 //! The Rust SDK for Streamhost reader plugins.
 //!
-//! A reader plugin is a WebAssembly component of the `streamhost:plugin@0.2.0` world `reader`
+//! A reader plugin is a WebAssembly component of the `streamhost:plugin@0.3.0` world `reader`
 //! (the WIT package in `wit/` at the root of the repository). The reader hands it batches of
 //! replicated rows; the plugin returns effects (cache invalidations and notifications) and
 //! answers cached reads. This crate wraps the bindings that `wit-bindgen` generates for that
@@ -114,11 +114,13 @@ pub mod bindings {
     });
 }
 
+mod batch;
 pub mod http;
 
+pub use batch::{Batch, Fields, RowFields};
+pub use bindings::streamhost::plugin::fields::FieldValue;
 pub use bindings::streamhost::plugin::types::{
-    Batch, Cursor, Description, Effect, ErrorKind, Invalidation, Notification, PluginError,
-    QuerySpec, Row,
+    Cursor, Description, Effect, ErrorKind, Invalidation, Notification, PluginError, QuerySpec, Row,
 };
 
 /// A reader plugin. Implement it for a type and export the type with [`export_plugin!`].
@@ -132,6 +134,11 @@ pub use bindings::streamhost::plugin::types::{
 pub trait Plugin: Sized + 'static {
     /// What the plugin is and wants. Must not depend on state: it is called before `init`.
     fn describe() -> Description;
+
+    /// The row fields the host extracts for [`on_batch`](Plugin::on_batch): top-level names
+    /// (`"room"`) or paths through nested objects, keys joined by dots (`"content.body"`).
+    /// Read them with [`Batch::rows_with_fields`] instead of parsing each row. None by default.
+    const FIELDS: &'static [&'static str] = &[];
 
     /// Prepares a fresh instance. `config` is the operator's configuration as JSON text (`{}`
     /// when none); `resume_after` holds the cursors that the next batches follow.
@@ -193,10 +200,23 @@ macro_rules! export_plugin {
                     $crate::__private::init(&__STREAMHOST_PLUGIN_INSTANCE, &config, &resume_after)
                 }
 
+                fn wanted_fields() -> ::std::vec::Vec<::std::string::String> {
+                    <$plugin as $crate::Plugin>::FIELDS
+                        .iter()
+                        .map(|name| ::std::string::ToString::to_string(name))
+                        .collect()
+                }
+
                 fn on_batch(
-                    batch: $crate::Batch,
+                    batch: $crate::__private::WireBatch,
+                    fields: ::std::vec::Vec<$crate::FieldValue>,
                 ) -> ::core::result::Result<::std::vec::Vec<$crate::Effect>, $crate::PluginError>
                 {
+                    let batch = $crate::Batch::from_wire(
+                        batch,
+                        <$plugin as $crate::Plugin>::FIELDS,
+                        fields,
+                    );
                     $crate::__private::with_instance(
                         &__STREAMHOST_PLUGIN_INSTANCE,
                         "on-batch",
@@ -249,6 +269,7 @@ pub mod __private {
     use std::thread::LocalKey;
 
     pub use crate::bindings::exports::streamhost::plugin::handler::Guest;
+    pub use crate::bindings::streamhost::plugin::types::Batch as WireBatch;
     use crate::{Cursor, Plugin, PluginError};
 
     /// The slot that holds a plugin's instance.
@@ -665,7 +686,7 @@ mod tests {
     }
 
     fn batch() -> Batch {
-        Batch {
+        let wire = __private::WireBatch {
             stream: "s".into(),
             instance: "master".into(),
             prev_token: 0,
@@ -674,7 +695,8 @@ mod tests {
                 token: 1,
                 data: r#"{"a":1}"#.into(),
             }],
-        }
+        };
+        Batch::from_wire(wire, &[], Vec::new())
     }
 
     fn on_batch() -> Result<Vec<Effect>, PluginError> {

@@ -62,6 +62,10 @@ pub const RUST_SDK: &[Asset] = &[
     ("README.md", include_str!("../../../guest-sdk/README.md")),
     ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
     (
+        "src/batch.rs",
+        include_str!("../../../guest-sdk/src/batch.rs"),
+    ),
+    (
         "src/http.rs",
         include_str!("../../../guest-sdk/src/http.rs"),
     ),

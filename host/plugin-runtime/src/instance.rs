@@ -2,6 +2,7 @@
 //! its CPU deadline and its host memory budget, with failures classified by the limit that
 //! stopped them.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::InstancePre;
@@ -9,10 +10,11 @@ use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::bindings::authorizer::Access;
 use crate::bindings::types::{Batch, Cursor, Description, Effect, ErrorKind, PluginError};
-use crate::bindings::{authorizer, handler_v1, handler_v2};
+use crate::bindings::{authorizer, authorizer_v2, handler_v1, handler_v2, handler_v3};
 use crate::budget::Charge;
 use crate::effects;
 use crate::error::{Failure, FailureReason};
+use crate::fields::FieldPaths;
 use crate::limits::{EPOCH_TICK, LimitHit};
 use crate::push::Push;
 use crate::state::PluginState;
@@ -38,16 +40,18 @@ pub struct BatchEffects {
 /// An instance's exports, by the `streamhost:plugin` version it was built against.
 enum Exports {
     V1(handler_v1::Guest),
-    V2(handler_v2::Guest, Option<authorizer::Guest>),
+    V2(handler_v2::Guest, Option<authorizer_v2::Guest>),
+    V3(handler_v3::Guest, Option<authorizer::Guest>),
 }
 
 /// Calls `$call` with `$h` bound to the `handler` export of `$exports`, whatever its version
-/// (the two are different types with the same methods).
+/// (they are different types with the same methods).
 macro_rules! handler {
     ($exports:expr, |$h:ident| $call:expr) => {
         match $exports {
             Exports::V1($h) => $call,
             Exports::V2($h, _) => $call,
+            Exports::V3($h, _) => $call,
         }
     };
 }
@@ -57,6 +61,8 @@ macro_rules! handler {
 pub struct PluginInstance {
     store: Store<PluginState>,
     exports: Exports,
+    /// The row fields extracted for `on-batch` (0.3.0).
+    fields: Arc<FieldPaths>,
     /// Whether calls are held to the host memory budget (always, except to measure its cost).
     accounting: bool,
 }
@@ -66,6 +72,7 @@ impl PluginInstance {
         mut store: Store<PluginState>,
         pre: &InstancePre<PluginState>,
         indices: &ExportIndices,
+        fields: Arc<FieldPaths>,
     ) -> Result<PluginInstance, Failure> {
         let init_deadline = Duration::from_millis(store.data().caps.limits.init_deadline_ms);
         set_deadline(&mut store, init_deadline);
@@ -82,12 +89,23 @@ impl PluginInstance {
                         None => None,
                     },
                 ),
+                ExportIndices::V3 {
+                    handler,
+                    authorizer,
+                } => Exports::V3(
+                    handler.load(&mut store, &instance)?,
+                    match authorizer {
+                        Some(authorizer) => Some(authorizer.load(&mut store, &instance)?),
+                        None => None,
+                    },
+                ),
             })
         });
         match exports {
             Ok(exports) => Ok(PluginInstance {
                 store,
                 exports,
+                fields,
                 accounting: true,
             }),
             Err(error) => Err(classify(&store, error)),
@@ -128,6 +146,15 @@ impl PluginInstance {
         self.call(deadline, |b, s| handler!(b, |h| h.call_describe(s)))
     }
 
+    /// `wanted-fields` (0.3.0); earlier components want none.
+    pub fn wanted_fields(&mut self) -> Result<Vec<String>, Failure> {
+        let deadline = self.limit(|l| l.init_deadline_ms);
+        self.call(deadline, |b, s| match b {
+            Exports::V3(h, _) => h.call_wanted_fields(s),
+            Exports::V1(_) | Exports::V2(..) => Ok(Vec::new()),
+        })
+    }
+
     /// `init` with the plugin's configuration and cursors.
     pub fn init(&mut self, resume_after: &[Cursor]) -> Result<(), Failure> {
         let deadline = self.limit(|l| l.init_deadline_ms);
@@ -156,9 +183,10 @@ impl PluginInstance {
     }
 
     /// `on-batch`, its effects and pushes checked against the grant and the effect limits
-    /// (together) and charged to the host memory budget. The key-value writes it made stay
-    /// pending in the plugin's store: the caller commits or discards them. The pushes of a
-    /// call that fails are dropped.
+    /// (together) and charged to the host memory budget. A 0.3.0 plugin is handed the fields
+    /// it wanted, extracted from every row. The key-value writes it made stay pending in the
+    /// plugin's store: the caller commits or discards them. The pushes of a call that fails
+    /// are dropped.
     pub fn on_batch(&mut self, batch: &Batch) -> Result<BatchEffects, Failure> {
         let deadline = self
             .store
@@ -166,12 +194,20 @@ impl PluginInstance {
             .caps
             .limits
             .batch_deadline(batch.rows.len());
+        let fields = match self.exports {
+            Exports::V3(..) => self.fields.extract(&batch.rows),
+            Exports::V1(_) | Exports::V2(..) => Vec::new(),
+        };
         self.store.data_mut().pushes.open();
         let result = self.call(deadline, |b, s| {
             if let Some((_, hooks)) = s.data_mut().http.as_mut() {
                 hooks.allow();
             }
-            handler!(b, |h| h.call_on_batch(s, batch))
+            match b {
+                Exports::V1(h) => h.call_on_batch(s, batch),
+                Exports::V2(h, _) => h.call_on_batch(s, batch),
+                Exports::V3(h, _) => h.call_on_batch(s, batch, &fields),
+            }
         });
         let (pushes, push_charge) = self.store.data_mut().pushes.close();
         let effects = result?.map_err(|e| self.plugin_failure(e))?;
@@ -212,23 +248,27 @@ impl PluginInstance {
         result.map_err(|e| self.plugin_failure(e))
     }
 
-    /// `authorize` (0.2.0's `authorizer` export), under `deadline` or the plugin's query
-    /// deadline, whichever is shorter. A plugin without the export fails the call.
+    /// `authorize` (the `authorizer` export, since 0.2.0), under `deadline` or the plugin's
+    /// query deadline, whichever is shorter. A plugin without the export fails the call.
     pub fn authorize(
         &mut self,
         subject: &str,
         access: &Access,
         deadline: Duration,
     ) -> Result<bool, Failure> {
-        if !matches!(self.exports, Exports::V2(_, Some(_))) {
+        if !matches!(
+            self.exports,
+            Exports::V2(_, Some(_)) | Exports::V3(_, Some(_))
+        ) {
             return Err(Failure::new(
                 FailureReason::Trap,
-                "the plugin exports no streamhost:plugin/authorizer@0.2.0",
+                "the plugin exports no streamhost:plugin/authorizer",
             ));
         }
         let deadline = deadline.min(self.limit(|l| l.query_deadline_ms));
         let result = self.call(deadline, |b, s| match b {
-            Exports::V2(_, Some(a)) => a.call_authorize(s, subject, access),
+            Exports::V3(_, Some(a)) => a.call_authorize(s, subject, access),
+            Exports::V2(_, Some(a)) => a.call_authorize(s, subject, &access_v2(access)),
             _ => Err(wasmtime::Error::msg("no authorizer export")),
         })?;
         result.map_err(|e| self.plugin_failure(e))
@@ -357,5 +397,17 @@ mod tests {
             ticks_left(deadline, deadline + Duration::from_millis(1)),
             None
         );
+    }
+}
+
+/// `access` as 0.2.0's `authorizer` export takes it (the same shape, its own type).
+fn access_v2(access: &Access) -> authorizer_v2::Access {
+    match access {
+        Access::Query(query) => authorizer_v2::Access::Query(authorizer_v2::QueryAccess {
+            plugin: query.plugin.clone(),
+            name: query.name.clone(),
+            args: query.args.clone(),
+        }),
+        Access::Subscribe(topic) => authorizer_v2::Access::Subscribe(topic.clone()),
     }
 }

@@ -1,6 +1,6 @@
 //! The wasmtime host of Streamhost's reader plugins: WebAssembly components built against
-//! `wit/` (package `streamhost:plugin@0.2.0`, worlds `reader` and `authorizing-reader`; components
-//! built against 0.1.0, kept in `wit/previous/0.1.0/`, load too). Lifecycle, limits, grants and reload
+//! `wit/` (package `streamhost:plugin@0.3.0`, worlds `reader` and `authorizing-reader`; components
+//! built against 0.1.0 and 0.2.0, kept in `wit/previous/`, load too). Lifecycle, limits, grants and reload
 //! semantics are described for plugin authors in `docs/plugins.md`.
 //!
 //! This crate knows nothing of replication, HTTP or databases; the reader drives it. It owns:
@@ -18,6 +18,8 @@
 //! - [`Push`] and [`Destination`] (`push`, `host/push.rs`): the `push` import, each push
 //!   checked against the grant, the operator's destinations and the effect limits, kept with
 //!   the `on-batch` call and returned in [`BatchEffects::pushes`] only when it succeeds.
+//! - [`FieldPaths`] (`fields`): the row fields a 0.3.0 plugin wants, extracted natively from
+//!   every row's JSON and handed to `on-batch` typed ([`FieldValue`]).
 //! - [`Limits`] and the [`BudgetLimiter`] (`limits`); the host memory a plugin causes,
 //!   [`HostBudget`] and its [`Charge`]s (`budget`).
 //! - outbound HTTP (`outbound`): `wasi:http/outgoing-handler`, linked for plugins granted
@@ -30,6 +32,7 @@ mod budget;
 mod cache;
 mod effects;
 mod error;
+mod fields;
 mod grants;
 mod host;
 mod instance;
@@ -44,12 +47,14 @@ mod state;
 mod version;
 
 pub use bindings::authorizer::{Access, QueryAccess};
+pub use bindings::fields::FieldValue;
 pub use bindings::types::{
     Batch, Cursor, Description, Effect, ErrorKind, Invalidation, Notification, PluginError,
     QuerySpec, Row,
 };
 pub use budget::{Charge, HostBudget};
 pub use error::{Failure, FailureReason, LoadError};
+pub use fields::{FieldPaths, MAX_FIELDS};
 pub use grants::{Capabilities, Grant, pattern_matches};
 pub use instance::{BatchEffects, PluginInstance};
 pub use kv::{KvChange, KvStore};

@@ -9,9 +9,14 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::bindings::types::Description;
-use crate::bindings::{VERSIONS, authorizer, clock, handler_v1, handler_v2, kv, rows, types};
+use crate::bindings::{
+    EARLIER_VERSIONS, VERSIONS, authorizer, authorizer_v2, clock, fields, handler_v1, handler_v2,
+    handler_v3, kv, rows, types,
+};
 use crate::error::LoadError;
+use crate::fields::FieldPaths;
 use crate::grants::{Capabilities, Grant};
+use crate::host::earlier;
 use crate::instance::PluginInstance;
 use crate::kv::KvStore;
 use crate::manifest::{Manifest, PluginFiles};
@@ -35,6 +40,8 @@ pub struct PluginVersion {
     caps: Arc<Capabilities>,
     sha256: String,
     description: Description,
+    /// The row fields `wanted-fields` asked for (0.3.0; none before).
+    fields: Arc<FieldPaths>,
     pre: InstancePre<PluginState>,
     exports: ExportIndices,
     /// The resolved `http` targets, when any are granted.
@@ -113,6 +120,7 @@ impl PluginVersion {
                 queries: Vec::new(),
                 snapshots: false,
             },
+            fields: Arc::default(),
             pre,
             exports,
             http,
@@ -121,12 +129,15 @@ impl PluginVersion {
             component_bytes: size,
             compile_time,
         };
-        version.description = version.describe()?;
+        let (description, fields) = version.describe()?;
+        version.description = description;
+        version.fields = Arc::new(fields);
         Ok(version)
     }
 
-    /// Calls `describe` on a throwaway instance and checks it against manifest and grant.
-    fn describe(&self) -> Result<Description, LoadError> {
+    /// Calls `describe` (and, from 0.3.0, `wanted-fields`) on a throwaway instance and checks
+    /// them against manifest and grant.
+    fn describe(&self) -> Result<(Description, FieldPaths), LoadError> {
         let name = &self.manifest.name;
         let describe_error = |message: String| LoadError::Describe {
             plugin: name.clone(),
@@ -162,7 +173,11 @@ impl PluginVersion {
                 )));
             }
         }
-        Ok(description)
+        let fields = instance
+            .wanted_fields()
+            .map_err(|e| describe_error(format!("wanted-fields failed: {e}")))?;
+        let fields = FieldPaths::parse(fields).map_err(describe_error)?;
+        Ok((description, fields))
     }
 
     /// A fresh instance sharing `services` (the plugin's store, log and counters).
@@ -185,26 +200,35 @@ impl PluginVersion {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(crate::instance::epoch_reached);
-        PluginInstance::new(store, &self.pre, &self.exports)
+        PluginInstance::new(store, &self.pre, &self.exports, self.fields.clone())
     }
 
-    /// The `streamhost:plugin` version the component was built against (`0.1.0`, `0.2.0`).
+    /// The `streamhost:plugin` version the component was built against (`0.1.0` to `0.3.0`).
     pub fn interface_version(&self) -> &'static str {
         match self.exports {
             ExportIndices::V1(_) => VERSIONS[0],
             ExportIndices::V2 { .. } => VERSIONS[1],
+            ExportIndices::V3 { .. } => VERSIONS[2],
         }
     }
 
-    /// Whether the component exports `authorizer` (0.2.0).
+    /// Whether the component exports `authorizer` (since 0.2.0).
     pub fn is_authorizer(&self) -> bool {
         matches!(
             self.exports,
             ExportIndices::V2 {
                 authorizer: Some(_),
                 ..
+            } | ExportIndices::V3 {
+                authorizer: Some(_),
+                ..
             }
         )
+    }
+
+    /// The row fields the plugin asked for through `wanted-fields` (none before 0.3.0).
+    pub fn wanted_fields(&self) -> &[String] {
+        self.fields.paths()
     }
 
     /// The plugin's name.
@@ -306,6 +330,11 @@ pub(crate) enum ExportIndices {
     /// A 0.2.0 component: `handler@0.2.0`, and `authorizer@0.2.0` if it exports one.
     V2 {
         handler: handler_v2::GuestIndices,
+        authorizer: Option<authorizer_v2::GuestIndices>,
+    },
+    /// A 0.3.0 component: `handler@0.3.0`, and `authorizer@0.3.0` if it exports one.
+    V3 {
+        handler: handler_v3::GuestIndices,
         authorizer: Option<authorizer::GuestIndices>,
     },
 }
@@ -313,8 +342,15 @@ pub(crate) enum ExportIndices {
 impl ExportIndices {
     /// Finds the exports in `pre`'s component; an error says which `handler` it lacks.
     fn new(pre: &InstancePre<PluginState>) -> Result<ExportIndices, String> {
-        if let Ok(handler) = handler_v2::GuestIndices::new(pre) {
+        if let Ok(handler) = handler_v3::GuestIndices::new(pre) {
             let authorizer = authorizer::GuestIndices::new(pre).ok();
+            return Ok(ExportIndices::V3 {
+                handler,
+                authorizer,
+            });
+        }
+        if let Ok(handler) = handler_v2::GuestIndices::new(pre) {
+            let authorizer = authorizer_v2::GuestIndices::new(pre).ok();
             return Ok(ExportIndices::V2 {
                 handler,
                 authorizer,
@@ -335,8 +371,8 @@ impl ExportIndices {
 /// A linker with WASI (whose context grants only clocks, random and a granted folder),
 /// `wasi:http` when `caps` grants `http` targets, and exactly the Streamhost interfaces
 /// `caps` grants, under the names of every version in
-/// [`VERSIONS`]: 0.2.0's through `bindgen!`, 0.1.0's onto the same functions
-/// (`crate::host::v1`).
+/// [`VERSIONS`]: 0.3.0's through `bindgen!`, the earlier ones onto the same functions
+/// (`crate::host::earlier`).
 fn linker(engine: &Engine, caps: &Capabilities) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -345,18 +381,28 @@ fn linker(engine: &Engine, caps: &Capabilities) -> wasmtime::Result<Linker<Plugi
         crate::host::log::add_to_linker(&mut linker, version)?;
         crate::host::counters::add_to_linker(&mut linker, version)?;
     }
+    fields::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    crate::host::v1::add_clock(&mut linker)?;
+    for version in EARLIER_VERSIONS {
+        earlier::add_clock(&mut linker, version)?;
+    }
     if caps.kv {
         kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        crate::host::v1::add_kv(&mut linker)?;
+        for version in EARLIER_VERSIONS {
+            earlier::add_kv(&mut linker, version)?;
+        }
     }
     if !caps.read_rows.is_empty() {
         rows::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        crate::host::v1::add_rows(&mut linker)?;
+        for version in EARLIER_VERSIONS {
+            earlier::add_rows(&mut linker, version)?;
+        }
     }
     if !caps.push.is_empty() {
-        crate::host::push::add_to_linker(&mut linker)?;
+        // `push` is new in 0.2.0.
+        for version in &VERSIONS[1..] {
+            crate::host::push::add_to_linker(&mut linker, version)?;
+        }
     }
     if !caps.http.is_empty() {
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;

@@ -1,8 +1,9 @@
 // notifier-js: the JavaScript twin of the Rust `notifier` plugin.
 //
 // For each `messages` row `{"room": R, "mentions": [U, …], …}` it notifies `room:R`, then
-// `user:U` for each mention, with the row's text as the payload; rows that are not JSON objects
-// with a string `room`, or whose `mentions` is not an array of strings, are ignored. It counts
+// `user:U` for each mention, with the row's text as the payload. It asks the host for the fields
+// `room` and `mentions` instead of parsing rows; rows without a string `room`, or whose
+// `mentions` is not an array of strings, are ignored. It counts
 // the notifications it sent (a BigInt, as the Rust u64), answers
 // `GET /v1/query/notifier-js/sent` with the count and carries it across reloads with
 // snapshot/restore (8 bytes, little-endian) — byte for byte as plugins/notifier, checked by the
@@ -12,19 +13,13 @@ import { Fatal, Plugin, exportPlugin, invalidate, notify } from "streamhost";
 
 /** [room, mentions] of a message row, or undefined for a row this plugin ignores. */
 function recipients(row) {
-  let message;
-  try {
-    message = row.json();
-  } catch {
-    return undefined;
-  }
-  const isObject = message !== null && typeof message === "object" && !Array.isArray(message);
-  if (!isObject || typeof message.room !== "string") return undefined;
-  const mentions = "mentions" in message ? message.mentions : [];
+  const { room } = row.fields;
+  const mentions = "mentions" in row.fields ? row.fields.mentions : [];
+  if (typeof room !== "string") return undefined;
   if (!Array.isArray(mentions) || !mentions.every((user) => typeof user === "string")) {
     return undefined;
   }
-  return [message.room, mentions];
+  return [room, mentions];
 }
 
 class Notifier extends Plugin {
@@ -33,6 +28,7 @@ class Notifier extends Plugin {
   static streams = ["messages"];
   static queries = [{ name: "sent", cache: "sent", key: "all" }];
   static snapshots = true;
+  static fields = ["room", "mentions"];
 
   sent = 0n;
 

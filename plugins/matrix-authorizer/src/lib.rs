@@ -23,6 +23,7 @@ mod bindings {
 
 use bindings::exports::streamhost::plugin::authorizer::{self, Access, QueryAccess};
 use bindings::exports::streamhost::plugin::handler;
+use bindings::streamhost::plugin::fields::FieldValue;
 use bindings::streamhost::plugin::kv;
 use bindings::streamhost::plugin::types::{
     Batch, Cursor, Description, Effect, ErrorKind, PluginError,
@@ -98,7 +99,11 @@ impl handler::Guest for MatrixAuthorizer {
         Ok(())
     }
 
-    fn on_batch(batch: Batch) -> Result<Vec<Effect>, PluginError> {
+    fn wanted_fields() -> Vec<String> {
+        Vec::new()
+    }
+
+    fn on_batch(batch: Batch, _fields: Vec<FieldValue>) -> Result<Vec<Effect>, PluginError> {
         for row in &batch.rows {
             let Some((room, user, joined)) = membership_change(&row.data) else {
                 continue;

@@ -1,17 +1,17 @@
 //! `notifier`: wakes the clients of a room and of every mentioned user for each message.
 //!
 //! For each `messages` row `{"room": R, "mentions": [U, …], …}` it notifies `room:R` and then
-//! `user:U` for each mention, each with the row's JSON text as the payload. Rows that do not
-//! parse as JSON (by `Row::json`'s rules), are not objects with a string `room`, or have a
-//! `mentions` that is not an array of strings are ignored. It uses no key-value store; instead
+//! `user:U` for each mention, each with the row's JSON text as the payload. It asks the host for
+//! the fields `room` and `mentions` (`Plugin::FIELDS`) instead of parsing rows. Rows without a
+//! string `room` (including rows that are not JSON objects), or with a `mentions` that is not
+//! an array of strings, are ignored. It uses no key-value store; instead
 //! it keeps an in-memory count of the notifications it sent, carried across reloads by
 //! `snapshot` and `restore` (8 bytes, little-endian), and answers `GET /v1/query/notifier/sent`
 //! with it. The Python and JavaScript versions (`plugins/python/notifier`,
 //! `plugins/javascript/notifier`) do exactly the same, checked by the conformance suite.
 
-use serde_json::Value;
 use streamhost_guest_sdk::{
-    Batch, Cursor, Description, Effect, Plugin, PluginError, export_plugin,
+    Batch, Cursor, Description, Effect, FieldValue, Plugin, PluginError, RowFields, export_plugin,
 };
 
 /// The plugin: a count of notifications sent by this instance and its snapshotted
@@ -21,28 +21,19 @@ struct Notifier {
 }
 
 /// The room and mentioned users of a message row, or `None` for a row this plugin ignores.
-fn recipients(data: &str) -> Option<(String, Vec<String>)> {
-    let Value::Object(mut message) = serde_json::from_str::<Value>(data).ok()? else {
-        return None;
-    };
-    let Value::String(room) = message.remove("room")? else {
-        return None;
-    };
-    let mentions = match message.remove("mentions") {
-        None => Vec::new(),
-        Some(Value::Array(users)) => users
-            .into_iter()
-            .map(|user| match user {
-                Value::String(user) => Some(user),
-                _ => None,
-            })
-            .collect::<Option<Vec<String>>>()?,
-        Some(_) => return None,
+fn recipients<'a>(fields: &RowFields<'a>) -> Option<(&'a str, Vec<String>)> {
+    let room = fields.text("room")?;
+    let mentions = match fields.get("mentions") {
+        FieldValue::Absent => Vec::new(),
+        FieldValue::Json(users) => serde_json::from_str::<Vec<String>>(users).ok()?,
+        _ => return None,
     };
     Some((room, mentions))
 }
 
 impl Plugin for Notifier {
+    const FIELDS: &'static [&'static str] = &["room", "mentions"];
+
     fn describe() -> Description {
         Description::new("notifier", env!("CARGO_PKG_VERSION"))
             .stream("messages")
@@ -56,8 +47,8 @@ impl Plugin for Notifier {
 
     fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
         let mut effects = Vec::new();
-        for row in batch.rows {
-            let Some((room, mentions)) = recipients(&row.data) else {
+        for (row, fields) in batch.rows_with_fields() {
+            let Some((room, mentions)) = recipients(&fields) else {
                 continue;
             };
             effects.push(Effect::notify(format!("room:{room}"), row.data.clone()));

@@ -1,8 +1,9 @@
 """notifier-py: the Python twin of the Rust `notifier` plugin.
 
 For each `messages` row `{"room": R, "mentions": [U, …], …}` it notifies `room:R`, then
-`user:U` for each mention, with the row's text as the payload; rows that are not JSON objects
-with a string `room`, or whose `mentions` is not a list of strings, are ignored. It counts the
+`user:U` for each mention, with the row's text as the payload. It asks the host for the fields
+`room` and `mentions` instead of parsing rows; rows without a string `room`, or whose `mentions`
+is not a list of strings, are ignored. It counts the
 notifications it sent, answers `GET /v1/query/notifier-py/sent` with the count and carries it
 across reloads with snapshot/restore (8 bytes, little-endian) — byte for byte as
 plugins/notifier, checked by the conformance suite.
@@ -14,16 +15,13 @@ from streamhost import Invalidate, Notify, Query
 
 def recipients(row):
     """(room, mentions) of a message row, or None for a row this plugin ignores."""
-    try:
-        message = row.json()
-    except ValueError:
+    room = row.fields.get("room")
+    mentions = row.fields.get("mentions", [])
+    if not isinstance(room, str):
         return None
-    if not isinstance(message, dict) or not isinstance(message.get("room"), str):
-        return None
-    mentions = message.get("mentions", [])
     if not isinstance(mentions, list) or not all(isinstance(u, str) for u in mentions):
         return None
-    return message["room"], mentions
+    return room, mentions
 
 
 class Notifier(streamhost.Plugin):
@@ -32,6 +30,7 @@ class Notifier(streamhost.Plugin):
     streams = ["messages"]
     queries = [Query("sent", cache="sent", key="all")]
     snapshots = True
+    fields = ["room", "mentions"]
 
     def __init__(self, config, resume_after, sent=0):
         self.sent = sent

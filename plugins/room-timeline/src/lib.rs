@@ -2,8 +2,9 @@
 //! answers `GET /v1/query/room-timeline/timeline?room=…` with them.
 //!
 //! A `messages` row is a JSON object such as
-//! `{"room": "!r:x", "sender": "@a:x", "body": "hi", "mentions": ["@b:x"]}`. Rows that do not
-//! parse as JSON (by `Row::json`'s rules) or are not objects with a string `room` are ignored.
+//! `{"room": "!r:x", "sender": "@a:x", "body": "hi", "mentions": ["@b:x"]}`. The plugin asks the
+//! host for the field `room` (`Plugin::FIELDS`), so it parses no JSON itself; rows without a
+//! string `room` (including rows that are not JSON objects) are ignored.
 //! The timeline of room `R` is stored under the key `room:R` as the rows' texts, oldest first,
 //! each exactly as the writer stored it and prefixed by its length in bytes (`<len>:<text>`,
 //! repeated): appending needs no JSON work at all. The query answers the texts joined into one
@@ -11,7 +12,6 @@
 //! touched. The Python and JavaScript versions (`plugins/python/room-timeline`,
 //! `plugins/javascript/room-timeline`) do exactly the same, checked by the conformance suite.
 
-use serde_json::Value;
 use streamhost_guest_sdk::{
     Batch, Cursor, Description, Effect, Plugin, PluginError, export_plugin, kv, required_arg,
 };
@@ -26,18 +26,9 @@ fn key(room: &str) -> String {
     format!("room:{room}")
 }
 
-/// The room of a message row, or `None` for a row this plugin ignores.
-fn room_of(data: &str) -> Option<String> {
-    match serde_json::from_str::<Value>(data).ok()? {
-        Value::Object(mut message) => match message.remove("room")? {
-            Value::String(room) => Some(room),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 impl Plugin for RoomTimeline {
+    const FIELDS: &'static [&'static str] = &["room"];
+
     fn describe() -> Description {
         Description::new("room-timeline", env!("CARGO_PKG_VERSION"))
             .stream("messages")
@@ -51,23 +42,23 @@ impl Plugin for RoomTimeline {
     fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
         // The batch's new rows per room, rooms in order of first appearance (a batch touches
         // few rooms, so a linear search beats a map).
-        let mut rooms: Vec<(String, Vec<String>)> = Vec::new();
-        for row in batch.rows {
-            let Some(room) = room_of(&row.data) else {
+        let mut rooms: Vec<(&str, Vec<&[u8]>)> = Vec::new();
+        for (row, fields) in batch.rows_with_fields() {
+            let Some(room) = fields.text("room") else {
                 continue;
             };
             match rooms.iter_mut().find(|(r, _)| *r == room) {
-                Some((_, texts)) => texts.push(row.data),
-                None => rooms.push((room, vec![row.data])),
+                Some((_, texts)) => texts.push(row.data.as_bytes()),
+                None => rooms.push((room, vec![row.data.as_bytes()])),
             }
         }
 
         let mut effects = Vec::with_capacity(rooms.len());
         for (room, new_rows) in rooms {
-            let key = key(&room);
+            let key = key(room);
             let stored = kv::get(&key).unwrap_or_default();
             let mut timeline = decode(&key, &stored)?;
-            timeline.extend(new_rows.iter().map(String::as_bytes));
+            timeline.extend(new_rows);
             let keep = timeline.len().saturating_sub(KEEP);
             kv::set(&key, &encode(&timeline[keep..]))
                 .map_err(|e| PluginError::fatal(format!("kv set of {key}: {e:?}")))?;

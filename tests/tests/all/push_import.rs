@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use streamhost_integration_tests::plugins::{
-    EVIL_ALIAS_DIR, EVIL_TABLE_DIR, WEBHOOK_DIR, WEBHOOK_WASM,
+    EVIL_ALIAS_DIR, EVIL_ALIAS_V0_2_DIR, EVIL_TABLE_DIR, EVIL_TABLE_V0_2_DIR, WEBHOOK_DIR,
+    WEBHOOK_WASM,
 };
 use streamhost_plugin_runtime::{
     Batch, Destination, FailureReason, Grant, KvStore, Limits, Manifest, PluginFiles,
@@ -48,7 +49,7 @@ fn grant(dir: &str, config: Value) -> Grant {
 fn webhook(runtime: &Runtime, grant: &Grant) -> PluginInstance {
     let files = PluginFiles::in_dir(Path::new(WEBHOOK_DIR)).unwrap();
     let version = PluginVersion::load(runtime, &files, grant).unwrap();
-    assert_eq!(version.interface_version(), "0.2.0");
+    assert_eq!(version.interface_version(), "0.3.0");
     let services = PluginServices::new("webhook", KvStore::default(), 100, None);
     let mut instance = version.instantiate(services).unwrap();
     instance.init(&[]).unwrap();
@@ -157,7 +158,7 @@ fn importing_push_without_asking_for_it_is_refused_at_load() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("streamhost:plugin/push@0.2.0") && error.contains("push = [...]"),
+        error.contains("streamhost:plugin/push@0.3.0") && error.contains("push = [...]"),
         "{error}"
     );
 }
@@ -264,4 +265,29 @@ fn components_built_against_0_1_0_still_load_beside_destinations() {
             .unwrap_or_else(|e| panic!("{dir}: {e}"));
         assert_eq!(version.interface_version(), "0.1.0");
     }
+}
+
+#[test]
+fn components_built_against_0_2_0_still_load_and_handle_batches() {
+    let runtime = runtime(1 << 20);
+    for dir in [EVIL_TABLE_V0_2_DIR, EVIL_ALIAS_V0_2_DIR] {
+        let files = PluginFiles::in_dir(Path::new(dir)).unwrap();
+        let version = PluginVersion::load(&runtime, &files, &grant(dir, json!({})))
+            .unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert_eq!(version.interface_version(), "0.2.0");
+        assert!(
+            version.wanted_fields().is_empty(),
+            "0.2.0 has no wanted-fields"
+        );
+    }
+    // evil-alias answers every batch with 5,000 effects naming one 8 MiB string: the host
+    // memory budget stops the lift, which proves the 0.2.0 on-batch was called.
+    let files = PluginFiles::in_dir(Path::new(EVIL_ALIAS_V0_2_DIR)).unwrap();
+    let version =
+        PluginVersion::load(&runtime, &files, &grant(EVIL_ALIAS_V0_2_DIR, json!({}))).unwrap();
+    let services = PluginServices::new("evil-alias", KvStore::default(), 100, None);
+    let mut instance = version.instantiate(services).unwrap();
+    instance.init(&[]).unwrap();
+    let failure = instance.on_batch(&batch(&[(1, "{}")])).unwrap_err();
+    assert_eq!(failure.reason.as_str(), "host-memory", "{failure}");
 }

@@ -119,7 +119,7 @@ async fn each_user_receives_exactly_their_rooms_and_a_leave_takes_effect_from_th
             authorizer["interface"].as_str(),
             authorizer["authorizer"].as_bool()
         ),
-        (Some("0.2.0"), Some(true))
+        (Some("0.3.0"), Some(true))
     );
     let notifier = reader.plugin("notifier").await;
     assert_eq!(
@@ -127,7 +127,7 @@ async fn each_user_receives_exactly_their_rooms_and_a_leave_takes_effect_from_th
             notifier["interface"].as_str(),
             notifier["authorizer"].as_bool()
         ),
-        (Some("0.2.0"), Some(false))
+        (Some("0.3.0"), Some(false))
     );
     // Alice is in !a and !c, bob in !b and !c.
     writer

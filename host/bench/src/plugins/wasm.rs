@@ -3,7 +3,9 @@
 //!
 //! - per-row cost of the `room-timeline` plugin at 1, 16, 256 and 1,024 rows per batch, against
 //!   the same logic compiled natively into this benchmark ([`native_on_batch`]), both keeping
-//!   their timelines in a [`KvStore`] committed after every batch as the reader does;
+//!   their timelines in a [`KvStore`] committed after every batch as the reader does, and both
+//!   reading each row's `room` from the host's field extraction ([`FieldPaths`]), the plugin
+//!   through `on-batch`'s `fields`, the native logic by calling it;
 //! - the cost of holding plugins to their host memory budget (`host_memory_mib`): the same
 //!   plugin with the accounting on and off, at 1 and 1,024 rows per batch;
 //! - instantiation with the pooling allocator and the pre-linked `InstancePre`
@@ -19,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streamhost_plugin_runtime::{
-    Batch, Effect, Grant, Invalidation, KvStore, Manifest, PluginFiles, PluginServices,
-    PluginVersion, Row, Runtime, RuntimeConfig,
+    Batch, Effect, FieldPaths, FieldValue, Grant, Invalidation, KvStore, Manifest, PluginFiles,
+    PluginServices, PluginVersion, Row, Runtime, RuntimeConfig,
 };
 
 /// The plugin measured, a folder of the `--plugins` directory.
@@ -226,10 +228,11 @@ fn wasm_run(version: &PluginVersion, batches: &[Batch], accounting: bool) -> any
 /// [`native_on_batch`] on a fresh store, committing after every batch.
 fn native_run(batches: &[Batch], quota: u64) -> anyhow::Result<Pass> {
     let mut kv = KvStore::default();
+    let fields = FieldPaths::parse(vec!["room".into()]).map_err(anyhow::Error::msg)?;
     let mut effects = 0;
     let started = Instant::now();
     for batch in batches {
-        let returned = native_on_batch(&mut kv, quota, black_box(batch))
+        let returned = native_on_batch(&mut kv, quota, &fields, black_box(batch))
             .map_err(|e| anyhow::anyhow!("native room-timeline: {e}"))?;
         kv.commit();
         effects += returned.len();
@@ -243,28 +246,24 @@ fn native_run(batches: &[Batch], quota: u64) -> anyhow::Result<Pass> {
     })
 }
 
-/// The room of a message row, or `None` for a row `room-timeline` ignores (its `room_of`).
-fn room_of(data: &str) -> Option<String> {
-    match serde_json::from_str::<serde_json::Value>(data).ok()? {
-        serde_json::Value::Object(mut message) => match message.remove("room")? {
-            serde_json::Value::String(room) => Some(room),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 /// `room-timeline`'s `on-batch` (plugins/room-timeline/src/lib.rs), line for line, with the
-/// key-value store called directly instead of through the `kv` import.
-fn native_on_batch(kv: &mut KvStore, quota: u64, batch: &Batch) -> Result<Vec<Effect>, String> {
-    let mut rooms: Vec<(String, Vec<String>)> = Vec::new();
-    for row in &batch.rows {
-        let Some(room) = room_of(&row.data) else {
+/// key-value store called directly instead of through the `kv` import and the row's `room`
+/// extracted by the host's [`FieldPaths`] (`fields` holds just `room`) as for the plugin.
+fn native_on_batch(
+    kv: &mut KvStore,
+    quota: u64,
+    fields: &FieldPaths,
+    batch: &Batch,
+) -> Result<Vec<Effect>, String> {
+    let values = fields.extract(&batch.rows);
+    let mut rooms: Vec<(&str, Vec<&[u8]>)> = Vec::new();
+    for (row, room) in batch.rows.iter().zip(&values) {
+        let FieldValue::Text(room) = room else {
             continue;
         };
         match rooms.iter_mut().find(|(r, _)| *r == room) {
-            Some((_, texts)) => texts.push(row.data.clone()),
-            None => rooms.push((room, vec![row.data.clone()])),
+            Some((_, texts)) => texts.push(row.data.as_bytes()),
+            None => rooms.push((room, vec![row.data.as_bytes()])),
         }
     }
 
@@ -273,7 +272,7 @@ fn native_on_batch(kv: &mut KvStore, quota: u64, batch: &Batch) -> Result<Vec<Ef
         let key = format!("room:{room}");
         let stored = kv.get(&key).unwrap_or_default();
         let mut timeline = decode_timeline(&stored)?;
-        timeline.extend(new_rows.iter().map(String::as_bytes));
+        timeline.extend(new_rows);
         let keep = timeline.len().saturating_sub(KEEP);
         kv.set(key.clone(), encode_timeline(&timeline[keep..]), quota)
             .map_err(|e| format!("{e:?}"))?;
@@ -366,9 +365,10 @@ mod tests {
     fn native_room_timeline_keeps_the_last_rows_per_room_and_invalidates_each_room_once() {
         let data = generated_rows(2 * ROOMS * KEEP + 3);
         let mut kv = KvStore::default();
+        let fields = FieldPaths::parse(vec!["room".into()]).unwrap();
         let mut first = None;
         for batch in batches_of(&data, 256) {
-            let effects = native_on_batch(&mut kv, u64::MAX, &batch).unwrap();
+            let effects = native_on_batch(&mut kv, u64::MAX, &fields, &batch).unwrap();
             first.get_or_insert(effects);
             kv.commit();
         }

@@ -3,10 +3,12 @@
 
 mod clock;
 pub(crate) mod counters;
+pub(crate) mod earlier;
 mod kv;
 pub(crate) mod log;
 pub(crate) mod push;
 mod rows;
-pub(crate) mod v1;
 
 impl crate::bindings::types::Host for crate::state::PluginState {}
+
+impl crate::bindings::fields::Host for crate::state::PluginState {}

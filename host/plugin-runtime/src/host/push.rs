@@ -1,4 +1,4 @@
-//! `push` (0.2.0): queues a body for a declared, granted destination during `on-batch`.
+//! `push` (since 0.2.0): queues a body for a declared, granted destination during `on-batch`.
 //! Linked by hand rather than through `bindgen!`'s trait so the arguments are read in place:
 //! destination, key and the body's length are checked before anything is copied, and the
 //! copy is charged to the plugin's host memory budget (a push the budget cannot hold fails
@@ -12,15 +12,20 @@ use crate::bindings::push::PushError;
 use crate::push::{Push, PushRefusal, held_bytes};
 use crate::state::PluginState;
 
-/// Links `streamhost:plugin/push@0.2.0#push` (0.1.0 has no `push`).
-pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    linker.instance("streamhost:plugin/push@0.2.0")?.func_wrap(
-        "push",
-        |store: StoreContextMut<'_, PluginState>,
-         (destination, key, body): (WasmStr, WasmStr, WasmList<u8>)| {
-            Ok((push(store, &destination, &key, &body)?,))
-        },
-    )
+/// Links `streamhost:plugin/push@<version>#push` (0.1.0 has no `push`).
+pub(crate) fn add_to_linker(
+    linker: &mut Linker<PluginState>,
+    version: &str,
+) -> wasmtime::Result<()> {
+    linker
+        .instance(&format!("streamhost:plugin/push@{version}"))?
+        .func_wrap(
+            "push",
+            |store: StoreContextMut<'_, PluginState>,
+             (destination, key, body): (WasmStr, WasmStr, WasmList<u8>)| {
+                Ok((push(store, &destination, &key, &body)?,))
+            },
+        )
 }
 
 fn push(

@@ -95,6 +95,8 @@ struct Detail {
     folder: String,
     /// The `streamhost:plugin` version the component was built against.
     interface: Option<&'static str>,
+    /// The row fields it asked the host to extract (`wanted-fields`, 0.3.0).
+    fields: Vec<String>,
     /// Whether it exports `authorizer`.
     authorizer: bool,
     requested: Option<streamhost_plugin_runtime::Manifest>,
@@ -134,6 +136,10 @@ async fn details(State(host): State<Arc<PluginHost>>) -> Result<Response, ApiErr
                 summary,
                 folder: slot.dir().display().to_string(),
                 interface: version.as_ref().map(|v| v.interface_version()),
+                fields: version
+                    .as_ref()
+                    .map(|v| v.wanted_fields().to_vec())
+                    .unwrap_or_default(),
                 authorizer: version.as_ref().is_some_and(|v| v.is_authorizer()),
                 requested: version.as_ref().map(|v| v.manifest().clone()),
                 granted: host
