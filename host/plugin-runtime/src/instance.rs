@@ -377,6 +377,18 @@ fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
         .any(|cause| cause.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
 }
 
+/// `access` as 0.2.0's `authorizer` export takes it (the same shape, its own type).
+fn access_v2(access: &Access) -> authorizer_v2::Access {
+    match access {
+        Access::Query(query) => authorizer_v2::Access::Query(authorizer_v2::QueryAccess {
+            plugin: query.plugin.clone(),
+            name: query.name.clone(),
+            args: query.args.clone(),
+        }),
+        Access::Subscribe(topic) => authorizer_v2::Access::Subscribe(topic.clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,17 +409,5 @@ mod tests {
             ticks_left(deadline, deadline + Duration::from_millis(1)),
             None
         );
-    }
-}
-
-/// `access` as 0.2.0's `authorizer` export takes it (the same shape, its own type).
-fn access_v2(access: &Access) -> authorizer_v2::Access {
-    match access {
-        Access::Query(query) => authorizer_v2::Access::Query(authorizer_v2::QueryAccess {
-            plugin: query.plugin.clone(),
-            name: query.name.clone(),
-            args: query.args.clone(),
-        }),
-        Access::Subscribe(topic) => authorizer_v2::Access::Subscribe(topic.clone()),
     }
 }
