@@ -109,18 +109,25 @@ impl FieldPaths {
     }
 
     /// The values of every row of `rows`, row by row: row `i`'s field `j` at `i * len() + j`.
-    pub fn extract(&self, rows: &[Row]) -> Vec<FieldValue> {
+    /// Stops with the bytes reached once the values' texts exceed `max_bytes` (nested paths
+    /// may copy one row's bytes several times: this bounds what a plugin makes the host hold).
+    pub fn extract(&self, rows: &[Row], max_bytes: usize) -> Result<Vec<FieldValue>, usize> {
         let n = self.len();
         let mut values = Vec::with_capacity(rows.len() * n);
         if n == 0 {
-            return values;
+            return Ok(values);
         }
+        let mut bytes = 0;
         for row in rows {
             let start = values.len();
             values.resize_with(start + n, || FieldValue::Absent);
             self.extract_row(&row.data, &mut values[start..]);
+            bytes += held_bytes(&values[start..]);
+            if bytes > max_bytes {
+                return Err(bytes);
+            }
         }
-        values
+        Ok(values)
     }
 
     /// One row's values into `out` (all [`FieldValue::Absent`] on entry).
@@ -136,6 +143,17 @@ impl FieldPaths {
             out.fill_with(|| FieldValue::Absent);
         }
     }
+}
+
+/// The bytes of the texts `values` hold.
+pub fn held_bytes(values: &[FieldValue]) -> usize {
+    values
+        .iter()
+        .map(|value| match value {
+            FieldValue::Text(text) | FieldValue::Json(text) => text.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Reads a value where `node`'s keys are wanted: an object's wanted keys into their slots;
@@ -307,7 +325,7 @@ mod tests {
             token: 1,
             data: text.to_owned(),
         };
-        paths(names).extract(&[row])
+        paths(names).extract(&[row], usize::MAX).unwrap()
     }
 
     fn show(values: &[FieldValue]) -> String {
@@ -405,12 +423,31 @@ mod tests {
                 data: format!(r#"{{"a": {i}, "b": "{i}"}}"#),
             })
             .collect();
-        let values = paths(&["b", "a"]).extract(&rows);
+        let values = paths(&["b", "a"]).extract(&rows, usize::MAX).unwrap();
         assert_eq!(
             show(&values),
             "text \"0\", int 0, text \"1\", int 1, text \"2\", int 2"
         );
-        assert!(paths(&[]).extract(&rows).is_empty());
+        assert!(paths(&[]).extract(&rows, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn extraction_stops_past_its_byte_bound() {
+        let rows: Vec<Row> = (0..10)
+            .map(|i| Row {
+                token: i,
+                data: format!(r#"{{"a": {{"b": "{}"}}}}"#, "x".repeat(100)),
+            })
+            .collect();
+        // Each row yields `a` (its object text, 109 bytes) and `a.b` (100 bytes).
+        let wanted = paths(&["a", "a.b"]);
+        assert_eq!(held_bytes(&wanted.extract(&rows, 2_090).unwrap()), 2_090);
+        assert_eq!(wanted.extract(&rows, 2_089).unwrap_err(), 2_090);
+        assert_eq!(
+            wanted.extract(&rows, 300).unwrap_err(),
+            418,
+            "stops at the 2nd row"
+        );
     }
 
     #[test]

@@ -9,12 +9,13 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::bindings::authorizer::Access;
-use crate::bindings::types::{Batch, Cursor, Description, Effect, ErrorKind, PluginError};
+use crate::bindings::fields::FieldValue;
+use crate::bindings::types::{Batch, Cursor, Description, Effect, ErrorKind, PluginError, Row};
 use crate::bindings::{authorizer, authorizer_v2, handler_v1, handler_v2, handler_v3};
 use crate::budget::Charge;
 use crate::effects;
 use crate::error::{Failure, FailureReason};
-use crate::fields::FieldPaths;
+use crate::fields::{FieldPaths, held_bytes};
 use crate::limits::{EPOCH_TICK, LimitHit};
 use crate::push::Push;
 use crate::state::PluginState;
@@ -194,9 +195,9 @@ impl PluginInstance {
             .caps
             .limits
             .batch_deadline(batch.rows.len());
-        let fields = match self.exports {
-            Exports::V3(..) => self.fields.extract(&batch.rows),
-            Exports::V1(_) | Exports::V2(..) => Vec::new(),
+        let (fields, _fields_charge) = match self.exports {
+            Exports::V3(..) => self.extract_fields(&batch.rows)?,
+            Exports::V1(_) | Exports::V2(..) => (Vec::new(), Charge::default()),
         };
         self.store.data_mut().pushes.open();
         let result = self.call(deadline, |b, s| {
@@ -230,6 +231,36 @@ impl PluginInstance {
             pushes,
             charge,
         })
+    }
+
+    /// The row fields of `rows`, held against the plugin's host memory budget until the call
+    /// returns; a failure (`host-memory`) when they would not fit what is left of it.
+    fn extract_fields(&self, rows: &[Row]) -> Result<(Vec<FieldValue>, Charge), Failure> {
+        let state = self.store.data();
+        let budget = state.services.budget();
+        let limit = state.caps.limits.host_memory_bytes();
+        let room = match self.accounting {
+            true => budget.available(limit),
+            false => usize::MAX,
+        };
+        match self.fields.extract(rows, room) {
+            Ok(values) => {
+                let charge = match self.accounting {
+                    true => budget.charge(held_bytes(&values)),
+                    false => Charge::default(),
+                };
+                Ok((values, charge))
+            }
+            Err(bytes) => Err(Failure::new(
+                FailureReason::Limit(LimitHit::HostMemory),
+                format!(
+                    "the row fields wanted-fields names reached {bytes} bytes in this batch, \
+                     more than the {room} bytes left of the host memory budget of {limit} \
+                     bytes (limits.host_memory_mib = {})",
+                    state.caps.limits.host_memory_mib
+                ),
+            )),
+        }
     }
 
     /// Turns the host memory accounting off (`false`) or back on. Off, nothing holds the

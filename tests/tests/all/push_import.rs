@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use streamhost_integration_tests::plugins::{
-    EVIL_ALIAS_DIR, EVIL_ALIAS_V0_2_DIR, EVIL_TABLE_DIR, EVIL_TABLE_V0_2_DIR, WEBHOOK_DIR,
-    WEBHOOK_WASM,
+    EVIL_ALIAS_DIR, EVIL_ALIAS_V0_2_DIR, EVIL_TABLE_DIR, EVIL_TABLE_V0_2_DIR, ROOM_TIMELINE_DIR,
+    ROOM_TIMELINE_WASM, WEBHOOK_DIR, WEBHOOK_WASM,
 };
 use streamhost_plugin_runtime::{
     Batch, Destination, FailureReason, Grant, KvStore, Limits, Manifest, PluginFiles,
@@ -290,4 +290,45 @@ fn components_built_against_0_2_0_still_load_and_handle_batches() {
     instance.init(&[]).unwrap();
     let failure = instance.on_batch(&batch(&[(1, "{}")])).unwrap_err();
     assert_eq!(failure.reason.as_str(), "host-memory", "{failure}");
+}
+
+#[test]
+fn row_fields_the_host_memory_budget_cannot_hold_fail_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(ROOM_TIMELINE_WASM, dir.path().join("room-timeline.wasm")).unwrap();
+    let manifest =
+        std::fs::read_to_string(Path::new(ROOM_TIMELINE_DIR).join("plugin.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("plugin.toml"),
+        format!("{manifest}\n[limits]\nhost_memory_mib = 1\n"),
+    )
+    .unwrap();
+    let files = PluginFiles::in_dir(dir.path()).unwrap();
+    let manifest = Manifest::load(&files.manifest).unwrap();
+    let grant = Grant::everything_asked(&manifest).unwrap();
+    let version = PluginVersion::load(&runtime(1 << 20), &files, &grant).unwrap();
+    assert_eq!(version.wanted_fields(), ["room"]);
+    let services = PluginServices::new("room-timeline", KvStore::default(), 100, None);
+    let mut instance = version.instantiate(services.clone()).unwrap();
+    instance.init(&[]).unwrap();
+    // Six rows whose `room` is 200 KB each: 1.2 MB of extracted text, over the 1 MiB budget.
+    let row = format!(r#"{{"room":"!{}"}}"#, "r".repeat(200_000));
+    let rows: Vec<(i64, &str)> = (1..=6).map(|token| (token, row.as_str())).collect();
+    let failure = instance.on_batch(&batch(&rows)).unwrap_err();
+    assert_eq!(failure.reason.as_str(), "host-memory", "{failure}");
+    assert!(failure.message.contains("row fields"), "{failure}");
+    assert_eq!(
+        services.budget().held(),
+        0,
+        "nothing is held after the call"
+    );
+    // The refusal came before the call: the same instance goes on with ordinary rows.
+    let effects = instance
+        .on_batch(&batch(&[(7, r#"{"room":"!r:x","body":"hi"}"#)]))
+        .unwrap();
+    assert_eq!(
+        effects.effects.len(),
+        1,
+        "one invalidation for the one room"
+    );
 }

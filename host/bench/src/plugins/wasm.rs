@@ -255,7 +255,9 @@ fn native_on_batch(
     fields: &FieldPaths,
     batch: &Batch,
 ) -> Result<Vec<Effect>, String> {
-    let values = fields.extract(&batch.rows);
+    let values = fields
+        .extract(&batch.rows, usize::MAX)
+        .map_err(|bytes| format!("fields of {bytes} bytes"))?;
     let mut rooms: Vec<(&str, Vec<&[u8]>)> = Vec::new();
     for (row, room) in batch.rows.iter().zip(&values) {
         let FieldValue::Text(room) = room else {
