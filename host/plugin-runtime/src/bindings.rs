@@ -67,5 +67,5 @@ pub use v1::exports::streamhost::plugin::handler as handler_v1;
 pub const VERSIONS: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
 
 /// The versions before the current one, whose imports are linked by hand
-/// (`crate::host::earlier`).
+/// (`host/earlier.rs`).
 pub const EARLIER_VERSIONS: &[&str] = VERSIONS.split_last().unwrap().1;

@@ -15,9 +15,9 @@ use crate::bindings::{authorizer, authorizer_v2, handler_v1, handler_v2, handler
 use crate::budget::Charge;
 use crate::effects;
 use crate::error::{Failure, FailureReason};
-use crate::fields::{FieldPaths, held_bytes};
 use crate::limits::{EPOCH_TICK, LimitHit};
 use crate::push::Push;
+use crate::row_fields::{FieldPaths, held_bytes};
 use crate::state::PluginState;
 use crate::version::ExportIndices;
 

@@ -18,7 +18,7 @@
 //! - [`Push`] and [`Destination`] (`push`, `host/push.rs`): the `push` import, each push
 //!   checked against the grant, the operator's destinations and the effect limits, kept with
 //!   the `on-batch` call and returned in [`BatchEffects::pushes`] only when it succeeds.
-//! - [`FieldPaths`] (`fields`): the row fields a 0.3.0 plugin wants, extracted natively from
+//! - [`FieldPaths`] (`row_fields`): the row fields a 0.3.0 plugin wants, extracted natively from
 //!   every row's JSON and handed to `on-batch` typed ([`FieldValue`]).
 //! - [`Limits`] and the [`BudgetLimiter`] (`limits`); the host memory a plugin causes,
 //!   [`HostBudget`] and its [`Charge`]s (`budget`).
@@ -32,7 +32,6 @@ mod budget;
 mod cache;
 mod effects;
 mod error;
-mod fields;
 mod grants;
 mod host;
 mod instance;
@@ -41,6 +40,7 @@ mod limits;
 mod manifest;
 mod outbound;
 mod push;
+mod row_fields;
 mod runtime;
 mod services;
 mod state;
@@ -54,7 +54,6 @@ pub use bindings::types::{
 };
 pub use budget::{Charge, HostBudget};
 pub use error::{Failure, FailureReason, LoadError};
-pub use fields::{FieldPaths, MAX_FIELDS};
 pub use grants::{Capabilities, Grant, pattern_matches};
 pub use instance::{BatchEffects, PluginInstance};
 pub use kv::{KvChange, KvStore};
@@ -62,6 +61,7 @@ pub use limits::{BudgetLimiter, EPOCH_TICK, LimitHit, Limits};
 pub use manifest::{Manifest, PluginFiles};
 pub use outbound::{FixtureResponse, HttpBackend, HttpExchange, HttpFixtures};
 pub use push::{Destination, Destinations, Push};
+pub use row_fields::{FieldPaths, MAX_FIELDS};
 pub use runtime::{Runtime, RuntimeConfig, sha256_hex};
 pub use services::{LogBook, PluginServices, RowSource};
 pub use version::PluginVersion;

@@ -14,7 +14,6 @@ use crate::bindings::{
     handler_v3, kv, rows, types,
 };
 use crate::error::LoadError;
-use crate::fields::FieldPaths;
 use crate::grants::{Capabilities, Grant};
 use crate::host::earlier;
 use crate::instance::PluginInstance;
@@ -22,6 +21,7 @@ use crate::kv::KvStore;
 use crate::manifest::{Manifest, PluginFiles};
 use crate::outbound::HttpPolicy;
 use crate::push::Destinations;
+use crate::row_fields::FieldPaths;
 use crate::runtime::{Runtime, sha256_hex};
 use crate::services::PluginServices;
 use crate::state::PluginState;
