@@ -17,7 +17,7 @@ use crate::effects;
 use crate::error::{Failure, FailureReason};
 use crate::limits::{EPOCH_TICK, LimitHit};
 use crate::push::Push;
-use crate::row_fields::{FieldPaths, held_bytes};
+use crate::row_fields::FieldPaths;
 use crate::state::PluginState;
 use crate::version::ExportIndices;
 
@@ -244,9 +244,9 @@ impl PluginInstance {
             false => usize::MAX,
         };
         match self.fields.extract(rows, room) {
-            Ok(values) => {
+            Ok((values, bytes)) => {
                 let charge = match self.accounting {
-                    true => budget.charge(held_bytes(&values)),
+                    true => budget.charge(bytes),
                     false => Charge::default(),
                 };
                 Ok((values, charge))

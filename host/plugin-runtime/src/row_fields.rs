@@ -108,14 +108,19 @@ impl FieldPaths {
         self.paths.is_empty()
     }
 
-    /// The values of every row of `rows`, row by row: row `i`'s field `j` at `i * len() + j`.
-    /// Stops with the bytes reached once the values' texts exceed `max_bytes` (nested paths
-    /// may copy one row's bytes several times: this bounds what a plugin makes the host hold).
-    pub fn extract(&self, rows: &[Row], max_bytes: usize) -> Result<Vec<FieldValue>, usize> {
+    /// The values of every row of `rows`, row by row: row `i`'s field `j` at `i * len() + j`,
+    /// and the bytes of their texts. Stops with the bytes reached once those exceed `max_bytes`
+    /// (nested paths may copy one row's bytes several times: this bounds what a plugin makes
+    /// the host hold).
+    pub fn extract(
+        &self,
+        rows: &[Row],
+        max_bytes: usize,
+    ) -> Result<(Vec<FieldValue>, usize), usize> {
         let n = self.len();
         let mut values = Vec::with_capacity(rows.len() * n);
         if n == 0 {
-            return Ok(values);
+            return Ok((values, 0));
         }
         let mut bytes = 0;
         for row in rows {
@@ -127,7 +132,7 @@ impl FieldPaths {
                 return Err(bytes);
             }
         }
-        Ok(values)
+        Ok((values, bytes))
     }
 
     /// One row's values into `out` (all [`FieldValue::Absent`] on entry).
@@ -146,7 +151,7 @@ impl FieldPaths {
 }
 
 /// The bytes of the texts `values` hold.
-pub fn held_bytes(values: &[FieldValue]) -> usize {
+fn held_bytes(values: &[FieldValue]) -> usize {
     values
         .iter()
         .map(|value| match value {
@@ -325,7 +330,7 @@ mod tests {
             token: 1,
             data: text.to_owned(),
         };
-        paths(names).extract(&[row], usize::MAX).unwrap()
+        paths(names).extract(&[row], usize::MAX).unwrap().0
     }
 
     fn show(values: &[FieldValue]) -> String {
@@ -423,12 +428,13 @@ mod tests {
                 data: format!(r#"{{"a": {i}, "b": "{i}"}}"#),
             })
             .collect();
-        let values = paths(&["b", "a"]).extract(&rows, usize::MAX).unwrap();
+        let (values, _) = paths(&["b", "a"]).extract(&rows, usize::MAX).unwrap();
         assert_eq!(
             show(&values),
             "text \"0\", int 0, text \"1\", int 1, text \"2\", int 2"
         );
-        assert!(paths(&[]).extract(&rows, 0).unwrap().is_empty());
+        let (none, bytes) = paths(&[]).extract(&rows, 0).unwrap();
+        assert!(none.is_empty() && bytes == 0);
     }
 
     #[test]
@@ -441,7 +447,8 @@ mod tests {
             .collect();
         // Each row yields `a` (its object text, 109 bytes) and `a.b` (100 bytes).
         let wanted = paths(&["a", "a.b"]);
-        assert_eq!(held_bytes(&wanted.extract(&rows, 2_090).unwrap()), 2_090);
+        let (values, bytes) = wanted.extract(&rows, 2_090).unwrap();
+        assert_eq!((held_bytes(&values), bytes), (2_090, 2_090));
         assert_eq!(wanted.extract(&rows, 2_089).unwrap_err(), 2_090);
         assert_eq!(
             wanted.extract(&rows, 300).unwrap_err(),

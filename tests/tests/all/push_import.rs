@@ -226,20 +226,26 @@ fn an_undeclared_destination_and_the_effect_limits_are_refused_to_the_plugin() {
     assert_eq!(services.budget().held(), 0, "a failed call holds nothing");
 }
 
-#[test]
-fn pushes_the_host_memory_budget_cannot_hold_fail_the_call() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(WEBHOOK_WASM, dir.path().join("webhook.wasm")).unwrap();
-    let manifest = std::fs::read_to_string(Path::new(WEBHOOK_DIR).join("plugin.toml")).unwrap();
+/// The plugin `name` (its folder `dir`, its component `wasm`) loaded with its manifest asking
+/// for `host_memory_mib = 1`, granted everything it asks.
+fn with_1_mib_of_host_memory(name: &str, dir: &str, wasm: &str) -> PluginVersion {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::copy(wasm, folder.path().join(format!("{name}.wasm"))).unwrap();
+    let manifest = std::fs::read_to_string(Path::new(dir).join("plugin.toml")).unwrap();
     std::fs::write(
-        dir.path().join("plugin.toml"),
+        folder.path().join("plugin.toml"),
         format!("{manifest}\n[limits]\nhost_memory_mib = 1\n"),
     )
     .unwrap();
-    let files = PluginFiles::in_dir(dir.path()).unwrap();
+    let files = PluginFiles::in_dir(folder.path()).unwrap();
     let manifest = Manifest::load(&files.manifest).unwrap();
     let grant = Grant::everything_asked(&manifest).unwrap();
-    let version = PluginVersion::load(&runtime(1 << 20), &files, &grant).unwrap();
+    PluginVersion::load(&runtime(1 << 20), &files, &grant).unwrap()
+}
+
+#[test]
+fn pushes_the_host_memory_budget_cannot_hold_fail_the_call() {
+    let version = with_1_mib_of_host_memory("webhook", WEBHOOK_DIR, WEBHOOK_WASM);
     let services = PluginServices::new("webhook", KvStore::default(), 100, None);
     let mut instance = version.instantiate(services.clone()).unwrap();
     instance.init(&[]).unwrap();
@@ -294,19 +300,7 @@ fn components_built_against_0_2_0_still_load_and_handle_batches() {
 
 #[test]
 fn row_fields_the_host_memory_budget_cannot_hold_fail_the_call() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(ROOM_TIMELINE_WASM, dir.path().join("room-timeline.wasm")).unwrap();
-    let manifest =
-        std::fs::read_to_string(Path::new(ROOM_TIMELINE_DIR).join("plugin.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("plugin.toml"),
-        format!("{manifest}\n[limits]\nhost_memory_mib = 1\n"),
-    )
-    .unwrap();
-    let files = PluginFiles::in_dir(dir.path()).unwrap();
-    let manifest = Manifest::load(&files.manifest).unwrap();
-    let grant = Grant::everything_asked(&manifest).unwrap();
-    let version = PluginVersion::load(&runtime(1 << 20), &files, &grant).unwrap();
+    let version = with_1_mib_of_host_memory("room-timeline", ROOM_TIMELINE_DIR, ROOM_TIMELINE_WASM);
     assert_eq!(version.wanted_fields(), ["room"]);
     let services = PluginServices::new("room-timeline", KvStore::default(), 100, None);
     let mut instance = version.instantiate(services.clone()).unwrap();

@@ -255,7 +255,7 @@ fn native_on_batch(
     fields: &FieldPaths,
     batch: &Batch,
 ) -> Result<Vec<Effect>, String> {
-    let values = fields
+    let (values, _) = fields
         .extract(&batch.rows, usize::MAX)
         .map_err(|bytes| format!("fields of {bytes} bytes"))?;
     let mut rooms: Vec<(&str, Vec<&[u8]>)> = Vec::new();
