@@ -136,7 +136,8 @@ const FIELD_VALUE = {
   json: (value) => parseJson(value),
 };
 
-// The batch's rows with their extracted fields (row i's field j is values[i * n + j]).
+// The batch's rows with their extracted fields (row i's field j is values[i * n + j]). The
+// interpreter pays per operation, so text values (the usual kind) are taken in line.
 function toRows(rows, names, values) {
   const n = names.length;
   if (n === 0) return rows.map((r) => new Row(r.token, r.data));
@@ -145,6 +146,10 @@ function toRows(rows, names, values) {
     const fields = Object.create(null);
     for (let j = 0; j < n; j += 1) {
       const value = values[i * n + j];
+      if (value.tag === "text") {
+        fields[names[j]] = value.val;
+        continue;
+      }
       const toJs = FIELD_VALUE[value.tag];
       if (toJs !== undefined) fields[names[j]] = toJs(value.val);
     }

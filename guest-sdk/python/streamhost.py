@@ -137,14 +137,30 @@ _FIELD_VALUE: Dict[type, Callable[[Any], Any]] = {
 
 
 def _rows(rows: List[Any], names: List[str], values: List[Any]) -> List[Row]:
-    """The batch's rows with their extracted fields (row i's field j is values[i * n + j])."""
+    """The batch's rows with their extracted fields (row i's field j is values[i * n + j]).
+
+    The interpreter pays per operation, so text values (the usual kind) are taken in line and
+    one wanted field, the usual case, has a loop of its own."""
     if not names:
         return [Row(r.token, r.data) for r in rows]
-    n, typed = len(names), []
-    convert = _FIELD_VALUE.get
+    text, convert = _fields.FieldValue_Text, _FIELD_VALUE.get
+    typed = []
+    if len(names) == 1:
+        name = names[0]
+        for r, value in zip(rows, values):
+            if type(value) is text:
+                typed.append(Row(r.token, r.data, {name: value.value}))
+                continue
+            to_python = convert(type(value))
+            typed.append(Row(r.token, r.data, {} if to_python is None else {name: to_python(value)}))
+        return typed
+    n = len(names)
     for i, r in enumerate(rows):
         fields = {}
         for name, value in zip(names, values[i * n:(i + 1) * n]):
+            if type(value) is text:
+                fields[name] = value.value
+                continue
             to_python = convert(type(value))
             if to_python is not None:
                 fields[name] = to_python(value)
