@@ -20,38 +20,56 @@ const encoder = new TextEncoder();
 // The interpreter pays per operation, so these loops touch each header byte once and copy each
 // row once, with no intermediate strings.
 
-/** The rows (Uint8Arrays) of the timeline stored under `key`: `<len>:<text>` repeated. */
-function timelineOf(key) {
-  const stored = kv.get(key) ?? new Uint8Array(0);
-  const rows = [];
+/** Where each entry of a stored timeline (`<len>:<text>` repeated) begins; checks them all. */
+function startsOf(key, stored) {
+  const starts = [];
   let at = 0;
   while (at < stored.length) {
+    const start = at;
     let length = 0;
-    let digits = 0;
     while (at < stored.length && stored[at] !== COLON) {
       const digit = stored[at] - ZERO;
       if (digit < 0 || digit > 9) break;
       length = length * 10 + digit;
-      digits += 1;
       at += 1;
     }
     const end = at + 1 + length;
-    if (digits === 0 || stored[at] !== COLON || end > stored.length) {
+    if (at === start || stored[at] !== COLON || end > stored.length) {
       throw new Fatal(`timeline ${key} is not \`<len>:<text>\` entries`);
     }
-    rows.push(stored.subarray(at + 1, end));
+    starts.push(start);
     at = end;
   }
-  return rows;
+  return starts;
 }
 
-/** A timeline as stored (see `timelineOf`). */
-function encode(rows) {
+/** The rows (Uint8Arrays) of a stored timeline whose entries begin at `starts`. */
+function rowsOf(stored, starts) {
+  return starts.map((start, i) =>
+    stored.subarray(stored.indexOf(COLON, start) + 1, starts[i + 1] ?? stored.length),
+  );
+}
+
+/** The timeline stored under `key`. */
+function storedOf(key) {
+  return kv.get(key) ?? new Uint8Array(0);
+}
+
+/**
+ * The stored timeline with `texts` appended, keeping the last KEEP: the old entries kept are
+ * copied as stored (the whole value is still checked), only the new ones encoded.
+ */
+function append(key, stored, texts) {
+  const starts = startsOf(key, stored);
+  const rows = texts.slice(-KEEP).map((text) => encoder.encode(text));
+  const dropped = starts.length + rows.length - KEEP;
+  const from = dropped <= 0 ? 0 : dropped < starts.length ? starts[dropped] : stored.length;
   const headers = rows.map((row) => `${row.length}:`);
-  let size = 0;
+  let size = stored.length - from;
   for (let i = 0; i < rows.length; i += 1) size += headers[i].length + rows[i].length;
   const out = new Uint8Array(size);
-  let at = 0;
+  out.set(stored.subarray(from), 0);
+  let at = stored.length - from;
   for (let i = 0; i < rows.length; i += 1) {
     const header = headers[i]; // ASCII digits and a colon
     for (let j = 0; j < header.length; j += 1) out[at + j] = header.charCodeAt(j);
@@ -99,8 +117,7 @@ class RoomTimeline extends Plugin {
     const effects = [];
     for (const [room, texts] of rooms) {
       const key = `room:${room}`;
-      const timeline = timelineOf(key).concat(texts.map((text) => encoder.encode(text)));
-      kv.set(key, encode(timeline.slice(-KEEP)));
+      kv.set(key, append(key, storedOf(key), texts));
       effects.push(invalidate("timeline", key));
     }
     return effects;
@@ -110,7 +127,9 @@ class RoomTimeline extends Plugin {
     if (name !== "timeline") throw new Fatal(`unknown query \`${name}\``);
     // A bad request, not a broken plugin: `skip` keeps the instance (as Rust's required_arg).
     if (!("room" in args)) throw new Skip("missing query argument `room`");
-    return answer(timelineOf(`room:${args.room}`));
+    const key = `room:${args.room}`;
+    const stored = storedOf(key);
+    return answer(rowsOf(stored, startsOf(key, stored)));
   }
 }
 

@@ -14,25 +14,41 @@ from streamhost import Invalidate, Query, kv
 KEEP = 50
 
 
-def decode(key, stored):
-    """The rows (bytes) of a stored timeline: `<len>:<text>` repeated."""
-    rows, at = [], 0
+def starts(key, stored):
+    """Where each entry of a stored timeline begins: `<len>:<text>` repeated."""
+    offsets, at, size, find = [], 0, len(stored), stored.index
     try:
-        while at < len(stored):
-            colon = stored.index(b":", at)
-            end = colon + 1 + int(stored[at:colon])
-            if end > len(stored):
-                raise ValueError("truncated")
-            rows.append(stored[colon + 1:end])
-            at = end
+        while at < size:
+            offsets.append(at)
+            colon = find(b":", at)
+            at = colon + 1 + int(stored[at:colon])
+        if at > size:
+            raise ValueError("truncated")
     except ValueError:
         raise streamhost.Fatal(f"timeline {key} is not `<len>:<text>` entries") from None
-    return rows
+    return offsets
 
 
-def encode(rows):
-    """A timeline as stored (see `decode`)."""
-    return b"".join(b"%d:%s" % (len(row), row) for row in rows)
+def decode(key, stored):
+    """The rows (bytes) of a stored timeline."""
+    offsets = starts(key, stored)
+    ends = offsets[1:] + [len(stored)]
+    return [stored[stored.index(b":", at) + 1:end] for at, end in zip(offsets, ends)]
+
+
+def append(key, stored, texts):
+    """The stored timeline with `texts` appended, keeping the last KEEP: the old entries kept
+    are copied as stored (the whole value is still checked), only the new ones encoded."""
+    offsets = starts(key, stored)
+    new = [t.encode("utf-8") for t in texts[-KEEP:]]
+    dropped = len(offsets) + len(new) - KEEP
+    if dropped <= 0:
+        kept = stored
+    elif dropped < len(offsets):
+        kept = stored[offsets[dropped]:]
+    else:
+        kept = b""
+    return kept + b"".join(b"%d:%s" % (len(row), row) for row in new)
 
 
 class RoomTimeline(streamhost.Plugin):
@@ -53,8 +69,7 @@ class RoomTimeline(streamhost.Plugin):
         effects = []
         for room, texts in rooms.items():
             key = f"room:{room}"
-            timeline = decode(key, kv.get(key) or b"") + [t.encode("utf-8") for t in texts]
-            kv.set(key, encode(timeline[-KEEP:]))
+            kv.set(key, append(key, kv.get(key) or b"", texts))
             effects.append(Invalidate("timeline", key))
         return effects
 

@@ -57,10 +57,8 @@ impl Plugin for RoomTimeline {
         for (room, new_rows) in rooms {
             let key = key(room);
             let stored = kv::get(&key).unwrap_or_default();
-            let mut timeline = decode(&key, &stored)?;
-            timeline.extend(new_rows);
-            let keep = timeline.len().saturating_sub(KEEP);
-            kv::set(&key, &encode(&timeline[keep..]))
+            let timeline = append(&key, &stored, &new_rows)?;
+            kv::set(&key, &timeline)
                 .map_err(|e| PluginError::fatal(format!("kv set of {key}: {e:?}")))?;
             effects.push(Effect::invalidate("timeline", key));
         }
@@ -72,10 +70,10 @@ impl Plugin for RoomTimeline {
             "timeline" => {
                 let key = key(required_arg(args, "room")?);
                 let stored = kv::get(&key).unwrap_or_default();
-                let timeline = decode(&key, &stored)?;
+                let texts: Vec<&[u8]> = decode(&key, &stored)?.iter().map(|e| e.text).collect();
                 let mut answer = Vec::with_capacity(stored.len() + 2);
                 answer.push(b'[');
-                answer.extend(timeline.join(&b","[..]));
+                answer.extend(texts.join(&b","[..]));
                 answer.push(b']');
                 String::from_utf8(answer)
                     .map_err(|_| PluginError::fatal(format!("timeline {key} is not UTF-8")))
@@ -85,32 +83,49 @@ impl Plugin for RoomTimeline {
     }
 }
 
-/// The rows of a stored timeline: `<len>:<text>` repeated, `len` the text's bytes in decimal.
-fn decode<'a>(key: &str, mut stored: &'a [u8]) -> Result<Vec<&'a [u8]>, PluginError> {
+/// One entry of a stored timeline: where its `<len>:` starts, and its text.
+struct Entry<'a> {
+    start: usize,
+    text: &'a [u8],
+}
+
+/// The entries of a stored timeline: `<len>:<text>` repeated, `len` the text's bytes in decimal.
+fn decode<'a>(key: &str, stored: &'a [u8]) -> Result<Vec<Entry<'a>>, PluginError> {
     let corrupt = || PluginError::fatal(format!("timeline {key} is not `<len>:<text>` entries"));
-    let mut rows = Vec::with_capacity(KEEP + 1);
-    while !stored.is_empty() {
-        let colon = stored.iter().position(|&b| b == b':').ok_or_else(corrupt)?;
-        let len: usize = std::str::from_utf8(&stored[..colon])
+    let mut entries = Vec::with_capacity(KEEP + 1);
+    let mut start = 0;
+    while start < stored.len() {
+        let rest = &stored[start..];
+        let colon = rest.iter().position(|&b| b == b':').ok_or_else(corrupt)?;
+        let len: usize = std::str::from_utf8(&rest[..colon])
             .ok()
             .and_then(|digits| digits.parse().ok())
             .ok_or_else(corrupt)?;
-        let text = stored.get(colon + 1..colon + 1 + len).ok_or_else(corrupt)?;
-        rows.push(text);
-        stored = &stored[colon + 1 + len..];
+        let text = rest.get(colon + 1..colon + 1 + len).ok_or_else(corrupt)?;
+        entries.push(Entry { start, text });
+        start += colon + 1 + len;
     }
-    Ok(rows)
+    Ok(entries)
 }
 
-/// A timeline as stored (see [`decode`]).
-fn encode(rows: &[&[u8]]) -> Vec<u8> {
-    let mut stored = Vec::with_capacity(rows.iter().map(|r| r.len() + 8).sum());
-    for row in rows {
-        stored.extend_from_slice(row.len().to_string().as_bytes());
-        stored.push(b':');
-        stored.extend_from_slice(row);
+/// The stored timeline with `new_rows` appended, keeping the last [`KEEP`]: the old entries
+/// kept are copied as stored (the whole value is still checked), only the new ones encoded.
+fn append(key: &str, stored: &[u8], new_rows: &[&[u8]]) -> Result<Vec<u8>, PluginError> {
+    let old = decode(key, stored)?;
+    let new_rows = &new_rows[new_rows.len().saturating_sub(KEEP)..];
+    let dropped = (old.len() + new_rows.len()).saturating_sub(KEEP);
+    let kept = old
+        .get(dropped)
+        .map_or(&[][..], |entry| &stored[entry.start..]);
+    let mut timeline =
+        Vec::with_capacity(kept.len() + new_rows.iter().map(|r| r.len() + 8).sum::<usize>());
+    timeline.extend_from_slice(kept);
+    for row in new_rows {
+        timeline.extend_from_slice(row.len().to_string().as_bytes());
+        timeline.push(b':');
+        timeline.extend_from_slice(row);
     }
-    stored
+    Ok(timeline)
 }
 
 export_plugin!(RoomTimeline);

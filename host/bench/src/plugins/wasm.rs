@@ -273,10 +273,8 @@ fn native_on_batch(
     for (room, new_rows) in rooms {
         let key = format!("room:{room}");
         let stored = kv.get(&key).unwrap_or_default();
-        let mut timeline = decode_timeline(&stored)?;
-        timeline.extend(new_rows);
-        let keep = timeline.len().saturating_sub(KEEP);
-        kv.set(key.clone(), encode_timeline(&timeline[keep..]), quota)
+        let timeline = append_timeline(&stored, &new_rows)?;
+        kv.set(key.clone(), timeline, quota)
             .map_err(|e| format!("{e:?}"))?;
         effects.push(Effect::Invalidate(Invalidation {
             cache: "timeline".into(),
@@ -286,32 +284,42 @@ fn native_on_batch(
     Ok(effects)
 }
 
-/// `room-timeline`'s `decode`: `<len>:<text>` entries.
-fn decode_timeline(mut stored: &[u8]) -> Result<Vec<&[u8]>, String> {
+/// `room-timeline`'s `decode`: where each `<len>:<text>` entry starts (its text unused here).
+fn decode_timeline(stored: &[u8]) -> Result<Vec<(usize, &[u8])>, String> {
     let corrupt = || "a corrupt timeline".to_owned();
-    let mut rows = Vec::with_capacity(KEEP + 1);
-    while !stored.is_empty() {
-        let colon = stored.iter().position(|&b| b == b':').ok_or_else(corrupt)?;
-        let len: usize = std::str::from_utf8(&stored[..colon])
+    let mut entries = Vec::with_capacity(KEEP + 1);
+    let mut start = 0;
+    while start < stored.len() {
+        let rest = &stored[start..];
+        let colon = rest.iter().position(|&b| b == b':').ok_or_else(corrupt)?;
+        let len: usize = std::str::from_utf8(&rest[..colon])
             .ok()
             .and_then(|digits| digits.parse().ok())
             .ok_or_else(corrupt)?;
-        let text = stored.get(colon + 1..colon + 1 + len).ok_or_else(corrupt)?;
-        rows.push(text);
-        stored = &stored[colon + 1 + len..];
+        let text = rest.get(colon + 1..colon + 1 + len).ok_or_else(corrupt)?;
+        entries.push((start, text));
+        start += colon + 1 + len;
     }
-    Ok(rows)
+    Ok(entries)
 }
 
-/// `room-timeline`'s `encode`.
-fn encode_timeline(rows: &[&[u8]]) -> Vec<u8> {
-    let mut stored = Vec::with_capacity(rows.iter().map(|r| r.len() + 8).sum());
-    for row in rows {
-        stored.extend_from_slice(row.len().to_string().as_bytes());
-        stored.push(b':');
-        stored.extend_from_slice(row);
+/// `room-timeline`'s `append`.
+fn append_timeline(stored: &[u8], new_rows: &[&[u8]]) -> Result<Vec<u8>, String> {
+    let old = decode_timeline(stored)?;
+    let new_rows = &new_rows[new_rows.len().saturating_sub(KEEP)..];
+    let dropped = (old.len() + new_rows.len()).saturating_sub(KEEP);
+    let kept = old
+        .get(dropped)
+        .map_or(&[][..], |(start, _)| &stored[*start..]);
+    let mut timeline =
+        Vec::with_capacity(kept.len() + new_rows.iter().map(|r| r.len() + 8).sum::<usize>());
+    timeline.extend_from_slice(kept);
+    for row in new_rows {
+        timeline.extend_from_slice(row.len().to_string().as_bytes());
+        timeline.push(b':');
+        timeline.extend_from_slice(row);
     }
-    stored
+    Ok(timeline)
 }
 
 /// Median time of [`INSTANTIATIONS`] instantiations, and of instantiation followed by `init`.
@@ -385,7 +393,7 @@ mod tests {
         assert_eq!(timeline.len(), KEEP);
         let last = data.len() - 1 - (data.len() - 1) % ROOMS;
         assert_eq!(
-            timeline[KEEP - 1],
+            timeline[KEEP - 1].1,
             data[last].as_bytes(),
             "the row's text, exactly as written"
         );
