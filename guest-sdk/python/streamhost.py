@@ -302,12 +302,39 @@ class clock:
         return _clock.now_ms()
 
 
+# The host interfaces a plugin's world may leave out (kv, rows, push), kept once imported: an
+# import statement runs importlib's Python code on every call, which costs as much as the call.
+_imported: Dict[str, Any] = {}
+
+
 def _import_kv() -> Any:
-    try:
-        from wit_world.imports import kv as _kv
-    except ImportError:
-        raise Fatal("the key-value store is not imported: set `kv = true` in plugin.toml") from None
-    return _kv
+    if "kv" not in _imported:
+        try:
+            from wit_world.imports import kv as _kv
+        except ImportError:
+            raise Fatal("the key-value store is not imported: set `kv = true` in plugin.toml") from None
+        _imported["kv"] = _kv
+    return _imported["kv"]
+
+
+def _import_rows() -> Any:
+    if "rows" not in _imported:
+        try:
+            from wit_world.imports import rows as _rows
+        except ImportError:
+            raise Fatal("rows are not imported: list the stream in `read_rows` in plugin.toml") from None
+        _imported["rows"] = _rows
+    return _imported["rows"]
+
+
+def _import_push() -> Any:
+    if "push" not in _imported:
+        try:
+            from wit_world.imports import push as _push
+        except ImportError:
+            raise Fatal("push is not imported: list the destination in `push` in plugin.toml") from None
+        _imported["push"] = _push
+    return _imported["push"]
 
 
 class kv:
@@ -353,12 +380,9 @@ class rows:
 
     @staticmethod
     def read(stream: str, from_token: int, limit: int = 1000) -> List[Row]:
+        reader = _import_rows()
         try:
-            from wit_world.imports import rows as _rows
-        except ImportError:
-            raise Fatal("rows are not imported: list the stream in `read_rows` in plugin.toml") from None
-        try:
-            return [Row(r.token, r.data) for r in _rows.read(stream, from_token, limit)]
+            return [Row(r.token, r.data) for r in reader.read(stream, from_token, limit)]
         except Err as refused:
             raise Retry(f"reading {stream} failed: {refused.value}") from None
 
@@ -374,13 +398,10 @@ class push:
     @staticmethod
     def push(destination: str, key: str, body: Union[bytes, str]) -> None:
         """Queues `body` (str is sent as UTF-8) for `destination` under `key`."""
-        try:
-            from wit_world.imports import push as _push
-        except ImportError:
-            raise Fatal("push is not imported: list the destination in `push` in plugin.toml") from None
+        interface = _import_push()
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         try:
-            _push.push(destination, key, data)
+            interface.push(destination, key, data)
         except Err as refused:
             reason = refused.value.name.lower().replace("_", "-")
             message = f"push {key!r} to {destination!r} refused: {reason}"
