@@ -26,6 +26,7 @@ host keeps in the failure report. See docs/plugins-python.md.
     Handler = streamhost.export(Counter)
 """
 
+import importlib
 import json
 import math
 import re
@@ -307,34 +308,19 @@ class clock:
 _imported: Dict[str, Any] = {}
 
 
+def _host_interface(name: str, missing: str) -> Any:
+    """The host interface `wit_world.imports.<name>`; Fatal(`missing`) when the plugin's world
+    does not import it (its plugin.toml did not ask for it)."""
+    if name not in _imported:
+        try:
+            _imported[name] = importlib.import_module(f"wit_world.imports.{name}")
+        except ImportError:
+            raise Fatal(missing) from None
+    return _imported[name]
+
+
 def _import_kv() -> Any:
-    if "kv" not in _imported:
-        try:
-            from wit_world.imports import kv as _kv
-        except ImportError:
-            raise Fatal("the key-value store is not imported: set `kv = true` in plugin.toml") from None
-        _imported["kv"] = _kv
-    return _imported["kv"]
-
-
-def _import_rows() -> Any:
-    if "rows" not in _imported:
-        try:
-            from wit_world.imports import rows as _rows
-        except ImportError:
-            raise Fatal("rows are not imported: list the stream in `read_rows` in plugin.toml") from None
-        _imported["rows"] = _rows
-    return _imported["rows"]
-
-
-def _import_push() -> Any:
-    if "push" not in _imported:
-        try:
-            from wit_world.imports import push as _push
-        except ImportError:
-            raise Fatal("push is not imported: list the destination in `push` in plugin.toml") from None
-        _imported["push"] = _push
-    return _imported["push"]
+    return _host_interface("kv", "the key-value store is not imported: set `kv = true` in plugin.toml")
 
 
 class kv:
@@ -380,7 +366,8 @@ class rows:
 
     @staticmethod
     def read(stream: str, from_token: int, limit: int = 1000) -> List[Row]:
-        reader = _import_rows()
+        reader = _host_interface(
+            "rows", "rows are not imported: list the stream in `read_rows` in plugin.toml")
         try:
             return [Row(r.token, r.data) for r in reader.read(stream, from_token, limit)]
         except Err as refused:
@@ -398,7 +385,8 @@ class push:
     @staticmethod
     def push(destination: str, key: str, body: Union[bytes, str]) -> None:
         """Queues `body` (str is sent as UTF-8) for `destination` under `key`."""
-        interface = _import_push()
+        interface = _host_interface(
+            "push", "push is not imported: list the destination in `push` in plugin.toml")
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         try:
             interface.push(destination, key, data)
