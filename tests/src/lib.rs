@@ -43,7 +43,11 @@ where
 {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if check().await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(done) = tokio::time::timeout(left, check()).await else {
+            panic!("timed out after {timeout:?} waiting for {what} (a check did not return)");
+        };
+        if done {
             return;
         }
         assert!(

@@ -22,6 +22,8 @@ use streamhost_server::net::tls::ClientTls;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(30);
+/// Longest one probe's request waits for its answer.
+const PROBE: Duration = Duration::from_secs(10);
 const WRITE: &str = "matrix-write-token-0123";
 const CATCHUP: &str = "matrix-replication-secret";
 const READ: &str = "matrix-read-token-0123";
@@ -94,10 +96,13 @@ impl Pki {
             other => self.certificate(other, "app"),
         };
         let tls: ClientTlsConfig = self.ca.client_tls(certificate);
+        // A refused client certificate can leave hyper's request waiting on a dead connection
+        // (see `streamhost_server::client::REQUEST_TIMEOUT`): a short bound keeps such a cell from taking 90 s.
         let api = ApiClient::with_tls(
             format!("https://{addr}"),
             &ClientTls::new(&tls, "matrix").unwrap(),
-        );
+        )
+        .with_timeout(PROBE);
         match client {
             Client::NoCredentials => api,
             Client::WrongCredentials => api.with_bearer(WRONG),
@@ -130,7 +135,11 @@ fn expected_http(client: Client, success: u16) -> Option<u16> {
 /// `POSITION` (so an allowed client stops there); empty when the handshake fails.
 async fn replication_lines(addr: SocketAddr, pki: &Pki, client: Client) -> Vec<String> {
     let certificate = pki.certificate(client, "reader-ok");
-    let Ok(mut stream) = tls_connect(addr, &pki.ca, certificate.as_ref()).await else {
+    let connect = tokio::time::timeout(PROBE, tls_connect(addr, &pki.ca, certificate.as_ref()));
+    let Ok(mut stream) = connect
+        .await
+        .unwrap_or_else(|_| panic!("{client:?}: no TLS handshake within {PROBE:?}"))
+    else {
         return Vec::new();
     };
     // With TLS 1.3 a refused client certificate shows on the first read, not the handshake.
@@ -140,7 +149,7 @@ async fn replication_lines(addr: SocketAddr, pki: &Pki, client: Client) -> Vec<S
     let mut lines = BufReader::new(stream).lines();
     let mut got = Vec::new();
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await {
+        match tokio::time::timeout(PROBE, lines.next_line()).await {
             Ok(Ok(Some(line))) => {
                 let position = line.starts_with("POSITION");
                 got.push(line);

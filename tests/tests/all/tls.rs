@@ -31,9 +31,12 @@ async fn tls_reader(writer: &TestWriter, name: &str, tls: ClientTlsConfig) -> Te
     TestReader::spawn_with(writer, name, None, move |c| c.writer_tls = Some(tls)).await
 }
 
-/// An HTTPS client of `base` trusting `tls`'s CA and presenting its client certificate.
+/// An HTTPS client of `base` trusting `tls`'s CA and presenting its client certificate,
+/// waiting at most 10 s for an answer: a refused certificate can leave hyper's request waiting
+/// on a dead connection (see `streamhost_server::client::REQUEST_TIMEOUT`).
 fn https_client(base: String, tls: &ClientTlsConfig) -> ApiClient {
     ApiClient::with_tls(base, &ClientTls::new(tls, "test").unwrap())
+        .with_timeout(Duration::from_secs(10))
 }
 
 /// The lines a raw TLS replication client reads until the writer closes (at most 10 s).

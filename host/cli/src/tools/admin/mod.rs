@@ -6,6 +6,7 @@
 //! Files: `show` (the tables and lines each answer is printed as), `table` (column alignment).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use hyper::{Method, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use streamhost_server::client::ApiClient;
 use streamhost_server::config::Secret;
+use streamhost_server::reader::plugins::ADMIN_REQUEST_TIMEOUT;
 
 mod show;
 mod table;
@@ -23,6 +25,9 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8481";
 
 /// Dead letters one `dead-letters` asks for at most: the reader's own bound.
 const MAX_DEAD_LETTERS: u32 = 1_000;
+
+/// How much longer than the admin API's own bound an answer is waited for.
+const ANSWER_MARGIN: Duration = Duration::from_secs(30);
 
 /// Flags of `streamhost admin`.
 #[derive(Debug, clap::Args)]
@@ -168,10 +173,12 @@ async fn run_with(
              reader's reader.plugins.admin_token)"
         );
     }
+    // Past the admin API's own bound it answers 503; the margin lets that answer arrive.
+    let client = ApiClient::new(url).with_timeout(ADMIN_REQUEST_TIMEOUT + ANSWER_MARGIN);
     let reader = Reader {
         client: match &token {
-            Some(token) => ApiClient::new(url).with_bearer(token.secret.clone()),
-            None => ApiClient::new(url),
+            Some(token) => client.with_bearer(token.secret.clone()),
+            None => client,
         },
         url: url.to_owned(),
         token_source: token.map(|t| t.source),

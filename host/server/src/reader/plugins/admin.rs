@@ -22,7 +22,7 @@ use super::slot::{FailureReport, PluginRunState};
 use crate::http::{self, ApiError, Bearer, Params, Response, json};
 
 /// Longest an admin request may take (a reload compiles the plugin); then 503.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Dead letters `GET .../dead-letters` answers without a `limit`, newest first.
 const DEAD_LETTERS_DEFAULT: i64 = 100;

@@ -35,6 +35,8 @@ mod slot;
 mod store;
 mod worker;
 
+pub use self::admin::REQUEST_TIMEOUT as ADMIN_REQUEST_TIMEOUT;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
