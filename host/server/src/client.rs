@@ -30,9 +30,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest a request waits for its whole answer (head and body) unless the client is given
-/// another bound ([`ApiClient::with_timeout`]): longer than any of the servers' own request
-/// timeouts except the admin API's (which answer 503 when they pass), so it only ends a
-/// request whose answer was lost. One way to lose it, seen in the tests about once in 400 runs:
+/// another bound ([`ApiClient::with_timeout`]): longer than the writer's request timeout
+/// (60 s) and the reader's for its status (30 s), which answer 503 when they pass, so it only
+/// ends a request whose answer was lost. A caller that waits longer on purpose (the admin CLI,
+/// a long poll) sets its own. One way to lose it, seen in the tests about once in 400 runs:
 /// hyper's pooled client hands the request to a connection whose TLS 1.3 handshake the server
 /// then refuses (an untrusted or missing client certificate shows after the client's side of
 /// the handshake), and the request waits on that dead connection forever.
