@@ -77,6 +77,9 @@ pub enum BenchSuite {
     /// Wasm plugin cost: room-timeline per row vs the same logic native, instantiation, a
     /// reader with three plugins vs without, reload pauses (needs `scripts/build-plugins`).
     Plugins,
+    /// Only the `plugins` suite's reader figure: `--runs` alternating pairs of the reader
+    /// with the three example plugins and without, each pair's ratio and the medians.
+    PluginReader,
     /// Pushes: outbox throughput to a local receiver answering 200 at once, and a reader's
     /// rows/s with the `webhook` plugin pushing every row vs pushing none (needs
     /// `scripts/build-plugins --with-webhook DIR` and `--plugins DIR`).
@@ -111,6 +114,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             replication::postgres(&args.postgres, args.rows, args.runs).await
         }
         BenchSuite::Plugins => plugins::run(args.plugins, args.rows, args.runs).await,
+        BenchSuite::PluginReader => plugins::reader_only(&args.plugins, args.rows, args.runs).await,
         BenchSuite::Pushes => pushes::run(&args.plugins, args.rows, args.runs).await,
         BenchSuite::Redis => {
             let redis = RedisConfig {

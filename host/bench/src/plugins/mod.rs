@@ -10,6 +10,8 @@ mod languages;
 mod reader;
 mod wasm;
 
+pub(crate) use reader::rates_only as reader_only;
+
 /// Runs the three parts in turn on the plugins built into `plugins`.
 pub(crate) async fn run(plugins: PathBuf, rows: usize, runs: usize) -> anyhow::Result<()> {
     let dir = plugins.clone();

@@ -25,23 +25,68 @@ const RELOADS: usize = 200;
 /// Prints the reader figures as rows of the suite's Markdown table.
 pub(super) async fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
     let (config, _only) = plugin_config(plugins)?;
-    let mut with = Vec::new();
-    let mut without = Vec::new();
-    for _ in 0..runs {
-        without.push(reader_rate(rows, None).await?);
-        with.push(reader_rate(rows, Some(config.clone())).await?);
-    }
-    let (with, without) = (median(with), median(without));
-    println!(
-        "| reader rows/s with {} plugins loaded (until every plugin's cursor is at the end) | {with:.0} | {without:.0} (the same reader, no plugins) | {:.2} |",
-        PLUGINS.len(),
-        with / without
-    );
+    with_and_without(&config, rows, runs).await?;
     let pauses = reload_pauses(config).await?;
     println!(
         "| reload cut-over pause, notifier with snapshot (µs, p50 / p99 of {RELOADS} under writes) | {:.0} / {:.0} | – | – |",
         percentile(&pauses, 0.5),
         percentile(&pauses, 0.99)
+    );
+    Ok(())
+}
+
+/// Prints only the reader with the three plugins against the same reader without
+/// (`streamhost bench plugin-reader`): `runs` alternating pairs, each pair's ratio, and the
+/// medians.
+pub(crate) async fn rates_only(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
+    let (config, _only) = plugin_config(plugins)?;
+    println!("| measurement | with plugins | baseline | ratio |");
+    println!("|---|---|---|---|");
+    with_and_without(&config, rows, runs).await
+}
+
+/// `runs` alternating pairs of the reader without and with the plugins of `config`: prints
+/// each pair (when more than one) and the medians as Markdown table rows. Besides rows/s,
+/// the process's CPU time per row (writer, reader, plugins and client together, every
+/// thread): on a shared machine it moves less than the rate, and the difference is what the
+/// plugins cost.
+async fn with_and_without(config: &PluginsConfig, rows: usize, runs: usize) -> anyhow::Result<()> {
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    for run in 1..=runs {
+        without.push(reader_rate(rows, None).await?);
+        with.push(reader_rate(rows, Some(config.clone())).await?);
+        if runs > 1 {
+            let (w, wo) = (&with[run - 1], &without[run - 1]);
+            println!(
+                "| pair {run}: reader rows/s with {} plugins / without (CPU µs per row) | {:.0} ({:.2}) | {:.0} ({:.2}) | {:.2} |",
+                PLUGINS.len(),
+                w.rate,
+                w.cpu_us,
+                wo.rate,
+                wo.cpu_us,
+                w.rate / wo.rate
+            );
+        }
+    }
+    let ratios = with.iter().zip(&without).map(|(w, wo)| w.rate / wo.rate);
+    let ratio = median(ratios.collect());
+    let (cpu_with, cpu_without) = (
+        median(with.iter().map(|r| r.cpu_us).collect()),
+        median(without.iter().map(|r| r.cpu_us).collect()),
+    );
+    let (with, without) = (
+        median(with.iter().map(|r| r.rate).collect()),
+        median(without.iter().map(|r| r.rate).collect()),
+    );
+    println!(
+        "| reader rows/s with {} plugins loaded (until every plugin's cursor is at the end) | {with:.0} | {without:.0} (the same reader, no plugins) | {ratio:.2} (median of the pairs' ratios) |",
+        PLUGINS.len(),
+    );
+    println!(
+        "| process CPU µs per row, same runs (writer, reader, plugins, client) | {cpu_with:.2} | {cpu_without:.2} | {:.2} (the plugins: {:.2} µs per row) |",
+        cpu_with / cpu_without,
+        cpu_with - cpu_without
     );
     Ok(())
 }
@@ -153,13 +198,29 @@ fn bodies(rows: usize) -> Vec<Bytes> {
         .collect()
 }
 
-/// Rows/s from the first append until the reader (and its plugins) applied the last row.
-async fn reader_rate(rows: usize, plugins: Option<PluginsConfig>) -> anyhow::Result<f64> {
+/// One run of [`reader_rate`].
+struct Rate {
+    /// Rows per second.
+    rate: f64,
+    /// The process's CPU time per row, µs.
+    cpu_us: f64,
+}
+
+/// The CPU time all of the process's threads have used.
+fn process_cpu() -> Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+}
+
+/// Rows/s from the first append until the reader (and its plugins) applied the last row,
+/// and the process's CPU time per row meanwhile.
+async fn reader_rate(rows: usize, plugins: Option<PluginsConfig>) -> anyhow::Result<Rate> {
     let setup = start(plugins).await?;
     let client = ApiClient::new(format!("http://{}", setup.writer.http_addr()));
     let bodies = bodies(rows);
     let total = bodies.len() * REQUEST_ROWS;
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let mut last = 0;
     for body in bodies {
         let tokens = client.append("messages", body, false).await?;
@@ -171,8 +232,9 @@ async fn reader_rate(rows: usize, plugins: Option<PluginsConfig>) -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
+    let cpu_us = (process_cpu() - cpu_before).as_secs_f64() * 1e6 / total as f64;
     setup.stop().await?;
-    Ok(rate)
+    Ok(Rate { rate, cpu_us })
 }
 
 /// Reloads notifier [`RELOADS`] times while rows keep arriving; the pauses in µs.
