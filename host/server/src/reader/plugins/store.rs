@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use streamhost_plugin_runtime::KvChange;
 use streamhost_proto::{InstanceName, StreamName, Token};
 
@@ -178,29 +178,7 @@ async fn commit_on(
         .await
         .context("writing a plugin cursor")?;
     }
-    for (key, value) in kv {
-        match value {
-            Some(value) => {
-                sqlx::query(
-                    "INSERT INTO plugin_kv (plugin, key, value) VALUES (?, ?, ?) \
-                     ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
-                )
-                .bind(plugin)
-                .bind(key)
-                .bind(value)
-                .execute(&mut *tx)
-                .await
-            }
-            None => {
-                sqlx::query("DELETE FROM plugin_kv WHERE plugin = ? AND key = ?")
-                    .bind(plugin)
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await
-            }
-        }
-        .context("writing a plugin's key-value store")?;
-    }
+    write_kv(&mut tx, plugin, kv).await?;
     for letter in dead {
         sqlx::query(
             "INSERT INTO plugin_dead_letters \
@@ -221,4 +199,132 @@ async fn commit_on(
     outbox::insert(&mut tx, plugin, pushes, unix_ms()).await?;
     tx.commit().await.context("committing plugin state")?;
     Ok(())
+}
+
+/// Most key-value changes in one statement: 3 bound values each, far under SQLite's 32,766.
+const KV_CHUNK_MAX: usize = 512;
+
+/// Writes a group's key-value changes (each key at most once) in multi-row statements: one
+/// upsert per chunk of set keys and one delete per chunk of removed keys, instead of one
+/// statement (one hop to SQLite's thread) per key.
+async fn write_kv(tx: &mut SqliteConnection, plugin: &str, kv: &[KvChange]) -> anyhow::Result<()> {
+    let (sets, deletes): (Vec<_>, Vec<_>) = kv.iter().partition(|(_, value)| value.is_some());
+    let mut rest = sets.as_slice();
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(chunk_len(rest.len()));
+        rest = after;
+        let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO plugin_kv (plugin, key, value) ");
+        upsert.push_values(chunk, |mut values, (key, value)| {
+            values
+                .push_bind(plugin)
+                .push_bind(key)
+                .push_bind(value.as_deref());
+        });
+        upsert.push(" ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value");
+        upsert
+            .build()
+            .execute(&mut *tx)
+            .await
+            .context("writing a plugin's key-value store")?;
+    }
+    let mut rest = deletes.as_slice();
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(chunk_len(rest.len()));
+        rest = after;
+        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM plugin_kv WHERE plugin = ");
+        delete.push_bind(plugin).push(" AND key IN (");
+        let mut keys = delete.separated(", ");
+        for (key, _) in chunk {
+            keys.push_bind(key);
+        }
+        delete.push(")");
+        delete
+            .build()
+            .execute(&mut *tx)
+            .await
+            .context("deleting from a plugin's key-value store")?;
+    }
+    Ok(())
+}
+
+/// How many of `left` changes the next statement takes: the largest power of two up to
+/// [`KV_CHUNK_MAX`], so that a commit of any size uses a few statement shapes that stay in
+/// the connection's prepared-statement cache (355 changes: 256, 64, 32, 2 and 1).
+fn chunk_len(left: usize) -> usize {
+    let power = 1 << left.ilog2();
+    power.min(KV_CHUNK_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PluginStore, chunk_len};
+    use crate::reader::store::ReaderStore;
+
+    /// Commits `kv` for plugin `p` with no cursors, dead letters or pushes.
+    async fn commit_kv(store: &PluginStore, plugin: &str, kv: &[super::KvChange]) {
+        store
+            .commit(plugin, &[], kv, &[], &[])
+            .await
+            .expect("commit");
+    }
+
+    #[tokio::test]
+    async fn multi_row_writes_set_replace_and_delete_exactly_the_named_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = ReaderStore::open(&dir.path().join("reader.db"))
+            .await
+            .unwrap();
+        let store = PluginStore::new(reader.pool().clone());
+        let value = |i: usize| Some(format!("v{i}").into_bytes());
+        // 700 keys: chunks of 512, 128, 32, 16, 8 and 4.
+        let first: Vec<_> = (0..700).map(|i| (format!("k{i}"), value(i))).collect();
+        commit_kv(&store, "p", &first).await;
+        commit_kv(&store, "other", &[("k1".into(), value(0))]).await;
+        // Replace the even keys, delete every third (and one that never existed).
+        let second: Vec<_> = (0..700)
+            .filter_map(|i| match (i % 3, i % 2) {
+                (0, _) => Some((format!("k{i}"), None)),
+                (_, 0) => Some((format!("k{i}"), value(i + 1_000))),
+                _ => None,
+            })
+            .chain([("missing".to_string(), None)])
+            .collect();
+        commit_kv(&store, "p", &second).await;
+        let mut held = store.kv("p").await.unwrap();
+        held.sort();
+        let mut expected: Vec<_> = (0..700)
+            .filter(|i| i % 3 != 0)
+            .map(|i| {
+                let v = if i % 2 == 0 { i + 1_000 } else { i };
+                (format!("k{i}"), format!("v{v}").into_bytes())
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(held, expected);
+        // Another plugin's key of the same name is untouched.
+        assert_eq!(
+            store.kv("other").await.unwrap(),
+            vec![("k1".to_string(), b"v0".to_vec())]
+        );
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_that_add_up() {
+        for total in [1, 2, 3, 100, 511, 512, 513, 1_500] {
+            let mut left = total;
+            let mut chunks = Vec::new();
+            while left > 0 {
+                let chunk = chunk_len(left);
+                assert!(chunk.is_power_of_two() && chunk <= 512, "{total}: {chunk}");
+                chunks.push(chunk);
+                left -= chunk;
+            }
+            assert!(
+                chunks.windows(2).all(|w| w[0] >= w[1]),
+                "{total}: {chunks:?}"
+            );
+        }
+        assert_eq!(chunk_len(100), 64);
+        assert_eq!(chunk_len(1_500), 512);
+    }
 }
