@@ -15,9 +15,11 @@
 //! notification on one of its topics after its position was dropped. Past that many topics the
 //! oldest entries fold into a floor below which every position counts as missed.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHasher};
 
 use super::hub::{Notification, Source};
 use crate::config::PluginsConfig;
@@ -89,22 +91,25 @@ struct Share {
 pub struct Ring {
     bounds: RingBounds,
     items: BTreeMap<u64, (Arc<Notification>, usize)>,
-    shares: HashMap<String, Share>,
+    /// Each plugin's share, by the plugin's name (shared, so evicting never copies it).
+    shares: FxHashMap<Arc<str>, Share>,
     bytes: usize,
     /// The seq of the newest notification (0 before any).
     latest: u64,
     /// The seq of the newest notification dropped (0 before any).
     dropped_through: u64,
     /// Per topic hash, the newest seq dropped on that topic.
-    dropped: HashMap<u64, u64>,
+    dropped: FxHashMap<u64, u64>,
     /// The same entries by seq, to fold the oldest into `floor`.
     dropped_by_seq: BTreeMap<u64, u64>,
     /// Every position below this counts as missed, whatever its topics.
     floor: u64,
 }
 
+/// A topic's key in `dropped`. Two topics hashing alike only make a reader of one told
+/// `missed` when the other's notification was dropped, never the reverse.
 fn topic_hash(topic: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
+    let mut hasher = FxHasher::default();
     topic.hash(&mut hasher);
     hasher.finish()
 }
@@ -119,11 +124,11 @@ impl Ring {
                 plugin_bytes: bounds.plugin_bytes.max(1),
             },
             items: BTreeMap::new(),
-            shares: HashMap::new(),
+            shares: FxHashMap::default(),
             bytes: 0,
             latest: 0,
             dropped_through: 0,
-            dropped: HashMap::new(),
+            dropped: FxHashMap::default(),
             dropped_by_seq: BTreeMap::new(),
             floor: 0,
         }
@@ -139,15 +144,16 @@ impl Ring {
         self.dropped_through
     }
 
-    /// Numbers and adds a notification of `plugin`, then evicts what the bounds require;
-    /// returns what was dropped (free it outside any lock).
+    /// Numbers and adds a notification of `plugin`, then evicts what the bounds require,
+    /// adding what was dropped to `evicted` (free it outside any lock).
     pub fn push(
         &mut self,
         plugin: &str,
         topic: String,
         payload: String,
         source: Option<Source>,
-    ) -> Vec<(Arc<Notification>, Bound)> {
+        evicted: &mut Vec<(Arc<Notification>, Bound)>,
+    ) {
         self.latest += 1;
         let seq = self.latest;
         let weight = weight(plugin, &topic, &payload);
@@ -159,13 +165,15 @@ impl Ring {
             source,
             published: std::time::Instant::now(),
         });
-        let mut evicted = Vec::new();
         if weight > self.bounds.plugin_bytes.min(self.bounds.bytes) {
             self.note_dropped(&item);
             evicted.push((item, Bound::PluginBytes));
-            return evicted;
+            return;
         }
-        let share = self.shares.entry(plugin.to_owned()).or_default();
+        if !self.shares.contains_key(plugin) {
+            self.shares.insert(Arc::from(plugin), Share::default());
+        }
+        let share = self.shares.get_mut(plugin).expect("inserted just above");
         share.seqs.push_back(seq);
         share.bytes += weight;
         self.bytes += weight;
@@ -190,12 +198,11 @@ impl Ring {
             };
             evicted.extend(self.evict_oldest_of(&victim, bound));
         }
-        evicted
     }
 
     /// The plugin holding the most entries (or bytes), the one with the oldest notification
     /// among equals.
-    fn heaviest(&self, bound: Bound) -> Option<String> {
+    fn heaviest(&self, bound: Bound) -> Option<Arc<str>> {
         self.shares
             .iter()
             .max_by_key(|(_, share)| {

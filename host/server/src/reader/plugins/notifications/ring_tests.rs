@@ -18,7 +18,9 @@ fn bounds(entries: usize, bytes: usize, plugin_bytes: usize) -> RingBounds {
 
 /// Pushes one notification of `plugin` on `topic` with a payload of `size` bytes.
 fn push(ring: &mut Ring, plugin: &str, topic: &str, size: usize) -> Vec<(u64, Bound)> {
-    ring.push(plugin, topic.into(), "x".repeat(size), None)
+    let mut evicted = Vec::new();
+    ring.push(plugin, topic.into(), "x".repeat(size), None, &mut evicted);
+    evicted
         .into_iter()
         .map(|(item, bound)| (item.seq, bound))
         .collect()
@@ -109,7 +111,7 @@ fn past_the_remembered_topics_older_positions_count_as_missed() {
     let mut ring = Ring::new(bounds(1, usize::MAX, usize::MAX));
     let topics = DROPPED_TOPICS + 10;
     for n in 0..=topics {
-        ring.push("p", format!("t{n}"), String::new(), None);
+        ring.push("p", format!("t{n}"), String::new(), None, &mut Vec::new());
     }
     // 10 topics' drops folded into the floor (seq 10): anything before it is missed.
     assert_eq!(ring.gap_after(&["unrelated".into()], 5), 10);
@@ -151,6 +153,25 @@ async fn a_flood_of_large_notifications_stays_within_the_ring_and_spares_a_bysta
         .wait(&["spam".into()], 0, Duration::from_secs(1), 1000)
         .await;
     assert!(page.missed, "the flooder's own readers see the gap");
+}
+
+/// One publish that drops notifications of two plugins counts each plugin's drops under its
+/// own series, exactly.
+#[test]
+fn drops_of_one_publish_are_counted_per_plugin_and_bound() {
+    let registry = Registry::new();
+    let dropped = registry.counter_vec("dropped", "test", &["plugin", "bound"]);
+    let hub = NotificationHub::new(bounds(2, 1 << 20, 1 << 20), Some(dropped.clone()));
+    hub.publish(
+        "a",
+        vec![("t".into(), "1".into()), ("t".into(), "2".into())],
+    );
+    assert_eq!(dropped.with(&["a", "entries"]).get(), 0);
+    // b's first push evicts a's oldest (a holds more); its next two evict b's own oldest.
+    hub.publish("b", vec![("t".into(), "3".into()); 3]);
+    assert_eq!(dropped.with(&["a", "entries"]).get(), 1);
+    assert_eq!(dropped.with(&["b", "entries"]).get(), 2);
+    assert_eq!(dropped.with(&["b", "bytes"]).get(), 0);
 }
 
 #[test]

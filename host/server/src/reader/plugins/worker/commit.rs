@@ -22,7 +22,7 @@ impl Worker {
     /// effects and publishes the cursors. A failed commit forgets the group: the cursors go
     /// back and the rows are fetched again.
     pub(super) fn flush(&mut self, group: &mut Group) {
-        let group = std::mem::take(group);
+        let mut group = std::mem::take(group);
         if !group.dirty {
             return;
         }
@@ -60,8 +60,13 @@ impl Worker {
             );
             self.ctx.metrics.resets.with(&[&name, key.0.as_str()]).inc();
         }
-        self.apply_effects(&name, &group.effects, &group.sources);
-        self.count(&name, &group);
+        let effects = group.effects.len() as u64;
+        self.apply_effects(
+            &name,
+            std::mem::take(&mut group.effects),
+            std::mem::take(&mut group.sources),
+        );
+        self.count(&name, &group, effects);
         self.slot.publish_cursors(
             self.cursors
                 .positions()
@@ -71,22 +76,21 @@ impl Worker {
     }
 
     /// Applies a committed group's effects: cache evictions, then its notifications at once,
-    /// each with the batch it came from (`sources`, one per effect).
-    fn apply_effects(&self, name: &str, effects: &[Effect], sources: &[(String, i64)]) {
-        let mut notifications = Vec::new();
-        for (effect, source) in effects.iter().zip(sources) {
-            match effect {
-                Effect::Invalidate(Invalidation { cache, key }) => {
-                    self.ctx.cache.invalidate(name, cache, key)
-                }
-                Effect::InvalidateAll(cache) => self.ctx.cache.invalidate_all(name, cache),
-                Effect::Notify(Notification { topic, payload }) => {
-                    let (stream, token) = source.clone();
-                    notifications.push((
-                        topic.clone(),
-                        payload.clone(),
-                        Some(Source { stream, token }),
-                    ))
+    /// each with the batch it came from (`sources`: each batch's count of effects, in order).
+    /// The effects' strings move into the notifications; nothing is copied.
+    fn apply_effects(&self, name: &str, effects: Vec<Effect>, sources: Vec<(usize, Source)>) {
+        let mut notifications = Vec::with_capacity(effects.len());
+        let mut effects = effects.into_iter();
+        for (count, source) in sources {
+            for effect in effects.by_ref().take(count) {
+                match effect {
+                    Effect::Invalidate(Invalidation { cache, key }) => {
+                        self.ctx.cache.invalidate(name, &cache, &key)
+                    }
+                    Effect::InvalidateAll(cache) => self.ctx.cache.invalidate_all(name, &cache),
+                    Effect::Notify(Notification { topic, payload }) => {
+                        notifications.push((topic, payload, Some(source.clone())))
+                    }
                 }
             }
         }
@@ -95,15 +99,13 @@ impl Worker {
         }
     }
 
-    /// Counts a committed group in the metrics (with the plugin's own counters) and status.
-    fn count(&mut self, name: &str, group: &Group) {
+    /// Counts a committed group (which had `effects` effects) in the metrics (with the
+    /// plugin's own counters) and status.
+    fn count(&mut self, name: &str, group: &Group, effects: u64) {
         let metrics = &self.ctx.metrics;
         metrics.batches.with(&[name]).add(group.batches);
         metrics.rows.with(&[name]).add(group.rows);
-        metrics
-            .effects
-            .with(&[name])
-            .add(group.effects.len() as u64);
+        metrics.effects.with(&[name]).add(effects);
         for (counter, value) in self.services.counters() {
             let seen = self.counters_seen.entry(counter.clone()).or_default();
             if value > *seen {
@@ -114,6 +116,6 @@ impl Worker {
         let mut status = self.slot.status();
         status.batches += group.batches;
         status.rows += group.rows;
-        status.effects += group.effects.len() as u64;
+        status.effects += effects;
     }
 }

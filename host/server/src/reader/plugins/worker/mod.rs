@@ -40,6 +40,7 @@ use streamhost_proto::Token;
 
 use super::HostContext;
 use super::feed::{FeedRead, Key, Run};
+use super::notifications::Source;
 use super::slot::{Control, PluginSlot};
 use super::store::DeadLetter;
 use crate::backoff::Backoff;
@@ -73,8 +74,9 @@ enum Halt {
 #[derive(Default)]
 struct Group {
     effects: Vec<Effect>,
-    /// The batch each of `effects` came from: its stream and last token.
-    sources: Vec<(String, i64)>,
+    /// The batches `effects` came from, in order: each batch's count of effects, and its
+    /// stream and last token.
+    sources: Vec<(usize, Source)>,
     /// The pushes of the group's batches, each with its batch: written to the outbox with
     /// the cursors.
     pushes: Vec<Staged>,

@@ -4,11 +4,13 @@
 //! is quarantined (`docs/plugins.md`, "Failures").
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamhost_plugin_runtime::{Batch as WasmBatch, Effect, Failure, FailureReason};
 use streamhost_proto::{RowJson, ServerCommand, Token};
 
+use super::super::notifications::Source;
 use super::super::observe::AppliedBatch;
 use super::super::slot::{FailureReport, PluginRunState};
 use super::super::store::DeadLetter;
@@ -47,10 +49,13 @@ impl Worker {
                 Ok(returned) => {
                     self.services.kv().stage();
                     self.observe_batch(batch, &returned.effects, log_mark);
-                    let source = (batch.stream.clone(), batch.token);
-                    group
-                        .sources
-                        .extend(std::iter::repeat_n(source, returned.effects.len()));
+                    if !returned.effects.is_empty() {
+                        let source = Source {
+                            stream: Arc::from(batch.stream.as_str()),
+                            token: batch.token,
+                        };
+                        group.sources.push((returned.effects.len(), source));
+                    }
                     group.effects.extend(returned.effects);
                     group
                         .pushes
