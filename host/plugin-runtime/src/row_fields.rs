@@ -292,7 +292,7 @@ fn leaf(raw: &str) -> Result<FieldValue, String> {
     Ok(match raw.as_bytes()[0] {
         b'{' | b'[' => {
             // Checked whole by `row.json()`'s rules, so an SDK's parse of it cannot fail.
-            serde_json::from_str::<serde_json::Value>(raw).map_err(|e| e.to_string())?;
+            serde_json::from_str::<Checked>(raw).map_err(|e| e.to_string())?;
             FieldValue::Json(raw.to_owned())
         }
         b'"' if !raw.contains('\\') => FieldValue::Text(raw[1..raw.len() - 1].to_owned()),
@@ -302,6 +302,64 @@ fn leaf(raw: &str) -> Result<FieldValue, String> {
         b'n' => FieldValue::Null,
         _ => number(raw)?,
     })
+}
+
+/// Any JSON value that `row.json()` accepts, kept as nothing: serde_json decodes every string
+/// (refusing lone surrogates) and limits nesting to 127 levels, and numbers must be finite as
+/// a double, as when the value is parsed into a `serde_json::Value`, without building one.
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Checked, D::Error> {
+        deserializer.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<Checked, E> {
+        match number.is_finite() {
+            true => Ok(Checked),
+            false => Err(E::custom("number out of range")),
+        }
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Checked, A::Error> {
+        while items.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Checked, A::Error> {
+        while entries.next_key::<Checked>()?.is_some() {
+            entries.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
 }
 
 /// A JSON number: an integer when written without fraction or exponent and within s64.
@@ -396,6 +454,8 @@ mod tests {
             r#"{"room": "\ud800"}"#,
             r#"{"room": "x", "n": 1e400}"#,
             r#"{"room": "x", "n": ["\udc00"]}"#,
+            r#"{"room": "x", "n": {"\ud800": 1}}"#,
+            r#"{"room": "x", "n": [1, {"m": -1e400}]}"#,
             r#"["room", "x"]"#,
             r#""room""#,
             "",
@@ -418,6 +478,11 @@ mod tests {
             "]".repeat(200)
         );
         assert_eq!(show(&extract(&["room"], &deep)), "text \"x\"");
+        // An extracted value is checked whole, nesting included.
+        let deep = deep.replace("\"d\"", "\"n\"");
+        assert_eq!(show(&extract(&["room", "n"], &deep)), "absent, absent");
+        let shallow = format!("{{\"n\": {}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(show(&extract(&["n"], &shallow)).starts_with("json [[[["));
     }
 
     #[test]
