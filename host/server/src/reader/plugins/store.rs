@@ -209,10 +209,7 @@ const KV_CHUNK_MAX: usize = 512;
 /// statement (one hop to SQLite's thread) per key.
 async fn write_kv(tx: &mut SqliteConnection, plugin: &str, kv: &[KvChange]) -> anyhow::Result<()> {
     let (sets, deletes): (Vec<_>, Vec<_>) = kv.iter().partition(|(_, value)| value.is_some());
-    let mut rest = sets.as_slice();
-    while !rest.is_empty() {
-        let (chunk, after) = rest.split_at(chunk_len(rest.len()));
-        rest = after;
+    for chunk in power_of_two_chunks(&sets) {
         let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO plugin_kv (plugin, key, value) ");
         upsert.push_values(chunk, |mut values, (key, value)| {
             values
@@ -227,10 +224,7 @@ async fn write_kv(tx: &mut SqliteConnection, plugin: &str, kv: &[KvChange]) -> a
             .await
             .context("writing a plugin's key-value store")?;
     }
-    let mut rest = deletes.as_slice();
-    while !rest.is_empty() {
-        let (chunk, after) = rest.split_at(chunk_len(rest.len()));
-        rest = after;
+    for chunk in power_of_two_chunks(&deletes) {
         let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM plugin_kv WHERE plugin = ");
         delete.push_bind(plugin).push(" AND key IN (");
         let mut keys = delete.separated(", ");
@@ -247,17 +241,24 @@ async fn write_kv(tx: &mut SqliteConnection, plugin: &str, kv: &[KvChange]) -> a
     Ok(())
 }
 
-/// How many of `left` changes the next statement takes: the largest power of two up to
-/// [`KV_CHUNK_MAX`], so that a commit of any size uses a few statement shapes that stay in
-/// the connection's prepared-statement cache (355 changes: 256, 64, 32, 2 and 1).
-fn chunk_len(left: usize) -> usize {
-    let power = 1 << left.ilog2();
-    power.min(KV_CHUNK_MAX)
+/// `items` cut into chunks whose lengths are the largest powers of two up to
+/// [`KV_CHUNK_MAX`], so that a commit of any size uses a few statement shapes that stay in the
+/// connection's prepared-statement cache (355 changes: 256, 64, 32, 2 and 1).
+fn power_of_two_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (chunk, after) = rest.split_at((1 << rest.len().ilog2()).min(KV_CHUNK_MAX));
+        rest = after;
+        Some(chunk)
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{PluginStore, chunk_len};
+    use super::{PluginStore, power_of_two_chunks};
     use crate::reader::store::ReaderStore;
 
     /// Commits `kv` for plugin `p` with no cursors, dead letters or pushes.
@@ -310,21 +311,23 @@ mod tests {
 
     #[test]
     fn chunks_are_powers_of_two_that_add_up() {
-        for total in [1, 2, 3, 100, 511, 512, 513, 1_500] {
-            let mut left = total;
-            let mut chunks = Vec::new();
-            while left > 0 {
-                let chunk = chunk_len(left);
-                assert!(chunk.is_power_of_two() && chunk <= 512, "{total}: {chunk}");
-                chunks.push(chunk);
-                left -= chunk;
-            }
+        for total in [0, 1, 2, 3, 100, 511, 512, 513, 1_500] {
+            let items: Vec<usize> = (0..total).collect();
+            let chunks: Vec<&[usize]> = power_of_two_chunks(&items).collect();
+            let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
             assert!(
-                chunks.windows(2).all(|w| w[0] >= w[1]),
-                "{total}: {chunks:?}"
+                lens.iter().all(|n| n.is_power_of_two() && *n <= 512),
+                "{total}: {lens:?}"
             );
+            assert!(lens.windows(2).all(|w| w[0] >= w[1]), "{total}: {lens:?}");
+            assert_eq!(chunks.concat(), items, "{total}: in order, each once");
         }
-        assert_eq!(chunk_len(100), 64);
-        assert_eq!(chunk_len(1_500), 512);
+        let items = [0u8; 1_500];
+        let lens: Vec<usize> = power_of_two_chunks(&items).map(<[u8]>::len).collect();
+        assert_eq!(lens, [512, 512, 256, 128, 64, 16, 8, 4]);
+        let lens: Vec<usize> = power_of_two_chunks(&items[..100])
+            .map(<[u8]>::len)
+            .collect();
+        assert_eq!(lens, [64, 32, 4]);
     }
 }
