@@ -262,21 +262,36 @@ impl Processor {
                 },
             };
             self.handle(message).await;
-            let mut handled = 1;
-            while !self.group_full()
-                && handled < MAX_GROUP_COMMANDS
-                && !self.shutdown.is_cancelled()
-            {
-                match rx.try_recv() {
-                    Some(message) => self.handle(message).await,
-                    None => break,
-                }
-                handled += 1;
-            }
+            self.take_queued(&mut rx).await;
             // A failed commit was reported and rolled back; the reconnect fetches its rows.
             let _ = self.commit().await;
         }
         let _ = self.commit().await;
+    }
+
+    /// Applies what is queued behind the first message of a group, until the group is full.
+    /// When the queue runs dry it yields, and stops only when a yield brought nothing: the
+    /// transports queue meanwhile what they have already read (on a busy reader there is
+    /// usually more; on an idle one the yield returns at once), and one commit covers it
+    /// instead of one commit each. Fewer, larger commits under load; no wait when idle
+    /// (docs/design.md, decision 71).
+    async fn take_queued(&mut self, rx: &mut InboundRx) {
+        let mut handled = 1;
+        let mut yielded = false;
+        while !self.group_full() && handled < MAX_GROUP_COMMANDS && !self.shutdown.is_cancelled() {
+            match rx.try_recv() {
+                Some(message) => {
+                    self.handle(message).await;
+                    handled += 1;
+                    yielded = false;
+                }
+                None if yielded => break,
+                None => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
     }
 
     /// The ready batches have reached a group's rows or bytes: commit before taking more.

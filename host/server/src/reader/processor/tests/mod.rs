@@ -50,6 +50,8 @@ fn position(s: &str, i: &str, prev: i64, new: i64) -> Position {
 #[derive(Default)]
 struct CollectingSink {
     batches: Mutex<Vec<Batch>>,
+    /// Calls of `apply`: one per commit with batches.
+    applies: std::sync::atomic::AtomicUsize,
     resets: Mutex<Vec<(String, String, i64, usize)>>,
     fail: std::sync::atomic::AtomicBool,
 }
@@ -64,6 +66,8 @@ impl BatchSink for CollectingSink {
             if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
                 anyhow::bail!("sink refuses");
             }
+            self.applies
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.batches.lock().unwrap().extend_from_slice(batches);
             Ok(())
         })
@@ -559,6 +563,46 @@ async fn a_disconnect_forgets_pending_runs_but_queued_rows_still_apply() {
 
 mod failures_and_gaps;
 mod resets;
+
+#[tokio::test]
+async fn rows_queued_while_the_processor_yields_join_its_commit() {
+    let h = harness(MemoryCatchup::new(&[], 100)).await;
+    let (tx, rx) = crate::reader::inbound::queue(100, 1 << 20);
+    for message in [
+        Inbound::Connected(1),
+        Inbound::Position(1, position("events", "master", 0, 0)),
+        Inbound::Rdata(1, rdata("events", "master", Some(1), "[1]")),
+    ] {
+        tx.send(message).await.unwrap();
+    }
+    // A transport that has read one more line: on this one-thread runtime it queues it only
+    // once the processor has emptied the queue and yields.
+    let transport = tx.clone();
+    tokio::spawn(async move {
+        transport
+            .send(Inbound::Rdata(1, rdata("events", "master", Some(2), "[2]")))
+            .await
+            .unwrap();
+    });
+    drop(tx);
+    let sink = h.sink.clone();
+    // Returns once every sender is gone and what was queued is committed.
+    h.processor.run(rx).await;
+    assert_eq!(
+        sink.batches.lock().unwrap().len(),
+        2,
+        "both rows were applied"
+    );
+    assert_eq!(
+        sink.applies.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "in one commit"
+    );
+    assert_eq!(
+        h.store.positions().await.unwrap(),
+        vec![(stream("events"), instance("master"), Token(2))]
+    );
+}
 
 #[tokio::test]
 async fn a_commit_stamp_is_observed_once_its_token_is_committed() {
