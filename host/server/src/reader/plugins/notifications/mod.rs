@@ -5,6 +5,7 @@
 mod hub;
 mod long_poll;
 mod ring;
+mod slots;
 mod stream;
 
 use std::sync::Arc;

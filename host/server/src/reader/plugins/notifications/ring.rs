@@ -15,13 +15,14 @@
 //! notification on one of its topics after its position was dropped. Past that many topics the
 //! oldest entries fold into a floor below which every position counts as missed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHasher};
 
 use super::hub::{Notification, Source};
+use super::slots::Slots;
 use crate::config::PluginsConfig;
 
 /// Bytes counted for each notification besides its strings: the `Arc`, the struct, its slots
@@ -90,7 +91,7 @@ struct Share {
 /// The ring: notifications by seq, each plugin's share, and what was dropped.
 pub struct Ring {
     bounds: RingBounds,
-    items: BTreeMap<u64, (Arc<Notification>, usize)>,
+    items: Slots,
     /// Each plugin's share, by the plugin's name (shared, so evicting never copies it).
     shares: FxHashMap<Arc<str>, Share>,
     bytes: usize,
@@ -100,8 +101,10 @@ pub struct Ring {
     dropped_through: u64,
     /// Per topic hash, the newest seq dropped on that topic.
     dropped: FxHashMap<u64, u64>,
-    /// The same entries by seq, to fold the oldest into `floor`.
-    dropped_by_seq: BTreeMap<u64, u64>,
+    /// The same entries as (seq, topic hash) in the order they were dropped, to fold the
+    /// oldest into `floor`; an entry whose topic was dropped again since is stale (skipped,
+    /// and compacted away once stale entries outnumber the live ones).
+    dropped_order: VecDeque<(u64, u64)>,
     /// Every position below this counts as missed, whatever its topics.
     floor: u64,
 }
@@ -123,13 +126,13 @@ impl Ring {
                 bytes: bounds.bytes.max(1),
                 plugin_bytes: bounds.plugin_bytes.max(1),
             },
-            items: BTreeMap::new(),
+            items: Slots::default(),
             shares: FxHashMap::default(),
             bytes: 0,
             latest: 0,
             dropped_through: 0,
             dropped: FxHashMap::default(),
-            dropped_by_seq: BTreeMap::new(),
+            dropped_order: VecDeque::new(),
             floor: 0,
         }
     }
@@ -177,7 +180,7 @@ impl Ring {
         share.seqs.push_back(seq);
         share.bytes += weight;
         self.bytes += weight;
-        self.items.insert(seq, (item, weight));
+        self.items.push(item, weight);
         while self
             .shares
             .get(plugin)
@@ -226,7 +229,7 @@ impl Ring {
             self.shares.remove(plugin);
             return None;
         };
-        let (item, weight) = self.items.remove(&seq)?;
+        let (item, weight) = self.items.remove(seq)?;
         share.bytes -= weight;
         if share.seqs.is_empty() {
             self.shares.remove(plugin);
@@ -240,16 +243,21 @@ impl Ring {
     fn note_dropped(&mut self, item: &Notification) {
         self.dropped_through = self.dropped_through.max(item.seq);
         let hash = topic_hash(&item.topic);
-        if let Some(previous) = self.dropped.insert(hash, item.seq) {
-            self.dropped_by_seq.remove(&previous);
-        }
-        self.dropped_by_seq.insert(item.seq, hash);
+        self.dropped.insert(hash, item.seq);
+        self.dropped_order.push_back((item.seq, hash));
         while self.dropped.len() > DROPPED_TOPICS {
-            let Some((seq, hash)) = self.dropped_by_seq.pop_first() else {
+            let Some((seq, hash)) = self.dropped_order.pop_front() else {
                 break;
             };
-            self.dropped.remove(&hash);
-            self.floor = self.floor.max(seq);
+            if self.dropped.get(&hash) == Some(&seq) {
+                self.dropped.remove(&hash);
+                self.floor = self.floor.max(seq);
+            }
+        }
+        if self.dropped_order.len() > 2 * self.dropped.len() + DROPPED_TOPICS {
+            let dropped = &self.dropped;
+            self.dropped_order
+                .retain(|(seq, hash)| dropped.get(hash) == Some(seq));
         }
     }
 
@@ -268,9 +276,7 @@ impl Ring {
 
     /// The notifications held after `since`, in seq order.
     pub fn after(&self, since: u64) -> impl Iterator<Item = &Arc<Notification>> {
-        self.items
-            .range(since.saturating_add(1)..)
-            .map(|(_, (item, _))| item)
+        self.items.after(since)
     }
 
     /// Notifications and bytes held, over all plugins.

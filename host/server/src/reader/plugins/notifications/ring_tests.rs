@@ -206,3 +206,24 @@ fn ring_and_feed_bounds_come_from_the_plugins_settings() {
     let defaults = crate::config::ConfigFile::parse("").unwrap().reader.plugins;
     assert_eq!(RingBounds::of(&defaults).bytes, 32 << 20);
 }
+
+#[test]
+fn topics_dropped_again_and_again_keep_the_drop_log_bounded() {
+    let mut ring = Ring::new(bounds(1, usize::MAX, usize::MAX));
+    for n in 0..50_000u64 {
+        ring.push(
+            "p",
+            format!("t{}", n % 3),
+            String::new(),
+            None,
+            &mut Vec::new(),
+        );
+    }
+    // Three topics remembered, each at its newest drop; no floor, since none was forgotten.
+    assert_eq!(ring.dropped.len(), 3);
+    assert!(ring.dropped_order.len() <= 2 * 3 + DROPPED_TOPICS);
+    assert_eq!(ring.floor, 0);
+    assert_eq!(ring.gap_after(&["t0".into()], 0), 49_999);
+    assert_eq!(ring.gap_after(&["t2".into()], 49_999), 0);
+    assert_eq!(ring.gap_after(&["t9".into()], 0), 0);
+}
