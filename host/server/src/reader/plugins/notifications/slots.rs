@@ -1,8 +1,9 @@
-//! [`Slots`]: the ring's notifications in seq order, in a deque. Pushing and evicting the
-//! oldest are O(1); evicting from the middle (a plugin's own oldest behind another plugin's
-//! older one) leaves an empty slot, which goes when it reaches the front or when empty slots
-//! outnumber the held ones (then the deque is compacted, O(n) once per n evictions).
-//! Seqs only grow, so finding one is a binary search.
+//! [`Slots`]: the ring's notifications in seq order, in a deque. Pushing is O(1); seqs only
+//! grow, so finding one to evict is a binary search over contiguous slots (no tree nodes to
+//! allocate or rebalance). Evicting from the middle (a plugin's own oldest behind another
+//! plugin's older one) leaves an empty slot, which goes when it reaches the front or when
+//! empty slots outnumber the held ones (then the deque is compacted, O(n) once per n
+//! evictions).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
