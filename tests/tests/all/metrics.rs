@@ -128,8 +128,26 @@ struct Scrape {
 }
 
 impl Scrape {
-    /// Scrapes `addr` in both formats; each must parse in full.
+    /// Scrapes `addr` in both formats; each must parse in full and offer the same series
+    /// names. The two scrapes are moments apart, and a labelled family appears with its first
+    /// observation, which can land between them: a pair that differs is taken again, a few
+    /// times, before it counts as a difference.
     async fn of(addr: SocketAddr) -> Scrape {
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 1;
+        loop {
+            let (scrape, prometheus) = Scrape::both(addr).await;
+            if scrape.sample_names() == prometheus || attempt == ATTEMPTS {
+                assert_eq!(scrape.sample_names(), prometheus, "{addr}");
+                return scrape;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// One OpenMetrics scrape, parsed, and the series names of a Prometheus text scrape
+    /// taken just after it.
+    async fn both(addr: SocketAddr) -> (Scrape, BTreeSet<String>) {
         let (content_type, text) = scrape(addr, PROMETHEUS_ACCEPT).await;
         assert_eq!(
             content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -145,14 +163,7 @@ impl Scrape {
         );
         let prometheus = openmetrics_parser::prometheus::parse_prometheus(&plain)
             .unwrap_or_else(|e| panic!("Prometheus text from {addr} rejected: {e:?}\n{plain}"));
-        let scrape = Scrape { exposition };
-        // Both formats offer the same series names.
-        assert_eq!(
-            scrape.sample_names(),
-            prometheus_names(&prometheus),
-            "{addr}"
-        );
-        scrape
+        (Scrape { exposition }, prometheus_names(&prometheus))
     }
 
     /// Observations of every histogram family, summed over its series.
