@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod push_receiver;
 pub mod raw;
 pub mod redis;
+pub mod redis_auth;
 pub mod redis_tls;
 pub mod small_disk;
 pub mod sse;

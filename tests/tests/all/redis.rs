@@ -8,6 +8,7 @@ use std::time::Duration;
 use streamhost_integration_tests::redis::{
     TcpProxy, publish, redis_addr, redis_config, redis_url, unique_server_name,
 };
+use streamhost_integration_tests::redis_auth::PasswordRedis;
 use streamhost_integration_tests::redis_tls::TlsRedis;
 use streamhost_integration_tests::{TestReader, TestWriter, metric, wait_until};
 
@@ -204,4 +205,57 @@ async fn a_subscription_redis_drops_is_taken_again_with_no_row_lost_or_repeated(
         ) >= Some(1.0),
         "{m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_wanting_passwords_is_followed_over_tcp_and_a_unix_socket_with_any_database() {
+    let redis = PasswordRedis::start().await;
+    let server_name = unique_server_name("passwords");
+    // The writer logs in as the default user on database 3; pub/sub ignores the database.
+    let writer = redis_writer(&["events"], &server_name, &redis.url(3)).await;
+    let by_socket = redis_reader(
+        &writer,
+        "acl-user-on-the-socket",
+        &format!(
+            "redis+unix://{}?db=5&user={}&pass={}",
+            redis.socket().display(),
+            PasswordRedis::USER,
+            PasswordRedis::USER_PASSWORD
+        ),
+    )
+    .await;
+    let by_tcp = redis_reader(&writer, "default-user-on-tcp", &redis.url(0)).await;
+    let wrong = redis_reader(
+        &writer,
+        "wrong-password",
+        &format!("redis://:not-the-password@127.0.0.1:{}", redis.port),
+    )
+    .await;
+    let written = write_rows(&writer, &["events"], 500, 50).await;
+    for reader in [&by_socket, &by_tcp] {
+        assert_reader_has_exactly(reader, &written, Duration::from_secs(60)).await;
+    }
+
+    wait_until(
+        Duration::from_secs(10),
+        "a refused attempt and a retry",
+        || async { wrong.reader().status().reconnects >= 2 },
+    )
+    .await;
+    let status = wrong.reader().status();
+    let error = status.connection.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("AUTH") && error.contains("WRONGPASS"),
+        "{error}"
+    );
+    let m = metrics(&wrong).await;
+    assert_eq!(metric(&m, "streamhost_reader_redis_connected"), Some(0.0));
+    assert!(
+        metric(
+            &m,
+            r#"streamhost_reader_redis_errors_total{reason="connect"}"#
+        ) >= Some(2.0),
+        "{m}"
+    );
+    assert!(wrong.rows("events").await.is_empty());
 }

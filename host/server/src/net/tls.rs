@@ -5,7 +5,7 @@
 //! - [`ClientTls`]: the reader's side towards its writer (`[reader.writer_tls]`): the CA to
 //!   verify the writer against (else the system's roots), a client certificate, the name to
 //!   verify;
-//! - the PEM reading they and the Redis client (`redis::tls`) share.
+//! - the PEM reading and connector configuration they and TLS to Redis (`redis::tls`) share.
 //!
 //! Reload: each keeps the rustls configuration built from its files and builds it again when
 //! one of them changes, noticed by the files' modification time and size, looked at most once
@@ -290,7 +290,7 @@ impl fmt::Debug for ClientTls {
 }
 
 /// A DNS name or an IP address (IPv6 with or without brackets) as a name to verify.
-fn parse_server_name(name: &str) -> anyhow::Result<ServerName<'static>> {
+pub(crate) fn parse_server_name(name: &str) -> anyhow::Result<ServerName<'static>> {
     let bare = name
         .strip_prefix('[')
         .and_then(|n| n.strip_suffix(']'))
@@ -301,14 +301,27 @@ fn parse_server_name(name: &str) -> anyhow::Result<ServerName<'static>> {
 
 /// The connector configuration of `tls`.
 fn client_config(tls: &ClientTlsConfig) -> anyhow::Result<rustls::ClientConfig> {
-    install_crypto_provider();
     let roots = match &tls.ca_file {
         Some(file) => Arc::new(root_store(file).context("ca_file")?),
         None => system_roots(),
     };
+    let identity = tls
+        .certificate_file
+        .as_deref()
+        .zip(tls.private_key_file.as_deref());
+    connector_config(roots, identity)
+}
+
+/// A connector configuration trusting `roots`, presenting the certificate chain and private
+/// key of the PEM files `identity` when set (errors name the key of the file at fault).
+pub(crate) fn connector_config(
+    roots: Arc<RootCertStore>,
+    identity: Option<(&Path, &Path)>,
+) -> anyhow::Result<rustls::ClientConfig> {
+    install_crypto_provider();
     let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    Ok(match (&tls.certificate_file, &tls.private_key_file) {
-        (Some(cert), Some(key)) => {
+    Ok(match identity {
+        Some((cert, key)) => {
             let chain = certificates(cert).context("certificate_file")?;
             let key = private_key(key).context("private_key_file")?;
             builder.with_client_auth_cert(chain, key).with_context(|| {
@@ -318,7 +331,7 @@ fn client_config(tls: &ClientTlsConfig) -> anyhow::Result<rustls::ClientConfig> 
                 )
             })?
         }
-        _ => builder.with_no_client_auth(),
+        None => builder.with_no_client_auth(),
     })
 }
 
@@ -340,7 +353,7 @@ pub(crate) fn system_roots() -> Arc<RootCertStore> {
 }
 
 /// The CA certificates of a PEM file as a root store.
-fn root_store(path: &Path) -> anyhow::Result<RootCertStore> {
+pub(crate) fn root_store(path: &Path) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for certificate in certificates(path)? {
         roots
@@ -351,7 +364,7 @@ fn root_store(path: &Path) -> anyhow::Result<RootCertStore> {
 }
 
 /// A PEM file that holds at least one certificate, as read.
-pub(crate) fn read_certificates(path: &Path) -> anyhow::Result<Vec<u8>> {
+fn read_certificates(path: &Path) -> anyhow::Result<Vec<u8>> {
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let count = CertificateDer::pem_slice_iter(&pem)
         .try_fold(0usize, |n, cert| cert.map(|_| n + 1))
@@ -365,7 +378,7 @@ pub(crate) fn read_certificates(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// A PEM file holding a private key (PKCS#8, PKCS#1 or SEC1), as read.
-pub(crate) fn read_private_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+fn read_private_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     PrivateKeyDer::from_pem_slice(&pem)
         .with_context(|| format!("{}: no PEM private key in it", path.display()))?;
@@ -373,7 +386,7 @@ pub(crate) fn read_private_key(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The certificates of a PEM file, in order (at least one).
-fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let pem = read_certificates(path)?;
     CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()

@@ -12,20 +12,21 @@
 //! The writer's side is `writer::fanout::redis` (publishes the streamer's ring, answers
 //! `REPLICATE`); the reader's is `reader::upstream::redis` (feeds decoded `RDATA`/`POSITION`
 //! to the processor, one processor "connection" per Redis subscription). This module imports
-//! neither: it holds [`Link`] (the two connections, `PING` and reply timeouts), `tls` (the
-//! Redis client of a configuration, TLS (`rediss://`) included), the channel names, the
-//! metrics, and the writer's reconnect rule: windows from 100 ms doubling up to
+//! neither: it holds [`Link`] (the two connections, `PING` and reply timeouts), `connection`
+//! (one connection as a configuration says: TCP, UNIX socket or TLS, `AUTH`, `SELECT`),
+//! `resp` (RESP2 written and read, message bodies not copied), `tls` (the `rediss://`
+//! connector), the channel names, the metrics, and the writer's reconnect rule: windows from
+//! 100 ms doubling up to
 //! `reconnect_max_ms` (Synapse: 5 s), each wait drawn at random within its window, forever.
 
+pub(crate) mod connection;
+mod resp;
 pub(crate) mod tls;
 
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
-use redis::AsyncConnectionConfig;
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use std::collections::HashMap;
 use tokio_util::sync::CancellationToken;
 
 use streamhost_proto::{Command, CommandName};
@@ -33,6 +34,8 @@ use streamhost_proto::{Command, CommandName};
 use crate::backoff::{Backoff, FIRST_RECONNECT};
 use crate::config::RedisConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, Registry};
+use connection::{Broken, Connection, Target};
+use resp::Reply;
 
 /// How a Redis session of the writer's publisher ended (the reader's sessions end with
 /// `reader::upstream::Ended`, which its follow loop shares with TCP).
@@ -80,7 +83,7 @@ pub(crate) fn connect_error(error: &anyhow::Error) -> String {
 /// file fails at start, not at the first connect; `what` names the table in errors.
 pub(crate) fn check_client(config: &RedisConfig, what: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    tls::client(config)
+    Target::of(config)
         .map(drop)
         .with_context(|| what.to_owned())
 }
@@ -171,16 +174,54 @@ pub(crate) fn describe(config: &RedisConfig, channel: &str) -> String {
     )
 }
 
-/// The two connections of one Redis session.
+/// The two connections of one Redis session: a subscribed connection cannot publish.
 pub(crate) struct Link {
-    /// Publishes (and pings) on its own connection: a subscribed connection cannot publish.
-    pub(crate) publisher: MultiplexedConnection,
-    /// Subscribes and pings the subscribed connection.
-    pub(crate) sink: PubSubSink,
-    /// The subscribed channel's messages.
-    pub(crate) messages: PubSubStream,
+    /// Publishes and pings; each command's reply is read before the next is sent.
+    publisher: Connection,
+    /// Subscribed to the channels; its replies are their messages (and its pings' answers).
+    subscriber: Connection,
+    /// Message bodies read while waiting for the subscribed connection's `PING` answer.
+    early: VecDeque<Bytes>,
     /// Reply timeout and keep-alive interval.
     timeout: Duration,
+}
+
+/// What a reply of the subscribed connection is.
+enum Push {
+    /// A `message` on a subscribed channel: its body.
+    Message(Bytes),
+    /// The answer to a `PING`.
+    Pong,
+    /// A `subscribe` acknowledgement.
+    Subscribed,
+    /// An error reply.
+    Refused(String),
+    /// Anything else Redis may push (ignored).
+    Other,
+}
+
+impl Push {
+    fn of(reply: Reply) -> Push {
+        let parts = match reply {
+            Reply::Array(Some(parts)) => parts,
+            Reply::Error(text) => return Push::Refused(String::from_utf8_lossy(&text).into()),
+            _ => return Push::Other,
+        };
+        let mut parts = parts.into_iter();
+        let kind = match parts.next() {
+            Some(Reply::Bulk(Some(kind))) => kind,
+            _ => return Push::Other,
+        };
+        match &kind[..] {
+            b"message" => match parts.nth(1) {
+                Some(Reply::Bulk(Some(body))) => Push::Message(body),
+                _ => Push::Other,
+            },
+            b"pong" => Push::Pong,
+            b"subscribe" => Push::Subscribed,
+            _ => Push::Other,
+        }
+    }
 }
 
 impl Link {
@@ -189,68 +230,108 @@ impl Link {
     /// published earlier could have its `POSITION` answers missed (Synapse PR #7427).
     pub(crate) async fn open(config: &RedisConfig, channels: &[String]) -> anyhow::Result<Link> {
         let timeout = Duration::from_millis(config.ping_interval_ms);
-        let client = tls::client(config)?;
-        let pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
+        let target = Target::of(config)?;
+        let subscriber = tokio::time::timeout(timeout, subscribe(&target, channels))
             .await
-            .map_err(|_| anyhow::anyhow!("opening the subscriber connection timed out"))??;
-        let (mut sink, messages) = pubsub.split();
-        tokio::time::timeout(timeout, sink.subscribe(channels))
+            .map_err(|_| anyhow::anyhow!("opening the subscribed connection timed out"))??;
+        let publisher = tokio::time::timeout(timeout, Connection::open(&target))
             .await
-            .map_err(|_| anyhow::anyhow!("SUBSCRIBE timed out"))??;
-        let publisher = client
-            .get_multiplexed_async_connection_with_config(
-                &AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout)),
-            )
-            .await?;
+            .map_err(|_| anyhow::anyhow!("opening the publishing connection timed out"))??;
         Ok(Link {
             publisher,
-            sink,
-            messages,
+            subscriber,
+            early: VecDeque::new(),
             timeout,
         })
     }
 
-    /// The next message's body; `None` when the subscribed connection is gone.
-    pub(crate) async fn next_message(&mut self) -> Option<Bytes> {
-        let message = self.messages.next().await?;
-        Some(Bytes::copy_from_slice(message.get_payload_bytes()))
+    /// The next message's body. Cancel-safe.
+    pub(crate) async fn next_message(&mut self) -> Result<Bytes, Broken> {
+        if let Some(body) = self.early.pop_front() {
+            return Ok(body);
+        }
+        loop {
+            if let Push::Message(body) = Push::of(self.subscriber.reply().await?) {
+                return Ok(body);
+            }
+        }
     }
 
-    /// Publishes `lines` (bare, no `\n`) to `channel` in one pipeline: one round trip.
+    /// Publishes `lines` (bare, no `\n`) to `channel` in one pipeline: one round trip,
+    /// bounded by the reply timeout.
     pub(crate) async fn publish<'a>(
         &mut self,
         channel: &str,
         lines: impl IntoIterator<Item = &'a [u8]>,
     ) -> anyhow::Result<()> {
-        let mut pipe = redis::pipe();
+        let mut sent = 0;
         for line in lines {
-            pipe.cmd("PUBLISH").arg(channel).arg(line).ignore();
+            self.publisher
+                .queue(&[b"PUBLISH", channel.as_bytes(), line]);
+            sent += 1;
         }
-        pipe.query_async::<()>(&mut self.publisher).await?;
-        Ok(())
+        let publisher = &mut self.publisher;
+        let replies = async move {
+            publisher.flush().await?;
+            for _ in 0..sent {
+                if let Reply::Error(text) = publisher.reply().await? {
+                    anyhow::bail!("{}", String::from_utf8_lossy(&text));
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, replies)
+            .await
+            .map_err(|_| anyhow::anyhow!("PUBLISH timed out"))?
     }
 
-    /// A Redis `PING` on both connections, each bounded by the reply timeout.
+    /// A Redis `PING` on both connections, each bounded by the reply timeout. Messages that
+    /// arrive before the subscribed connection's answer are kept for [`Link::next_message`].
     pub(crate) async fn ping(&mut self) -> anyhow::Result<()> {
-        let ping = redis::cmd("PING");
-        tokio::time::timeout(
-            self.timeout,
-            ping.query_async::<String>(&mut self.publisher),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("PING on the publishing connection timed out"))??;
-        tokio::time::timeout(self.timeout, self.sink.ping::<redis::Value>())
+        tokio::time::timeout(self.timeout, self.publisher.command(&[b"PING"]))
             .await
-            .map_err(|_| anyhow::anyhow!("PING on the subscribed connection timed out"))??;
-        Ok(())
+            .map_err(|_| anyhow::anyhow!("PING on the publishing connection timed out"))??;
+        let subscriber = &mut self.subscriber;
+        let early = &mut self.early;
+        let pong = async move {
+            subscriber.queue(&[b"PING"]);
+            subscriber.flush().await?;
+            loop {
+                match Push::of(subscriber.reply().await?) {
+                    Push::Pong => return Ok(()),
+                    Push::Message(body) => early.push_back(body),
+                    Push::Refused(error) => anyhow::bail!("PING refused: {error}"),
+                    Push::Subscribed | Push::Other => {}
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, pong)
+            .await
+            .map_err(|_| anyhow::anyhow!("PING on the subscribed connection timed out"))?
     }
 
     /// The keep-alive interval.
     pub(crate) fn ping_interval(&self) -> Duration {
         self.timeout
     }
+}
+
+/// A connection to `target` subscribed to `channels`, each acknowledged.
+async fn subscribe(target: &Target, channels: &[String]) -> anyhow::Result<Connection> {
+    let mut connection = Connection::open(target).await?;
+    let mut command: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+    command.extend(channels.iter().map(String::as_bytes));
+    connection.queue(&command);
+    connection.flush().await?;
+    let mut acknowledged = 0;
+    while acknowledged < channels.len() {
+        match Push::of(connection.reply().await?) {
+            Push::Subscribed => acknowledged += 1,
+            Push::Refused(error) => anyhow::bail!("SUBSCRIBE refused: {error}"),
+            Push::Message(_) | Push::Pong | Push::Other => {}
+        }
+    }
+    Ok(connection)
 }
 
 /// Decodes a message body as Synapse does on Redis: blank is `Ok(None)` (ignored); anything

@@ -1,80 +1,66 @@
-//! The Redis client of a [`RedisConfig`]: plain for `redis://` and UNIX sockets, TLS for
-//! `rediss://` (rustls with the `ring` provider). The server's certificate is always verified,
-//! against the system's roots or the configured `ca_file`/`ca_path`, and must name the URL's
-//! host; a client certificate is presented when `certificate_file`/`private_key_file` are set.
+//! TLS to Redis (`rediss://`) as a [`RedisConfig`] sets it up, with rustls and the `ring`
+//! provider. The server's certificate is always verified, against the system's roots or the
+//! configured `ca_file`/`ca_path`, and must name the URL's host; a client certificate is
+//! presented when `certificate_file`/`private_key_file` are set.
 //!
 //! Synapse's own Redis client does not verify the server (Twisted's `ClientContextFactory`
 //! with no verify mode); Streamhost does, so a self-signed Redis needs `ca_file`. The files are
 //! read on every call, so each (re)connect picks up a renewed certificate.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
-use redis::{Client, ClientTlsConfig, TlsCertificates};
+use rustls::RootCertStore;
 
 use crate::config::RedisConfig;
-use crate::net::tls::{read_certificates, read_private_key};
+use crate::net::tls::{certificates, connector_config, root_store, system_roots};
 
-/// The client `config` describes, its TLS files read and checked (after the key rules of
-/// [`RedisConfig::check_tls_keys`]). Errors name the key and the file at fault.
-pub(crate) fn client(config: &RedisConfig) -> anyhow::Result<Client> {
-    config.check_tls_keys()?;
-    if !config.url.starts_with("rediss://") {
-        return Client::open(config.url.expose()).context("url");
-    }
-    let root_cert = match (&config.ca_file, &config.ca_path) {
-        (Some(file), _) => Some(read_certificates(file).context("ca_file")?),
-        (None, Some(folder)) => Some(read_certificate_folder(folder).context("ca_path")?),
-        (None, None) => None,
+/// The connector configuration of `config` (a `rediss://` URL), its files read and checked.
+/// Errors name the key and the file at fault.
+pub(crate) fn connector(config: &RedisConfig) -> anyhow::Result<rustls::ClientConfig> {
+    let roots = match (&config.ca_file, &config.ca_path) {
+        (Some(file), _) => Arc::new(root_store(file).context("ca_file")?),
+        (None, Some(folder)) => Arc::new(folder_store(folder).context("ca_path")?),
+        (None, None) => system_roots(),
     };
     // `check_tls_keys` saw the certificate and its key set together or not at all.
-    let client_tls = match (&config.certificate_file, &config.private_key_file) {
-        (Some(cert), Some(key)) => Some(ClientTlsConfig {
-            client_cert: read_certificates(cert).context("certificate_file")?,
-            client_key: read_private_key(key).context("private_key_file")?,
-        }),
-        _ => None,
-    };
-    crate::net::tls::install_crypto_provider();
-    Client::build_with_tls(
-        config.url.expose(),
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
-    .context("url")
+    let identity = config
+        .certificate_file
+        .as_deref()
+        .zip(config.private_key_file.as_deref());
+    connector_config(roots, identity)
 }
 
 /// Every certificate in the files of `folder` (OpenSSL's `capath`: hashed links or plain
 /// `.pem` files; files without a certificate, such as CRLs, are passed over).
-fn read_certificate_folder(folder: &Path) -> anyhow::Result<Vec<u8>> {
+fn folder_store(folder: &Path) -> anyhow::Result<RootCertStore> {
     let entries =
         std::fs::read_dir(folder).with_context(|| format!("reading {}", folder.display()))?;
-    let mut pem = Vec::new();
+    let mut roots = RootCertStore::empty();
     for entry in entries {
         let path = entry
             .with_context(|| format!("reading {}", folder.display()))?
             .path();
         if path.is_file()
-            && let Ok(certificates) = read_certificates(&path)
+            && let Ok(found) = certificates(&path)
         {
-            pem.extend_from_slice(&certificates);
-            pem.push(b'\n');
+            roots.add_parsable_certificates(found);
         }
     }
     anyhow::ensure!(
-        !pem.is_empty(),
+        !roots.is_empty(),
         "{}: no file in it holds a PEM certificate",
         folder.display()
     );
-    Ok(pem)
+    Ok(roots)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::redis::connection::Target;
 
     fn config(url: &str, adjust: impl FnOnce(&mut RedisConfig)) -> RedisConfig {
         let mut config = RedisConfig {
@@ -86,7 +72,10 @@ mod tests {
     }
 
     fn refusal(config: &RedisConfig) -> String {
-        format!("{:#}", client(config).unwrap_err())
+        match Target::of(config) {
+            Ok(_) => panic!("{} was taken", config.url.expose()),
+            Err(e) => format!("{e:#}"),
+        }
     }
 
     #[test]
@@ -130,8 +119,8 @@ mod tests {
 
     #[test]
     fn plain_urls_and_tls_without_files_build_clients() {
-        client(&config("redis://127.0.0.1:6379/2", |_| {})).unwrap();
-        client(&config("redis+unix:///run/redis.sock?db=1", |_| {})).unwrap();
-        client(&config("rediss://redis.example:6380", |_| {})).unwrap();
+        Target::of(&config("redis://127.0.0.1:6379/2", |_| {})).unwrap();
+        Target::of(&config("redis+unix:///run/redis.sock?db=1", |_| {})).unwrap();
+        Target::of(&config("rediss://redis.example:6380", |_| {})).unwrap();
     }
 }

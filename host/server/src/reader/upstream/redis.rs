@@ -8,10 +8,10 @@
 //! announcement answering our `REPLICATE`), whose catch-up fetches whatever was missed while
 //! Redis was unreachable or our subscription was dropped.
 //!
-//! Backpressure: the `redis` crate reads the subscription eagerly into its own buffer, so
-//! Redis's `client-output-buffer-limit pubsub` rarely applies. When the processor's queue
-//! stays full for [`STALL_LIMIT`], the reader drops the subscription itself (as Redis would)
-//! and catches up after reconnecting, which bounds what the crate can buffer.
+//! Backpressure: the subscription is read only while the processor's queue has room, so a
+//! backlog stays in Redis, bounded by its `client-output-buffer-limit pubsub`. When the
+//! processor's queue stays full for [`STALL_LIMIT`], the reader drops the subscription
+//! itself (as Redis would) and catches up after reconnecting.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -198,7 +198,7 @@ impl Subscription<'_> {
                     ));
                 }
                 message = link.next_message(), if waiting.is_none() => match message {
-                    Some(body) => {
+                    Ok(body) => {
                         waiting = self.on_message(&body);
                         waiting_since = Instant::now();
                         if let Some(message) = waiting.take() {
@@ -209,7 +209,7 @@ impl Subscription<'_> {
                             }
                         }
                     }
-                    None => return lost("closed", "Redis closed the subscribed connection"),
+                    Err(e) => return lost(e.reason(), format!("the subscribed connection: {e}")),
                 },
                 _ = ping.tick() => {
                     if let Err(e) = link.ping().await {

@@ -123,8 +123,8 @@ impl RedisWriter {
                 biased;
                 () = shutdown.cancelled() => return Ended::Stopped,
                 message = link.next_message() => match message {
-                    Some(body) => self.on_message(&body),
-                    None => return lost("closed", "Redis closed the subscribed connection"),
+                    Ok(body) => self.on_message(&body),
+                    Err(e) => return lost(e.reason(), format!("the subscribed connection: {e}")),
                 },
                 frame = ring.recv() => {
                     batch.clear();
