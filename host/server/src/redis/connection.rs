@@ -195,6 +195,11 @@ impl Connection {
         }
     }
 
+    /// The next reply if it has already been read whole; never reads.
+    pub(crate) fn buffered_reply(&mut self) -> Result<Option<Reply>, Broken> {
+        Ok(resp::take_reply(&mut self.read)?)
+    }
+
     /// Sends one command and waits for its reply; an error reply is an error.
     pub(crate) async fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<Reply> {
         self.queue(args);

@@ -257,6 +257,20 @@ impl Link {
         }
     }
 
+    /// The next message's body if it has already been read; never reads. A caller drains
+    /// these after [`Link::next_message`], handling a whole read at once.
+    pub(crate) fn buffered_message(&mut self) -> Result<Option<Bytes>, Broken> {
+        if let Some(body) = self.early.pop_front() {
+            return Ok(Some(body));
+        }
+        while let Some(reply) = self.subscriber.buffered_reply()? {
+            if let Push::Message(body) = Push::of(reply) {
+                return Ok(Some(body));
+            }
+        }
+        Ok(None)
+    }
+
     /// Publishes `lines` (bare, no `\n`) to `channel` in one pipeline: one round trip,
     /// bounded by the reply timeout.
     pub(crate) async fn publish<'a>(
@@ -341,6 +355,20 @@ pub(crate) fn decode(body: &Bytes) -> Result<Option<Command>, streamhost_proto::
         return Ok(None);
     }
     Command::decode(body).map(Some)
+}
+
+/// The command of a message that is an `RDATA` or `POSITION` of `instance` (one's own echo),
+/// seen from its first three fields (`<command> <stream> <instance> …`) without decoding the
+/// rest; `None` for anything else, which the caller decodes.
+pub(crate) fn echo_of(body: &[u8], instance: &str) -> Option<CommandName> {
+    let mut fields = body.splitn(4, |b| *b == b' ');
+    let name = match fields.next()? {
+        b"RDATA" => CommandName::Rdata,
+        b"POSITION" => CommandName::Position,
+        _ => return None,
+    };
+    let _stream = fields.next()?;
+    (fields.next()? == instance.as_bytes() && fields.next().is_some()).then_some(name)
 }
 
 /// The first 200 bytes of `body`, for a log line.
@@ -428,7 +456,31 @@ pub(crate) fn by_command(family: CounterVec) -> HashMap<CommandName, Counter> {
 
 #[cfg(test)]
 mod tests {
-    use super::chain;
+    use super::{chain, echo_of};
+    use streamhost_proto::CommandName;
+
+    #[test]
+    fn echoes_are_told_by_their_instance_field() {
+        let me = "master";
+        assert_eq!(
+            echo_of(br#"RDATA events master 12 ["a"]"#, me),
+            Some(CommandName::Rdata)
+        );
+        assert_eq!(
+            echo_of(b"POSITION events master 11 12", me),
+            Some(CommandName::Position)
+        );
+        for other in [
+            &br#"RDATA events worker1 12 ["a"]"#[..],
+            b"RDATA events masterful 12 []",
+            b"RDATA events master",
+            b"REPLICATE",
+            b"POSITIONS events master 1 2",
+            b"",
+        ] {
+            assert_eq!(echo_of(other, me), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn an_error_chain_is_shown_without_repeats() {

@@ -197,20 +197,30 @@ impl Subscription<'_> {
                         STALL_LIMIT.as_secs()
                     ));
                 }
-                message = link.next_message(), if waiting.is_none() => match message {
-                    Ok(body) => {
-                        waiting = self.on_message(&body);
-                        waiting_since = Instant::now();
-                        if let Some(message) = waiting.take() {
+                message = link.next_message(), if waiting.is_none() => {
+                    // This message, then every other one the same read brought, until the
+                    // processor's queue is full.
+                    let mut next = message.map(Some);
+                    loop {
+                        let body = match next {
+                            Ok(Some(body)) => body,
+                            Ok(None) => break,
+                            Err(e) => return lost(e.reason(), format!("the subscribed connection: {e}")),
+                        };
+                        if let Some(message) = self.on_message(&body) {
                             match inlet.tx.try_send(message) {
                                 Ok(()) => {}
-                                Err(mpsc::error::TrySendError::Full(message)) => waiting = Some(message),
+                                Err(mpsc::error::TrySendError::Full(message)) => {
+                                    waiting = Some(message);
+                                    waiting_since = Instant::now();
+                                    break;
+                                }
                                 Err(mpsc::error::TrySendError::Closed(_)) => return Ended::Stopped,
                             }
                         }
+                        next = link.buffered_message();
                     }
-                    Err(e) => return lost(e.reason(), format!("the subscribed connection: {e}")),
-                },
+                }
                 _ = ping.tick() => {
                     if let Err(e) = link.ping().await {
                         return lost("ping_timeout", crate::redis::chain(&e));

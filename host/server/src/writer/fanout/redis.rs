@@ -122,10 +122,17 @@ impl RedisWriter {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ended::Stopped,
-                message = link.next_message() => match message {
-                    Ok(body) => self.on_message(&body),
-                    Err(e) => return lost(e.reason(), format!("the subscribed connection: {e}")),
-                },
+                message = link.next_message() => {
+                    let mut next = message.map(Some);
+                    loop {
+                        match next {
+                            Ok(Some(body)) => self.on_message(&body),
+                            Ok(None) => break,
+                            Err(e) => return lost(e.reason(), format!("the subscribed connection: {e}")),
+                        }
+                        next = link.buffered_message();
+                    }
+                }
                 frame = ring.recv() => {
                     batch.clear();
                     match frame {
@@ -180,6 +187,12 @@ impl RedisWriter {
     }
 
     fn on_message(&self, body: &Bytes) {
+        // Every line this writer publishes comes back: tell those by their instance field.
+        if let Some(name) = crate::redis::echo_of(body, self.instance.as_str()) {
+            self.metrics.received[&name].inc();
+            self.metrics.echoes.inc();
+            return;
+        }
         let command = match crate::redis::decode(body) {
             Ok(Some(command)) => command,
             Ok(None) => return,
