@@ -18,7 +18,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::resp::{self, ProtocolError, Reply};
+use super::resp::{self, ProtocolError, Push, Reply};
 use crate::config::RedisConfig;
 
 /// Where a connection goes and how it logs in: what a configuration's URL and TLS keys say.
@@ -182,9 +182,28 @@ impl Connection {
 
     /// The next reply. Cancel-safe: bytes read before a cancel stay in the buffer.
     pub(crate) async fn reply(&mut self) -> Result<Reply, Broken> {
+        self.next(resp::take_reply).await
+    }
+
+    /// The next reply of a subscribed connection (a message's body, or another reply).
+    /// Cancel-safe.
+    pub(crate) async fn push(&mut self) -> Result<Push, Broken> {
+        self.next(resp::take_push).await
+    }
+
+    /// The next push if it has already been read whole; never reads.
+    pub(crate) fn buffered_push(&mut self) -> Result<Option<Push>, Broken> {
+        Ok(resp::take_push(&mut self.read)?)
+    }
+
+    /// What `take` takes off the buffer, reading until it can.
+    async fn next<T>(
+        &mut self,
+        take: fn(&mut BytesMut) -> Result<Option<T>, ProtocolError>,
+    ) -> Result<T, Broken> {
         loop {
-            if let Some(reply) = resp::take_reply(&mut self.read)? {
-                return Ok(reply);
+            if let Some(taken) = take(&mut self.read)? {
+                return Ok(taken);
             }
             if self.read.capacity() - self.read.len() < READ_SIZE / 4 {
                 self.read.reserve(READ_SIZE);
@@ -193,11 +212,6 @@ impl Connection {
                 return Err(Broken::Closed);
             }
         }
-    }
-
-    /// The next reply if it has already been read whole; never reads.
-    pub(crate) fn buffered_reply(&mut self) -> Result<Option<Reply>, Broken> {
-        Ok(resp::take_reply(&mut self.read)?)
     }
 
     /// Sends one command and waits for its reply; an error reply is an error.

@@ -35,7 +35,7 @@ use crate::backoff::{Backoff, FIRST_RECONNECT};
 use crate::config::RedisConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, Registry};
 use connection::{Broken, Connection, Target};
-use resp::Reply;
+use resp::{Push, Reply};
 
 /// How a Redis session of the writer's publisher ended (the reader's sessions end with
 /// `reader::upstream::Ended`, which its follow loop shares with TCP).
@@ -187,7 +187,7 @@ pub(crate) struct Link {
 }
 
 /// What a reply of the subscribed connection is.
-enum Push {
+enum Event {
     /// A `message` on a subscribed channel: its body.
     Message(Bytes),
     /// The answer to a `PING`.
@@ -200,26 +200,20 @@ enum Push {
     Other,
 }
 
-impl Push {
-    fn of(reply: Reply) -> Push {
-        let parts = match reply {
-            Reply::Array(Some(parts)) => parts,
-            Reply::Error(text) => return Push::Refused(String::from_utf8_lossy(&text).into()),
-            _ => return Push::Other,
+impl Event {
+    fn of(push: Push) -> Event {
+        let parts = match push {
+            Push::Message(body) => return Event::Message(body),
+            Push::Reply(Reply::Array(Some(parts))) => parts,
+            Push::Reply(Reply::Error(text)) => {
+                return Event::Refused(String::from_utf8_lossy(&text).into());
+            }
+            Push::Reply(_) => return Event::Other,
         };
-        let mut parts = parts.into_iter();
-        let kind = match parts.next() {
-            Some(Reply::Bulk(Some(kind))) => kind,
-            _ => return Push::Other,
-        };
-        match &kind[..] {
-            b"message" => match parts.nth(1) {
-                Some(Reply::Bulk(Some(body))) => Push::Message(body),
-                _ => Push::Other,
-            },
-            b"pong" => Push::Pong,
-            b"subscribe" => Push::Subscribed,
-            _ => Push::Other,
+        match parts.first() {
+            Some(Reply::Bulk(Some(kind))) if kind == "pong" => Event::Pong,
+            Some(Reply::Bulk(Some(kind))) if kind == "subscribe" => Event::Subscribed,
+            _ => Event::Other,
         }
     }
 }
@@ -251,7 +245,7 @@ impl Link {
             return Ok(body);
         }
         loop {
-            if let Push::Message(body) = Push::of(self.subscriber.reply().await?) {
+            if let Event::Message(body) = Event::of(self.subscriber.push().await?) {
                 return Ok(body);
             }
         }
@@ -263,8 +257,8 @@ impl Link {
         if let Some(body) = self.early.pop_front() {
             return Ok(Some(body));
         }
-        while let Some(reply) = self.subscriber.buffered_reply()? {
-            if let Push::Message(body) = Push::of(reply) {
+        while let Some(push) = self.subscriber.buffered_push()? {
+            if let Event::Message(body) = Event::of(push) {
                 return Ok(Some(body));
             }
         }
@@ -311,11 +305,11 @@ impl Link {
             subscriber.queue(&[b"PING"]);
             subscriber.flush().await?;
             loop {
-                match Push::of(subscriber.reply().await?) {
-                    Push::Pong => return Ok(()),
-                    Push::Message(body) => early.push_back(body),
-                    Push::Refused(error) => anyhow::bail!("PING refused: {error}"),
-                    Push::Subscribed | Push::Other => {}
+                match Event::of(subscriber.push().await?) {
+                    Event::Pong => return Ok(()),
+                    Event::Message(body) => early.push_back(body),
+                    Event::Refused(error) => anyhow::bail!("PING refused: {error}"),
+                    Event::Subscribed | Event::Other => {}
                 }
             }
         };
@@ -339,10 +333,10 @@ async fn subscribe(target: &Target, channels: &[String]) -> anyhow::Result<Conne
     connection.flush().await?;
     let mut acknowledged = 0;
     while acknowledged < channels.len() {
-        match Push::of(connection.reply().await?) {
-            Push::Subscribed => acknowledged += 1,
-            Push::Refused(error) => anyhow::bail!("SUBSCRIBE refused: {error}"),
-            Push::Message(_) | Push::Pong | Push::Other => {}
+        match Event::of(connection.push().await?) {
+            Event::Subscribed => acknowledged += 1,
+            Event::Refused(error) => anyhow::bail!("SUBSCRIBE refused: {error}"),
+            Event::Message(_) | Event::Pong | Event::Other => {}
         }
     }
     Ok(connection)

@@ -8,7 +8,7 @@
 //! out of range or arrays nested deeper than [`MAX_DEPTH`] is a [`ProtocolError`]: the
 //! connection cannot be trusted any further and is dropped.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 
 /// Deepest nesting of arrays taken (Redis's pub/sub and command replies nest one deep).
 pub(crate) const MAX_DEPTH: usize = 8;
@@ -32,7 +32,7 @@ pub(crate) enum Reply {
 }
 
 /// Bytes that are not RESP2 as Redis writes it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[error("Redis sent what is not RESP2: {0}")]
 pub(crate) struct ProtocolError(&'static str);
 
@@ -52,6 +52,66 @@ fn header(out: &mut Vec<u8>, kind: u8, len: usize) {
     out.push(kind);
     out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// What [`take_push`] took off a subscribed connection's buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// A pub/sub `message`: its body.
+    Message(Bytes),
+    /// Any other reply (a `subscribe` acknowledgement, a `pong`, an error).
+    Reply(Reply),
+}
+
+/// How every pub/sub message starts: a three-element array whose first element is `message`.
+const MESSAGE: &[u8] = b"*3\r\n$7\r\nmessage\r\n";
+
+/// [`take_reply`] for a subscribed connection: a `message` is recognised by its first
+/// bytes and only its body is split off the buffer (one reference, no array built), since
+/// nearly every reply there is one.
+pub(crate) fn take_push(buffer: &mut BytesMut) -> Result<Option<Push>, ProtocolError> {
+    if !buffer.starts_with(MESSAGE) {
+        return Ok(take_reply(buffer)?.map(Push::Reply));
+    }
+    // The channel (`$<len>\r\n<channel>\r\n`), then the body.
+    let Some((body_start, body_len)) = message_body(buffer)? else {
+        return Ok(None);
+    };
+    buffer.advance(body_start);
+    let body = buffer.split_to(body_len).freeze();
+    buffer.advance(2);
+    Ok(Some(Push::Message(body)))
+}
+
+/// Where a whole `message`'s body starts and how long it is; `None` while it has not all
+/// arrived. A channel or body that is not a bulk string is refused.
+fn message_body(bytes: &[u8]) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let mut at = MESSAGE.len();
+    for part in 0..2 {
+        let Some((kind, line, next)) = line(bytes, at)? else {
+            return Ok(None);
+        };
+        let len = match (kind, length(line, MAX_BULK)?) {
+            (b'$', Some(len)) => len,
+            _ => {
+                return Err(ProtocolError(
+                    "a pub/sub message that is not three bulk strings",
+                ));
+            }
+        };
+        let end = next + len + 2;
+        if bytes.len() < end {
+            return Ok(None);
+        }
+        if &bytes[end - 2..end] != b"\r\n" {
+            return Err(ProtocolError("a bulk string not ended by CRLF"));
+        }
+        if part == 1 {
+            return Ok(Some((next, len)));
+        }
+        at = end;
+    }
+    unreachable!("the loop returns at its second part")
 }
 
 /// Takes the first whole reply off the front of `buffer`; `Ok(None)` (and `buffer` as it
@@ -150,10 +210,32 @@ fn line_bounds(frame: &[u8], at: usize) -> (u8, usize, usize) {
 
 /// A decimal integer, sign allowed.
 fn integer(text: &[u8]) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .ok_or(ProtocolError("an integer that does not parse"))
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, text),
+    };
+    let refused = ProtocolError("an integer that does not parse");
+    if digits.is_empty() {
+        return Err(refused);
+    }
+    let mut value: i64 = 0;
+    for digit in digits {
+        if !digit.is_ascii_digit() {
+            return Err(refused);
+        }
+        let digit = i64::from(digit - b'0');
+        value = value
+            .checked_mul(10)
+            .and_then(|v| {
+                if negative {
+                    v.checked_sub(digit)
+                } else {
+                    v.checked_add(digit)
+                }
+            })
+            .ok_or(refused.clone())?;
+    }
+    Ok(value)
 }
 
 /// A length: `-1` is nil (`None`), anything else must be `0..=max`.
@@ -254,6 +336,57 @@ mod tests {
         );
         let deepest = "*1\r\n".repeat(MAX_DEPTH) + ":1\r\n";
         assert!(take(deepest.as_bytes()).0.unwrap().is_some());
+    }
+
+    #[test]
+    fn messages_are_taken_whole_and_other_pushes_as_replies() {
+        let stream = b"*3\r\n$9\r\nsubscribe\r\n$4\r\nchan\r\n:1\r\n\
+            *3\r\n$7\r\nmessage\r\n$4\r\nchan\r\n$8\r\nRDATA\r\n1\r\n\
+            *3\r\n$7\r\nmessage\r\n$4\r\nchan\r\n$0\r\n\r\n\
+            *2\r\n$4\r\npong\r\n$0\r\n\r\n";
+        // Whole, and cut anywhere: what is taken is the same, in the same order.
+        for cut in 0..=stream.len() {
+            let mut buffer = BytesMut::from(&stream[..cut]);
+            let mut taken = Vec::new();
+            while let Some(push) = take_push(&mut buffer).unwrap() {
+                taken.push(push);
+            }
+            buffer.extend_from_slice(&stream[cut..]);
+            while let Some(push) = take_push(&mut buffer).unwrap() {
+                taken.push(push);
+            }
+            assert!(buffer.is_empty(), "cut at {cut}");
+            assert_eq!(
+                taken,
+                vec![
+                    Push::Reply(Reply::Array(Some(vec![
+                        bulk("subscribe"),
+                        bulk("chan"),
+                        Reply::Integer(1)
+                    ]))),
+                    Push::Message("RDATA\r\n1".into()),
+                    Push::Message(Bytes::new()),
+                    Push::Reply(Reply::Array(Some(vec![bulk("pong"), bulk("")]))),
+                ],
+                "cut at {cut}"
+            );
+        }
+        for bad in [
+            &b"*3\r\n$7\r\nmessage\r\n:1\r\n$1\r\nx\r\n"[..],
+            b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$-1\r\n",
+            b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nxy\r\n",
+        ] {
+            assert!(take_push(&mut BytesMut::from(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn integers_are_decimal_and_overflow_is_refused() {
+        assert_eq!(integer(b"9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(integer(b"-9223372036854775808"), Ok(i64::MIN));
+        for bad in [&b"9223372036854775808"[..], b"", b"-", b"+1", b"1 ", b"0x1"] {
+            assert!(integer(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
