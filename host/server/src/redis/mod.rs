@@ -182,6 +182,8 @@ pub(crate) struct Link {
     subscriber: Connection,
     /// Message bodies read while waiting for the subscribed connection's `PING` answer.
     early: VecDeque<Bytes>,
+    /// `PUBLISH`es queued on the publishing connection and not yet sent.
+    queued: usize,
     /// Reply timeout and keep-alive interval.
     timeout: Duration,
 }
@@ -235,6 +237,7 @@ impl Link {
             publisher,
             subscriber,
             early: VecDeque::new(),
+            queued: 0,
             timeout,
         })
     }
@@ -272,12 +275,28 @@ impl Link {
         channel: &str,
         lines: impl IntoIterator<Item = &'a [u8]>,
     ) -> anyhow::Result<()> {
-        let mut sent = 0;
         for line in lines {
-            self.publisher
-                .queue(&[b"PUBLISH", channel.as_bytes(), line]);
-            sent += 1;
+            self.queue_publish(channel, line);
         }
+        self.publish_queued().await
+    }
+
+    /// Queues `line` (bare, no `\n`) for `channel`; [`Link::publish_queued`] sends it.
+    pub(crate) fn queue_publish(&mut self, channel: &str, line: &[u8]) {
+        self.publisher
+            .queue(&[b"PUBLISH", channel.as_bytes(), line]);
+        self.queued += 1;
+    }
+
+    /// How many lines are queued and not yet published.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Publishes every queued line in one pipeline: one round trip, bounded by the reply
+    /// timeout. On an error the session is over (what was queued may or may not have gone).
+    pub(crate) async fn publish_queued(&mut self) -> anyhow::Result<()> {
+        let sent = std::mem::take(&mut self.queued);
         let publisher = &mut self.publisher;
         let replies = async move {
             publisher.flush().await?;

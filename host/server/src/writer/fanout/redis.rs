@@ -117,7 +117,6 @@ impl RedisWriter {
         self.signals.request_announce();
         let interval = link.ping_interval();
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
-        let mut batch: Vec<Bytes> = Vec::new();
         loop {
             tokio::select! {
                 biased;
@@ -134,21 +133,20 @@ impl RedisWriter {
                     }
                 }
                 frame = ring.recv() => {
-                    batch.clear();
                     match frame {
-                        Ok(frame) => self.take(frame, &mut held, &mut batch),
+                        Ok(frame) => self.take(frame, &mut held, &mut link),
                         Err(RecvError::Lagged(n)) => return lost("lagged", format!("the publisher fell {n} lines behind")),
                         Err(RecvError::Closed) => return Ended::Stopped,
                     }
-                    while batch.len() < PUBLISH_BATCH {
+                    while link.queued() < PUBLISH_BATCH {
                         match ring.try_recv() {
-                            Ok(frame) => self.take(frame, &mut held, &mut batch),
+                            Ok(frame) => self.take(frame, &mut held, &mut link),
                             Err(TryRecvError::Lagged(n)) => return lost("lagged", format!("the publisher fell {n} lines behind")),
                             Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                         }
                     }
-                    if !batch.is_empty()
-                        && let Err(e) = link.publish(&self.channel, batch.iter().map(|b| &b[..])).await
+                    if link.queued() > 0
+                        && let Err(e) = link.publish_queued().await
                     {
                         return lost("publish", format!("publishing: {}", crate::redis::chain(&e)));
                     }
@@ -162,11 +160,11 @@ impl RedisWriter {
         }
     }
 
-    /// Adds `frame`'s bare line to `batch`, unless its stream is still held back.
-    fn take(&self, frame: Frame, held: &mut HashSet<StreamName>, batch: &mut Vec<Bytes>) {
-        let line = frame.line.slice(..frame.line.len().saturating_sub(1));
+    /// Queues `frame`'s bare line on `link`, unless its stream is still held back.
+    fn take(&self, frame: Frame, held: &mut HashSet<StreamName>, link: &mut Link) {
+        let line = &frame.line[..frame.line.len().saturating_sub(1)];
         if !held.is_empty() && matches!(frame.name, CommandName::Rdata | CommandName::Position) {
-            match Command::decode(&line) {
+            match Command::decode(&frame.line.slice(..line.len())) {
                 Ok(Command::Position(p)) if held.contains(&p.stream) => {
                     if p.prev == p.new && p.instance == self.instance {
                         held.remove(&p.stream);
@@ -183,7 +181,7 @@ impl RedisWriter {
             }
         }
         self.metrics.published[&frame.name].inc();
-        batch.push(line);
+        link.queue_publish(&self.channel, line);
     }
 
     fn on_message(&self, body: &Bytes) {
