@@ -12,7 +12,7 @@
 //! The writer's side is `writer::fanout::redis` (publishes the streamer's ring, answers
 //! `REPLICATE`); the reader's is `reader::upstream::redis` (feeds decoded `RDATA`/`POSITION`
 //! to the processor, one processor "connection" per Redis subscription). This module imports
-//! neither: it holds [`Link`] (the two connections, `PING` and reply timeouts), `connection`
+//! neither: it holds `link` ([`Link`]: the two connections, `PING` and reply timeouts), `connection`
 //! (one connection as a configuration says: TCP, UNIX socket or TLS, `AUTH`, `SELECT`),
 //! `resp` (RESP2 written and read, message bodies not copied), `tls` (the `rediss://`
 //! connector), the channel names, the metrics, and the writer's reconnect rule: windows from
@@ -20,10 +20,11 @@
 //! `reconnect_max_ms` (Synapse: 5 s), each wait drawn at random within its window, forever.
 
 pub(crate) mod connection;
+mod link;
 mod resp;
 pub(crate) mod tls;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,8 +35,8 @@ use streamhost_proto::{Command, CommandName};
 use crate::backoff::{Backoff, FIRST_RECONNECT};
 use crate::config::RedisConfig;
 use crate::metrics::{Counter, CounterVec, Gauge, Registry};
-use connection::{Broken, Connection, Target};
-use resp::{Push, Reply};
+use connection::Target;
+pub(crate) use link::Link;
 
 /// How a Redis session of the writer's publisher ended (the reader's sessions end with
 /// `reader::upstream::Ended`, which its follow loop shares with TCP).
@@ -172,193 +173,6 @@ pub(crate) fn describe(config: &RedisConfig, channel: &str) -> String {
         "redis {} channel {channel}",
         streamhost_log::redact_url(&config.url)
     )
-}
-
-/// The two connections of one Redis session: a subscribed connection cannot publish.
-pub(crate) struct Link {
-    /// Publishes and pings; each command's reply is read before the next is sent.
-    publisher: Connection,
-    /// Subscribed to the channels; its replies are their messages (and its pings' answers).
-    subscriber: Connection,
-    /// Message bodies read while waiting for the subscribed connection's `PING` answer.
-    early: VecDeque<Bytes>,
-    /// `PUBLISH`es queued on the publishing connection and not yet sent.
-    queued: usize,
-    /// Reply timeout and keep-alive interval.
-    timeout: Duration,
-}
-
-/// What a reply of the subscribed connection is.
-enum Event {
-    /// A `message` on a subscribed channel: its body.
-    Message(Bytes),
-    /// The answer to a `PING`.
-    Pong,
-    /// A `subscribe` acknowledgement.
-    Subscribed,
-    /// An error reply.
-    Refused(String),
-    /// Anything else Redis may push (ignored).
-    Other,
-}
-
-impl Event {
-    fn of(push: Push) -> Event {
-        let parts = match push {
-            Push::Message(body) => return Event::Message(body),
-            Push::Reply(Reply::Array(Some(parts))) => parts,
-            Push::Reply(Reply::Error(text)) => {
-                return Event::Refused(String::from_utf8_lossy(&text).into());
-            }
-            Push::Reply(_) => return Event::Other,
-        };
-        match parts.first() {
-            Some(Reply::Bulk(Some(kind))) if kind == "pong" => Event::Pong,
-            Some(Reply::Bulk(Some(kind))) if kind == "subscribe" => Event::Subscribed,
-            _ => Event::Other,
-        }
-    }
-}
-
-impl Link {
-    /// Opens both connections (TLS, `AUTH` and `SELECT` as configured) and subscribes to
-    /// `channels`, returning once Redis has acknowledged the subscription: a `REPLICATE`
-    /// published earlier could have its `POSITION` answers missed (Synapse PR #7427).
-    pub(crate) async fn open(config: &RedisConfig, channels: &[String]) -> anyhow::Result<Link> {
-        let timeout = Duration::from_millis(config.ping_interval_ms);
-        let target = Target::of(config)?;
-        let subscriber = tokio::time::timeout(timeout, subscribe(&target, channels))
-            .await
-            .map_err(|_| anyhow::anyhow!("opening the subscribed connection timed out"))??;
-        let publisher = tokio::time::timeout(timeout, Connection::open(&target))
-            .await
-            .map_err(|_| anyhow::anyhow!("opening the publishing connection timed out"))??;
-        Ok(Link {
-            publisher,
-            subscriber,
-            early: VecDeque::new(),
-            queued: 0,
-            timeout,
-        })
-    }
-
-    /// The next message's body. Cancel-safe.
-    pub(crate) async fn next_message(&mut self) -> Result<Bytes, Broken> {
-        if let Some(body) = self.early.pop_front() {
-            return Ok(body);
-        }
-        loop {
-            if let Event::Message(body) = Event::of(self.subscriber.push().await?) {
-                return Ok(body);
-            }
-        }
-    }
-
-    /// The next message's body if it has already been read; never reads. A caller drains
-    /// these after [`Link::next_message`], handling a whole read at once.
-    pub(crate) fn buffered_message(&mut self) -> Result<Option<Bytes>, Broken> {
-        if let Some(body) = self.early.pop_front() {
-            return Ok(Some(body));
-        }
-        while let Some(push) = self.subscriber.buffered_push()? {
-            if let Event::Message(body) = Event::of(push) {
-                return Ok(Some(body));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Publishes `lines` (bare, no `\n`) to `channel` in one pipeline: one round trip,
-    /// bounded by the reply timeout.
-    pub(crate) async fn publish<'a>(
-        &mut self,
-        channel: &str,
-        lines: impl IntoIterator<Item = &'a [u8]>,
-    ) -> anyhow::Result<()> {
-        for line in lines {
-            self.queue_publish(channel, line);
-        }
-        self.publish_queued().await
-    }
-
-    /// Queues `line` (bare, no `\n`) for `channel`; [`Link::publish_queued`] sends it.
-    pub(crate) fn queue_publish(&mut self, channel: &str, line: &[u8]) {
-        self.publisher
-            .queue(&[b"PUBLISH", channel.as_bytes(), line]);
-        self.queued += 1;
-    }
-
-    /// How many lines are queued and not yet published.
-    pub(crate) fn queued(&self) -> usize {
-        self.queued
-    }
-
-    /// Publishes every queued line in one pipeline: one round trip, bounded by the reply
-    /// timeout. On an error the session is over (what was queued may or may not have gone).
-    pub(crate) async fn publish_queued(&mut self) -> anyhow::Result<()> {
-        let sent = std::mem::take(&mut self.queued);
-        let publisher = &mut self.publisher;
-        let replies = async move {
-            publisher.flush().await?;
-            for _ in 0..sent {
-                if let Reply::Error(text) = publisher.reply().await? {
-                    anyhow::bail!("{}", String::from_utf8_lossy(&text));
-                }
-            }
-            Ok(())
-        };
-        tokio::time::timeout(self.timeout, replies)
-            .await
-            .map_err(|_| anyhow::anyhow!("PUBLISH timed out"))?
-    }
-
-    /// A Redis `PING` on both connections, each bounded by the reply timeout. Messages that
-    /// arrive before the subscribed connection's answer are kept for [`Link::next_message`].
-    pub(crate) async fn ping(&mut self) -> anyhow::Result<()> {
-        tokio::time::timeout(self.timeout, self.publisher.command(&[b"PING"]))
-            .await
-            .map_err(|_| anyhow::anyhow!("PING on the publishing connection timed out"))??;
-        let subscriber = &mut self.subscriber;
-        let early = &mut self.early;
-        let pong = async move {
-            subscriber.queue(&[b"PING"]);
-            subscriber.flush().await?;
-            loop {
-                match Event::of(subscriber.push().await?) {
-                    Event::Pong => return Ok(()),
-                    Event::Message(body) => early.push_back(body),
-                    Event::Refused(error) => anyhow::bail!("PING refused: {error}"),
-                    Event::Subscribed | Event::Other => {}
-                }
-            }
-        };
-        tokio::time::timeout(self.timeout, pong)
-            .await
-            .map_err(|_| anyhow::anyhow!("PING on the subscribed connection timed out"))?
-    }
-
-    /// The keep-alive interval.
-    pub(crate) fn ping_interval(&self) -> Duration {
-        self.timeout
-    }
-}
-
-/// A connection to `target` subscribed to `channels`, each acknowledged.
-async fn subscribe(target: &Target, channels: &[String]) -> anyhow::Result<Connection> {
-    let mut connection = Connection::open(target).await?;
-    let mut command: Vec<&[u8]> = vec![b"SUBSCRIBE"];
-    command.extend(channels.iter().map(String::as_bytes));
-    connection.queue(&command);
-    connection.flush().await?;
-    let mut acknowledged = 0;
-    while acknowledged < channels.len() {
-        match Event::of(connection.push().await?) {
-            Event::Subscribed => acknowledged += 1,
-            Event::Refused(error) => anyhow::bail!("SUBSCRIBE refused: {error}"),
-            Event::Message(_) | Event::Pong | Event::Other => {}
-        }
-    }
-    Ok(connection)
 }
 
 /// Decodes a message body as Synapse does on Redis: blank is `Ok(None)` (ignored); anything
