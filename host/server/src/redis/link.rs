@@ -198,3 +198,69 @@ async fn subscribe(target: &Target, channels: &[String]) -> anyhow::Result<Conne
     }
     Ok(connection)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Reads from `stream` until what was read holds `needle`.
+    async fn read_until(stream: &mut TcpStream, needle: &[u8]) {
+        let mut seen = Vec::new();
+        while !seen.windows(needle.len()).any(|w| w == needle) {
+            let mut chunk = [0; 1024];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the link closed before sending {needle:?}");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn message(body: &str) -> String {
+        format!("*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n${}\r\n{body}\r\n", body.len())
+    }
+
+    /// A scripted Redis (a real socket): Redis itself never sends what this test needs, a
+    /// message between a `PING` and its answer on demand, or bytes that are not RESP.
+    #[tokio::test]
+    async fn messages_around_a_ping_keep_their_order_and_bad_bytes_end_the_link() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = RedisConfig {
+            url: format!("redis://{}", listener.local_addr().unwrap()).into(),
+            ping_interval_ms: 5_000,
+            ..RedisConfig::default()
+        };
+        let server = tokio::spawn(async move {
+            let (mut subscribed, _) = listener.accept().await.unwrap();
+            read_until(&mut subscribed, b"SUBSCRIBE").await;
+            subscribed
+                .write_all(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n")
+                .await
+                .unwrap();
+            let (mut publishing, _) = listener.accept().await.unwrap();
+            read_until(&mut publishing, b"PING").await;
+            publishing.write_all(b"+PONG\r\n").await.unwrap();
+            read_until(&mut subscribed, b"PING").await;
+            let before_and_after = message("one")
+                + &message("two")
+                + "*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+                + &message("three");
+            subscribed
+                .write_all(before_and_after.as_bytes())
+                .await
+                .unwrap();
+            subscribed.write_all(b"%not RESP2\r\n").await.unwrap();
+            (subscribed, publishing)
+        });
+        let mut link = Link::open(&config, &["c".to_owned()]).await.unwrap();
+        link.ping().await.unwrap();
+        for expected in ["one", "two", "three"] {
+            assert_eq!(link.next_message().await.unwrap(), expected);
+        }
+        let broken = link.next_message().await.unwrap_err();
+        assert_eq!(broken.reason(), "protocol", "{broken}");
+        drop(server.await.unwrap());
+    }
+}
