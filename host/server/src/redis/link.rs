@@ -219,7 +219,10 @@ mod tests {
     }
 
     fn message(body: &str) -> String {
-        format!("*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n${}\r\n{body}\r\n", body.len())
+        format!(
+            "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n${}\r\n{body}\r\n",
+            body.len()
+        )
     }
 
     /// A scripted Redis (a real socket): Redis itself never sends what this test needs, a

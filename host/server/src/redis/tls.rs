@@ -118,6 +118,12 @@ mod tests {
     }
 
     #[test]
+    fn verification_cannot_be_turned_off_by_the_url() {
+        let err = refusal(&config("rediss://h#insecure", |_| {}));
+        assert!(err.contains("#insecure is not supported"), "{err}");
+    }
+
+    #[test]
     fn plain_urls_and_tls_without_files_build_clients() {
         Target::of(&config("redis://127.0.0.1:6379/2", |_| {})).unwrap();
         Target::of(&config("redis+unix:///run/redis.sock?db=1", |_| {})).unwrap();
