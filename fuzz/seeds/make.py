@@ -64,6 +64,22 @@ for i in range(0, len(rows), 6):
     put("append_body", b"\x0f[" + ",".join(r for _, r in rows[i : i + 6]).encode() + b"]")
 put("append_body", b"\x00[]")
 
+
+def bulk(data):
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def message(body):
+    return b"*3\r\n" + bulk(b"message") + bulk(b"matrix.example") + bulk(body)
+
+
+subscribed = b"*3\r\n" + bulk(b"subscribe") + bulk(b"matrix.example") + b":1\r\n"
+pong = b"*2\r\n" + bulk(b"pong") + bulk(b"")
+for i in range(0, len(redis), 10):
+    messages = b"".join(message(line.encode()) for line in redis[i : i + 10])
+    put("redis_replies", bytes([i % 256]) + subscribed + messages + pong)
+put("redis_replies", b"\x80+OK\r\n-ERR wrong\r\n:-42\r\n$-1\r\n*-1\r\n*2\r\n*1\r\n:1\r\n+PONG\r\n")
+
 for uri in ["/_synapse/replication/get_repl_stream_updates/events/x?from_token=10&upto_token=25",
             "/x?from_token=-1&upto_token=%2B5", "/v1/admin/plugins/p/dead-letters?limit=10",
             "/x?b=2&a=%21x%3A1&a=no&c&d=a+b&&e=%zz", "/v1/query/q?room=%21abc%3Aexample.org&since=0"]:

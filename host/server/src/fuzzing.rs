@@ -2,10 +2,12 @@
 //! function per private parser a target drives, each doing exactly what the server does with
 //! the untrusted input.
 
+use bytes::BytesMut;
 use streamhost_proto::{InstanceName, RowJson, StreamName, Token};
 
 use crate::http::{ApiError, Params};
 use crate::reader::upstream::synapse::rows;
+use crate::redis::resp::take_push;
 use crate::writer::api::{parse_rows, token_param};
 
 /// The writer's append body (`POST /v1/streams/{stream}/rows`) for stream `events` of
@@ -33,4 +35,23 @@ pub fn synapse_streams() -> Vec<&'static str> {
 /// A live Synapse's row of `stream` as the object plugins see (a reader following Synapse).
 pub fn synapse_row(stream: &StreamName, row: &RowJson) -> Result<RowJson, String> {
     rows::to_object(stream, row).map_err(|e| e.reason)
+}
+
+/// What a subscribed Redis connection takes off `chunks` read one after another (`redis/resp.rs`):
+/// each push (a message's body or another reply) as its debug text, and the error that ended
+/// the connection, if one did.
+pub fn redis_pushes(chunks: &[&[u8]]) -> (Vec<String>, Option<String>) {
+    let mut buffer = BytesMut::new();
+    let mut taken = Vec::new();
+    for chunk in chunks {
+        buffer.extend_from_slice(chunk);
+        loop {
+            match take_push(&mut buffer) {
+                Ok(Some(push)) => taken.push(format!("{push:?}")),
+                Ok(None) => break,
+                Err(e) => return (taken, Some(e.to_string())),
+            }
+        }
+    }
+    (taken, None)
 }

@@ -21,7 +21,7 @@
 
 pub(crate) mod connection;
 mod link;
-mod resp;
+pub(crate) mod resp;
 pub(crate) mod tls;
 
 use std::collections::HashMap;
