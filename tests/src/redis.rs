@@ -4,7 +4,9 @@
 //! it is never restarted).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use streamhost_server::config::RedisConfig;
 
@@ -25,6 +27,30 @@ pub async fn redis_url() -> String {
         other => panic!(
             "these tests need a real Redis at {url} (set STREAMHOST_TEST_REDIS); PING gave {other:?}"
         ),
+    }
+}
+
+/// Waits until a `redis-server` a test started answers `PING` at `url`; panics after 10 s
+/// with the server's log (`log`), naming the server as `what`.
+pub async fn wait_for_own_redis(url: &str, log: &Path, what: &str) {
+    let client = redis::Client::open(url).expect("Redis URL");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ping = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        if let Ok(Ok(pong)) = tokio::time::timeout(Duration::from_secs(1), ping).await
+            && pong == "PONG"
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not answer within 10 s; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

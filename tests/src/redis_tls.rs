@@ -8,7 +8,6 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use rcgen::ExtendedKeyUsagePurpose;
 use streamhost_server::config::RedisConfig;
@@ -117,25 +116,8 @@ impl TlsRedis {
     }
 
     async fn wait_ready(&self) {
-        let client = redis::Client::open(self.plain_url()).expect("Redis URL");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let ping = async {
-                let mut conn = client.get_multiplexed_async_connection().await?;
-                redis::cmd("PING").query_async::<String>(&mut conn).await
-            };
-            if let Ok(Ok(pong)) = tokio::time::timeout(Duration::from_secs(1), ping).await
-                && pong == "PONG"
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server with TLS did not answer within 10 s; its log:\n{}",
-                std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let log = self.dir.path().join("redis.log");
+        crate::redis::wait_for_own_redis(&self.plain_url(), &log, "redis-server with TLS").await;
     }
 }
 

@@ -236,19 +236,29 @@ async fn a_redis_wanting_passwords_is_followed_over_tcp_and_a_unix_socket_with_a
         assert_reader_has_exactly(reader, &written, Duration::from_secs(60)).await;
     }
 
-    wait_until(
-        Duration::from_secs(10),
-        "a refused attempt and a retry",
-        || async { wrong.reader().status().reconnects >= 2 },
-    )
+    assert_refused_at_connect(&wrong, &["AUTH", "WRONGPASS"], Duration::from_secs(10)).await;
+}
+
+/// `reader`'s Redis connection is refused at every attempt: two or more attempts, each
+/// counted as `reason="connect"`, the last error holding every one of `expected`, never
+/// connected, and no row.
+pub(crate) async fn assert_refused_at_connect(
+    reader: &TestReader,
+    expected: &[&str],
+    wait: Duration,
+) {
+    wait_until(wait, "a refused attempt and a retry", || async {
+        reader.reader().status().reconnects >= 2
+    })
     .await;
-    let status = wrong.reader().status();
+    let status = reader.reader().status();
     let error = status.connection.last_error.clone().unwrap_or_default();
     assert!(
-        error.contains("AUTH") && error.contains("WRONGPASS"),
-        "{error}"
+        expected.iter().all(|e| error.contains(e)),
+        "{}: {error}",
+        status.name
     );
-    let m = metrics(&wrong).await;
+    let m = metrics(reader).await;
     assert_eq!(metric(&m, "streamhost_reader_redis_connected"), Some(0.0));
     assert!(
         metric(
@@ -257,5 +267,9 @@ async fn a_redis_wanting_passwords_is_followed_over_tcp_and_a_unix_socket_with_a
         ) >= Some(2.0),
         "{m}"
     );
-    assert!(wrong.rows("events").await.is_empty());
+    assert!(
+        reader.rows("events").await.is_empty(),
+        "{}: a row came through",
+        status.name
+    );
 }

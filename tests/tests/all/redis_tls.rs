@@ -14,6 +14,7 @@ use streamhost_integration_tests::synapse::{FakeSynapse, Script};
 use streamhost_integration_tests::{TestReader, TestWriter, metric, wait_until};
 use streamhost_server::config::RedisConfig;
 
+use crate::redis::assert_refused_at_connect;
 use crate::replication::{assert_reader_has_exactly, write_rows};
 use crate::synapse::start_reader;
 
@@ -110,27 +111,7 @@ async fn tls_to_redis_is_refused_until_the_certificates_are_trusted() {
         (&distrustful, "invalid peer certificate: UnknownIssuer"),
         (&anonymous, "CertificateRequired"),
     ] {
-        wait_until(WAIT, "a failed attempt and a retry", || async {
-            reader.reader().status().reconnects >= 2
-        })
-        .await;
-        let status = reader.reader().status();
-        let error = status.connection.last_error.clone().unwrap_or_default();
-        assert!(error.contains(expected), "{}: {error}", status.name);
-        let m = metrics(reader).await;
-        assert_eq!(metric(&m, "streamhost_reader_redis_connected"), Some(0.0));
-        assert!(
-            metric(
-                &m,
-                r#"streamhost_reader_redis_errors_total{reason="connect"}"#
-            ) >= Some(2.0),
-            "{m}"
-        );
-        assert!(
-            reader.rows("events").await.is_empty(),
-            "{}: no row without TLS",
-            status.name
-        );
+        assert_refused_at_connect(reader, &[expected], WAIT).await;
     }
 
     // The CA file is read at every attempt: putting the right CA in place lets the reader in
