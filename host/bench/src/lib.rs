@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// The built plugins (`scripts/build-plugins`), for the `plugins` suite.
     #[arg(long, value_name = "DIR", default_value = "target/plugins")]
     pub plugins: std::path::PathBuf,
+    /// In the `plugins` and `plugin-reader` suites, write `/tmp/perf-<pid>.map` as plugins
+    /// load, so that a `perf record` of the run names their functions.
+    #[arg(long)]
+    pub perf_map: bool,
     /// The Redis server of the `redis` suite.
     #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
     pub redis: String,
@@ -113,8 +117,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             replication::print_header(args.rows, args.runs);
             replication::postgres(&args.postgres, args.rows, args.runs).await
         }
-        BenchSuite::Plugins => plugins::run(args.plugins, args.rows, args.runs).await,
-        BenchSuite::PluginReader => plugins::reader_only(&args.plugins, args.rows, args.runs).await,
+        BenchSuite::Plugins => plugins::run(plugin_suite(args)).await,
+        BenchSuite::PluginReader => plugins::reader_only(plugin_suite(args)).await,
         BenchSuite::Pushes => pushes::run(&args.plugins, args.rows, args.runs).await,
         BenchSuite::Redis => {
             let redis = RedisConfig {
@@ -133,5 +137,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             redis::run(redis, tls, args.rows, args.runs).await
         }
+    }
+}
+
+/// The plugin suites' part of `args`.
+fn plugin_suite(args: BenchArgs) -> plugins::Suite {
+    plugins::Suite {
+        plugins: args.plugins,
+        rows: args.rows,
+        runs: args.runs,
+        perf_map: args.perf_map,
     }
 }

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 use crate::cache::CompileCache;
 use crate::limits::EPOCH_TICK;
@@ -33,6 +35,9 @@ pub struct RuntimeConfig {
     /// What answers plugins' outbound HTTP requests once admitted: the network, or fixtures
     /// (`streamhost plugin run --http-fixtures`).
     pub http_backend: HttpBackend,
+    /// Write `/tmp/perf-<pid>.map` as plugins are compiled or loaded, so that `perf report`
+    /// names their functions instead of showing bare addresses.
+    pub perf_map: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -44,6 +49,7 @@ impl Default for RuntimeConfig {
             max_plugin_memory_mib: 1024,
             destinations: Destinations::default(),
             http_backend: HttpBackend::default(),
+            perf_map: false,
         }
     }
 }
@@ -85,6 +91,9 @@ impl Runtime {
         wasm.epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if config.perf_map {
+            wasm.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm).map_err(anyhow::Error::from)?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(CompileCache::new(dir, &engine)?),

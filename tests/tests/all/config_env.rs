@@ -317,3 +317,92 @@ async fn config_check_refuses_an_invalid_configuration_with_the_reason() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reader_with_perf_map_set_names_its_plugins_functions_in_perfs_map() {
+    // stream-stats' grant is in the file (its name has a `-`, which a variable's new table
+    // would not keep); `[reader.plugins] perf_map` and the rest come from the environment.
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    let copy = plugins.join("stream-stats");
+    std::fs::create_dir_all(&copy).unwrap();
+    let built = Path::new(streamhost_integration_tests::plugins::STREAM_STATS_DIR);
+    for file in std::fs::read_dir(built).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), copy.join(file.file_name())).unwrap();
+    }
+    let config = dir.path().join("reader.toml");
+    std::fs::write(
+        &config,
+        "[reader.plugins.grants.stream-stats]\nstreams = [\"*\"]\ncaches = [\"count\"]\nkv = true\n",
+    )
+    .unwrap();
+    let writer = Process::spawn_with_env(
+        PROGRAM,
+        &["writer"],
+        &[
+            ("STREAMHOST_WRITER__HTTP__ADDRESS", Path::new("127.0.0.1:0")),
+            ("STREAMHOST_WRITER__REPLICATION", Path::new("127.0.0.1:0")),
+            (
+                "STREAMHOST_WRITER__DATA",
+                dir.path().join("writer").as_path(),
+            ),
+            ("STREAMHOST_WRITER__STREAMS", Path::new(r#"["events"]"#)),
+        ],
+    )
+    .await;
+    // Runs a reader until its plugin runs; returns the map of its process, if any.
+    let map_of = |perf_map: &'static str| {
+        let env = [
+            (
+                "STREAMHOST_READER__WRITER",
+                writer.addr("replication").to_string(),
+            ),
+            (
+                "STREAMHOST_READER__WRITER_HTTP",
+                format!("http://{}", writer.addr("http")),
+            ),
+            ("STREAMHOST_READER__HTTP__ADDRESS", "127.0.0.1:0".to_owned()),
+            (
+                "STREAMHOST_READER__DATA",
+                dir.path()
+                    .join(format!("reader-{perf_map}"))
+                    .display()
+                    .to_string(),
+            ),
+            (
+                "STREAMHOST_READER__PLUGINS__DIR",
+                plugins.display().to_string(),
+            ),
+            ("STREAMHOST_READER__PLUGINS__PERF_MAP", perf_map.to_owned()),
+        ];
+        let (config, log) = (
+            config.clone(),
+            dir.path().join(format!("reader-{perf_map}.log")),
+        );
+        async move {
+            let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, Path::new(v))).collect();
+            let args = ["reader", "--config", config.to_str().unwrap()];
+            let reader = Process::spawn_logging_with_env(PROGRAM, &args, &env, &log).await;
+            let path = format!("/tmp/perf-{}.map", reader.pid().unwrap());
+            wait_until(WAIT, "stream-stats to run", || async {
+                std::fs::read_to_string(&log).is_ok_and(|text| text.contains("plugin running"))
+            })
+            .await;
+            assert!(reader.terminate().await.success());
+            let map = std::fs::read_to_string(&path).ok();
+            let _ = std::fs::remove_file(&path);
+            map
+        }
+    };
+    let map = map_of("true")
+        .await
+        .expect("perf_map writes /tmp/perf-<pid>.map");
+    assert!(
+        map.lines()
+            .any(|line| line.ends_with("streamhost:plugin/handler@0.3.0#on-batch")),
+        "{map}"
+    );
+    assert_eq!(map_of("false").await, None, "no map without perf_map");
+    assert!(writer.terminate().await.success());
+}

@@ -231,3 +231,48 @@ fn a_second_run_loads_the_compiled_component_from_the_cache() {
     );
     assert!(!second.contains("compiling plugin"), "{second}");
 }
+
+#[test]
+fn perf_map_names_the_plugins_functions_for_perf_and_is_written_only_when_asked() {
+    // The map is perf's file for the run's process id: /tmp/perf-<pid>.map, whether the
+    // component is compiled or loaded from the cache (the second run loads it).
+    let map_of = |perf_map: bool| {
+        let mut command = Command::new(BINARY);
+        command
+            .args(["plugin", "run", ROOM_TIMELINE_DIR, "--input"])
+            .arg(fixture())
+            .env("STREAMHOST_COMPILE_CACHE", test_cache())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if perf_map {
+            command.arg("--perf-map");
+        }
+        let child = command.spawn().unwrap();
+        let path = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let map = std::fs::read_to_string(&path).ok();
+        let _ = std::fs::remove_file(&path);
+        map
+    };
+    for _ in 0..2 {
+        let map = map_of(true).expect("--perf-map writes /tmp/perf-<pid>.map");
+        // `<start> <size> <name>` lines, the plugin's own functions and its exports among them.
+        let names: Vec<&str> = map
+            .lines()
+            .filter_map(|line| line.splitn(3, ' ').nth(2))
+            .collect();
+        assert!(names.iter().any(|n| n.contains("room_timeline")), "{map}");
+        assert!(
+            names
+                .iter()
+                .any(|n| n.ends_with("streamhost:plugin/handler@0.3.0#on-batch")),
+            "{map}"
+        );
+    }
+    assert_eq!(map_of(false), None, "no map without --perf-map");
+}

@@ -49,7 +49,8 @@ struct Live {
 }
 
 /// Prints the languages table, or says how to build the plugins it needs.
-pub(super) fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
+pub(super) fn run(suite: &super::Suite) -> anyhow::Result<()> {
+    let (plugins, runs) = (suite.plugins.as_path(), suite.runs);
     let missing: Vec<&str> = IMPLEMENTATIONS
         .iter()
         .map(|(_, name)| *name)
@@ -62,12 +63,12 @@ pub(super) fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()
         );
         return Ok(());
     }
-    let rows = rows.min(MAX_ROWS);
+    let rows = suite.rows.min(MAX_ROWS);
     let cache = tempfile::tempdir().context("a folder for the compile cache")?;
-    let uncached = Runtime::new(RuntimeConfig::default()).context("starting the wasm engine")?;
+    let uncached = Runtime::new(suite.runtime_config()).context("starting the wasm engine")?;
     let cached = Runtime::new(RuntimeConfig {
         cache_dir: Some(cache.path().to_path_buf()),
-        ..RuntimeConfig::default()
+        ..suite.runtime_config()
     })?;
     let rss_before = rss_bytes();
     let data = generated_rows(rows);

@@ -12,10 +12,33 @@ mod wasm;
 
 pub(crate) use reader::rates_only as reader_only;
 
-/// Runs the three parts in turn on the plugins built into `plugins`.
-pub(crate) async fn run(plugins: PathBuf, rows: usize, runs: usize) -> anyhow::Result<()> {
-    let dir = plugins.clone();
-    tokio::task::spawn_blocking(move || wasm::run(&dir, rows, runs)).await??;
-    reader::run(&plugins, rows, runs).await?;
-    tokio::task::spawn_blocking(move || languages::run(&plugins, rows, runs)).await?
+/// What the plugin suites run on.
+#[derive(Clone, Debug)]
+pub(crate) struct Suite {
+    /// The folder `scripts/build-plugins` filled.
+    pub(crate) plugins: PathBuf,
+    /// Rows per run.
+    pub(crate) rows: usize,
+    /// Runs of each measurement.
+    pub(crate) runs: usize,
+    /// Every engine writes `/tmp/perf-<pid>.map` (`--perf-map`).
+    pub(crate) perf_map: bool,
+}
+
+impl Suite {
+    /// The engine settings of the suite's own runtimes: the defaults, with `perf_map`.
+    fn runtime_config(&self) -> streamhost_plugin_runtime::RuntimeConfig {
+        streamhost_plugin_runtime::RuntimeConfig {
+            perf_map: self.perf_map,
+            ..streamhost_plugin_runtime::RuntimeConfig::default()
+        }
+    }
+}
+
+/// Runs the three parts in turn.
+pub(crate) async fn run(suite: Suite) -> anyhow::Result<()> {
+    let first = suite.clone();
+    tokio::task::spawn_blocking(move || wasm::run(&first)).await??;
+    reader::run(&suite).await?;
+    tokio::task::spawn_blocking(move || languages::run(&suite)).await?
 }

@@ -3,7 +3,6 @@
 //! reload makes at its batch boundary.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,9 +22,9 @@ const REQUEST_ROWS: usize = 500;
 const RELOADS: usize = 200;
 
 /// Prints the reader figures as rows of the suite's Markdown table.
-pub(super) async fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
-    let (config, _only) = plugin_config(plugins)?;
-    with_and_without(&config, rows, runs).await?;
+pub(super) async fn run(suite: &super::Suite) -> anyhow::Result<()> {
+    let (config, _only) = plugin_config(suite)?;
+    with_and_without(&config, suite.rows, suite.runs).await?;
     let pauses = reload_pauses(config).await?;
     println!(
         "| reload cut-over pause, notifier with snapshot (µs, p50 / p99 of {RELOADS} under writes) | {:.0} / {:.0} | – | – |",
@@ -38,11 +37,11 @@ pub(super) async fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Res
 /// Prints only the reader with the three plugins against the same reader without
 /// (`streamhost bench plugin-reader`): `runs` alternating pairs, each pair's ratio, and the
 /// medians.
-pub(crate) async fn rates_only(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
-    let (config, _only) = plugin_config(plugins)?;
+pub(crate) async fn rates_only(suite: super::Suite) -> anyhow::Result<()> {
+    let (config, _only) = plugin_config(&suite)?;
     println!("| measurement | with plugins | baseline | ratio |");
     println!("|---|---|---|---|");
-    with_and_without(&config, rows, runs).await
+    with_and_without(&config, suite.rows, suite.runs).await
 }
 
 /// `runs` alternating pairs of the reader without and with the plugins of `config`: prints
@@ -94,11 +93,13 @@ async fn with_and_without(config: &PluginsConfig, rows: usize, runs: usize) -> a
 /// The example plugins of `dir`, each granted what it asks for.
 /// The folder holds other plugins too (`membership`, the Python and JavaScript twins): the
 /// reader gets a copy holding only [`PLUGINS`], which lives as long as the returned folder.
-fn plugin_config(dir: &Path) -> anyhow::Result<(PluginsConfig, tempfile::TempDir)> {
+fn plugin_config(suite: &super::Suite) -> anyhow::Result<(PluginsConfig, tempfile::TempDir)> {
+    let dir = &suite.plugins;
     let only = tempfile::tempdir()?;
     let mut config = PluginsConfig {
         dir: Some(only.path().to_path_buf()),
         watch: false,
+        perf_map: suite.perf_map,
         ..PluginsConfig::default()
     };
     for name in PLUGINS {

@@ -15,14 +15,13 @@
 //! something in a release build (`cargo run --release -p streamhost -- bench plugins`).
 
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streamhost_plugin_runtime::{
     Batch, Effect, FieldPaths, FieldValue, Grant, Invalidation, KvStore, Manifest, PluginFiles,
-    PluginServices, PluginVersion, Row, Runtime, RuntimeConfig,
+    PluginServices, PluginVersion, Row, Runtime,
 };
 
 /// The plugin measured, a folder of the `--plugins` directory.
@@ -48,8 +47,9 @@ pub(super) const CHECKED_KEY: &str = "room:!r7:bench";
 
 /// Runs the suite on `rows` generated rows per run, `runs` runs per figure, and prints a
 /// Markdown table. Synchronous: call it from a blocking thread.
-pub(super) fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()> {
-    let dir = plugins.join(PLUGIN);
+pub(super) fn run(suite: &super::Suite) -> anyhow::Result<()> {
+    let (rows, runs) = (suite.rows, suite.runs);
+    let dir = suite.plugins.join(PLUGIN);
     anyhow::ensure!(
         dir.join("plugin.toml").is_file(),
         "{} is missing: build the plugins first with `scripts/build-plugins` (or point --plugins at their folder)",
@@ -58,7 +58,7 @@ pub(super) fn run(plugins: &Path, rows: usize, runs: usize) -> anyhow::Result<()
     let files = PluginFiles::in_dir(&dir)?;
     let manifest = Manifest::load(&files.manifest)?;
     let grant = Grant::everything_asked(&manifest)?;
-    let runtime = Runtime::new(RuntimeConfig::default()).context("starting the wasm engine")?;
+    let runtime = Runtime::new(suite.runtime_config()).context("starting the wasm engine")?;
     let started = Instant::now();
     let version = PluginVersion::load(&runtime, &files, &grant)?;
     let load_time = started.elapsed();

@@ -46,6 +46,8 @@ pub struct PluginsConfig {
     pub max_wasm_stack_kib: usize,
     /// Folder of compiled components, by content hash [default: `<data>/compiled`].
     pub compile_cache: Option<PathBuf>,
+    /// Write `/tmp/perf-<pid>.map` as plugins load, so that `perf` names their functions.
+    pub perf_map: bool,
     /// What each plugin is granted, by plugin name (deny by default).
     pub grants: std::collections::BTreeMap<String, streamhost_plugin_runtime::Grant>,
     /// Each plugin's query queue and share of the query cache (`[reader.plugins.queries]`).
@@ -76,6 +78,7 @@ impl Default for PluginsConfig {
             feed_mib: 32,
             max_wasm_stack_kib: 512,
             compile_cache: None,
+            perf_map: false,
             grants: Default::default(),
             queries: QueriesConfig::default(),
             rate_limit: RateLimitConfig::default(),

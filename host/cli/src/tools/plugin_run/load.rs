@@ -27,6 +27,8 @@ pub struct LoadOptions {
     pub http_fixtures: Option<PathBuf>,
     /// The compile cache.
     pub cache: CacheArgs,
+    /// Write `/tmp/perf-<pid>.map` for `perf` (`--perf-map`).
+    pub perf_map: bool,
 }
 
 /// A loaded plugin and what it runs on. The runtime must outlive the calls (its ticker
@@ -56,6 +58,7 @@ pub fn load_plugin(options: &LoadOptions) -> anyhow::Result<LoadedPlugin> {
     let runtime = Runtime::new(streamhost_plugin_runtime::RuntimeConfig {
         destinations: declared_destinations(&manifest, options.max_body_bytes, &fixtures),
         http_backend: HttpBackend::Fixtures(fixtures.clone()),
+        perf_map: options.perf_map,
         ..runtime_config_with_cache(&options.cache)
     })
     .context("starting the wasm engine")?;

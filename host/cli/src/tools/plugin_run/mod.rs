@@ -95,6 +95,10 @@ pub struct PluginRunArgs {
     /// The compile cache.
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// Write `/tmp/perf-<pid>.map` as the plugin loads, so that a `perf record` of the run
+    /// names the plugin's functions in `perf report` (see docs/plugins.md, "Profiling").
+    #[arg(long)]
+    pub perf_map: bool,
 }
 
 /// `KEY=VALUE` of `--arg`.
@@ -171,6 +175,7 @@ pub fn run(
         max_body_bytes: args.max_body_bytes,
         http_fixtures: args.http_fixtures.clone(),
         cache: args.cache.clone(),
+        perf_map: args.perf_map,
     })?;
     let (version, fixtures) = (&loaded.version, &loaded.fixtures);
     report_loaded(out, version, &loaded.files, args.json)?;

@@ -243,6 +243,7 @@ impl PluginHost {
             ),
             max_wasm_stack: config.max_wasm_stack_kib.saturating_mul(1024),
             destinations,
+            perf_map: config.perf_map,
             ..RuntimeConfig::default()
         };
         let runtime = tokio::task::spawn_blocking(move || Runtime::new(runtime_config)).await??;
