@@ -11,7 +11,7 @@ use wasmtime::{Engine, Store};
 use crate::bindings::types::Description;
 use crate::bindings::{
     EARLIER_VERSIONS, VERSIONS, authorizer, authorizer_v2, clock, fields, handler_v1, handler_v2,
-    handler_v3, kv, rows, types,
+    handler_v3, rows, types,
 };
 use crate::error::LoadError;
 use crate::grants::{Capabilities, Grant};
@@ -387,9 +387,8 @@ fn linker(engine: &Engine, caps: &Capabilities) -> wasmtime::Result<Linker<Plugi
         earlier::add_clock(&mut linker, version)?;
     }
     if caps.kv {
-        kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        for version in EARLIER_VERSIONS {
-            earlier::add_kv(&mut linker, version)?;
+        for version in VERSIONS {
+            crate::host::kv::add_to_linker(&mut linker, version)?;
         }
     }
     if !caps.read_rows.is_empty() {

@@ -21,6 +21,7 @@
 //! | `flaky` | asks the host to retry (`retry`) on the first `on_batch` of each instance, then behaves like `none` |
 //! | `counter-names` | adds 1 to 10,000 (`count`) distinct counters, each name 64 KiB (`bytes`) long |
 //! | `kv-tombstones` | deletes 100,000 (`count`) distinct keys of 1,000 bytes (`bytes`) |
+//! | `kv-values` | sets 1 (`count`) distinct 11-byte keys to values of 1 MiB (`bytes`) of `v`s; a refused `set` fails the batch with the SDK's error for it |
 //! | `giant-log` | logs 1,000 (`count`) lines of 16 MiB (`bytes`) each (one line, made in `init`) |
 //! | `notify-flood` | returns 400 (`count`) `notify("evil", …)` effects of 10,000-byte (`bytes`) payloads |
 //! | `snapshot-bomb` | behaves like `none`; its `snapshot` returns 48 MiB (`bytes`) |
@@ -77,6 +78,7 @@ enum Mode {
     Skip,
     CounterNames,
     KvTombstones,
+    KvValues,
     GiantLog,
     NotifyFlood,
     SnapshotBomb,
@@ -91,6 +93,7 @@ impl Mode {
             Mode::Log => 1_000_000,
             Mode::CounterNames => 10_000,
             Mode::KvTombstones => 100_000,
+            Mode::KvValues => 1,
             Mode::GiantLog => 1_000,
             Mode::NotifyFlood => 400,
             _ => 0,
@@ -103,6 +106,7 @@ impl Mode {
         match self {
             Mode::CounterNames => 64 << 10,
             Mode::KvTombstones => 1_000,
+            Mode::KvValues => 1 << 20,
             Mode::GiantLog => 16 << 20,
             Mode::NotifyFlood => 10_000,
             Mode::SnapshotBomb => 48 << 20,
@@ -227,6 +231,7 @@ impl Plugin for Evil {
             "skip" => Mode::Skip,
             "counter-names" => Mode::CounterNames,
             "kv-tombstones" => Mode::KvTombstones,
+            "kv-values" => Mode::KvValues,
             "giant-log" => Mode::GiantLog,
             "notify-flood" => Mode::NotifyFlood,
             "snapshot-bomb" => Mode::SnapshotBomb,
@@ -323,6 +328,18 @@ impl Plugin for Evil {
             }
             Mode::CounterNames => numbered(self.count, self.bytes, |name| counters::add(name, 1)),
             Mode::KvTombstones => numbered(self.count, self.bytes, kv::delete),
+            Mode::KvValues => {
+                let value = vec![b'v'; self.bytes];
+                let mut refused = None;
+                numbered(self.count, NUMBER_WIDTH, |key| {
+                    if refused.is_none() {
+                        refused = kv::set(key, &value).err();
+                    }
+                });
+                if let Some(error) = refused {
+                    return Err(error.into());
+                }
+            }
             Mode::GiantLog => {
                 for _ in 0..self.count {
                     log::info(&self.giant_line);

@@ -37,6 +37,7 @@ mod hostile_plugins;
 mod hostile_queries;
 mod http_timeouts;
 mod idle_connections;
+mod kv_import;
 mod metrics;
 mod outbound_http;
 mod plugin_artifacts;

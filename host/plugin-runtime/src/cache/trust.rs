@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use rand::RngCore;
@@ -123,11 +124,15 @@ impl CacheKey {
 }
 
 /// Writes a new random key to a private temporary file, syncs it and links it into place
-/// (so a concurrent creator's key, if it won, is the one both use).
+/// (so a concurrent creator's key, if it won, is the one both use). The temporary file is
+/// named by process and by call, so that two engines of one process opening the same new
+/// folder at once do not remove each other's file.
 fn create_key(dir: &Dir) -> anyhow::Result<()> {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
     let mut key = [0u8; MAC_LEN];
     rand::rng().fill_bytes(&mut key);
-    let temporary = format!("{KEY_FILE}.tmp{}", std::process::id());
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let temporary = format!("{KEY_FILE}.tmp{}-{call}", std::process::id());
     let _ = dir.remove_file(&temporary);
     let mut file = dir.open_with(&temporary, &private_new_file())?;
     file.write_all(&key)?;
@@ -179,5 +184,31 @@ mod tests {
         assert!(CacheKey(key).verify(&[b"what do ya want for nothing?"], &mac));
         assert!(!CacheKey(key).verify(&[b"what do ya want for nothing!"], &mac));
         assert!(!CacheKey(key).verify(&[b"what do ya want for nothing?"], &mac[..31]));
+    }
+
+    #[test]
+    fn engines_of_one_process_opening_a_new_folder_at_once_share_one_key() {
+        let folder = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Barrier::new(8);
+        let keys: Vec<[u8; MAC_LEN]> = std::thread::scope(|scope| {
+            let opened: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let dir =
+                            Dir::open_ambient_dir(folder.path(), cap_std::ambient_authority())
+                                .unwrap();
+                        barrier.wait();
+                        CacheKey::load_or_create(&dir, folder.path()).unwrap().0
+                    })
+                })
+                .collect();
+            opened.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|key| *key == keys[0]));
+        let left: Vec<_> = std::fs::read_dir(folder.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [KEY_FILE], "no temporary file is left behind");
     }
 }

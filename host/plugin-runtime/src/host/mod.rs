@@ -4,7 +4,7 @@
 mod clock;
 pub(crate) mod counters;
 pub(crate) mod earlier;
-mod kv;
+pub(crate) mod kv;
 pub(crate) mod log;
 pub(crate) mod push;
 mod rows;
