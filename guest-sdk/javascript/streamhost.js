@@ -125,39 +125,95 @@ export class Cursor {
   }
 }
 
-/** Consecutive rows of one stream from one writer instance, tokens (BigInt) ascending. */
-// What each kind of extracted field becomes in `Row.fields` (absent fields are left out).
-const FIELD_VALUE = {
-  null: () => null,
-  boolean: (value) => value,
-  integer: (value) => Number(value),
-  number: (value) => value,
-  text: (value) => value,
-  json: (value) => parseJson(value),
-};
+// `texts` cut at the byte offsets `ends` (piece i ends at ends[i], piece 0 starts at 0): by
+// UTF-16 offset when `texts` is ASCII (its length in code units is then its length in bytes),
+// else through its UTF-8 bytes.
+function slices(texts, ends) {
+  const pieces = new Array(ends.length);
+  let start = 0;
+  if (texts.length === (ends.length === 0 ? 0 : ends[ends.length - 1])) {
+    for (let i = 0; i < ends.length; i += 1) {
+      pieces[i] = texts.slice(start, ends[i]);
+      start = ends[i];
+    }
+    return pieces;
+  }
+  const raw = utf8.encode(texts);
+  for (let i = 0; i < ends.length; i += 1) {
+    pieces[i] = utf8Strict.decode(raw.subarray(start, ends[i]));
+    start = ends[i];
+  }
+  return pieces;
+}
 
-// The batch's rows with their extracted fields (row i's field j is values[i * n + j]). The
-// interpreter pays per operation, so text values (the usual kind) are taken in line.
-function toRows(rows, names, values) {
+// The codes of `packed-batch`'s `field-kinds` (wit/types.wit) that carry a value of their own.
+const NULL = 1;
+const TRUE = 3;
+const INTEGER = 4;
+const NUMBER = 5;
+const TEXT = 6;
+const JSON_VALUE = 7;
+
+// Field value k of a packed batch as JavaScript (kind 0, absent, is never asked for); `numbers`
+// is `field-scalars` read as doubles.
+function fieldValue(kind, k, batch, numbers, texts) {
+  switch (kind) {
+    case TEXT:
+      return texts[k];
+    case INTEGER:
+      return Number(batch.fieldScalars[k]);
+    case NUMBER:
+      return numbers[k];
+    case JSON_VALUE:
+      return parseJson(texts[k]);
+    case NULL:
+      return null;
+    default:
+      return kind === TRUE;
+  }
+}
+
+// `field-scalars` (a BigInt64Array, or an array of BigInts) read as the doubles their bits are.
+function asDoubles(scalars) {
+  if (scalars instanceof BigInt64Array) {
+    return new Float64Array(scalars.buffer, scalars.byteOffset, scalars.length);
+  }
+  return new Float64Array(BigInt64Array.from(scalars).buffer);
+}
+
+// The rows of a packed batch (0.4.0) with their extracted fields (row i's field j is field
+// value i * n + j, its text the batch's text rows + i * n + j). The interpreter pays per
+// operation, so text values (the usual kind) are taken in line.
+function toRows(batch, names) {
+  const tokens = batch.tokens;
+  const rows = tokens.length;
+  const texts = slices(batch.texts, batch.textEnds);
+  const typed = new Array(rows);
   const n = names.length;
-  if (n === 0) return rows.map((r) => new Row(r.token, r.data));
-  const typed = new Array(rows.length);
-  for (let i = 0; i < rows.length; i += 1) {
+  if (n === 0) {
+    for (let i = 0; i < rows; i += 1) typed[i] = new Row(tokens[i], texts[i]);
+    return typed;
+  }
+  const kinds = batch.fieldKinds;
+  const values = texts.slice(rows);
+  let numbers;
+  for (let i = 0; i < rows; i += 1) {
     const fields = Object.create(null);
     for (let j = 0; j < n; j += 1) {
-      const value = values[i * n + j];
-      if (value.tag === "text") {
-        fields[names[j]] = value.val;
-        continue;
+      const k = i * n + j;
+      const kind = kinds[k];
+      if (kind === TEXT) fields[names[j]] = values[k];
+      else if (kind !== 0) {
+        if (kind === NUMBER && numbers === undefined) numbers = asDoubles(batch.fieldScalars);
+        fields[names[j]] = fieldValue(kind, k, batch, numbers, values);
       }
-      const toJs = FIELD_VALUE[value.tag];
-      if (toJs !== undefined) fields[names[j]] = toJs(value.val);
     }
-    typed[i] = new Row(rows[i].token, rows[i].data, fields);
+    typed[i] = new Row(tokens[i], texts[i], fields);
   }
   return typed;
 }
 
+/** Consecutive rows of one stream from one writer instance, tokens (BigInt) ascending. */
 export class Batch {
   constructor(stream, instance, prevToken, token, rows) {
     this.stream = stream;
@@ -474,14 +530,14 @@ export function exportPlugin(PluginClass) {
 
     wantedFields: () => [...PluginClass.fields],
 
-    onBatch: (batch, values) =>
+    onBatch: (batch) =>
       guarded(() => {
         const typed = new Batch(
           batch.stream,
           batch.instance,
           batch.prevToken,
           batch.token,
-          toRows(batch.rows, PluginClass.fields, values),
+          toRows(batch, PluginClass.fields),
         );
         const effects = current().onBatch(typed) ?? [];
         return Array.from(effects, toWitEffect);

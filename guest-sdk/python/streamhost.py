@@ -30,6 +30,7 @@ import importlib
 import json
 import math
 import re
+import struct
 import sys
 import traceback
 from dataclasses import dataclass
@@ -44,7 +45,6 @@ try:
     from wit_world.imports import types as _types
 except ImportError:  # a world importing wasi:http too names it after its package
     from wit_world.imports import streamhost_plugin_types as _types
-from wit_world.imports import fields as _fields
 
 __all__ = [
     "Batch", "Cursor", "Fatal", "Invalidate", "InvalidateAll", "Notify", "Plugin", "PluginError",
@@ -126,46 +126,72 @@ class Row:
         return parse_json(self.data)
 
 
-# What each kind of extracted field becomes in `Row.fields` (absent fields are left out).
-_FIELD_VALUE: Dict[type, Callable[[Any], Any]] = {
-    _fields.FieldValue_Null: lambda v: None,
-    _fields.FieldValue_Boolean: lambda v: v.value,
-    _fields.FieldValue_Integer: lambda v: v.value,
-    _fields.FieldValue_Number: lambda v: v.value,
-    _fields.FieldValue_Text: lambda v: v.value,
-    _fields.FieldValue_Json: lambda v: parse_json(v.value),
-}
+def _slices(texts: str, ends: List[int]) -> List[str]:
+    """`texts` cut at the byte offsets `ends` (piece i ends at ends[i], piece 0 starts at 0):
+    by character offset when `texts` is ASCII (its length in characters is then its length in
+    bytes), else through its UTF-8 bytes."""
+    starts = [0]
+    starts += ends[:-1]
+    if len(texts) == (ends[-1] if ends else 0):
+        return [texts[a:b] for a, b in zip(starts, ends)]
+    raw = texts.encode()
+    return [raw[a:b].decode() for a, b in zip(starts, ends)]
 
 
-def _rows(rows: List[Any], names: List[str], values: List[Any]) -> List[Row]:
-    """The batch's rows with their extracted fields (row i's field j is values[i * n + j]).
+# The codes of `packed-batch`'s `field-kinds` (wit/types.wit) that carry a value of their own.
+_NULL, _FALSE, _TRUE, _INTEGER, _NUMBER, _TEXT, _JSON = 1, 2, 3, 4, 5, 6, 7
+_AS_DOUBLE = struct.Struct("<d")
+_AS_S64 = struct.Struct("<q")
 
-    The interpreter pays per operation, so text values (the usual kind) are taken in line and
-    one wanted field, the usual case, has a loop of its own."""
+
+def _field(kind: int, k: int, batch: Any, texts: List[str]) -> Any:
+    """Field value k of a packed batch as Python (kind 0, absent, is never asked for)."""
+    if kind == _TEXT:
+        return texts[k]
+    if kind == _INTEGER:
+        return batch.field_scalars[k]
+    if kind == _NUMBER:
+        return _AS_DOUBLE.unpack(_AS_S64.pack(batch.field_scalars[k]))[0]
+    if kind == _JSON:
+        return parse_json(texts[k])
+    return None if kind == _NULL else kind == _TRUE
+
+
+def _rows(batch: Any, names: List[str]) -> List[Row]:
+    """The rows of a packed batch (0.4.0) with their extracted fields (row i's field j is
+    field value i * n + j, its text the batch's text rows + i * n + j).
+
+    The interpreter pays per operation, so every text is cut out in one comprehension, text
+    values (the usual kind) are taken in line and one wanted field, the usual case, has a loop
+    of its own."""
+    tokens = batch.tokens
+    texts = _slices(batch.texts, batch.text_ends)
     if not names:
-        return [Row(r.token, r.data) for r in rows]
-    text, convert = _fields.FieldValue_Text, _FIELD_VALUE.get
+        return [Row(token, data) for token, data in zip(tokens, texts)]
+    kinds = batch.field_kinds
+    values = texts[len(tokens):]
     typed = []
     if len(names) == 1:
         name = names[0]
-        for r, value in zip(rows, values):
-            if type(value) is text:
-                typed.append(Row(r.token, r.data, {name: value.value}))
-                continue
-            to_python = convert(type(value))
-            typed.append(Row(r.token, r.data, {} if to_python is None else {name: to_python(value)}))
+        for k, (token, data, kind) in enumerate(zip(tokens, texts, kinds)):
+            if kind == _TEXT:
+                typed.append(Row(token, data, {name: values[k]}))
+            elif kind:
+                typed.append(Row(token, data, {name: _field(kind, k, batch, values)}))
+            else:
+                typed.append(Row(token, data, {}))
         return typed
     n = len(names)
-    for i, r in enumerate(rows):
+    for i, (token, data) in enumerate(zip(tokens, texts)):
         fields = {}
-        for name, value in zip(names, values[i * n:(i + 1) * n]):
-            if type(value) is text:
-                fields[name] = value.value
-                continue
-            to_python = convert(type(value))
-            if to_python is not None:
-                fields[name] = to_python(value)
-        typed.append(Row(r.token, r.data, fields))
+        for j, name in enumerate(names):
+            k = i * n + j
+            kind = kinds[k]
+            if kind == _TEXT:
+                fields[name] = values[k]
+            elif kind:
+                fields[name] = _field(kind, k, batch, values)
+        typed.append(Row(token, data, fields))
     return typed
 
 
@@ -527,9 +553,9 @@ def export(plugin_class: type) -> type:
         def wanted_fields(self) -> List[str]:
             return list(plugin_class.fields)
 
-        def on_batch(self, batch: _types.Batch, values: List[Any]) -> List[_types.Effect]:
+        def on_batch(self, batch: _types.PackedBatch) -> List[_types.Effect]:
             def run() -> List[_types.Effect]:
-                rows_ = _rows(batch.rows, plugin_class.fields, values)
+                rows_ = _rows(batch, plugin_class.fields)
                 typed = Batch(batch.stream, batch.instance, batch.prev_token, batch.token, rows_)
                 effects = plugin().on_batch(typed)
                 return [_to_wit_effect(e) for e in effects or []]

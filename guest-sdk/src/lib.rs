@@ -1,6 +1,6 @@
 //! The Rust SDK for Streamhost reader plugins.
 //!
-//! A reader plugin is a WebAssembly component of the `streamhost:plugin@0.3.0` world `reader`
+//! A reader plugin is a WebAssembly component of the `streamhost:plugin@0.4.0` world `reader`
 //! (the WIT package in `wit/` at the root of the repository). The reader hands it batches of
 //! replicated rows; the plugin returns effects (cache invalidations and notifications) and
 //! answers cached reads. This crate wraps the bindings that `wit-bindgen` generates for that
@@ -50,7 +50,7 @@
 //!
 //!     fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
 //!         let mut effects = Vec::new();
-//!         for row in &batch.rows {
+//!         for row in batch.rows() {
 //!             // Rows that are not messages are not this plugin's business.
 //!             let Ok(message) = row.json::<Message>() else { continue };
 //!             let key = format!("room:{}", message.room);
@@ -129,8 +129,7 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 mod batch;
 pub mod http;
 
-pub use batch::{Batch, Fields, RowFields};
-pub use bindings::streamhost::plugin::fields::FieldValue;
+pub use batch::{Batch, BatchRow, FieldValue, RowFields};
 pub use bindings::streamhost::plugin::types::{
     Cursor, Description, Effect, ErrorKind, Invalidation, Notification, PluginError, QuerySpec, Row,
 };
@@ -221,14 +220,10 @@ macro_rules! export_plugin {
 
                 fn on_batch(
                     batch: $crate::__private::WireBatch,
-                    fields: ::std::vec::Vec<$crate::FieldValue>,
                 ) -> ::core::result::Result<::std::vec::Vec<$crate::Effect>, $crate::PluginError>
                 {
-                    let batch = $crate::Batch::from_wire(
-                        batch,
-                        <$plugin as $crate::Plugin>::FIELDS,
-                        fields,
-                    );
+                    let batch =
+                        $crate::Batch::from_wire(batch, <$plugin as $crate::Plugin>::FIELDS);
                     $crate::__private::with_instance(
                         &__STREAMHOST_PLUGIN_INSTANCE,
                         "on-batch",
@@ -281,7 +276,7 @@ pub mod __private {
     use std::thread::LocalKey;
 
     pub use crate::bindings::exports::streamhost::plugin::handler::Guest;
-    pub use crate::bindings::streamhost::plugin::types::Batch as WireBatch;
+    pub use crate::bindings::streamhost::plugin::types::PackedBatch as WireBatch;
     use crate::{Cursor, Plugin, PluginError};
 
     /// The slot that holds a plugin's instance.
@@ -418,9 +413,13 @@ impl Row {
     /// surrogates, finite numbers, at most 127 levels of nesting, the last duplicate key wins),
     /// so plugins in every language accept the same rows.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
-        serde_json::from_str(&self.data)
-            .map_err(|e| PluginError::skip(format!("row {}: {e}", self.token)))
+        parse_row(self.token, &self.data)
     }
+}
+
+/// [`Row::json`] and [`BatchRow::json`]: `data` parsed as `T`, or a `skip` naming `token`.
+fn parse_row<T: DeserializeOwned>(token: i64, data: &str) -> Result<T, PluginError> {
+    serde_json::from_str(data).map_err(|e| PluginError::skip(format!("row {token}: {e}")))
 }
 
 impl Description {
@@ -698,17 +697,7 @@ mod tests {
     }
 
     fn batch() -> Batch {
-        let wire = __private::WireBatch {
-            stream: "s".into(),
-            instance: "master".into(),
-            prev_token: 0,
-            token: 1,
-            rows: vec![Row {
-                token: 1,
-                data: r#"{"a":1}"#.into(),
-            }],
-        };
-        Batch::from_wire(wire, &[], Vec::new())
+        Batch::new("s", "master", 0, &[(1, r#"{"a":1}"#)])
     }
 
     fn on_batch() -> Result<Vec<Effect>, PluginError> {
@@ -766,7 +755,7 @@ mod tests {
         );
         assert_ne!(Effect::invalidate("c", "k"), Effect::invalidate("c", "j"));
 
-        let row = &batch().rows[0];
+        let row = batch().row(0).unwrap().to_row();
         let value: serde_json::Value = row.json().unwrap();
         assert_eq!(value["a"], 1);
         let err = row.json::<Vec<u8>>().unwrap_err();

@@ -11,11 +11,14 @@ use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktrace};
 use crate::bindings::authorizer::Access;
 use crate::bindings::fields::FieldValue;
 use crate::bindings::types::{Batch, Cursor, Description, Effect, ErrorKind, PluginError, Row};
-use crate::bindings::{authorizer, authorizer_v2, handler_v1, handler_v2, handler_v3};
+use crate::bindings::{
+    authorizer, authorizer_v2, authorizer_v3, handler_v1, handler_v2, handler_v3, handler_v4,
+};
 use crate::budget::Charge;
 use crate::effects;
 use crate::error::{Failure, FailureReason};
 use crate::limits::{EPOCH_TICK, LimitHit};
+use crate::packed::pack;
 use crate::push::Push;
 use crate::row_fields::FieldPaths;
 use crate::state::PluginState;
@@ -42,7 +45,8 @@ pub struct BatchEffects {
 enum Exports {
     V1(handler_v1::Guest),
     V2(handler_v2::Guest, Option<authorizer_v2::Guest>),
-    V3(handler_v3::Guest, Option<authorizer::Guest>),
+    V3(handler_v3::Guest, Option<authorizer_v3::Guest>),
+    V4(handler_v4::Guest, Option<authorizer::Guest>),
 }
 
 /// Calls `$call` with `$h` bound to the `handler` export of `$exports`, whatever its version
@@ -53,6 +57,7 @@ macro_rules! handler {
             Exports::V1($h) => $call,
             Exports::V2($h, _) => $call,
             Exports::V3($h, _) => $call,
+            Exports::V4($h, _) => $call,
         }
     };
 }
@@ -62,7 +67,7 @@ macro_rules! handler {
 pub struct PluginInstance {
     store: Store<PluginState>,
     exports: Exports,
-    /// The row fields extracted for `on-batch` (0.3.0).
+    /// The row fields extracted for `on-batch` (from 0.3.0).
     fields: Arc<FieldPaths>,
     /// Whether calls are held to the host memory budget (always, except to measure its cost).
     accounting: bool,
@@ -85,20 +90,30 @@ impl PluginInstance {
                     authorizer,
                 } => Exports::V2(
                     handler.load(&mut store, &instance)?,
-                    match authorizer {
-                        Some(authorizer) => Some(authorizer.load(&mut store, &instance)?),
-                        None => None,
-                    },
+                    authorizer
+                        .as_ref()
+                        .map(|a| a.load(&mut store, &instance))
+                        .transpose()?,
                 ),
                 ExportIndices::V3 {
                     handler,
                     authorizer,
                 } => Exports::V3(
                     handler.load(&mut store, &instance)?,
-                    match authorizer {
-                        Some(authorizer) => Some(authorizer.load(&mut store, &instance)?),
-                        None => None,
-                    },
+                    authorizer
+                        .as_ref()
+                        .map(|a| a.load(&mut store, &instance))
+                        .transpose()?,
+                ),
+                ExportIndices::V4 {
+                    handler,
+                    authorizer,
+                } => Exports::V4(
+                    handler.load(&mut store, &instance)?,
+                    authorizer
+                        .as_ref()
+                        .map(|a| a.load(&mut store, &instance))
+                        .transpose()?,
                 ),
             })
         });
@@ -152,6 +167,7 @@ impl PluginInstance {
         let deadline = self.limit(|l| l.init_deadline_ms);
         self.call(deadline, |b, s| match b {
             Exports::V3(h, _) => h.call_wanted_fields(s),
+            Exports::V4(h, _) => h.call_wanted_fields(s),
             Exports::V1(_) | Exports::V2(..) => Ok(Vec::new()),
         })
     }
@@ -184,8 +200,9 @@ impl PluginInstance {
     }
 
     /// `on-batch`, its effects and pushes checked against the grant and the effect limits
-    /// (together) and charged to the host memory budget. A 0.3.0 plugin is handed the fields
-    /// it wanted, extracted from every row. The key-value writes it made stay pending in the
+    /// (together) and charged to the host memory budget. A plugin from 0.3.0 on is handed the
+    /// fields it wanted, extracted from every row; from 0.4.0 on, batch and fields packed
+    /// (`packed`). The key-value writes it made stay pending in the
     /// plugin's store: the caller commits or discards them. The pushes of a call that fails
     /// are dropped.
     pub fn on_batch(&mut self, batch: &Batch) -> Result<BatchEffects, Failure> {
@@ -196,18 +213,26 @@ impl PluginInstance {
             .limits
             .batch_deadline(batch.rows.len());
         let (fields, _fields_charge) = match self.exports {
-            Exports::V3(..) => self.extract_fields(&batch.rows)?,
+            Exports::V3(..) | Exports::V4(..) => self.extract_fields(&batch.rows)?,
             Exports::V1(_) | Exports::V2(..) => (Vec::new(), Charge::default()),
+        };
+        let packed = match self.exports {
+            Exports::V4(..) => Some(pack(batch, &fields).map_err(|message| {
+                Failure::new(FailureReason::Limit(LimitHit::HostMemory), message)
+            })?),
+            _ => None,
         };
         self.store.data_mut().pushes.open();
         let result = self.call(deadline, |b, s| {
             if let Some((_, hooks)) = s.data_mut().http.as_mut() {
                 hooks.allow();
             }
-            match b {
-                Exports::V1(h) => h.call_on_batch(s, batch),
-                Exports::V2(h, _) => h.call_on_batch(s, batch),
-                Exports::V3(h, _) => h.call_on_batch(s, batch, &fields),
+            match (b, &packed) {
+                (Exports::V1(h), _) => h.call_on_batch(s, batch),
+                (Exports::V2(h, _), _) => h.call_on_batch(s, batch),
+                (Exports::V3(h, _), _) => h.call_on_batch(s, batch, &fields),
+                (Exports::V4(h, _), Some(packed)) => h.call_on_batch(s, packed),
+                (Exports::V4(..), None) => Err(wasmtime::Error::msg("the batch was not packed")),
             }
         });
         let (pushes, push_charge) = self.store.data_mut().pushes.close();
@@ -289,7 +314,7 @@ impl PluginInstance {
     ) -> Result<bool, Failure> {
         if !matches!(
             self.exports,
-            Exports::V2(_, Some(_)) | Exports::V3(_, Some(_))
+            Exports::V2(_, Some(_)) | Exports::V3(_, Some(_)) | Exports::V4(_, Some(_))
         ) {
             return Err(Failure::new(
                 FailureReason::Trap,
@@ -298,7 +323,8 @@ impl PluginInstance {
         }
         let deadline = deadline.min(self.limit(|l| l.query_deadline_ms));
         let result = self.call(deadline, |b, s| match b {
-            Exports::V3(_, Some(a)) => a.call_authorize(s, subject, access),
+            Exports::V4(_, Some(a)) => a.call_authorize(s, subject, access),
+            Exports::V3(_, Some(a)) => a.call_authorize(s, subject, &access_v3(access)),
             Exports::V2(_, Some(a)) => a.call_authorize(s, subject, &access_v2(access)),
             _ => Err(wasmtime::Error::msg("no authorizer export")),
         })?;
@@ -408,17 +434,26 @@ fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
         .any(|cause| cause.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
 }
 
-/// `access` as 0.2.0's `authorizer` export takes it (the same shape, its own type).
-fn access_v2(access: &Access) -> authorizer_v2::Access {
-    match access {
-        Access::Query(query) => authorizer_v2::Access::Query(authorizer_v2::QueryAccess {
-            plugin: query.plugin.clone(),
-            name: query.name.clone(),
-            args: query.args.clone(),
-        }),
-        Access::Subscribe(topic) => authorizer_v2::Access::Subscribe(topic.clone()),
-    }
+/// `access` as an earlier version's `authorizer` export takes it (the same shape, each
+/// version its own type).
+macro_rules! access_of {
+    ($name:ident, $version:ident, $label:literal) => {
+        #[doc = concat!("`access` as ", $label, "'s `authorizer` export takes it.")]
+        fn $name(access: &Access) -> $version::Access {
+            match access {
+                Access::Query(query) => $version::Access::Query($version::QueryAccess {
+                    plugin: query.plugin.clone(),
+                    name: query.name.clone(),
+                    args: query.args.clone(),
+                }),
+                Access::Subscribe(topic) => $version::Access::Subscribe(topic.clone()),
+            }
+        }
+    };
 }
+
+access_of!(access_v2, authorizer_v2, "0.2.0");
+access_of!(access_v3, authorizer_v3, "0.3.0");
 
 #[cfg(test)]
 mod tests {

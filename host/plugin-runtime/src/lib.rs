@@ -1,6 +1,6 @@
 //! The wasmtime host of Streamhost's reader plugins: WebAssembly components built against
-//! `wit/` (package `streamhost:plugin@0.3.0`, worlds `reader` and `authorizing-reader`; components
-//! built against 0.1.0 and 0.2.0, kept in `wit/previous/`, load too). Lifecycle, limits, grants and reload
+//! `wit/` (package `streamhost:plugin@0.4.0`, worlds `reader` and `authorizing-reader`; components
+//! built against 0.1.0 to 0.3.0, kept in `wit/previous/`, load too). Lifecycle, limits, grants and reload
 //! semantics are described for plugin authors in `docs/plugins.md`.
 //!
 //! This crate knows nothing of replication, HTTP or databases; the reader drives it. It owns:
@@ -18,8 +18,9 @@
 //! - [`Push`] and [`Destination`] (`push`, `host/push.rs`): the `push` import, each push
 //!   checked against the grant, the operator's destinations and the effect limits, kept with
 //!   the `on-batch` call and returned in [`BatchEffects::pushes`] only when it succeeds.
-//! - [`FieldPaths`] (`row_fields`): the row fields a 0.3.0 plugin wants, extracted natively from
-//!   every row's JSON and handed to `on-batch` typed ([`FieldValue`]).
+//! - [`FieldPaths`] (`row_fields`): the row fields a plugin wants (from 0.3.0), extracted
+//!   natively from every row's JSON and handed to `on-batch` typed ([`FieldValue`]); for a
+//!   0.4.0 plugin packed with the batch's rows into a few large values (`packed`).
 //! - [`Limits`] and the [`BudgetLimiter`] (`limits`); the host memory a plugin causes,
 //!   [`HostBudget`] and its [`Charge`]s (`budget`).
 //! - outbound HTTP (`outbound`): `wasi:http/outgoing-handler`, linked for plugins granted
@@ -39,6 +40,7 @@ mod kv;
 mod limits;
 mod manifest;
 mod outbound;
+mod packed;
 mod push;
 mod row_fields;
 mod runtime;

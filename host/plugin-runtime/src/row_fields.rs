@@ -1,4 +1,4 @@
-//! [`FieldPaths`]: the row fields a 0.3.0 plugin asked for (`wanted-fields`), and their
+//! [`FieldPaths`]: the row fields a plugin asked for (`wanted-fields`, from 0.3.0), and their
 //! extraction from each row's JSON for `on-batch`'s `fields`, so a plugin that reads a few
 //! fields does no JSON parsing in Wasm.
 //!

@@ -10,8 +10,8 @@ use wasmtime::{Engine, Store};
 
 use crate::bindings::types::Description;
 use crate::bindings::{
-    EARLIER_VERSIONS, VERSIONS, authorizer, authorizer_v2, clock, fields, handler_v1, handler_v2,
-    handler_v3, rows, types,
+    EARLIER_VERSIONS, VERSIONS, authorizer, authorizer_v2, authorizer_v3, clock, fields,
+    handler_v1, handler_v2, handler_v3, handler_v4, rows, types,
 };
 use crate::error::LoadError;
 use crate::grants::{Capabilities, Grant};
@@ -203,12 +203,13 @@ impl PluginVersion {
         PluginInstance::new(store, &self.pre, &self.exports, self.fields.clone())
     }
 
-    /// The `streamhost:plugin` version the component was built against (`0.1.0` to `0.3.0`).
+    /// The `streamhost:plugin` version the component was built against (`0.1.0` to `0.4.0`).
     pub fn interface_version(&self) -> &'static str {
         match self.exports {
             ExportIndices::V1(_) => VERSIONS[0],
             ExportIndices::V2 { .. } => VERSIONS[1],
             ExportIndices::V3 { .. } => VERSIONS[2],
+            ExportIndices::V4 { .. } => VERSIONS[3],
         }
     }
 
@@ -220,6 +221,9 @@ impl PluginVersion {
                 authorizer: Some(_),
                 ..
             } | ExportIndices::V3 {
+                authorizer: Some(_),
+                ..
+            } | ExportIndices::V4 {
                 authorizer: Some(_),
                 ..
             }
@@ -335,6 +339,11 @@ pub(crate) enum ExportIndices {
     /// A 0.3.0 component: `handler@0.3.0`, and `authorizer@0.3.0` if it exports one.
     V3 {
         handler: handler_v3::GuestIndices,
+        authorizer: Option<authorizer_v3::GuestIndices>,
+    },
+    /// A 0.4.0 component: `handler@0.4.0`, and `authorizer@0.4.0` if it exports one.
+    V4 {
+        handler: handler_v4::GuestIndices,
         authorizer: Option<authorizer::GuestIndices>,
     },
 }
@@ -342,8 +351,15 @@ pub(crate) enum ExportIndices {
 impl ExportIndices {
     /// Finds the exports in `pre`'s component; an error says which `handler` it lacks.
     fn new(pre: &InstancePre<PluginState>) -> Result<ExportIndices, String> {
-        if let Ok(handler) = handler_v3::GuestIndices::new(pre) {
+        if let Ok(handler) = handler_v4::GuestIndices::new(pre) {
             let authorizer = authorizer::GuestIndices::new(pre).ok();
+            return Ok(ExportIndices::V4 {
+                handler,
+                authorizer,
+            });
+        }
+        if let Ok(handler) = handler_v3::GuestIndices::new(pre) {
+            let authorizer = authorizer_v3::GuestIndices::new(pre).ok();
             return Ok(ExportIndices::V3 {
                 handler,
                 authorizer,
@@ -371,7 +387,7 @@ impl ExportIndices {
 /// A linker with WASI (whose context grants only clocks, random and a granted folder),
 /// `wasi:http` when `caps` grants `http` targets, and exactly the Streamhost interfaces
 /// `caps` grants, under the names of every version in
-/// [`VERSIONS`]: 0.3.0's through `bindgen!`, the earlier ones onto the same functions
+/// [`VERSIONS`]: 0.4.0's through `bindgen!`, the earlier ones onto the same functions
 /// (`crate::host::earlier`).
 fn linker(engine: &Engine, caps: &Capabilities) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);

@@ -187,7 +187,7 @@ struct TrapMark {
 /// host's clock. Only rows that mention the field are parsed.
 fn trap_if_marked(batch: &Batch) -> Result<(), PluginError> {
     let now = clock::now_ms();
-    for row in &batch.rows {
+    for row in batch.rows() {
         if !row.data.contains("trap_until_ms") {
             continue;
         }
@@ -354,7 +354,7 @@ impl Plugin for Evil {
             Mode::SnapshotBomb => {}
             Mode::TrapMarked => {
                 trap_if_marked(&batch)?;
-                let total = count(&batch.stream)? + batch.rows.len() as u64;
+                let total = count(&batch.stream)? + batch.len() as u64;
                 kv::set(&count_key(&batch.stream), total.to_string().as_bytes())?;
                 return Ok(vec![Effect::invalidate("evil", batch.stream)]);
             }

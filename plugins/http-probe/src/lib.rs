@@ -71,7 +71,7 @@ impl Plugin for HttpProbe {
 
     fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
         let mut effects = Vec::new();
-        for row in &batch.rows {
+        for row in batch.rows() {
             let Ok(probe) = row.json::<Probe>() else {
                 continue;
             };

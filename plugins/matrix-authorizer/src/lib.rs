@@ -5,19 +5,25 @@
 //! - For each `events` row of kind `ev`, type `m.room.member`, with a `state_key` and a
 //!   `membership`, not rejected (the row objects of `docs/synapse.md`), it records in its
 //!   key-value store whether `state_key` is joined to `room_id` (a `join` sets the key, any
-//!   other membership removes it). The store commits with the plugin's cursor, so the state
-//!   survives restarts and reloads and is never ahead of or behind the rows applied.
+//!   other membership removes it). It reads those fields through the host's row fields
+//!   (`wanted-fields`, [`FIELDS`]) and parses no JSON; of a key a row holds twice, the last
+//!   counts. The store commits with the plugin's cursor, so the state survives restarts and
+//!   reloads and is never ahead of or behind the rows applied.
 //! - `authorize(subject, subscribe(topic))`: `room:<room>` and `membership:<room>` while
 //!   `subject` is joined to `<room>`; `user:<subject>` always; anything else never.
 //! - `authorize(subject, query(room-timeline, <any>, args))`: while `subject` is joined to
 //!   the `room` argument; any other plugin's queries never.
 
-/// The bindings `wit-bindgen` generates for the `authorizing-reader` world.
+/// The bindings `wit-bindgen` generates for the `authorizing-reader` world of
+/// `streamhost:plugin@0.3.0` (`wit/previous/0.3.0`). This plugin stays on 0.3.0 on purpose:
+/// it is the tests' real component of that version, whose loading, batches and `authorize`
+/// calls a host speaking 0.4.0 must keep serving (`docs/plugins.md`, "Versioning the
+/// interface").
 #[allow(missing_docs, clippy::all)]
 mod bindings {
     wit_bindgen::generate!({
         world: "authorizing-reader",
-        path: "../../wit",
+        path: "../../wit/previous/0.3.0",
     });
 }
 
@@ -28,22 +34,17 @@ use bindings::streamhost::plugin::kv;
 use bindings::streamhost::plugin::types::{
     Batch, Cursor, Description, Effect, ErrorKind, PluginError,
 };
-use serde::Deserialize;
 
-/// The fields of an `events` row this plugin reads.
-#[derive(Deserialize)]
-struct EventRow {
-    kind: String,
-    room_id: String,
-    #[serde(default, rename = "type")]
-    event_type: Option<String>,
-    #[serde(default)]
-    state_key: Option<String>,
-    #[serde(default)]
-    membership: Option<String>,
-    #[serde(default)]
-    rejected: bool,
-}
+/// The fields of an `events` row this plugin reads, extracted by the host (`wanted-fields`)
+/// in this order: it parses no JSON.
+const FIELDS: [&str; 6] = [
+    "kind",
+    "room_id",
+    "type",
+    "state_key",
+    "membership",
+    "rejected",
+];
 
 /// The key-value key recording that `user` is joined to `room` (neither holds a newline).
 fn member_key(room: &str, user: &str) -> String {
@@ -62,23 +63,29 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> PluginError {
     }
 }
 
-/// The membership change a row makes, if it is one: (room, user, joined).
-fn membership_change(data: &str) -> Option<(String, String, bool)> {
-    // A struct also deserializes from a JSON array: insist on an object.
-    if !data.trim_start().starts_with('{') {
+/// The string a field holds, if it is one.
+fn text(value: &FieldValue) -> Option<&str> {
+    match value {
+        FieldValue::Text(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// The membership change a row makes, if it is one: (room, user, joined). `fields` are the
+/// row's values of [`FIELDS`]: a row that is not a JSON object has them all absent.
+fn membership_change(fields: &[FieldValue]) -> Option<(&str, &str, bool)> {
+    let [kind, room, event_type, state_key, membership, rejected] = fields else {
+        return None;
+    };
+    let not_rejected = matches!(rejected, FieldValue::Absent | FieldValue::Boolean(false));
+    if text(kind)? != "ev" || text(event_type)? != "m.room.member" || !not_rejected {
         return None;
     }
-    let event: EventRow = serde_json::from_str(data).ok()?;
-    if event.kind != "ev" || event.event_type.as_deref() != Some("m.room.member") || event.rejected
-    {
+    let (room, user) = (text(room)?, text(state_key)?);
+    if room.contains('\n') || user.contains('\n') {
         return None;
     }
-    let user = event.state_key?;
-    let membership = event.membership?;
-    if event.room_id.contains('\n') || user.contains('\n') {
-        return None;
-    }
-    Some((event.room_id, user, membership == "join"))
+    Some((room, user, text(membership)? == "join"))
 }
 
 /// The plugin (its state is in the key-value store).
@@ -100,15 +107,15 @@ impl handler::Guest for MatrixAuthorizer {
     }
 
     fn wanted_fields() -> Vec<String> {
-        Vec::new()
+        FIELDS.iter().map(|name| name.to_string()).collect()
     }
 
-    fn on_batch(batch: Batch, _fields: Vec<FieldValue>) -> Result<Vec<Effect>, PluginError> {
-        for row in &batch.rows {
-            let Some((room, user, joined)) = membership_change(&row.data) else {
+    fn on_batch(batch: Batch, fields: Vec<FieldValue>) -> Result<Vec<Effect>, PluginError> {
+        for (_, row_fields) in batch.rows.iter().zip(fields.chunks(FIELDS.len())) {
+            let Some((room, user, joined)) = membership_change(row_fields) else {
                 continue;
             };
-            let key = member_key(&room, &user);
+            let key = member_key(room, user);
             if joined {
                 kv::set(&key, b"1").map_err(|e| {
                     error(

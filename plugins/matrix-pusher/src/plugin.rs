@@ -36,8 +36,8 @@ impl Plugin for MatrixPusher {
     }
 
     fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
-        for row in &batch.rows {
-            let pushes = process(&self.config, &mut HostHttp, &row.data).map_err(|e| match e {
+        for row in batch.rows() {
+            let pushes = process(&self.config, &mut HostHttp, row.data).map_err(|e| match e {
                 FetchError::Fatal(m) => PluginError::fatal(m),
                 FetchError::Retry(m) | FetchError::Missing(m) => PluginError::retry(m),
             })?;

@@ -52,12 +52,12 @@ impl Plugin for Membership {
 
     fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
         let mut effects = Vec::new();
-        for row in &batch.rows {
+        for row in batch.rows() {
             // A struct also deserializes from a JSON array: insist on an object.
             if !row.data.trim_start().starts_with('{') {
                 continue;
             }
-            let Ok(event) = serde_json::from_str::<EventRow>(&row.data) else {
+            let Ok(event) = serde_json::from_str::<EventRow>(row.data) else {
                 continue;
             };
             let (Some(event_id), Some(user_id), Some(membership)) =

@@ -51,9 +51,9 @@ impl Plugin for Notifier {
             let Some((room, mentions)) = recipients(&fields) else {
                 continue;
             };
-            effects.push(Effect::notify(format!("room:{room}"), row.data.clone()));
+            effects.push(Effect::notify(format!("room:{room}"), row.data));
             for user in mentions {
-                effects.push(Effect::notify(format!("user:{user}"), row.data.clone()));
+                effects.push(Effect::notify(format!("user:{user}"), row.data));
             }
         }
         if !effects.is_empty() {

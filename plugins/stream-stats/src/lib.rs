@@ -40,7 +40,7 @@ impl Plugin for StreamStats {
     }
 
     fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
-        let total = count(&batch.stream)? + batch.rows.len() as u64;
+        let total = count(&batch.stream)? + batch.len() as u64;
         kv::set(&key(&batch.stream), total.to_string().as_bytes())?;
         Ok(vec![Effect::invalidate("count", batch.stream)])
     }

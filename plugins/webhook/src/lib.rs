@@ -95,17 +95,17 @@ impl Plugin for Webhook {
     fn on_batch(&mut self, batch: Batch) -> Result<Vec<Effect>, PluginError> {
         let mut previous_token = None;
         let mut index = 0u32;
-        for row in &batch.rows {
+        for row in batch.rows() {
             if previous_token == Some(row.token) {
                 index += 1;
             } else {
                 previous_token = Some(row.token);
                 index = 0;
             }
-            let Ok(raw) = serde_json::from_str::<&RawValue>(&row.data) else {
+            let Ok(raw) = serde_json::from_str::<&RawValue>(row.data) else {
                 continue;
             };
-            if !self.matches(&row.data) {
+            if !self.matches(row.data) {
                 continue;
             }
             let key = format!("{}/{}/{}/{index}", batch.stream, batch.instance, row.token);

@@ -400,7 +400,7 @@ async fn a_reader_with_perf_map_set_names_its_plugins_functions_in_perfs_map() {
         .expect("perf_map writes /tmp/perf-<pid>.map");
     assert!(
         map.lines()
-            .any(|line| line.ends_with("streamhost:plugin/handler@0.3.0#on-batch")),
+            .any(|line| line.ends_with("streamhost:plugin/handler@0.4.0#on-batch")),
         "{map}"
     );
     assert_eq!(map_of("false").await, None, "no map without perf_map");

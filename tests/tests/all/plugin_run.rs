@@ -270,7 +270,7 @@ fn perf_map_names_the_plugins_functions_for_perf_and_is_written_only_when_asked(
         assert!(
             names
                 .iter()
-                .any(|n| n.ends_with("streamhost:plugin/handler@0.3.0#on-batch")),
+                .any(|n| n.ends_with("streamhost:plugin/handler@0.4.0#on-batch")),
             "{map}"
         );
     }

@@ -235,7 +235,7 @@ async fn a_component_importing_what_its_manifest_does_not_ask_for_is_refused() {
     let detail = loaded(&folder, grants, "room-timeline").await;
     let reason = detail["reason"].as_str().unwrap();
     assert!(
-        reason.contains("imports streamhost:plugin/kv@0.3.0, which needs `kv = true`"),
+        reason.contains("imports streamhost:plugin/kv@0.4.0, which needs `kv = true`"),
         "{reason}"
     );
 }

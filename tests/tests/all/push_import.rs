@@ -49,7 +49,7 @@ fn grant(dir: &str, config: Value) -> Grant {
 fn webhook(runtime: &Runtime, grant: &Grant) -> PluginInstance {
     let files = PluginFiles::in_dir(Path::new(WEBHOOK_DIR)).unwrap();
     let version = PluginVersion::load(runtime, &files, grant).unwrap();
-    assert_eq!(version.interface_version(), "0.3.0");
+    assert_eq!(version.interface_version(), "0.4.0");
     let services = PluginServices::new("webhook", KvStore::default(), 100, None);
     let mut instance = version.instantiate(services).unwrap();
     instance.init(&[]).unwrap();
@@ -158,7 +158,7 @@ fn importing_push_without_asking_for_it_is_refused_at_load() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("streamhost:plugin/push@0.3.0") && error.contains("push = [...]"),
+        error.contains("streamhost:plugin/push@0.4.0") && error.contains("push = [...]"),
         "{error}"
     );
 }

@@ -1,6 +1,6 @@
-//! The earlier versions' names of `clock` and `rows` (`streamhost:plugin/…@0.1.0` and
-//! `@0.2.0`), linked onto the same host functions as 0.3.0's: the interfaces are identical, but
-//! wasmtime never matches a 0.1 or 0.2 import with a 0.3 definition (`bindings`). `log`,
+//! The earlier versions' names of `clock` and `rows` (`streamhost:plugin/…@0.1.0` to
+//! `@0.3.0`), linked onto the same host functions as 0.4.0's: the interfaces are identical, but
+//! wasmtime never matches an earlier import with a 0.4 definition (`bindings`). `log`,
 //! `counters`, `kv` and `push` are linked by hand for every version already.
 
 use wasmtime::StoreContextMut;
