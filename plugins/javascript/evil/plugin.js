@@ -11,6 +11,7 @@
 // | `memory`           | keeps 32 MiB typed arrays in a list without bound                     |
 // | `counter-names`    | adds 1 to 10,000 (`count`) counters, each name 64 KiB (`bytes`)       |
 // | `kv-tombstones`    | deletes 100,000 (`count`) distinct keys of 1,000 bytes (`bytes`)      |
+// | `kv-values`        | sets 1 (`count`) 11-byte keys to 1 MiB (`bytes`) of `v`s; a refusal throws |
 // | `giant-log`        | logs 1,000 (`count`) lines of 16 MiB (`bytes`), one line made once    |
 // | `notify-flood`     | returns 400 (`count`) `notify("evil", …)` of 10,000 bytes (`bytes`)   |
 //
@@ -26,6 +27,7 @@ const MODES = {
   memory: [0, 0],
   "counter-names": [10_000, 64 << 10],
   "kv-tombstones": [100_000, 1_000],
+  "kv-values": [1, 1 << 20],
   "giant-log": [1_000, 16 << 20],
   "notify-flood": [400, 10_000],
 };
@@ -76,6 +78,11 @@ class Evil extends Plugin {
       case "kv-tombstones":
         numbered(this.count, this.bytes, (key) => kv.delete(key));
         break;
+      case "kv-values": {
+        const value = new Uint8Array(this.bytes).fill(0x76); // "v"
+        numbered(this.count, 11, (key) => kv.set(key, value));
+        break;
+      }
       case "giant-log":
         for (let i = 0; i < this.count; i++) log.info(this.giantLine);
         break;

@@ -10,6 +10,7 @@ and `bytes` change how many of a mode's things it makes and how big each is:
 | `memory` | grows a list of 32 MiB buffers without bound |
 | `counter-names` | adds 1 to 10,000 (`count`) distinct counters, each name 64 KiB (`bytes`) long |
 | `kv-tombstones` | deletes 100,000 (`count`) distinct keys of 1,000 bytes (`bytes`) |
+| `kv-values` | sets 1 (`count`) distinct 11-byte keys to values of 1 MiB (`bytes`) of `v`s; a refused `set` raises the SDK's Fatal |
 | `giant-log` | logs 1,000 (`count`) lines of 16 MiB (`bytes`) each (one line, made in `__init__`) |
 | `notify-flood` | returns 400 (`count`) `Notify("evil", …)` of 10,000-byte (`bytes`) payloads |
 """
@@ -25,6 +26,7 @@ MODES = {
     "memory": (0, 0),
     "counter-names": (10_000, 64 << 10),
     "kv-tombstones": (100_000, 1_000),
+    "kv-values": (1, 1 << 20),
     "giant-log": (1_000, 16 << 20),
     "notify-flood": (400, 10_000),
 }
@@ -69,6 +71,10 @@ class Evil(streamhost.Plugin):
         if self.mode == "kv-tombstones":
             for key in numbered(self.count, self.bytes):
                 streamhost.kv.delete(key)
+        if self.mode == "kv-values":
+            value = b"v" * self.bytes
+            for key in numbered(self.count, 11):
+                streamhost.kv.set(key, value)
         if self.mode == "giant-log":
             for _ in range(self.count):
                 streamhost.log.info(self.giant_line)

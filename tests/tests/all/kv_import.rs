@@ -1,11 +1,14 @@
 //! The `kv` import, linked by hand (arguments read in place from the guest's memory), on the
-//! plugin side: values set by `plugins/evil` (`kv-values`) are staged byte for byte; a value
-//! past the plugin's key-value quota answers `quota-exceeded`, which the SDK turns into a
-//! fatal error; a value larger than what is left of the host memory budget fails the call
-//! with `host-memory` and nothing is staged.
+//! plugin side, through each language's SDK: values set by `plugins/evil` and its Python and
+//! JavaScript twins (`kv-values`) are staged byte for byte; a value past the plugin's
+//! key-value quota answers `quota-exceeded`, which every SDK turns into a fatal error; a value
+//! larger than what is left of the host memory budget fails the call with `host-memory` and
+//! nothing is staged.
 
 use serde_json::{Value, json};
-use streamhost_integration_tests::plugins::EVIL_DIR;
+use std::path::Path;
+
+use streamhost_integration_tests::plugins::PLUGINS_DIR;
 use streamhost_plugin_runtime::{
     Batch, Failure, FailureReason, Grant, KvStore, LimitHit, Manifest, PluginFiles, PluginInstance,
     PluginServices, PluginVersion, Row, Runtime, RuntimeConfig,
@@ -17,20 +20,32 @@ const QUOTA: u64 = 100_000;
 /// The first key `kv-values` sets (`numbered`: ten digits and a dash).
 const FIRST_KEY: &str = "0000000000-";
 
-/// `evil` in `mode = "kv-values"` with `count` and `bytes`, its manifest asking for a
-/// key-value quota of [`QUOTA`] bytes (the host memory budget stays the default 16 MiB),
-/// initialised on a fresh store; and that store's services.
-fn evil_setting(count: u64, bytes: usize) -> (PluginInstance, std::sync::Arc<PluginServices>) {
+/// The `evil` plugin in each language.
+const EVILS: [&str; 3] = ["evil", "evil-py", "evil-js"];
+
+/// `plugin` (one of [`EVILS`]) in `mode = "kv-values"` with `count` and `bytes`, its manifest
+/// asking for a key-value quota of [`QUOTA`] bytes (the host memory budget stays the default
+/// 16 MiB), initialised on a fresh store; and that store's services.
+fn evil_setting(
+    plugin: &str,
+    count: u64,
+    bytes: usize,
+) -> (PluginInstance, std::sync::Arc<PluginServices>) {
     let dir = tempfile::tempdir().unwrap();
-    for file in std::fs::read_dir(EVIL_DIR).unwrap() {
+    for file in std::fs::read_dir(Path::new(PLUGINS_DIR).join(plugin)).unwrap() {
         let file = file.unwrap();
         std::fs::copy(file.path(), dir.path().join(file.file_name())).unwrap();
     }
     let manifest_path = dir.path().join("plugin.toml");
     let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    // The Python and JavaScript manifests end with a `[limits]` table already.
+    let limits = match manifest.contains("[limits]") {
+        true => "",
+        false => "\n[limits]",
+    };
     std::fs::write(
         &manifest_path,
-        format!("{manifest}\n[limits]\nkv_quota_bytes = {QUOTA}\n"),
+        format!("{manifest}{limits}\nkv_quota_bytes = {QUOTA}\n"),
     )
     .unwrap();
     let files = PluginFiles::in_dir(dir.path()).unwrap();
@@ -47,7 +62,7 @@ fn evil_setting(count: u64, bytes: usize) -> (PluginInstance, std::sync::Arc<Plu
     })
     .unwrap();
     let version = PluginVersion::load(&runtime, &files, &grant).unwrap();
-    let services = PluginServices::new("evil", KvStore::default(), 100, None);
+    let services = PluginServices::new(plugin, KvStore::default(), 100, None);
     let mut instance = version.instantiate(services.clone()).unwrap();
     instance.init(&[]).unwrap();
     (instance, services)
@@ -75,38 +90,48 @@ fn failure(instance: &mut PluginInstance) -> Failure {
 
 #[test]
 fn values_within_the_quota_are_staged_byte_for_byte() {
-    let (mut instance, services) = evil_setting(3, 10_000);
-    instance.on_batch(&one_row()).unwrap();
-    assert!(!instance.kv_quota_hit());
-    let kv = services.kv();
-    for key in [FIRST_KEY, "0000000001-", "0000000002-"] {
-        assert_eq!(kv.get(key), Some(vec![b'v'; 10_000]), "{key}");
+    for plugin in EVILS {
+        let (mut instance, services) = evil_setting(plugin, 3, 10_000);
+        instance.on_batch(&one_row()).unwrap();
+        assert!(!instance.kv_quota_hit(), "{plugin}");
+        let kv = services.kv();
+        for key in [FIRST_KEY, "0000000001-", "0000000002-"] {
+            assert_eq!(kv.get(key), Some(vec![b'v'; 10_000]), "{plugin} {key}");
+        }
+        assert_eq!(kv.get("0000000003-"), None, "{plugin}");
     }
-    assert_eq!(kv.get("0000000003-"), None);
 }
 
 #[test]
 fn a_value_past_the_quota_is_refused_to_the_plugin_as_quota_exceeded() {
-    let (mut instance, services) = evil_setting(1, 2 * QUOTA as usize);
-    let failure = failure(&mut instance);
-    assert_eq!(failure.reason, FailureReason::PluginFatal, "{failure:?}");
-    assert!(failure.message.contains("kv quota exceeded"), "{failure:?}");
-    assert!(instance.kv_quota_hit());
-    assert_eq!(services.kv().get(FIRST_KEY), None);
+    for plugin in EVILS {
+        let (mut instance, services) = evil_setting(plugin, 1, 2 * QUOTA as usize);
+        let failure = failure(&mut instance);
+        assert_eq!(failure.reason, FailureReason::PluginFatal, "{failure:?}");
+        // Rust: `kv quota exceeded`; Python: `quota_exceeded`; JavaScript: `quota-exceeded`.
+        assert!(
+            failure.message.contains("quota") && failure.message.contains("exceeded"),
+            "{plugin}: {failure:?}"
+        );
+        assert!(instance.kv_quota_hit(), "{plugin}");
+        assert_eq!(services.kv().get(FIRST_KEY), None, "{plugin}");
+    }
 }
 
 #[test]
 fn a_value_larger_than_the_host_memory_left_fails_the_call_and_stages_nothing() {
-    let (mut instance, services) = evil_setting(1, 20 << 20);
-    let failure = failure(&mut instance);
-    assert_eq!(
-        failure.reason,
-        FailureReason::Limit(LimitHit::HostMemory),
-        "{failure:?}"
-    );
-    assert!(
-        !instance.kv_quota_hit(),
-        "refused before the quota is asked"
-    );
-    assert_eq!(services.kv().get(FIRST_KEY), None);
+    for plugin in EVILS {
+        let (mut instance, services) = evil_setting(plugin, 1, 20 << 20);
+        let failure = failure(&mut instance);
+        assert_eq!(
+            failure.reason,
+            FailureReason::Limit(LimitHit::HostMemory),
+            "{plugin}: {failure:?}"
+        );
+        assert!(
+            !instance.kv_quota_hit(),
+            "{plugin}: refused before the quota is asked"
+        );
+        assert_eq!(services.kv().get(FIRST_KEY), None, "{plugin}");
+    }
 }
