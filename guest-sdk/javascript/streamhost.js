@@ -182,12 +182,11 @@ function asDoubles(scalars) {
 }
 
 // The rows of a packed batch (0.4.0) with their extracted fields (row i's field j is field
-// value i * n + j, its text the batch's text rows + i * n + j). The interpreter pays per
-// operation, so text values (the usual kind) are taken in line.
-function toRows(batch, names) {
+// value i * n + j, its text the batch's text rows + i * n + j), `texts` its texts cut out. The
+// interpreter pays per operation, so text values (the usual kind) are taken in line.
+function toRows(batch, names, texts) {
   const tokens = batch.tokens;
   const rows = tokens.length;
-  const texts = slices(batch.texts, batch.textEnds);
   const typed = new Array(rows);
   const n = names.length;
   if (n === 0) {
@@ -213,14 +212,87 @@ function toRows(batch, names) {
   return typed;
 }
 
-/** Consecutive rows of one stream from one writer instance, tokens (BigInt) ascending. */
+/**
+ * Consecutive rows of one stream from one writer instance, tokens (BigInt) ascending.
+ *
+ * `rows` is an array of `Row`. An interpreter pays for every object it makes, so a plugin that
+ * only needs each row's text and a few of its `fields` can read them as columns instead, without
+ * a `Row` or a fields object per row: `texts` (each row's JSON text, in order), `tokens` and
+ * `column(name)`. The host hands the batch over as such columns, so `rows` is only built when
+ * it is first read.
+ */
 export class Batch {
-  constructor(stream, instance, prevToken, token, rows) {
+  #rows;
+  #packed;
+  #names;
+  #texts;
+
+  constructor(stream, instance, prevToken, token, rows = []) {
     this.stream = stream;
     this.instance = instance;
     this.prevToken = prevToken;
     this.token = token;
-    this.rows = rows;
+    this.#rows = rows;
+  }
+
+  // The batch a 0.4.0 `onBatch` was given (`packed-batch`), with the fields `names`: every text
+  // (rows' and text values') is cut out at once, rows wait to be asked for.
+  static fromPacked(batch, names) {
+    const typed = new Batch(batch.stream, batch.instance, batch.prevToken, batch.token);
+    typed.#rows = undefined;
+    typed.#packed = batch;
+    typed.#names = names;
+    typed.#texts = slices(batch.texts, batch.textEnds);
+    return typed;
+  }
+
+  /** The rows, each a `Row` with its token, text and fields. */
+  get rows() {
+    if (this.#rows === undefined) this.#rows = toRows(this.#packed, this.#names, this.#texts);
+    return this.#rows;
+  }
+
+  /** Each row's token (BigInt), in order. */
+  get tokens() {
+    if (this.#rows === undefined) return Array.from(this.#packed.tokens);
+    return this.#rows.map((row) => row.token);
+  }
+
+  /** Each row's JSON text exactly as the writer stored it (`row.data`), in order. */
+  get texts() {
+    if (this.#rows === undefined) return this.#texts.slice(0, this.#packed.tokens.length);
+    return this.#rows.map((row) => row.data);
+  }
+
+  /**
+   * Field `name` of each row, in order (as in `row.fields`), `absent` (by default `undefined`)
+   * where the row lacks it. `name` must be one of the plugin's `static fields`.
+   */
+  column(name, absent = undefined) {
+    if (this.#rows !== undefined) {
+      return this.#rows.map((row) => (name in row.fields ? row.fields[name] : absent));
+    }
+    const j = this.#names.indexOf(name);
+    if (j < 0) {
+      throw new TypeError(`"${name}" is not one of the plugin's \`fields\` (${this.#names.join(", ")})`);
+    }
+    const batch = this.#packed;
+    const kinds = batch.fieldKinds;
+    const rows = batch.tokens.length;
+    const n = this.#names.length;
+    const values = this.#texts.slice(rows);
+    const column = new Array(rows);
+    let numbers;
+    for (let i = 0, k = j; i < rows; i += 1, k += n) {
+      const kind = kinds[k];
+      if (kind === TEXT) column[i] = values[k];
+      else if (kind === 0) column[i] = absent;
+      else {
+        if (kind === NUMBER && numbers === undefined) numbers = asDoubles(batch.fieldScalars);
+        column[i] = fieldValue(kind, k, batch, numbers, values);
+      }
+    }
+    return column;
   }
 }
 
@@ -532,13 +604,7 @@ export function exportPlugin(PluginClass) {
 
     onBatch: (batch) =>
       guarded(() => {
-        const typed = new Batch(
-          batch.stream,
-          batch.instance,
-          batch.prevToken,
-          batch.token,
-          toRows(batch, PluginClass.fields),
-        );
+        const typed = Batch.fromPacked(batch, PluginClass.fields);
         const effects = current().onBatch(typed) ?? [];
         return Array.from(effects, toWitEffect);
       }),

@@ -157,42 +157,9 @@ def _field(kind: int, k: int, batch: Any, texts: List[str]) -> Any:
     return None if kind == _NULL else kind == _TRUE
 
 
-def _rows(batch: Any, names: List[str]) -> List[Row]:
-    """The rows of a packed batch (0.4.0) with their extracted fields (row i's field j is
-    field value i * n + j, its text the batch's text rows + i * n + j).
-
-    The interpreter pays per operation, so every text is cut out in one comprehension, text
-    values (the usual kind) are taken in line and one wanted field, the usual case, has a loop
-    of its own."""
-    tokens = batch.tokens
-    texts = _slices(batch.texts, batch.text_ends)
-    if not names:
-        return [Row(token, data) for token, data in zip(tokens, texts)]
-    kinds = batch.field_kinds
-    values = texts[len(tokens):]
-    typed = []
-    if len(names) == 1:
-        name = names[0]
-        for k, (token, data, kind) in enumerate(zip(tokens, texts, kinds)):
-            if kind == _TEXT:
-                typed.append(Row(token, data, {name: values[k]}))
-            elif kind:
-                typed.append(Row(token, data, {name: _field(kind, k, batch, values)}))
-            else:
-                typed.append(Row(token, data, {}))
-        return typed
-    n = len(names)
-    for i, (token, data) in enumerate(zip(tokens, texts)):
-        fields = {}
-        for j, name in enumerate(names):
-            k = i * n + j
-            kind = kinds[k]
-            if kind == _TEXT:
-                fields[name] = values[k]
-            elif kind:
-                fields[name] = _field(kind, k, batch, values)
-        typed.append(Row(token, data, fields))
-    return typed
+def _field_or(kind: int, k: int, batch: Any, texts: List[str], default: Any) -> Any:
+    """Field value k of a packed batch as Python, `default` when it is absent."""
+    return default if kind == 0 else _field(kind, k, batch, texts)
 
 
 @dataclass(frozen=True)
@@ -204,15 +171,122 @@ class Cursor:
     token: int
 
 
-@dataclass(frozen=True)
 class Batch:
-    """Consecutive rows of one stream from one writer instance, tokens ascending."""
+    """Consecutive rows of one stream from one writer instance, tokens ascending.
 
-    stream: str
-    instance: str
-    prev_token: int
-    token: int
-    rows: List[Row]
+    `rows` is a list of `Row`. An interpreter pays for every object it makes, so a plugin that
+    only needs each row's text and a few of its `fields` can read them as columns instead,
+    without a `Row` or a dict per row: `texts` (each row's JSON text, in order), `tokens` and
+    `column(name)`. The host hands the batch over as such columns, so `rows` is only built
+    when it is first read."""
+
+    __slots__ = ("stream", "instance", "prev_token", "token", "_rows", "_packed", "_names",
+                 "_texts")
+
+    def __init__(self, stream: str, instance: str, prev_token: int, token: int,
+                 rows: List[Row]):
+        self.stream = stream
+        self.instance = instance
+        self.prev_token = prev_token
+        self.token = token
+        self._rows: Optional[List[Row]] = rows
+        self._packed: Any = None
+        self._names: List[str] = []
+        self._texts: List[str] = []
+
+    @classmethod
+    def _from_packed(cls, batch: Any, names: List[str]) -> "Batch":
+        """The batch a 0.4.0 `on-batch` was given (`packed-batch`), with the fields `names`:
+        every text (rows' and text values') is cut out at once, rows wait to be asked for."""
+        typed = cls(batch.stream, batch.instance, batch.prev_token, batch.token, [])
+        typed._rows = None
+        typed._packed = batch
+        typed._names = names
+        typed._texts = _slices(batch.texts, batch.text_ends)
+        return typed
+
+    @property
+    def rows(self) -> List[Row]:
+        """The rows, each a `Row` with its token, text and fields."""
+        if self._rows is None:
+            self._rows = self._packed_rows()
+        return self._rows
+
+    @property
+    def tokens(self) -> List[int]:
+        """Each row's token, in order."""
+        if self._rows is None:
+            return list(self._packed.tokens)
+        return [row.token for row in self._rows]
+
+    @property
+    def texts(self) -> List[str]:
+        """Each row's JSON text exactly as the writer stored it (`row.data`), in order."""
+        if self._rows is None:
+            return self._texts[:len(self._packed.tokens)]
+        return [row.data for row in self._rows]
+
+    def column(self, name: str, default: Any = None) -> List[Any]:
+        """Field `name` of each row, in order (as in `row.fields`), `default` where the row
+        lacks it. `name` must be one of the plugin's `fields`."""
+        if self._rows is not None:
+            return [row.fields.get(name, default) for row in self._rows]
+        if name not in self._names:
+            raise KeyError(f"{name!r} is not one of the plugin's `fields` {self._names!r}")
+        batch, n, j = self._packed, len(self._names), self._names.index(name)
+        rows = len(batch.tokens)
+        kinds = batch.field_kinds[j::n]
+        values = self._texts[rows + j::n]
+        if kinds.count(_TEXT) == rows:
+            return values
+        texts = self._texts[rows:]
+        return [value if kind == _TEXT else _field_or(kind, i * n + j, batch, texts, default)
+                for i, (kind, value) in enumerate(zip(kinds, values))]
+
+    def _packed_rows(self) -> List[Row]:
+        """The rows of the packed batch with their extracted fields (row i's field j is field
+        value i * n + j, its text the batch's text rows + i * n + j).
+
+        The interpreter pays per operation, so text values (the usual kind) are taken in line
+        and one wanted field, the usual case, has a loop of its own."""
+        batch, names, texts = self._packed, self._names, self._texts
+        tokens = batch.tokens
+        if not names:
+            return [Row(token, data) for token, data in zip(tokens, texts)]
+        kinds = batch.field_kinds
+        values = texts[len(tokens):]
+        typed = []
+        if len(names) == 1:
+            name = names[0]
+            for k, (token, data, kind) in enumerate(zip(tokens, texts, kinds)):
+                if kind == _TEXT:
+                    typed.append(Row(token, data, {name: values[k]}))
+                elif kind:
+                    typed.append(Row(token, data, {name: _field(kind, k, batch, values)}))
+                else:
+                    typed.append(Row(token, data, {}))
+            return typed
+        n = len(names)
+        for i, (token, data) in enumerate(zip(tokens, texts)):
+            fields = {}
+            for j, name in enumerate(names):
+                k = i * n + j
+                kind = kinds[k]
+                if kind == _TEXT:
+                    fields[name] = values[k]
+                elif kind:
+                    fields[name] = _field(kind, k, batch, values)
+            typed.append(Row(token, data, fields))
+        return typed
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Batch) and (
+            self.stream, self.instance, self.prev_token, self.token, self.rows) == (
+            other.stream, other.instance, other.prev_token, other.token, other.rows)
+
+    def __repr__(self) -> str:
+        return (f"Batch(stream={self.stream!r}, instance={self.instance!r}, "
+                f"prev_token={self.prev_token!r}, token={self.token!r}, rows={self.rows!r})")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -555,8 +629,7 @@ def export(plugin_class: type) -> type:
 
         def on_batch(self, batch: _types.PackedBatch) -> List[_types.Effect]:
             def run() -> List[_types.Effect]:
-                rows_ = _rows(batch, plugin_class.fields)
-                typed = Batch(batch.stream, batch.instance, batch.prev_token, batch.token, rows_)
+                typed = Batch._from_packed(batch, plugin_class.fields)
                 effects = plugin().on_batch(typed)
                 return [_to_wit_effect(e) for e in effects or []]
 

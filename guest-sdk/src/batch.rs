@@ -68,16 +68,23 @@ pub enum FieldValue<'a> {
 
 impl Batch {
     /// A batch from the packed wire record, whose field values are the host's for `names`.
+    /// Its layout is checked once here, so rows and fields are then read without a check each;
+    /// a host that broke the interface gets a `fatal` error naming what was wrong.
     #[doc(hidden)]
-    pub fn from_wire(mut packed: PackedBatch, names: &'static [&'static str]) -> Batch {
-        Batch {
+    pub fn from_wire(
+        mut packed: PackedBatch,
+        names: &'static [&'static str],
+    ) -> Result<Batch, PluginError> {
+        check_layout(&packed, names.len())
+            .map_err(|why| PluginError::fatal(format!("the host sent a malformed batch: {why}")))?;
+        Ok(Batch {
             stream: std::mem::take(&mut packed.stream),
             instance: std::mem::take(&mut packed.instance),
             prev_token: packed.prev_token,
             token: packed.token,
             packed,
             names,
-        }
+        })
     }
 
     /// A batch of `rows` (token and JSON text), with no fields extracted: for a plugin's own
@@ -104,7 +111,10 @@ impl Batch {
         Batch {
             stream: stream.to_owned(),
             instance: instance.to_owned(),
-            ..Batch::from_wire(packed, &[])
+            prev_token,
+            token,
+            packed,
+            names: &[],
         }
     }
 
@@ -122,13 +132,21 @@ impl Batch {
     pub fn row(&self, index: usize) -> Option<BatchRow<'_>> {
         Some(BatchRow {
             token: *self.packed.tokens.get(index)?,
-            data: text(&self.packed, index)?,
+            data: text(&self.packed, index),
         })
     }
 
     /// The rows, tokens ascending.
     pub fn rows(&self) -> impl DoubleEndedIterator<Item = BatchRow<'_>> + ExactSizeIterator {
-        (0..self.len()).map(|index| self.row(index).unwrap_or(BatchRow { token: 0, data: "" }))
+        let packed = &self.packed;
+        packed
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(index, &token)| BatchRow {
+                token,
+                data: text(packed, index),
+            })
     }
 
     /// The asked-for fields of row `index` (every field absent past the last row).
@@ -150,14 +168,54 @@ impl Batch {
     }
 }
 
-/// Text `t` of `packed` (row `t`, or field value `t - rows`), if it is there.
-fn text(packed: &PackedBatch, t: usize) -> Option<&str> {
-    let end = *packed.text_ends.get(t)? as usize;
+/// Text `t` of `packed` (row `t`, or field value `t - rows`); `t` is below
+/// `packed.text_ends.len()` and the layout passed [`check_layout`].
+fn text(packed: &PackedBatch, t: usize) -> &str {
+    let end = packed.text_ends[t] as usize;
     let start = match t {
         0 => 0,
-        _ => *packed.text_ends.get(t - 1)? as usize,
+        _ => packed.text_ends[t - 1] as usize,
     };
-    packed.texts.get(start..end)
+    &packed.texts[start..end]
+}
+
+/// Whether `packed` is laid out as `packed-batch` promises for `n` fields: a text per row and
+/// per field value, each ending on a character boundary at or after the one before it and the
+/// last at the end of `texts`, and a kind and a scalar per field value.
+fn check_layout(packed: &PackedBatch, n: usize) -> Result<(), String> {
+    let rows = packed.tokens.len();
+    let values = rows * n;
+    if packed.field_kinds.len() != values || packed.field_scalars.len() != values {
+        return Err(format!(
+            "{} field kinds and {} scalars for {rows} rows of {n} fields",
+            packed.field_kinds.len(),
+            packed.field_scalars.len()
+        ));
+    }
+    if packed.text_ends.len() != rows + values {
+        return Err(format!(
+            "{} text ends for {rows} rows of {n} fields",
+            packed.text_ends.len()
+        ));
+    }
+    let mut start = 0;
+    for (t, &end) in packed.text_ends.iter().enumerate() {
+        let end = end as usize;
+        if end < start || !packed.texts.is_char_boundary(end) {
+            return Err(format!(
+                "text {t} ends at byte {end}, not after {start} on a character of {} bytes",
+                packed.texts.len()
+            ));
+        }
+        start = end;
+    }
+    if start != packed.texts.len() {
+        return Err(format!(
+            "the texts end at byte {start} of {}",
+            packed.texts.len()
+        ));
+    }
+    Ok(())
 }
 
 impl<'a> BatchRow<'a> {
@@ -245,21 +303,21 @@ impl<'a> RowFields<'a> {
     }
 }
 
-/// Field value `k` of `packed` (absent when the host sent something this SDK cannot read).
+/// Field value `k` of `packed` (absent for a kind this SDK does not know); `k` is below
+/// `packed.field_kinds.len()` and the layout passed [`check_layout`].
 fn value(packed: &PackedBatch, k: usize) -> FieldValue<'_> {
     let text = || text(packed, packed.tokens.len() + k);
-    let scalar = || packed.field_scalars.get(k).copied();
-    let read = match packed.field_kinds.get(k).copied() {
-        Some(kind::NULL) => Some(FieldValue::Null),
-        Some(kind::FALSE) => Some(FieldValue::Boolean(false)),
-        Some(kind::TRUE) => Some(FieldValue::Boolean(true)),
-        Some(kind::INTEGER) => scalar().map(FieldValue::Integer),
-        Some(kind::NUMBER) => scalar().map(|bits| FieldValue::Number(f64::from_bits(bits as u64))),
-        Some(kind::TEXT) => text().map(FieldValue::Text),
-        Some(kind::JSON) => text().map(FieldValue::Json),
-        _ => None,
-    };
-    read.unwrap_or(FieldValue::Absent)
+    let scalar = packed.field_scalars[k];
+    match packed.field_kinds[k] {
+        kind::NULL => FieldValue::Null,
+        kind::FALSE => FieldValue::Boolean(false),
+        kind::TRUE => FieldValue::Boolean(true),
+        kind::INTEGER => FieldValue::Integer(scalar),
+        kind::NUMBER => FieldValue::Number(f64::from_bits(scalar as u64)),
+        kind::TEXT => FieldValue::Text(text()),
+        kind::JSON => FieldValue::Json(text()),
+        _ => FieldValue::Absent,
+    }
 }
 
 #[cfg(test)]
@@ -283,7 +341,7 @@ mod tests {
 
     #[test]
     fn rows_are_read_in_place_with_their_tokens() {
-        let batch = Batch::from_wire(packed(), &["room", "n"]);
+        let batch = Batch::from_wire(packed(), &["room", "n"]).unwrap();
         let rows: Vec<_> = batch.rows().map(|r| (r.token, r.data)).collect();
         assert_eq!(rows, [(1, r#"{"room":"!a","n":3}"#), (2, "[]")]);
         assert_eq!((batch.len(), batch.is_empty()), (2, false));
@@ -293,7 +351,7 @@ mod tests {
 
     #[test]
     fn fields_are_read_by_name_row_by_row() {
-        let batch = Batch::from_wire(packed(), &["room", "n"]);
+        let batch = Batch::from_wire(packed(), &["room", "n"]).unwrap();
         let seen: Vec<_> = batch
             .rows_with_fields()
             .map(|(row, f)| (row.token, f.text("room"), f.number("n"), f.integer("n")))
@@ -310,6 +368,51 @@ mod tests {
         assert_eq!(batch.fields(1).get("room"), FieldValue::Null);
         assert_eq!(batch.fields(1).boolean("n"), None);
         assert_eq!(batch.fields(0).json("room"), None);
+    }
+
+    #[test]
+    fn a_malformed_batch_is_a_fatal_error_naming_what_is_wrong() {
+        /// A way to break a well-formed batch, and what the error must then say.
+        type Breakage = (fn(&mut PackedBatch), &'static str);
+        let cases: [Breakage; 6] = [
+            (|p| p.text_ends[0] = 30, "text 0 ends at byte 30"),
+            (
+                |p| p.text_ends[1] = 10,
+                "text 1 ends at byte 10, not after 19",
+            ),
+            (
+                |p| {
+                    p.text_ends.pop();
+                },
+                "5 text ends for 2 rows of 2 fields",
+            ),
+            (
+                |p| p.field_kinds.push(kind::TEXT),
+                "5 field kinds and 4 scalars",
+            ),
+            (|p| p.texts.push('x'), "the texts end at byte 23 of 24"),
+            (
+                |p| {
+                    p.texts = "é".repeat(12);
+                    p.text_ends[0] = 1;
+                },
+                "text 0 ends at byte 1",
+            ),
+        ];
+        for (break_it, expected) in cases {
+            let mut packed = packed();
+            break_it(&mut packed);
+            let error = Batch::from_wire(packed, &["room", "n"]).unwrap_err();
+            assert_eq!(error.kind, crate::ErrorKind::Fatal);
+            assert!(
+                error
+                    .message
+                    .starts_with("the host sent a malformed batch: ")
+                    && error.message.contains(expected),
+                "{expected:?} not in {:?}",
+                error.message
+            );
+        }
     }
 
     #[test]

@@ -223,7 +223,7 @@ macro_rules! export_plugin {
                 ) -> ::core::result::Result<::std::vec::Vec<$crate::Effect>, $crate::PluginError>
                 {
                     let batch =
-                        $crate::Batch::from_wire(batch, <$plugin as $crate::Plugin>::FIELDS);
+                        $crate::Batch::from_wire(batch, <$plugin as $crate::Plugin>::FIELDS)?;
                     $crate::__private::with_instance(
                         &__STREAMHOST_PLUGIN_INSTANCE,
                         "on-batch",

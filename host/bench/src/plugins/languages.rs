@@ -108,14 +108,15 @@ fn load_all(
 }
 
 /// The per-row cost at each batch size; every implementation must end with Rust's timeline.
+/// Each run passes every implementation in turn, so a slow spell of the shared machine falls
+/// on all of them rather than on one implementation's runs.
 fn per_row_rows(loaded: &[Loaded], data: &[String], runs: usize) -> anyhow::Result<()> {
     for size in BATCH_SIZES {
         let batches = batches_of(data, size);
-        let mut figures = Vec::new();
+        let mut times = vec![Vec::with_capacity(runs); loaded.len()];
         let mut reference = None;
-        for implementation in loaded {
-            let mut times = Vec::with_capacity(runs);
-            for _ in 0..runs {
+        for _ in 0..runs {
+            for (implementation, times) in loaded.iter().zip(&mut times) {
                 let (elapsed, checked) = pass(&implementation.version, &batches)?;
                 match &reference {
                     None => reference = Some(checked),
@@ -127,8 +128,11 @@ fn per_row_rows(loaded: &[Loaded], data: &[String], runs: usize) -> anyhow::Resu
                 }
                 times.push(elapsed);
             }
-            figures.push(per_row_ns(median(times), data.len()));
         }
+        let figures: Vec<_> = times
+            .into_iter()
+            .map(|times| per_row_ns(median(times), data.len()))
+            .collect();
         row(
             &format!("room-timeline, {size} row(s) per batch (ns/row)"),
             &figures,

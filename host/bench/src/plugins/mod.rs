@@ -35,6 +35,11 @@ impl Suite {
     }
 }
 
+/// Runs only the languages table (`streamhost bench plugin-languages`).
+pub(crate) async fn languages_only(suite: Suite) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || languages::run(&suite)).await?
+}
+
 /// Runs the three parts in turn.
 pub(crate) async fn run(suite: Suite) -> anyhow::Result<()> {
     let first = suite.clone();
