@@ -20,7 +20,7 @@ use crate::error::{Failure, FailureReason};
 use crate::limits::{EPOCH_TICK, LimitHit};
 use crate::packed::pack;
 use crate::push::Push;
-use crate::row_fields::FieldPaths;
+use crate::row_fields::{Extracted, FieldPaths};
 use crate::state::PluginState;
 use crate::version::ExportIndices;
 
@@ -216,11 +216,16 @@ impl PluginInstance {
             Exports::V3(..) | Exports::V4(..) => self.extract_fields(&batch.rows)?,
             Exports::V1(_) | Exports::V2(..) => (Vec::new(), Charge::default()),
         };
+        // 0.4.0 gets the values copied once into its packed batch; 0.3.0 a `field-value` each.
         let packed = match self.exports {
             Exports::V4(..) => Some(pack(batch, &fields).map_err(|message| {
                 Failure::new(FailureReason::Limit(LimitHit::HostMemory), message)
             })?),
             _ => None,
+        };
+        let field_values: Vec<FieldValue> = match self.exports {
+            Exports::V3(..) => fields.iter().map(Extracted::to_field_value).collect(),
+            _ => Vec::new(),
         };
         self.store.data_mut().pushes.open();
         let result = self.call(deadline, |b, s| {
@@ -230,7 +235,7 @@ impl PluginInstance {
             match (b, &packed) {
                 (Exports::V1(h), _) => h.call_on_batch(s, batch),
                 (Exports::V2(h, _), _) => h.call_on_batch(s, batch),
-                (Exports::V3(h, _), _) => h.call_on_batch(s, batch, &fields),
+                (Exports::V3(h, _), _) => h.call_on_batch(s, batch, &field_values),
                 (Exports::V4(h, _), Some(packed)) => h.call_on_batch(s, packed),
                 (Exports::V4(..), None) => Err(wasmtime::Error::msg("the batch was not packed")),
             }
@@ -260,7 +265,10 @@ impl PluginInstance {
 
     /// The row fields of `rows`, held against the plugin's host memory budget until the call
     /// returns; a failure (`host-memory`) when they would not fit what is left of it.
-    fn extract_fields(&self, rows: &[Row]) -> Result<(Vec<FieldValue>, Charge), Failure> {
+    fn extract_fields<'row>(
+        &self,
+        rows: &'row [Row],
+    ) -> Result<(Vec<Extracted<'row>>, Charge), Failure> {
         let state = self.store.data();
         let budget = state.services.budget();
         let limit = state.caps.limits.host_memory_bytes();

@@ -19,8 +19,9 @@
 //!   checked against the grant, the operator's destinations and the effect limits, kept with
 //!   the `on-batch` call and returned in [`BatchEffects::pushes`] only when it succeeds.
 //! - [`FieldPaths`] (`row_fields`): the row fields a plugin wants (from 0.3.0), extracted
-//!   natively from every row's JSON and handed to `on-batch` typed ([`FieldValue`]); for a
-//!   0.4.0 plugin packed with the batch's rows into a few large values (`packed`).
+//!   natively from every row's JSON, typed and borrowing the row's text ([`Extracted`]); for a
+//!   0.4.0 plugin copied once into a packed batch with the rows (`packed`), for 0.3.0 handed
+//!   over as `field-value`s.
 //! - [`Limits`] and the [`BudgetLimiter`] (`limits`); the host memory a plugin causes,
 //!   [`HostBudget`] and its [`Charge`]s (`budget`).
 //! - outbound HTTP (`outbound`): `wasi:http/outgoing-handler`, linked for plugins granted
@@ -49,7 +50,6 @@ mod state;
 mod version;
 
 pub use bindings::authorizer::{Access, QueryAccess};
-pub use bindings::fields::FieldValue;
 pub use bindings::types::{
     Batch, Cursor, Description, Effect, ErrorKind, Invalidation, Notification, PluginError,
     QuerySpec, Row,
@@ -63,7 +63,7 @@ pub use limits::{BudgetLimiter, EPOCH_TICK, LimitHit, Limits};
 pub use manifest::{Manifest, PluginFiles};
 pub use outbound::{FixtureResponse, HttpBackend, HttpExchange, HttpFixtures};
 pub use push::{Destination, Destinations, Push};
-pub use row_fields::{FieldPaths, MAX_FIELDS};
+pub use row_fields::{Extracted, FieldPaths, MAX_FIELDS};
 pub use runtime::{Runtime, RuntimeConfig, sha256_hex};
 pub use services::{LogBook, PluginServices, RowSource};
 pub use version::PluginVersion;

@@ -3,8 +3,8 @@
 //! called from the host) and a copy per row, and 0.3.0's `list<field-value>` one per text
 //! value; a packed batch costs one per list, however many rows it holds.
 
-use crate::bindings::fields::FieldValue;
 use crate::bindings::types::{Batch, PackedBatch};
+use crate::row_fields::Extracted;
 
 /// The codes of [`PackedBatch::field_kinds`]: the cases of `field-value` in order, a boolean
 /// split into its two values.
@@ -28,14 +28,12 @@ pub mod kind {
 }
 
 /// `batch` with the field values `values` (as `FieldPaths::extract` lays them out, row by
-/// row): the rows' texts one after another, then the values' texts. Fails when the texts pass
-/// the 4 GiB a `u32` offset can reach.
-pub fn pack(batch: &Batch, values: &[FieldValue]) -> Result<PackedBatch, String> {
+/// row): the rows' texts one after another, then the values' texts, each copied once from
+/// the row it was extracted from. Fails when the texts pass the 4 GiB a `u32` offset can
+/// reach.
+pub fn pack(batch: &Batch, values: &[Extracted]) -> Result<PackedBatch, String> {
     let bytes: usize = batch.rows.iter().map(|row| row.data.len()).sum::<usize>()
-        + values
-            .iter()
-            .map(|value| text_of(value).len())
-            .sum::<usize>();
+        + values.iter().map(|value| value.text().len()).sum::<usize>();
     let mut texts = String::with_capacity(bytes);
     let mut text_ends = Vec::with_capacity(batch.rows.len() + values.len());
     for row in &batch.rows {
@@ -46,16 +44,16 @@ pub fn pack(batch: &Batch, values: &[FieldValue]) -> Result<PackedBatch, String>
     let mut field_scalars = Vec::with_capacity(values.len());
     for value in values {
         let (kind, scalar) = match value {
-            FieldValue::Absent => (kind::ABSENT, 0),
-            FieldValue::Null => (kind::NULL, 0),
-            FieldValue::Boolean(false) => (kind::FALSE, 0),
-            FieldValue::Boolean(true) => (kind::TRUE, 0),
-            FieldValue::Integer(integer) => (kind::INTEGER, *integer),
-            FieldValue::Number(number) => (kind::NUMBER, number.to_bits() as i64),
-            FieldValue::Text(_) => (kind::TEXT, 0),
-            FieldValue::Json(_) => (kind::JSON, 0),
+            Extracted::Absent => (kind::ABSENT, 0),
+            Extracted::Null => (kind::NULL, 0),
+            Extracted::Boolean(false) => (kind::FALSE, 0),
+            Extracted::Boolean(true) => (kind::TRUE, 0),
+            Extracted::Integer(integer) => (kind::INTEGER, *integer),
+            Extracted::Number(number) => (kind::NUMBER, number.to_bits() as i64),
+            Extracted::Text(_) => (kind::TEXT, 0),
+            Extracted::Json(_) => (kind::JSON, 0),
         };
-        texts.push_str(text_of(value));
+        texts.push_str(value.text());
         text_ends.push(offset(&texts)?);
         field_kinds.push(kind);
         field_scalars.push(scalar);
@@ -73,14 +71,6 @@ pub fn pack(batch: &Batch, values: &[FieldValue]) -> Result<PackedBatch, String>
     })
 }
 
-/// The text a value carries in `texts` (none but for `text` and `json`).
-fn text_of(value: &FieldValue) -> &str {
-    match value {
-        FieldValue::Text(text) | FieldValue::Json(text) => text,
-        _ => "",
-    }
-}
-
 /// Where `texts` ends, as a `u32` offset.
 fn offset(texts: &str) -> Result<u32, String> {
     u32::try_from(texts.len()).map_err(|_| {
@@ -94,6 +84,7 @@ fn offset(texts: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::fields::FieldValue;
     use crate::bindings::types::Row;
 
     /// Text `t` of `packed`, cut out the way the SDKs cut it.
@@ -159,19 +150,20 @@ mod tests {
     #[test]
     fn every_kind_of_value_reads_back_as_it_was_after_the_rows() {
         let values = vec![
-            FieldValue::Text("!é:x".into()),
-            FieldValue::Absent,
-            FieldValue::Null,
-            FieldValue::Boolean(false),
-            FieldValue::Boolean(true),
-            FieldValue::Integer(-(1 << 60)),
-            FieldValue::Number(-1.5e300),
-            FieldValue::Json(r#"["@a:x"]"#.into()),
-            FieldValue::Text(String::new()),
+            Extracted::Text("!é:x".into()),
+            Extracted::Absent,
+            Extracted::Null,
+            Extracted::Boolean(false),
+            Extracted::Boolean(true),
+            Extracted::Integer(-(1 << 60)),
+            Extracted::Number(-1.5e300),
+            Extracted::Json(r#"["@a:x"]"#),
+            Extracted::Text(String::new().into()),
         ];
         let packed = pack(&batch(&[(1, "ab")]), &values).unwrap();
         let read: Vec<_> = (0..values.len()).map(|k| unpack(&packed, k)).collect();
-        assert_eq!(format!("{read:?}"), format!("{values:?}"));
+        let sent: Vec<_> = values.iter().map(Extracted::to_field_value).collect();
+        assert_eq!(format!("{read:?}"), format!("{sent:?}"));
         assert_eq!(packed.texts, r#"ab!é:x["@a:x"]"#);
         assert_eq!(packed.text_ends, [2, 7, 7, 7, 7, 7, 7, 7, 15, 15]);
     }

@@ -3,11 +3,14 @@
 //! fields does no JSON parsing in Wasm.
 //!
 //! A row is read once, natively, by `serde_json`: keys are compared in place, values of fields
-//! nobody asked for are skipped (checked for syntax only), and only the asked-for values are
-//! copied out. A row that is not JSON (every field `absent`) is judged by the rules of the SDKs'
+//! nobody asked for are skipped (checked for syntax only), and the asked-for values are
+//! [`Extracted`] borrowing the row's text (only a string with escapes is decoded into a copy),
+//! to be copied once into the plugin's batch. A row that is not JSON (every field `absent`) is judged by the rules of the SDKs'
 //! `row.json()` for the values extracted (no lone surrogate escapes, numbers finite as a
 //! double, an extracted array or object at most 127 levels deep) and by JSON syntax alone for
 //! the values skipped.
+
+use std::borrow::Cow;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -20,6 +23,51 @@ pub const MAX_FIELDS: usize = 64;
 
 /// Longest path, in bytes.
 const MAX_PATH_BYTES: usize = 256;
+
+/// One extracted field value of a row, its text borrowed from the row where the row holds it
+/// as is: the cases of `field-value`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Extracted<'row> {
+    /// The row has no such field, a step of the path is not an object, or the row is not a
+    /// JSON object.
+    Absent,
+    /// JSON `null`.
+    Null,
+    /// `true` or `false`.
+    Boolean(bool),
+    /// A number written without fraction or exponent that fits in an `i64`.
+    Integer(i64),
+    /// Any other number.
+    Number(f64),
+    /// A string, its escapes decoded (a copy only when it had escapes).
+    Text(Cow<'row, str>),
+    /// An array or an object: its JSON text exactly as the row holds it.
+    Json(&'row str),
+}
+
+impl Extracted<'_> {
+    /// The text the value carries: a string's or an array's or object's, else none.
+    pub fn text(&self) -> &str {
+        match self {
+            Extracted::Text(text) => text,
+            Extracted::Json(text) => text,
+            _ => "",
+        }
+    }
+
+    /// The value as 0.3.0's `fields` interface hands it over, owning its text.
+    pub fn to_field_value(&self) -> FieldValue {
+        match self {
+            Extracted::Absent => FieldValue::Absent,
+            Extracted::Null => FieldValue::Null,
+            Extracted::Boolean(boolean) => FieldValue::Boolean(*boolean),
+            Extracted::Integer(integer) => FieldValue::Integer(*integer),
+            Extracted::Number(number) => FieldValue::Number(*number),
+            Extracted::Text(text) => FieldValue::Text(text.as_ref().to_owned()),
+            Extracted::Json(text) => FieldValue::Json((*text).to_owned()),
+        }
+    }
+}
 
 /// The paths a plugin asked for, as a tree of keys; each asked-for path owns one slot of a
 /// row's values, in the order the plugin named them.
@@ -112,11 +160,11 @@ impl FieldPaths {
     /// and the bytes of their texts. Stops with the bytes reached once those exceed `max_bytes`
     /// (nested paths may copy one row's bytes several times: this bounds what a plugin makes
     /// the host hold).
-    pub fn extract(
+    pub fn extract<'row>(
         &self,
-        rows: &[Row],
+        rows: &'row [Row],
         max_bytes: usize,
-    ) -> Result<(Vec<FieldValue>, usize), usize> {
+    ) -> Result<(Vec<Extracted<'row>>, usize), usize> {
         let n = self.len();
         let mut values = Vec::with_capacity(rows.len() * n);
         if n == 0 {
@@ -125,7 +173,7 @@ impl FieldPaths {
         let mut bytes = 0;
         for row in rows {
             let start = values.len();
-            values.resize_with(start + n, || FieldValue::Absent);
+            values.resize_with(start + n, || Extracted::Absent);
             self.extract_row(&row.data, &mut values[start..]);
             bytes += held_bytes(&values[start..]);
             if bytes > max_bytes {
@@ -135,8 +183,8 @@ impl FieldPaths {
         Ok((values, bytes))
     }
 
-    /// One row's values into `out` (all [`FieldValue::Absent`] on entry).
-    fn extract_row(&self, text: &str, out: &mut [FieldValue]) {
+    /// One row's values into `out` (all [`Extracted::Absent`] on entry).
+    fn extract_row<'row>(&self, text: &'row str, out: &mut [Extracted<'row>]) {
         let mut json = serde_json::Deserializer::from_str(text);
         let read = NodeSeed {
             node: &self.root,
@@ -145,30 +193,24 @@ impl FieldPaths {
         .deserialize(&mut json)
         .and_then(|()| json.end());
         if read.is_err() {
-            out.fill_with(|| FieldValue::Absent);
+            out.fill_with(|| Extracted::Absent);
         }
     }
 }
 
-/// The bytes of the texts `values` hold.
-fn held_bytes(values: &[FieldValue]) -> usize {
-    values
-        .iter()
-        .map(|value| match value {
-            FieldValue::Text(text) | FieldValue::Json(text) => text.len(),
-            _ => 0,
-        })
-        .sum()
+/// The bytes of the texts `values` carry (what the plugin's batch holds of them).
+fn held_bytes(values: &[Extracted]) -> usize {
+    values.iter().map(|value| value.text().len()).sum()
 }
 
 /// Reads a value where `node`'s keys are wanted: an object's wanted keys into their slots;
 /// any other value is consumed and leaves them absent.
-struct NodeSeed<'a> {
+struct NodeSeed<'a, 'de> {
     node: &'a Node,
-    out: &'a mut [FieldValue],
+    out: &'a mut [Extracted<'de>],
 }
 
-impl<'de> DeserializeSeed<'de> for NodeSeed<'_> {
+impl<'de> DeserializeSeed<'de> for NodeSeed<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -176,7 +218,7 @@ impl<'de> DeserializeSeed<'de> for NodeSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for NodeSeed<'_> {
+impl<'de> Visitor<'de> for NodeSeed<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -251,10 +293,10 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
 
 impl Node {
     /// Sets every slot at or below this node back to absent.
-    fn clear(&self, out: &mut [FieldValue]) {
+    fn clear(&self, out: &mut [Extracted]) {
         for entry in &self.keys {
             if let Some(slot) = entry.slot {
-                out[slot] = FieldValue::Absent;
+                out[slot] = Extracted::Absent;
             }
             if let Some(inner) = &entry.inner {
                 inner.clear(out);
@@ -288,18 +330,20 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
 
 /// The value of a JSON text already checked for syntax: numbers must be finite as a double
 /// and strings free of lone surrogates, as `row.json()` requires.
-fn leaf(raw: &str) -> Result<FieldValue, String> {
+fn leaf(raw: &str) -> Result<Extracted<'_>, String> {
     Ok(match raw.as_bytes()[0] {
         b'{' | b'[' => {
             // Checked whole by `row.json()`'s rules, so an SDK's parse of it cannot fail.
             serde_json::from_str::<Checked>(raw).map_err(|e| e.to_string())?;
-            FieldValue::Json(raw.to_owned())
+            Extracted::Json(raw)
         }
-        b'"' if !raw.contains('\\') => FieldValue::Text(raw[1..raw.len() - 1].to_owned()),
-        b'"' => FieldValue::Text(serde_json::from_str(raw).map_err(|e| e.to_string())?),
-        b't' => FieldValue::Boolean(true),
-        b'f' => FieldValue::Boolean(false),
-        b'n' => FieldValue::Null,
+        b'"' if !raw.contains('\\') => Extracted::Text(Cow::Borrowed(&raw[1..raw.len() - 1])),
+        b'"' => Extracted::Text(Cow::Owned(
+            serde_json::from_str(raw).map_err(|e| e.to_string())?,
+        )),
+        b't' => Extracted::Boolean(true),
+        b'f' => Extracted::Boolean(false),
+        b'n' => Extracted::Null,
         _ => number(raw)?,
     })
 }
@@ -363,14 +407,14 @@ impl<'de> Visitor<'de> for Checked {
 }
 
 /// A JSON number: an integer when written without fraction or exponent and within s64.
-fn number(raw: &str) -> Result<FieldValue, String> {
+fn number(raw: &str) -> Result<Extracted<'_>, String> {
     if !raw.contains(['.', 'e', 'E'])
         && let Ok(integer) = raw.parse::<i64>()
     {
-        return Ok(FieldValue::Integer(integer));
+        return Ok(Extracted::Integer(integer));
     }
     match raw.parse::<f64>() {
-        Ok(number) if number.is_finite() => Ok(FieldValue::Number(number)),
+        Ok(number) if number.is_finite() => Ok(Extracted::Number(number)),
         _ => Err(format!("number {raw} is out of range")),
     }
 }
@@ -388,7 +432,10 @@ mod tests {
             token: 1,
             data: text.to_owned(),
         };
-        paths(names).extract(&[row], usize::MAX).unwrap().0
+        let (values, _) = paths(names)
+            .extract(std::slice::from_ref(&row), usize::MAX)
+            .unwrap();
+        values.iter().map(Extracted::to_field_value).collect()
     }
 
     fn show(values: &[FieldValue]) -> String {
@@ -438,6 +485,29 @@ mod tests {
             show(&extract(&["c.a", "c.b", "r"], row)),
             "int 3, absent, text \"two\""
         );
+    }
+
+    #[test]
+    fn texts_are_borrowed_from_the_row_unless_they_had_escapes() {
+        let row = Row {
+            token: 1,
+            data: r#"{"a": "plain", "b": "t\u00e9", "c": [1, "x"]}"#.to_owned(),
+        };
+        let (values, _) = paths(&["a", "b", "c"])
+            .extract(std::slice::from_ref(&row), usize::MAX)
+            .unwrap();
+        let within_row = |text: &str| row.data.as_bytes().as_ptr_range().contains(&text.as_ptr());
+        match &values[..] {
+            [
+                Extracted::Text(Cow::Borrowed(a)),
+                Extracted::Text(Cow::Owned(b)),
+                Extracted::Json(c),
+            ] => {
+                assert_eq!((*a, b.as_str(), *c), ("plain", "té", r#"[1, "x"]"#));
+                assert!(within_row(a) && within_row(c) && !within_row(b));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -494,6 +564,7 @@ mod tests {
             })
             .collect();
         let (values, _) = paths(&["b", "a"]).extract(&rows, usize::MAX).unwrap();
+        let values: Vec<_> = values.iter().map(Extracted::to_field_value).collect();
         assert_eq!(
             show(&values),
             "text \"0\", int 0, text \"1\", int 1, text \"2\", int 2"

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streamhost_plugin_runtime::{
-    Batch, Effect, FieldPaths, FieldValue, Grant, Invalidation, KvStore, Manifest, PluginFiles,
+    Batch, Effect, Extracted, FieldPaths, Grant, Invalidation, KvStore, Manifest, PluginFiles,
     PluginServices, PluginVersion, Row, Runtime,
 };
 
@@ -260,9 +260,10 @@ fn native_on_batch(
         .map_err(|bytes| format!("fields of {bytes} bytes"))?;
     let mut rooms: Vec<(&str, Vec<&[u8]>)> = Vec::new();
     for (row, room) in batch.rows.iter().zip(&values) {
-        let FieldValue::Text(room) = room else {
+        let Extracted::Text(room) = room else {
             continue;
         };
+        let room: &str = room;
         match rooms.iter_mut().find(|(r, _)| *r == room) {
             Some((_, texts)) => texts.push(row.data.as_bytes()),
             None => rooms.push((room, vec![row.data.as_bytes()])),
