@@ -254,22 +254,23 @@ export class Batch {
 
   /** Each row's token (BigInt), in order. */
   get tokens() {
-    if (this.#rows === undefined) return Array.from(this.#packed.tokens);
-    return this.#rows.map((row) => row.token);
+    if (this.#packed === undefined) return this.#rows.map((row) => row.token);
+    return Array.from(this.#packed.tokens);
   }
 
   /** Each row's JSON text exactly as the writer stored it (`row.data`), in order. */
   get texts() {
-    if (this.#rows === undefined) return this.#texts.slice(0, this.#packed.tokens.length);
-    return this.#rows.map((row) => row.data);
+    if (this.#packed === undefined) return this.#rows.map((row) => row.data);
+    return this.#texts.slice(0, this.#packed.tokens.length);
   }
 
   /**
    * Field `name` of each row, in order (as in `row.fields`), `absent` (by default `undefined`)
-   * where the row lacks it. `name` must be one of the plugin's `static fields`.
+   * where the row lacks it. `name` must be one of the plugin's `static fields` (a batch made by
+   * hand from rows has no such list and reads `row.fields`).
    */
   column(name, absent = undefined) {
-    if (this.#rows !== undefined) {
+    if (this.#packed === undefined) {
       return this.#rows.map((row) => (name in row.fields ? row.fields[name] : absent));
     }
     const j = this.#names.indexOf(name);

@@ -74,11 +74,14 @@ test("columns match the rows", () => {
   assert.deepEqual(b.column("n"), [1, 1.5, [1], true]);
 });
 
-test("a column not asked for is refused by name", () => {
-  assert.throws(() => batch().column("body"), {
-    name: "TypeError",
-    message: '"body" is not one of the plugin\'s `fields` (room, n)',
-  });
+test("a column not asked for is refused by name, even once rows are made", () => {
+  const b = batch();
+  const refusal = { name: "TypeError", message: '"body" is not one of the plugin\'s `fields` (room, n)' };
+  assert.throws(() => b.column("body"), refusal);
+  assert.equal(b.rows.length, 4);
+  assert.throws(() => b.column("body"), refusal);
+  assert.deepEqual(b.column("room", "-"), ["!a", "!é", "-", null]);
+  assert.deepEqual(b.texts, ROWS.map(([, text]) => text));
 });
 
 test("a batch made by hand answers the same", () => {

@@ -215,22 +215,23 @@ class Batch:
     @property
     def tokens(self) -> List[int]:
         """Each row's token, in order."""
-        if self._rows is None:
-            return list(self._packed.tokens)
-        return [row.token for row in self._rows]
+        if self._packed is None:
+            return [row.token for row in self.rows]
+        return list(self._packed.tokens)
 
     @property
     def texts(self) -> List[str]:
         """Each row's JSON text exactly as the writer stored it (`row.data`), in order."""
-        if self._rows is None:
-            return self._texts[:len(self._packed.tokens)]
-        return [row.data for row in self._rows]
+        if self._packed is None:
+            return [row.data for row in self.rows]
+        return self._texts[:len(self._packed.tokens)]
 
     def column(self, name: str, default: Any = None) -> List[Any]:
         """Field `name` of each row, in order (as in `row.fields`), `default` where the row
-        lacks it. `name` must be one of the plugin's `fields`."""
-        if self._rows is not None:
-            return [row.fields.get(name, default) for row in self._rows]
+        lacks it. `name` must be one of the plugin's `fields` (a batch made by hand from rows
+        has no such list and reads `row.fields`)."""
+        if self._packed is None:
+            return [row.fields.get(name, default) for row in self.rows]
         if name not in self._names:
             raise KeyError(f"{name!r} is not one of the plugin's `fields` {self._names!r}")
         batch, n, j = self._packed, len(self._names), self._names.index(name)

@@ -104,9 +104,15 @@ class PackedBatchTest(unittest.TestCase):
         self.assertEqual(batch.column("room"), ["!a", "!b"])
         self.assertEqual([row.fields for row in batch.rows], [{"room": "!a"}, {"room": "!b"}])
 
-    def test_a_column_not_asked_for_is_refused_by_name(self):
+    def test_a_column_not_asked_for_is_refused_by_name_even_once_rows_are_made(self):
+        batch = self.batch()
         with self.assertRaisesRegex(KeyError, "'body' is not one of the plugin's `fields`"):
-            self.batch().column("body")
+            batch.column("body")
+        self.assertEqual(batch.rows, EXPECTED_ROWS)
+        with self.assertRaisesRegex(KeyError, "'body' is not one of the plugin's `fields`"):
+            batch.column("body")
+        self.assertEqual(batch.column("room", "-"), ["!a", "!é", "-", None])
+        self.assertEqual(batch.texts, [text for _, text in ROWS])
 
     def test_a_batch_made_by_hand_answers_the_same(self):
         batch = Batch("messages", "master", 4, 8, EXPECTED_ROWS)
