@@ -1,5 +1,5 @@
-//! The Python and JavaScript SDKs' own unit tests (`guest-sdk/python/test_streamhost.py`,
-//! `guest-sdk/javascript/test_streamhost.mjs`), run natively by `python3` and `node`: how each
+//! The Python and JavaScript SDKs' own unit tests (`tests/sdk/test_streamhost.py`,
+//! `tests/sdk/test_streamhost.mjs`), run natively by `python3` and `node`: how each
 //! reads a packed batch as rows and as columns. Both interpreters are already required to
 //! build the plugins; a missing one fails the test. The SDKs run in Wasm in the conformance
 //! suite.
@@ -26,10 +26,10 @@ fn passes(program: &str, file: &str) {
 
 #[test]
 fn the_python_sdk_reads_packed_batches_as_rows_and_columns() {
-    passes("python3", "guest-sdk/python/test_streamhost.py");
+    passes("python3", "tests/sdk/test_streamhost.py");
 }
 
 #[test]
 fn the_javascript_sdk_reads_packed_batches_as_rows_and_columns() {
-    passes("node", "guest-sdk/javascript/test_streamhost.mjs");
+    passes("node", "tests/sdk/test_streamhost.mjs");
 }

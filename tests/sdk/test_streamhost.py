@@ -1,7 +1,8 @@
 """Unit tests of the Python SDK's pure parts (reading a packed batch as rows and as columns),
-run natively by CPython: `python3 guest-sdk/python/test_streamhost.py`. The modules
-componentize-py generates are replaced by stand-ins, which only these parts never call.
-tests/tests/all/sdk_units.rs runs this file; the conformance suite runs the SDK in Wasm."""
+run natively by CPython: `python3 tests/sdk/test_streamhost.py`. The modules componentize-py
+generates are replaced by stand-ins, which these parts never call. tests/tests/all/sdk_units.rs
+runs this file; the conformance suite runs the SDK in Wasm. (It lives outside
+guest-sdk/python, whose every file is carried into each Python plugin.)"""
 
 import struct
 import sys
@@ -42,7 +43,8 @@ def _install_generated_stand_ins():
 
 
 _install_generated_stand_ins()
-sys.path.insert(0, str(Path(__file__).parent))
+sys.dont_write_bytecode = True  # no __pycache__ beside the SDK
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest-sdk" / "python"))
 import streamhost  # noqa: E402
 from streamhost import Batch, Row  # noqa: E402
 

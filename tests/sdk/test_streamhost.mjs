@@ -1,8 +1,9 @@
 // Unit tests of the JavaScript SDK's pure parts (reading a packed batch as rows and as
-// columns), run natively by Node: `node guest-sdk/javascript/test_streamhost.mjs`. The SDK is
-// loaded from a scratch folder beside an empty `streamhost-imports.js` (the host interfaces,
-// which these parts never call). tests/tests/all/sdk_units.rs runs this file; the conformance
-// suite runs the SDK in Wasm.
+// columns), run natively by Node: `node tests/sdk/test_streamhost.mjs`. The SDK is loaded from a
+// scratch folder beside an empty `streamhost-imports.js` (the host interfaces, which these
+// parts never call). tests/tests/all/sdk_units.rs runs this file; the conformance suite runs
+// the SDK in Wasm. (It lives outside guest-sdk/javascript, whose every file is carried into
+// each JavaScript plugin's build.)
 
 import assert from "node:assert/strict";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -12,7 +13,8 @@ import { test } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const scratch = mkdtempSync(join(tmpdir(), "streamhost-sdk-"));
-copyFileSync(join(dirname(fileURLToPath(import.meta.url)), "streamhost.js"), join(scratch, "streamhost.js"));
+const sdk = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "guest-sdk", "javascript");
+copyFileSync(join(sdk, "streamhost.js"), join(scratch, "streamhost.js"));
 writeFileSync(join(scratch, "streamhost-imports.js"), "export {};\n");
 const { Batch, Row } = await import(pathToFileURL(join(scratch, "streamhost.js")).href);
 rmSync(scratch, { recursive: true });
