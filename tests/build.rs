@@ -208,6 +208,8 @@ fn build_language(
                 layout.to_path_buf()
             },
             toolchains: toolchains.to_path_buf(),
+            // As `streamhost plugin build` builds them: JavaScript compiled ahead of time.
+            ahead_of_time: true,
         };
         let built = streamhost_plugin_build::build(&source.join(&folder), &options)
             .unwrap_or_else(|e| panic!("building the {language} plugin {folder} failed: {e:#}"));

@@ -6,6 +6,11 @@
 //! error without saying where). The files are staged beside the carried helper layer
 //! (`streamhost.js`), a `streamhost-imports.js` re-exporting the host interfaces the narrowed
 //! world imports, and that world, in a folder named after the sources with fixed file times.
+//!
+//! With [`BuildOptions::ahead_of_time`] componentize-js runs with `--aot`: weval (installed on
+//! first use, see `weval`) compiles the plugin's code ahead of time, which made
+//! `room-timeline-js`'s calls 8–16 % shorter (BENCHMARKS.md, "JavaScript compiled ahead
+//! of time").
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +18,7 @@ use std::process::Command;
 use crate::assets;
 use crate::stage::{self, Staging, Toolchain};
 use crate::world::ManifestImports;
-use crate::{BuildOptions, BuiltPlugin, Language, usage};
+use crate::{BuildOptions, BuiltPlugin, Language, usage, weval};
 
 /// componentize-js's command-line script, relative to the toolchain's folder.
 const CLI: &str = "node_modules/@bytecodealliance/componentize-js/src/cli.js";
@@ -42,7 +47,13 @@ pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltP
     {
         check_syntax(&dir.join(file))?;
     }
-    let componentize = install_toolchain(&options.toolchains.join("javascript"))?;
+    let javascript = options.toolchains.join("javascript");
+    let componentize = install_toolchain(&javascript)?;
+    let weval = if options.ahead_of_time {
+        Some(weval::ensure(&options.toolchains, &javascript)?)
+    } else {
+        None
+    };
 
     let staging = Staging::new(
         Language::JavaScript,
@@ -79,6 +90,9 @@ pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltP
         ])
         // componentize-js's own scratch folder goes in the staging folder, removed with it.
         .env("TMPDIR", &scratch);
+    if let Some(weval) = &weval {
+        cmd.arg("--aot").arg("--weval-bin").arg(weval);
+    }
     stage::run(
         &mut cmd,
         &format!("componentize-js on {}", dir.display()),

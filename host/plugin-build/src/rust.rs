@@ -77,7 +77,7 @@ fn package_name(dir: &Path) -> anyhow::Result<String> {
 }
 
 /// `cargo`, or `$CARGO` when set (as it is under cargo itself).
-fn cargo_program() -> OsString {
+pub(crate) fn cargo_program() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 

@@ -20,10 +20,12 @@ fn build_error(dir: &Path) -> String {
     let options = BuildOptions {
         out: scratch.path().join("out"),
         toolchains: scratch.path().join("toolchains"),
+        ahead_of_time: true,
     };
     let err = build(dir, &options).expect_err("the build should fail");
     assert!(
         !options.toolchains.join("javascript").exists()
+            && !options.toolchains.join("weval").exists()
             && !options.toolchains.join("python").exists(),
         "a failed check installs nothing"
     );

@@ -29,6 +29,7 @@ pub fn run(args: &PluginBuildArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let options = BuildOptions {
         out: args.out.clone().unwrap_or_else(default_out),
         toolchains: default_toolchains_dir(),
+        ahead_of_time: true,
     };
     let built = streamhost_plugin_build::build(&args.dir, &options)?;
     writeln!(
