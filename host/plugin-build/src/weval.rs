@@ -6,6 +6,7 @@
 //! within [`DOWNLOAD_TIMEOUT`], else built from crates.io with `cargo install --locked` (about
 //! seven minutes on two cores, once).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,6 +31,11 @@ const DOWNLOAD: &str = "import getWeval from '@bytecodealliance/weval'; \
 /// The pinned weval in `toolchains/weval`, installed first if missing; `javascript` is the
 /// installed JavaScript toolchain's folder (whose `node_modules` hold the downloader).
 pub(crate) fn ensure(toolchains: &Path, javascript: &Path) -> anyhow::Result<PathBuf> {
+    ensure_with(toolchains, javascript, &cargo_program())
+}
+
+/// [`ensure`], building with the cargo program `cargo` when the download fails.
+fn ensure_with(toolchains: &Path, javascript: &Path, cargo: &OsStr) -> anyhow::Result<PathBuf> {
     let dir = toolchains.join("weval");
     let pins = format!("weval {VERSION}\n");
     let toolchain = Toolchain {
@@ -55,7 +61,7 @@ pub(crate) fn ensure(toolchains: &Path, javascript: &Path) -> anyhow::Result<Pat
         }
         eprintln!("building weval {VERSION} with cargo (GitHub's prebuilt binary did not come)");
         stage::run(
-            Command::new(cargo_program())
+            Command::new(cargo)
                 .current_dir(dir)
                 .args([
                     "install",
@@ -111,4 +117,34 @@ fn download(javascript: &Path) -> Option<PathBuf> {
     std::io::Read::read_to_string(&mut child.stdout.take()?, &mut path).ok()?;
     let path = PathBuf::from(path.trim());
     path.is_file().then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_download_or_cargo_the_error_says_what_is_needed_and_nothing_stays() {
+        let scratch = tempfile::tempdir().unwrap();
+        let toolchains = scratch.path().join("toolchains");
+        // No node_modules here, so componentize-js's downloader cannot even be imported.
+        let javascript = scratch.path().join("javascript");
+        std::fs::create_dir_all(&javascript).unwrap();
+        let err = ensure_with(
+            &toolchains,
+            &javascript,
+            OsStr::new("streamhost-test-no-such-cargo"),
+        )
+        .expect_err("neither a download nor cargo");
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("weval could not be downloaded")
+                && message.contains("needs Rust's cargo"),
+            "{message}"
+        );
+        assert!(
+            !toolchains.join("weval").exists(),
+            "a failed install leaves nothing behind"
+        );
+    }
 }
