@@ -14,9 +14,11 @@
 //!
 //! The Python and JavaScript plugins (`plugins/python/*`, `plugins/javascript/*`) are built by
 //! the code a user runs as `streamhost plugin build` (the `streamhost-plugin-build` crate),
-//! which installs their pinned toolchains on first use; a toolchain that cannot be installed
-//! fails the build with its message. Each language's `template` is built too (into
-//! `$OUT_DIR/templates/<language>`), so the folder users copy always builds.
+//! which installs their pinned toolchains on first use (into `$OUT_DIR/guest-toolchains`, but
+//! weval, JavaScript's ahead-of-time compiler, once per machine into the folder `streamhost
+//! plugin build` uses); a toolchain that cannot be installed fails the build with its
+//! message. Each language's `template` is built too (into `$OUT_DIR/templates/<language>`),
+//! so the folder users copy always builds.
 
 use std::env;
 use std::fmt::Write as _;
@@ -158,7 +160,7 @@ fn build_other_languages(root: &Path, out_dir: &Path, layout: &Path) -> Foreign 
         plugins: Vec::new(),
         templates: Vec::new(),
     };
-    // The toolchains live with this build, so `cargo clean` starts from nothing.
+    // The guest toolchains live with this build, so `cargo clean` starts from nothing.
     let toolchains = out_dir.join("guest-toolchains");
     let built: Vec<Foreign> = std::thread::scope(|scope| {
         let jobs: Vec<_> = OTHER_LANGUAGES
@@ -208,8 +210,11 @@ fn build_language(
                 layout.to_path_buf()
             },
             toolchains: toolchains.to_path_buf(),
-            // As `streamhost plugin build` builds them: JavaScript compiled ahead of time.
-            ahead_of_time: true,
+            // As `streamhost plugin build` builds them: JavaScript compiled ahead of time, by
+            // the weval that command uses (`~/.cache/streamhost/toolchains/weval`). Built
+            // from source where its download fails (seven minutes on two cores), it is
+            // installed once per machine, as cargo-deny and cargo-fuzz are, not per build.
+            ahead_of_time: Some(streamhost_plugin_build::default_toolchains_dir()),
         };
         let built = streamhost_plugin_build::build(&source.join(&folder), &options)
             .unwrap_or_else(|e| panic!("building the {language} plugin {folder} failed: {e:#}"));

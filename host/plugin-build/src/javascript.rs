@@ -8,7 +8,7 @@
 //! world imports, and that world, in a folder named after the sources with fixed file times.
 //!
 //! With [`BuildOptions::ahead_of_time`] componentize-js runs with `--aot`: weval (installed on
-//! first use, see `weval`) compiles the plugin's code ahead of time, which made
+//! first use into the folder it names, see `weval`) compiles the plugin's code ahead of time, which made
 //! `room-timeline-js`'s calls 8–16 % shorter (BENCHMARKS.md, "JavaScript compiled ahead
 //! of time").
 
@@ -49,10 +49,9 @@ pub(crate) fn build(dir: &Path, options: &BuildOptions) -> anyhow::Result<BuiltP
     }
     let javascript = options.toolchains.join("javascript");
     let componentize = install_toolchain(&javascript)?;
-    let weval = if options.ahead_of_time {
-        Some(weval::ensure(&options.toolchains, &javascript)?)
-    } else {
-        None
+    let weval = match &options.ahead_of_time {
+        Some(weval_toolchains) => Some(weval::ensure(weval_toolchains, &javascript)?),
+        None => None,
     };
 
     let staging = Staging::new(

@@ -39,11 +39,13 @@ pub struct BuildOptions {
     /// The folder holding the installed guest toolchains (a venv, `node_modules`); see
     /// [`default_toolchains_dir`].
     pub toolchains: PathBuf,
-    /// Whether a JavaScript plugin is compiled ahead of time (componentize-js's `--aot`, with
-    /// weval installed on first use): a build about 10 s longer and a plugin's calls 8–16 %
-    /// shorter. `streamhost plugin build` and the tests turn it on, `plugin dev`'s rebuild on
-    /// save turns it off. Rust and Python builds ignore it.
-    pub ahead_of_time: bool,
+    /// `Some(folder)`: a JavaScript plugin is compiled ahead of time (componentize-js's
+    /// `--aot`) by the weval installed into `folder/weval` on first use, usually `toolchains`
+    /// (the tests' build keeps its guest toolchains to itself but shares weval, which may take
+    /// minutes to build, per machine). A build about 10 s longer and a plugin's calls 8–16 %
+    /// shorter. `None`: interpreted, as `plugin dev`'s rebuild on save builds. Rust and Python
+    /// builds ignore it.
+    pub ahead_of_time: Option<PathBuf>,
 }
 
 /// A plugin [`build`] wrote.

@@ -20,7 +20,7 @@ fn build_error(dir: &Path) -> String {
     let options = BuildOptions {
         out: scratch.path().join("out"),
         toolchains: scratch.path().join("toolchains"),
-        ahead_of_time: true,
+        ahead_of_time: Some(scratch.path().join("toolchains")),
     };
     let err = build(dir, &options).expect_err("the build should fail");
     assert!(

@@ -39,7 +39,7 @@ fn build_copy(language: &str, name: &str) -> (String, u64) {
     let options = BuildOptions {
         out: out.path().to_path_buf(),
         toolchains: default_toolchains_dir(),
-        ahead_of_time: true,
+        ahead_of_time: Some(default_toolchains_dir()),
     };
     let built = build(&copy, &options).unwrap_or_else(|e| panic!("{language}/{name}: {e:#}"));
     (built.sha256, built.size)

@@ -26,10 +26,11 @@ pub fn run(args: &PluginBuildArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         true => PathBuf::from("build"),
         false => args.dir.join("build"),
     };
+    let toolchains = default_toolchains_dir();
     let options = BuildOptions {
         out: args.out.clone().unwrap_or_else(default_out),
-        toolchains: default_toolchains_dir(),
-        ahead_of_time: true,
+        ahead_of_time: Some(toolchains.clone()),
+        toolchains,
     };
     let built = streamhost_plugin_build::build(&args.dir, &options)?;
     writeln!(

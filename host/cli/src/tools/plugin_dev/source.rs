@@ -68,7 +68,7 @@ pub(super) fn build(dir: &Path, out: &Path, toolchains: &Path) -> anyhow::Result
             toolchains: toolchains.to_path_buf(),
             // A save waits for this build: compiling JavaScript ahead of time would add about
             // 10 s to each, for a speed the dev loop does not need.
-            ahead_of_time: false,
+            ahead_of_time: None,
         };
         let built = streamhost_plugin_build::build(dir, &options)?;
         return Ok(Built {
