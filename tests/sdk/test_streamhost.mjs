@@ -76,6 +76,15 @@ test("columns match the rows", () => {
   assert.deepEqual(b.column("n"), [1, 1.5, [1], true]);
 });
 
+test("text lengths are in UTF-8 bytes, as an encoder counts them", () => {
+  const bytes = ROWS.map(([, text]) => encoder.encode(text).length);
+  assert.deepEqual(batch().textBytes, bytes);
+  assert.notDeepEqual(bytes, ROWS.map(([, text]) => text.length), "a row is not ASCII");
+  const b = batch();
+  assert.equal(b.rows.length, 4);
+  assert.deepEqual(b.textBytes, bytes);
+});
+
 test("a column not asked for is refused by name, even once rows are made", () => {
   const b = batch();
   const refusal = { name: "TypeError", message: '"body" is not one of the plugin\'s `fields` (room, n)' };
@@ -91,6 +100,7 @@ test("a batch made by hand answers the same", () => {
   const byHand = new Batch("messages", "master", 4n, 8n, rows);
   const b = batch();
   assert.deepEqual(byHand.texts, b.texts);
+  assert.deepEqual(byHand.textBytes, b.textBytes);
   assert.deepEqual(byHand.tokens, b.tokens);
   assert.deepEqual(byHand.column("room", "-"), b.column("room", "-"));
   assert.deepEqual(byHand.column("n"), b.column("n"));
