@@ -8,9 +8,9 @@
 //! world imports, and that world, in a folder named after the sources with fixed file times.
 //!
 //! With [`BuildOptions::ahead_of_time`] componentize-js runs with `--aot`: weval (installed on
-//! first use into the folder it names, see `weval`) compiles the plugin's code ahead of time, which made
-//! `room-timeline-js`'s calls 8–16 % shorter (BENCHMARKS.md, "JavaScript compiled ahead
-//! of time").
+//! first use into the folder it names, see `weval`) compiles the plugin's code ahead of time,
+//! which made `room-timeline-js`'s calls 8–16 % shorter (BENCHMARKS.md, "JavaScript compiled
+//! ahead of time").
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
