@@ -71,6 +71,8 @@ pub struct PluginInstance {
     fields: Arc<FieldPaths>,
     /// Whether calls are held to the host memory budget (always, except to measure its cost).
     accounting: bool,
+    /// The memory it held when `init` or `restore` last returned: its size at rest.
+    memory_at_rest: usize,
 }
 
 impl PluginInstance {
@@ -123,6 +125,7 @@ impl PluginInstance {
                 exports,
                 fields,
                 accounting: true,
+                memory_at_rest: 0,
             }),
             Err(error) => Err(classify(&store, error)),
         }
@@ -179,7 +182,9 @@ impl PluginInstance {
         let result = self.call(deadline, |b, s| {
             handler!(b, |h| h.call_init(s, &config, resume_after))
         })?;
-        result.map_err(|e| self.plugin_failure(e))
+        result.map_err(|e| self.plugin_failure(e))?;
+        self.memory_at_rest = self.memory_peak();
+        Ok(())
     }
 
     /// `restore` from a previous version's snapshot.
@@ -189,7 +194,9 @@ impl PluginInstance {
         let result = self.call(deadline, |b, s| {
             handler!(b, |h| h.call_restore(s, &config, state, resume_after))
         })?;
-        result.map_err(|e| self.plugin_failure(e))
+        result.map_err(|e| self.plugin_failure(e))?;
+        self.memory_at_rest = self.memory_peak();
+        Ok(())
     }
 
     /// `snapshot`.
@@ -356,6 +363,17 @@ impl PluginInstance {
     /// The most memory (memories and tables) this instance has held.
     pub fn memory_peak(&self) -> usize {
         self.store.data().limiter.peak()
+    }
+
+    /// Whether the instance has grown by three quarters of the room its memory budget left it
+    /// at rest (after `init` or `restore`). WebAssembly memory never shrinks, so a guest that
+    /// keeps what it should free (componentize-py 0.25.1 keeps every value `kv.set` hands over)
+    /// only ever grows: the host replaces such an instance between batches, as it would after
+    /// a failure, before a call fails at the budget.
+    pub fn has_outgrown(&self) -> bool {
+        let budget = self.store.data().caps.limits.memory_bytes();
+        let room = budget.saturating_sub(self.memory_at_rest);
+        self.memory_peak().saturating_sub(self.memory_at_rest) >= room / 4 * 3
     }
 
     /// Whether the key-value quota refused a write during the last call.

@@ -10,6 +10,7 @@
 //! | `none` (or absent) | returns one `notify("evil", "<batch token>")` per batch |
 //! | `loop` | loops forever |
 //! | `memory` | allocates and touches 1 GiB |
+//! | `leak` | allocates and touches 4 MiB (`bytes`) per batch and never frees it, then behaves like `none`: a guest that leaks, as componentize-py 0.25.1 does with every `kv.set` value |
 //! | `recursion` | recurses without bound |
 //! | `effects` | returns 20,000 `notify` effects on the topic `evil` |
 //! | `log` | logs 1,000,000 lines |
@@ -68,6 +69,7 @@ enum Mode {
     None,
     Loop,
     Memory,
+    Leak,
     Recursion,
     Effects,
     Log,
@@ -110,6 +112,7 @@ impl Mode {
             Mode::GiantLog => 16 << 20,
             Mode::NotifyFlood => 10_000,
             Mode::SnapshotBomb => 48 << 20,
+            Mode::Leak => 4 << 20,
             _ => 32 << 20,
         }
     }
@@ -220,6 +223,7 @@ impl Plugin for Evil {
             "none" => Mode::None,
             "loop" => Mode::Loop,
             "memory" => Mode::Memory,
+            "leak" => Mode::Leak,
             "recursion" => Mode::Recursion,
             "effects" => Mode::Effects,
             "log" => Mode::Log,
@@ -292,6 +296,10 @@ impl Plugin for Evil {
                     memory[i] = 1;
                 }
                 black_box(&memory);
+            }
+            Mode::Leak => {
+                let leaked = vec![1u8; self.bytes].leak();
+                black_box(leaked);
             }
             Mode::Recursion => {
                 black_box(recurse(0));

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use streamhost_integration_tests::plugins::{PluginFolder, grants_for};
-use streamhost_integration_tests::{TestReader, TestWriter, spawn_plugin_reader, wait_until};
+use streamhost_integration_tests::{
+    TestReader, TestWriter, metric, spawn_plugin_reader, wait_until,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Time a noisy shared machine may add to a deadline (thread scheduling), beyond the two
@@ -142,6 +144,38 @@ async fn a_memory_bomb_is_stopped_at_its_budget() {
     let evil = quarantined_with("memory", "memory").await;
     let message = evil["reports"][0]["failure"]["message"].as_str().unwrap();
     assert!(message.contains("memory budget"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaking_instance_is_replaced_before_a_call_fails_at_its_budget() {
+    // Each batch leaks 4 MiB; 30 batches would hold 120 MiB of the 64 MiB budget. The reader
+    // replaces the instance between batches once it has grown by three quarters of its room.
+    let writer = TestWriter::spawn(&["messages"]).await;
+    let (reader, _folder) = evil_reader(&writer, "leak").await;
+    for applied in 1..=30u64 {
+        writer.append("messages", &messages(1)).await;
+        wait_until(WAIT, &format!("evil to apply row {applied}"), || async {
+            reader.plugin("evil").await["rows"].as_u64() == Some(applied)
+        })
+        .await;
+    }
+    let evil = reader.plugin("evil").await;
+    assert_eq!(evil["state"], "running", "{evil}");
+    assert_eq!(evil["reports"], json!([]), "no call failed: {evil}");
+    let (_, text) = reader.get("/metrics").await;
+    let sample = |name: &str| metric(&text, &format!("streamhost_plugin_{name}"));
+    let recycled = sample("instances_recycled_total{plugin=\"evil\"}").unwrap();
+    assert!((2.0..=3.0).contains(&recycled), "{text}");
+    assert_eq!(
+        sample("failures_total{plugin=\"evil\",reason=\"memory\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample("instances_recycled_total{plugin=\"stream-stats\"}"),
+        Some(0.0),
+        "a plugin that does not grow keeps its instance: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,6 +111,47 @@ fn a_failing_batch_file_replays_with_its_failure() {
 }
 
 #[test]
+fn a_leaking_instance_is_replaced_before_its_budget_fails_a_call() {
+    // 40 one-row batches, each leaking 4 MiB: 160 MiB against the 64 MiB budget. The
+    // instance is replaced once it has grown by three quarters of its room, as a reader
+    // replaces it, so no call fails.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("messages.rdata");
+    let rows: String = (1..=40)
+        .map(|token| format!("RDATA messages master {token} {{\"room\":\"!a:x\"}}\n"))
+        .collect();
+    std::fs::write(&input, rows).unwrap();
+    let (success, lines, stderr) = run_status(&[
+        EVIL_DIR,
+        "--input",
+        input.to_str().unwrap(),
+        "--batch-rows",
+        "1",
+        "--config",
+        r#"{"mode": "leak"}"#,
+    ]);
+    assert!(success, "{stderr}");
+    let batches: Vec<&Value> = lines.iter().filter(|l| l.get("rows").is_some()).collect();
+    assert_eq!(batches.len(), 40, "{lines:?}");
+    let budget = 64 << 20;
+    for batch in &batches {
+        assert!(batch["failure"].is_null(), "{batch}");
+        assert!(batch["memory_peak"].as_u64().unwrap() < budget, "{batch}");
+    }
+    let summary = &lines.last().unwrap()["summary"];
+    let instances = summary["instances"].as_u64().unwrap();
+    assert!((3..=5).contains(&instances), "{summary}");
+    // Each instance ran about 12 batches before it was replaced: its memory climbed, then
+    // started again from its size at rest.
+    let peaks: Vec<u64> = batches
+        .iter()
+        .map(|b| b["memory_peak"].as_u64().unwrap())
+        .collect();
+    let drops = peaks.windows(2).filter(|w| w[1] < w[0]).count();
+    assert_eq!(drops as u64, instances - 1, "{peaks:?}");
+}
+
+#[test]
 fn pushes_are_printed_beside_the_effects() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.rdata");

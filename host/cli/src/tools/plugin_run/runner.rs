@@ -1,7 +1,8 @@
 //! One plugin's instance and the calls `plugin run` makes to it (their effects and pushes):
-//! key-value writes committed
-//! after a successful batch and discarded after a failure, a fresh instance (and `init` with
-//! the cursors so far) after a failure that poisons it.
+//! key-value writes committed after a successful batch and discarded after a failure, a fresh
+//! instance (and `init` with the cursors so far) after a failure that poisons it, or, as a
+//! reader does, after a successful batch that left it grown by three quarters of its memory
+//! budget's room (`PluginInstance::has_outgrown`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -141,6 +142,13 @@ impl<'a> Runner<'a> {
                 summary.pushes += pushes.len();
                 self.cursors
                     .insert((batch.stream.clone(), batch.instance.clone()), batch.token);
+                if self
+                    .instance
+                    .as_ref()
+                    .is_some_and(PluginInstance::has_outgrown)
+                {
+                    self.instance = None;
+                }
                 CallReport {
                     effects,
                     pushes,

@@ -73,6 +73,7 @@ pub(crate) struct PluginMetrics {
     counters: CounterVec,
     gaps: CounterVec,
     resets: CounterVec,
+    recycles: CounterVec,
     notifications_dropped: CounterVec,
     queries_dropped: CounterVec,
     rate_limited: CounterVec,
@@ -158,6 +159,14 @@ impl PluginMetrics {
                  tokens (Synapse's typing, federation, presence_federation); the plugin then \
                  gets the new run's rows from its start.",
                 &["plugin", "stream"],
+            ),
+            recycles: registry.counter_vec(
+                "plugin_instances_recycled_total",
+                "Times a plugin's instance was replaced between batches because its memory had \
+                 grown by three quarters of the room its budget left it at rest (a guest that \
+                 never frees, such as componentize-py 0.25.1 after kv.set); the next batch \
+                 starts on a fresh instance, with no failed call.",
+                &["plugin"],
             ),
             notifications_dropped: registry.counter_vec(
                 "plugin_notifications_dropped_total",

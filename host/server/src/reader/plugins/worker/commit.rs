@@ -3,6 +3,8 @@
 //! then are the group's effects applied (cache evictions, notifications), its metrics
 //! counted and the cursors published. A failed commit (a full disk, say) forgets the
 //! group: the cursors go back, and after a back-off the rows are fetched and applied again.
+//! After a commit, an instance whose memory has outgrown its budget's room is dropped, so
+//! the next batch starts on a fresh one.
 
 use streamhost_plugin_runtime::{Effect, Invalidation, Notification};
 
@@ -73,6 +75,31 @@ impl Worker {
                 .map(|(key, token)| (key.clone(), token))
                 .collect(),
         );
+        self.recycle_if_outgrown(&name);
+    }
+
+    /// Drops the instance when [`PluginInstance::has_outgrown`] its memory budget: the next
+    /// batch instantiates and initialises a fresh one from the committed cursors, as after a
+    /// failure, but no call fails. Between groups nothing is lost: the key-value store and
+    /// the cursors are committed, and what a plugin keeps only in its instance is, by the
+    /// plugin contract, allowed to vanish at any fresh instance.
+    ///
+    /// [`PluginInstance::has_outgrown`]: streamhost_plugin_runtime::PluginInstance::has_outgrown
+    fn recycle_if_outgrown(&mut self, name: &str) {
+        let Some(instance) = &self.instance else {
+            return;
+        };
+        if !instance.has_outgrown() {
+            return;
+        }
+        tracing::info!(
+            plugin = %name,
+            memory_mib = instance.memory_peak() >> 20,
+            budget_mib = self.version.capabilities().limits.memory_mib,
+            "the plugin's instance grew by three quarters of its memory budget's room; the next batch starts on a fresh instance"
+        );
+        self.ctx.metrics.recycles.with(&[name]).inc();
+        self.instance = None;
     }
 
     /// Applies a committed group's effects: cache evictions, then its notifications at once,

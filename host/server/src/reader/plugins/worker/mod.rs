@@ -146,8 +146,9 @@ impl Worker {
         let batch_duration = ctx.metrics.batch_duration.with(&[slot.name()]);
         let quarantined_gauge = ctx.metrics.quarantined.with(&[slot.name()]);
         quarantined_gauge.set(0);
-        // The plugin's failure series, and its gap series of the streams it names, at zero
-        // from the start, so `rate()` and `increase()` see the first of each.
+        // The plugin's failure and recycle series, and its gap series of the streams it names,
+        // at zero from the start, so `rate()` and `increase()` see the first of each.
+        ctx.metrics.recycles.with(&[slot.name()]);
         for stream in version.description().streams.iter().filter(|s| *s != "*") {
             ctx.metrics.gaps.with(&[slot.name(), stream]);
         }
