@@ -1,12 +1,17 @@
 //! The per-plugin key-value store in three layers: committed values (as in the reader's
 //! database), writes staged by successful calls not yet persisted, and the current call's
 //! pending writes. A failed call discards only its own writes; a persisted group commits the
-//! staged ones.
+//! staged ones. Values are shared (`Arc<[u8]>`), so neither a `get` handed to a plugin nor the
+//! group's writes handed to the database copy them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A stored value, shared between the store's layers, the plugin's `get` and the commit.
+pub type KvValue = Arc<[u8]>;
 
 /// A write to persist: `None` deletes.
-pub type KvChange = (String, Option<Vec<u8>>);
+pub type KvChange = (String, Option<KvValue>);
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -23,9 +28,9 @@ pub enum KvRefusal {
 /// One plugin's store. All versions of a plugin share it, so it survives reloads.
 #[derive(Debug, Default)]
 pub struct KvStore {
-    committed: HashMap<String, Vec<u8>>,
-    staged: HashMap<String, Option<Vec<u8>>>,
-    pending: HashMap<String, Option<Vec<u8>>>,
+    committed: HashMap<String, KvValue>,
+    staged: HashMap<String, Option<KvValue>>,
+    pending: HashMap<String, Option<KvValue>>,
     committed_bytes: u64,
     staged_bytes: i64,
     pending_bytes: i64,
@@ -38,7 +43,10 @@ fn entry_bytes(key: &str, value: &[u8]) -> u64 {
 impl KvStore {
     /// A store holding `entries` (as loaded from the database).
     pub fn with_entries(entries: impl IntoIterator<Item = (String, Vec<u8>)>) -> KvStore {
-        let committed: HashMap<String, Vec<u8>> = entries.into_iter().collect();
+        let committed: HashMap<String, KvValue> = entries
+            .into_iter()
+            .map(|(key, value)| (key, value.into()))
+            .collect();
         let committed_bytes = committed.iter().map(|(k, v)| entry_bytes(k, v)).sum();
         KvStore {
             committed,
@@ -47,15 +55,15 @@ impl KvStore {
         }
     }
 
-    fn current(&self, key: &str) -> Option<&Vec<u8>> {
+    fn current(&self, key: &str) -> Option<&KvValue> {
         match self.pending.get(key).or_else(|| self.staged.get(key)) {
             Some(value) => value.as_ref(),
             None => self.committed.get(key),
         }
     }
 
-    /// The value under `key`, counting staged and pending writes.
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+    /// The value under `key`, counting staged and pending writes (shared, not copied).
+    pub fn get(&self, key: &str) -> Option<KvValue> {
         self.current(key).cloned()
     }
 
@@ -73,12 +81,18 @@ impl KvStore {
     pub fn committed_entries(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
         self.committed
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), v.to_vec()))
             .collect()
     }
 
     /// Stores `value` under `key` unless the store would exceed `quota` bytes.
-    pub fn set(&mut self, key: String, value: Vec<u8>, quota: u64) -> Result<(), KvRefusal> {
+    pub fn set(
+        &mut self,
+        key: String,
+        value: impl Into<KvValue>,
+        quota: u64,
+    ) -> Result<(), KvRefusal> {
+        let value = value.into();
         if key.is_empty() || key.len() > MAX_KEY_BYTES {
             return Err(KvRefusal::BadKey);
         }
@@ -116,7 +130,7 @@ impl KvStore {
         self.pending_bytes = 0;
     }
 
-    /// The staged writes, for the host to persist.
+    /// The staged writes, for the host to persist (values shared, not copied).
     pub fn staged(&self) -> Vec<KvChange> {
         self.staged
             .iter()
@@ -164,9 +178,12 @@ mod tests {
         assert_eq!(kv.get("a"), None);
         assert_eq!(kv.bytes(), 4);
         kv.discard();
-        assert_eq!(kv.get("a"), Some(b"1".to_vec()));
-        assert_eq!(kv.get("b"), Some(b"22".to_vec()));
-        assert_eq!(kv.staged(), vec![("b".to_string(), Some(b"22".to_vec()))]);
+        assert_eq!(kv.get("a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(kv.get("b").as_deref(), Some(&b"22"[..]));
+        assert_eq!(
+            kv.staged(),
+            vec![("b".to_string(), Some(KvValue::from(&b"22"[..])))]
+        );
         kv.commit();
         assert_eq!(kv.bytes(), 5);
         assert!(kv.staged().is_empty());

@@ -58,7 +58,7 @@ pub use budget::{Charge, HostBudget};
 pub use error::{Failure, FailureReason, LoadError};
 pub use grants::{Capabilities, Grant, pattern_matches};
 pub use instance::{BatchEffects, PluginInstance};
-pub use kv::{KvChange, KvStore};
+pub use kv::{KvChange, KvStore, KvValue};
 pub use limits::{BudgetLimiter, EPOCH_TICK, LimitHit, Limits};
 pub use manifest::{Manifest, PluginFiles};
 pub use outbound::{FixtureResponse, HttpBackend, HttpExchange, HttpFixtures};

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streamhost_plugin_runtime::{
-    Batch, Grant, Manifest, PluginFiles, PluginInstance, PluginVersion, Runtime, RuntimeConfig,
+    Batch, Grant, KvValue, Manifest, PluginFiles, PluginInstance, PluginVersion, Runtime,
+    RuntimeConfig,
 };
 
 use super::wasm::{
@@ -266,7 +267,7 @@ fn fresh(version: &PluginVersion) -> anyhow::Result<PluginInstance> {
 
 /// One timed pass over `batches` on a fresh instance, committing after every batch; returns
 /// the time and the checked timeline as stored (the same bytes in every language).
-fn pass(version: &PluginVersion, batches: &[Batch]) -> anyhow::Result<(Duration, Vec<u8>)> {
+fn pass(version: &PluginVersion, batches: &[Batch]) -> anyhow::Result<(Duration, KvValue)> {
     let services = services(version);
     let mut instance = version.instantiate(services.clone())?;
     instance.init(&[])?;

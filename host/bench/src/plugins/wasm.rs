@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streamhost_plugin_runtime::{
-    Batch, Effect, Extracted, FieldPaths, Grant, Invalidation, KvStore, Manifest, PluginFiles,
-    PluginServices, PluginVersion, Row, Runtime,
+    Batch, Effect, Extracted, FieldPaths, Grant, Invalidation, KvStore, KvValue, Manifest,
+    PluginFiles, PluginServices, PluginVersion, Row, Runtime,
 };
 
 /// The plugin measured, a folder of the `--plugins` directory.
@@ -176,7 +176,7 @@ pub(super) fn batches_of(data: &[String], size: usize) -> Vec<Batch> {
 struct Pass {
     elapsed: Duration,
     effects: usize,
-    checked: Option<Vec<u8>>,
+    checked: Option<KvValue>,
 }
 
 /// Median pass times of the plugin with the host memory accounting on and off, the runs

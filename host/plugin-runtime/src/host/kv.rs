@@ -1,15 +1,16 @@
 //! `kv`: the plugin's key-value store; writes stay pending until the host commits the call.
 //! Linked by hand rather than through `bindgen!`'s trait so that arguments are read in place
 //! from the guest's memory: a key to look up or delete is never copied, and a value to set is
-//! copied once, whole (`bindgen!`'s `Vec<u8>` lifts a `list<u8>` element by element, a
-//! measurable share of a plugin that rewrites kilobytes a batch: BENCHMARKS.md, "The engine
-//! itself"). What `set` copies is held to the call's host memory budget as a lift would be.
+//! copied once, whole, into the store (`bindgen!`'s `Vec<u8>` lifts a `list<u8>` element by
+//! element, a measurable share of a plugin that rewrites kilobytes a batch: BENCHMARKS.md, "The
+//! engine itself"). A value got is the store's shared one, copied only into the guest's memory.
+//! What `set` copies is held to the call's host memory budget as a lift would be.
 
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, WasmList, WasmStr};
 
 use crate::bindings::kv::KvError;
-use crate::kv::KvRefusal;
+use crate::kv::{KvRefusal, KvValue};
 use crate::state::PluginState;
 
 /// Links `streamhost:plugin/kv@<version>`: `get`, `set` and `delete`.
@@ -41,7 +42,7 @@ pub(crate) fn add_to_linker(
 fn get(
     store: &StoreContextMut<'_, PluginState>,
     key: &WasmStr,
-) -> wasmtime::Result<Option<Vec<u8>>> {
+) -> wasmtime::Result<Option<KvValue>> {
     let services = store.data().services.clone();
     Ok(services.kv().get(&key.to_str(store)?))
 }
@@ -65,7 +66,7 @@ fn set(
                  memory budget"
             )));
         }
-        (key.into_owned(), value.as_le_slice(&store).to_vec())
+        (key.into_owned(), KvValue::from(value.as_le_slice(&store)))
     };
     match services.kv().set(key, value, quota) {
         Ok(()) => Ok(Ok(())),

@@ -276,7 +276,7 @@ mod tests {
             .await
             .unwrap();
         let store = PluginStore::new(reader.pool().clone());
-        let value = |i: usize| Some(format!("v{i}").into_bytes());
+        let value = |i: usize| Some(format!("v{i}").into_bytes().into());
         // 700 keys: chunks of 512, 128, 32, 16, 8 and 4.
         let first: Vec<_> = (0..700).map(|i| (format!("k{i}"), value(i))).collect();
         commit_kv(&store, "p", &first).await;
