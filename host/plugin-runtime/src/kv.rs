@@ -2,7 +2,7 @@
 //! database), writes staged by successful calls not yet persisted, and the current call's
 //! pending writes. A failed call discards only its own writes; a persisted group commits the
 //! staged ones. Values are shared (`Arc<[u8]>`), so neither a `get` handed to a plugin nor the
-//! group's writes handed to the database copy them.
+//! group's writes handed to the database clone them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
